@@ -1,0 +1,211 @@
+"""Typed settings read from one TOML file; secrets are `env:VAR_NAME` references.
+
+A bad file never shows a traceback: `ConfigError` carries one line naming the file, the key and
+the problem, e.g. ``config.toml: channels.telegram.token: environment variable TG_TOKEN is not set``.
+With no file at all every channel runs in capture mode, so the product works with zero setup.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "env:"
+DEFAULT_CONFIG_PATH = Path("config.toml")
+
+
+class ConfigError(Exception):
+    """A one-line, user-facing description of what is wrong in the configuration."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+LocalisedText = dict[str, str]
+
+
+class BrandSettings(_Section):
+    name: str = "Ma Boutique"
+    public_url: str = "https://shop.example"
+    timezone: str = "Europe/Paris"
+    default_locale: str = "fr"
+    locales: list[str] = Field(default_factory=lambda: ["fr", "en"])
+    alternative: LocalisedText = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    public_base_url: str = "http://127.0.0.1:8080"
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///data/broadcaster.db"
+
+
+class DispatchSettings(_Section):
+    lease_seconds: Annotated[float, Field(gt=0)] = 60.0
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    backoff_base_seconds: Annotated[float, Field(gt=0)] = 2.0
+    backoff_max_seconds: Annotated[float, Field(gt=0)] = 900.0
+    batch_size: Annotated[int, Field(ge=1)] = 200
+    poll_interval_seconds: Annotated[float, Field(gt=0)] = 0.5
+
+
+class ComponentSettings(_Section):
+    label: LocalisedText
+    critical: bool = False  # checkout/payment: the linter asks for an alternative when it is down
+
+
+class EmailSettings(_Section):
+    enabled: bool = True
+    capture: bool = False
+    host: str = ""
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: SecretStr | None = None
+    from_address: str = "status@shop.example"
+    from_name: str = ""
+    reply_domain: str = "reply.shop.example"
+    pool_size: Annotated[int, Field(ge=1, le=256)] = 8
+    rate_per_second: Annotated[float, Field(ge=0)] = 0.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    local_hostname: str = "broadcaster.localdomain"
+
+    @property
+    def live(self) -> bool:
+        return self.enabled and not self.capture and bool(self.host)
+
+
+class TelegramSettings(_Section):
+    enabled: bool = True
+    capture: bool = False
+    token: SecretStr | None = None
+    base_url: str = "https://api.telegram.org/bot"
+    channel_id: str = ""
+    rate_per_second: Annotated[float, Field(ge=0)] = 30.0
+    per_chat_interval_seconds: Annotated[float, Field(ge=0)] = 1.0
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
+    timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+
+    @property
+    def live(self) -> bool:
+        return self.enabled and not self.capture and self.token is not None
+
+
+class CaptureOnlySettings(_Section):
+    """Channels whose live adapters are not built yet: they run in capture mode."""
+
+    enabled: bool = True
+
+
+class ChannelsSettings(_Section):
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    twitter: CaptureOnlySettings = Field(default_factory=CaptureOnlySettings)
+    facebook: CaptureOnlySettings = Field(default_factory=CaptureOnlySettings)
+    push: CaptureOnlySettings = Field(default_factory=CaptureOnlySettings)
+    blog: CaptureOnlySettings = Field(default_factory=CaptureOnlySettings)
+
+
+def _default_components() -> dict[str, ComponentSettings]:
+    return {
+        "website": ComponentSettings(label={"fr": "Site web", "en": "Website"}),
+        "checkout": ComponentSettings(label={"fr": "Commande", "en": "Checkout"}, critical=True),
+        "payment": ComponentSettings(label={"fr": "Paiement", "en": "Payment"}, critical=True),
+        "mobile-app": ComponentSettings(label={"fr": "Application mobile", "en": "Mobile app"}),
+        "order-tracking": ComponentSettings(label={"fr": "Suivi de commande", "en": "Order tracking"}),
+    }
+
+
+class Settings(_Section):
+    brand: BrandSettings = Field(default_factory=BrandSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    templates_dir: str = ""
+    components: dict[str, ComponentSettings] = Field(default_factory=_default_components)
+    channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
+    source: str = Field(default="(defaults)", exclude=True)
+
+    def component_label(self, name: str, locale: str) -> str:
+        labels = self.components[name].label
+        return labels.get(locale) or labels.get(self.brand.default_locale) or name
+
+    @property
+    def status_url(self) -> str:
+        return self.server.public_base_url.rstrip("/") + "/status"
+
+
+def _resolve_env_refs(node: Any, path: str, source: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_env_refs(v, f"{path}.{k}" if path else k, source) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env_refs(v, f"{path}[{i}]", source) for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith(ENV_PREFIX):
+        var = node[len(ENV_PREFIX) :]
+        value = os.environ.get(var)
+        if value is None:
+            raise ConfigError(f"{source}: {path}: environment variable {var} is not set")
+        return value
+    return node
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}: {message} (got {error.get('input')!r})" if kind != "value_error" else f"{key}: {message}"
+
+
+def parse_settings(data: dict[str, Any], source: str) -> Settings:
+    """Validate a TOML document's data; raise `ConfigError` naming the first bad key."""
+    resolved = _resolve_env_refs(data, "", source)
+    try:
+        settings = Settings.model_validate(resolved)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        # Never echo a secret back: inputs under secret-looking keys are hidden.
+        if any(str(p) in {"password", "token"} for p in first["loc"]):
+            first = {**first, "input": "***"}
+        raise ConfigError(f"{source}: {_describe(first)}") from None
+    return settings.model_copy(update={"source": source})
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load `path`, or $BROADCASTER_CONFIG, or ./config.toml; defaults when none exists."""
+    if path is None:
+        env_path = os.environ.get("BROADCASTER_CONFIG")
+        path = Path(env_path) if env_path else DEFAULT_CONFIG_PATH
+        if not env_path and not path.exists():
+            return Settings()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_settings(data, str(path))

@@ -1,0 +1,105 @@
+"""What a template reads (`MessageContext`) and what rendering produces (`RenderedMessage`).
+
+Both are plain frozen data: rendering is pure and a rendered message is stored once per
+(update, channel, locale) in the outbox, then personalised per recipient by substitution.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+MessageKind = Literal["update", "resolved"]
+
+#: Placeholders a rendered message may contain; the dispatcher replaces them per recipient.
+UNSUBSCRIBE_PLACEHOLDER = "__UNSUBSCRIBE_URL__"
+
+
+@dataclass(frozen=True, slots=True)
+class Brand:
+    """The shop speaking: its name, public site, status page and time zone."""
+
+    name: str
+    public_url: str
+    status_url: str
+    timezone: str = "Europe/Paris"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """Everything a template may use for one update in one locale.
+
+    `components` holds the affected components' labels already in `locale`; `message`,
+    `alternative` and `compensation` are the texts for `locale` (after the fallback chain).
+    Datetimes are aware UTC; templates format them with Babel in the brand's time zone.
+    """
+
+    brand: Brand
+    locale: str
+    kind: MessageKind
+    incident_id: int
+    title: str
+    impact: str
+    status: str
+    message: str
+    published_at: datetime
+    components: tuple[str, ...] = ()
+    eta_at: datetime | None = None
+    next_update_at: datetime | None = None
+    alternative: str | None = None
+    compensation: str | None = None
+    is_first_update: bool = False
+    incident_url: str = ""
+    unsubscribe_url: str = UNSUBSCRIBE_PLACEHOLDER
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """One channel's message in one locale, after templates and length limits.
+
+    `parts` has one element unless the channel splits (an X thread, several Telegram
+    messages). `title` is the e-mail subject, push title or blog title; `html` the HTML
+    alternative of an e-mail or the blog body in HTML.
+    """
+
+    channel: str
+    locale: str
+    kind: str
+    parts: tuple[str, ...]
+    title: str = ""
+    html: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """All parts joined, for previews and single-body channels."""
+        return "\n\n".join(self.parts)
+
+    def personalise(self, *, unsubscribe_url: str) -> RenderedMessage:
+        """Return a copy with the per-recipient placeholders replaced (cheap string work)."""
+
+        def sub(value: str) -> str:
+            return value.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url)
+
+        return RenderedMessage(
+            channel=self.channel,
+            locale=self.locale,
+            kind=self.kind,
+            parts=tuple(sub(p) for p in self.parts),
+            title=sub(self.title),
+            html=sub(self.html),
+            extra=self.extra,
+        )
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["parts"] = list(self.parts)
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> RenderedMessage:
+        data = json.loads(raw)
+        data["parts"] = tuple(data["parts"])
+        return cls(**data)

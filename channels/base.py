@@ -1,0 +1,128 @@
+"""The channel contract (DESIGN §4): capabilities as data, a typed error tree, one result type.
+
+An adapter renders purely, sends with I/O, parses inbound payloads purely, and checks its
+credentials. It never returns a bare bool: failures are `DeliveryError` subclasses that carry
+what the dispatcher needs to decide between retrying, waiting and giving up.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from broadcaster.message import MessageContext, RenderedMessage
+
+
+class Overflow(enum.Enum):
+    SPLIT = "split"  # several messages (X thread, Telegram parts)
+    TRUNCATE = "truncate"  # cut at a word boundary with an ellipsis
+
+
+class Inbound(enum.Enum):
+    NONE = "none"
+    WEBHOOK = "webhook"
+    POLL = "poll"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """A channel's limits, declared once and read by compose, dispatch and the linter."""
+
+    max_body: int  # characters after rendering; 0 = unlimited
+    max_title: int = 0  # 0 = no title
+    overflow: Overflow = Overflow.SPLIT
+    inbound: Inbound = Inbound.NONE
+    rate_per_second: float = 0.0  # default overall send rate; 0 = unlimited
+    per_target_interval: float = 0.0  # seconds between two messages to one target (Telegram: 1 s)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one delivery goes: an address the provider understands, plus per-recipient data."""
+
+    address: str
+    locale: str = "fr"
+    unsubscribe_url: str = ""
+    reply_token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the provider said when it accepted a message."""
+
+    provider_message_id: str
+    extra_ids: tuple[str, ...] = ()  # ids of further parts (thread replies, split messages)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A customer message from any channel, normalised once (consumed by the inbox)."""
+
+    channel: str
+    external_id: str
+    conversation_key: str
+    customer_handle: str
+    text: str
+    received_at: datetime
+    customer_name: str = ""
+    language: str = ""
+    reply_to: str = ""
+    raw: Mapping[str, object] = field(default_factory=dict)
+
+
+class DeliveryError(Exception):
+    """Base of every send failure; `reason` is safe to show (no secrets)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RateLimited(DeliveryError):
+    """The provider asked us to slow down; retry after `retry_after` seconds."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class Unauthorized(DeliveryError):
+    """Credentials refused: nothing sent on this channel will work until config is fixed."""
+
+
+class Rejected(DeliveryError):
+    """Permanent for this target (bad address, bot blocked, content refused): do not retry."""
+
+
+class Unavailable(DeliveryError):
+    """Transient (connection refused, 5xx, timeout): retry with backoff."""
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """What every adapter offers. `name` matches its config section and template folder."""
+
+    name: str
+    capabilities: Capabilities
+
+    def render(self, context: MessageContext) -> RenderedMessage: ...
+
+    async def send(
+        self, message: RenderedMessage, target: Target, *, idempotency_key: str
+    ) -> SendResult: ...
+
+    def parse_inbound(self, body: bytes, headers: Mapping[str, str]) -> list[InboundMessage]: ...
+
+    async def check(self) -> CheckResult: ...
+
+    async def aclose(self) -> None: ...
