@@ -88,6 +88,7 @@ class EmailSettings(_Section):
     rate_per_second: Annotated[float, Field(ge=0)] = 0.0
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     local_hostname: str = "broadcaster.localdomain"
+    ca_file: str = ""  # extra CA bundle to trust (a private relay's certificate); empty = system CAs
 
     @property
     def live(self) -> bool:

@@ -1,6 +1,7 @@
 """The channel contract (DESIGN §4): capabilities as data, a typed error tree, one result type.
 
-An adapter renders purely, sends with I/O, parses inbound payloads purely, and checks its
+Rendering is pure and shared: `broadcaster.compose` renders every channel from its templates and
+the capabilities below, so an adapter only sends, parses inbound payloads purely, and checks its
 credentials. It never returns a bare bool: failures are `DeliveryError` subclasses that carry
 what the dispatcher needs to decide between retrying, waiting and giving up.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from broadcaster.message import MessageContext, RenderedMessage
+from broadcaster.message import RenderedMessage
 
 
 class Overflow(enum.Enum):
@@ -114,8 +115,6 @@ class Channel(Protocol):
 
     name: str
     capabilities: Capabilities
-
-    def render(self, context: MessageContext) -> RenderedMessage: ...
 
     async def send(
         self, message: RenderedMessage, target: Target, *, idempotency_key: str

@@ -1,0 +1,39 @@
+"""The `broadcaster` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from broadcaster.cli import deliveries, incidents, server, subscribers
+from broadcaster.cli.runtime import CliState
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="crisis-broadcaster: one crisis update to every channel, delivered reliably.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(incidents.app, name="incident")
+app.add_typer(subscribers.app, name="subscribers")
+incidents.register_preview(app)
+deliveries.register(app)
+server.register(app)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", envvar="BROADCASTER_CONFIG", help="TOML settings (default: ./config.toml)."),
+    ] = None,
+) -> None:
+    ctx.obj = CliState(config_path=config)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,336 @@
+"""`broadcaster preview` and `broadcaster incident open|update|resolve|list|show`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlmodel import col, select
+
+from broadcaster import outbox
+from broadcaster.cli.runtime import (
+    Runtime,
+    console,
+    err_console,
+    fail,
+    open_runtime,
+    run,
+    state,
+    user_errors,
+)
+from broadcaster.cli.views import delivery_table, finding_lines, message_panel
+from broadcaster.config import Settings
+from broadcaster.dispatch import Dispatcher
+from broadcaster.models import Incident, IncidentUpdate, utcnow
+from broadcaster.publish import (
+    LintRefused,
+    Published,
+    UpdateDraft,
+    open_incident,
+    post_update,
+    preview,
+    resolve_incident,
+)
+from broadcaster.timeparse import parse_when
+from channels import build_channels
+
+app = typer.Typer(help="Open, update, resolve and inspect incidents.", no_args_is_help=True)
+
+Message = Annotated[str, typer.Option("--message", "-m", help="The update, in the brand's default locale.")]
+Translation = Annotated[
+    list[str] | None,
+    typer.Option("--translation", "-t", help="Another locale's text, as LOCALE:TEXT (e.g. en:'We are…')."),
+]
+Eta = Annotated[str | None, typer.Option(help="When service should be back: 30m, 2h, 14:30, ISO date-time.")]
+NextUpdate = Annotated[str | None, typer.Option("--next-update", help="When the next update will come (30m, 15:00…).")]
+Alternative = Annotated[str | None, typer.Option(help="How customers can still order (overrides the brand's default).")]
+Channels = Annotated[list[str] | None, typer.Option("--channel", help="Only these channels (repeatable).")]
+Force = Annotated[bool, typer.Option("--force", help="Publish even if the crisis linter finds errors.")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="Only queue the deliveries; `serve` sends them.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _translations(values: list[str] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for value in values or []:
+        locale, sep, text = value.partition(":")
+        if not sep or not locale.strip():
+            raise ValueError(f"--translation {value!r}: write LOCALE:TEXT, e.g. en:'Checkout is down'")
+        result[locale.strip()] = text
+    return result
+
+
+def _draft(
+    settings: Settings, *, status: str, message: str, translation: list[str] | None, eta: str | None,
+    next_update: str | None, alternative: str | None = None, compensation: str | None = None,
+    channels: list[str] | None = None,
+) -> UpdateDraft:
+    now = utcnow()
+    tz = settings.brand.timezone
+    return UpdateDraft(
+        status=status,
+        message=message,
+        translations=_translations(translation),
+        eta_at=parse_when(eta, now=now, timezone=tz) if eta else None,
+        next_update_at=parse_when(next_update, now=now, timezone=tz) if next_update else None,
+        alternative=alternative,
+        compensation=compensation,
+        channels=tuple(channels or ()),
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _show_refusal(exc: LintRefused) -> None:
+    err_console.print(finding_lines(exc.findings))
+    fail(str(exc))
+
+
+async def _deliver_with_progress(runtime: Runtime, published: Published, as_json: bool) -> dict[str, dict[str, int]]:
+    settings = runtime.settings
+    dispatcher = Dispatcher(
+        runtime.sessions, build_channels(settings, runtime.sessions), settings.dispatch,
+        settings.server.public_base_url,
+    )
+    total = sum(published.deliveries.values())
+    assert published.update.id is not None
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, disable=as_json, transient=False,
+    ) as progress:
+        task = progress.add_task("Delivering", total=total)
+
+        def on_progress(counts: dict[str, dict[str, int]]) -> None:
+            done = sum(n for per in counts.values() for s, n in per.items() if s in outbox.TERMINAL)
+            progress.update(task, completed=done)
+
+        try:
+            return await dispatcher.deliver([published.update.id], on_progress=on_progress)
+        finally:
+            for runtime_channel in dispatcher.workers.values():
+                await runtime_channel.runtime.channel.aclose()
+
+
+def _report(runtime: Runtime, published: Published, counts: dict[str, dict[str, int]] | None, as_json: bool) -> None:
+    incident, update = published.incident, published.update
+    if as_json:
+        console.print_json(json.dumps({
+            "incident_id": incident.id, "update_id": update.id, "status": update.status,
+            "deliveries": counts if counts is not None else published.deliveries,
+            "findings": [f.__dict__ if hasattr(f, "__dict__") else _finding_dict(f) for f in published.findings],
+        }))
+        return
+    if published.findings:
+        console.print(finding_lines(published.findings))
+    console.print(f"Incident [bold]#{incident.id}[/] «{incident.title}» — {update.status}, update #{update.id}")
+    if counts is not None:
+        console.print(delivery_table(counts))
+        waiting = sum(per.get("pending", 0) + per.get("sending", 0) for per in counts.values())
+        if waiting:
+            console.print(f"[yellow]{waiting} deliveries wait for a retry; `broadcaster serve` will send them.[/]")
+    else:
+        console.print(f"Queued {sum(published.deliveries.values())} deliveries; `broadcaster serve` sends them.")
+
+
+def _finding_dict(finding: object) -> dict[str, object]:
+    return {name: getattr(finding, name) for name in ("rule", "severity", "message", "locale", "channel", "excerpt")}
+
+
+async def _publish_and_deliver(ctx: typer.Context, action, no_wait: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    settings = state(ctx).settings
+    async with open_runtime(settings) as runtime:
+        async with runtime.sessions() as session:
+            try:
+                published = await action(session, runtime)
+            except LintRefused as exc:
+                _show_refusal(exc)
+        counts = None if no_wait else await _deliver_with_progress(runtime, published, as_json)
+        _report(runtime, published, counts, as_json)
+
+
+@app.command("open")
+@user_errors
+def open_(
+    ctx: typer.Context,
+    title: Annotated[str, typer.Option(help="Short public title, e.g. 'Paiement indisponible'.")],
+    message: Message,
+    component: Annotated[list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")],
+    impact: Annotated[str, typer.Option(help="none, minor, major or critical.")] = "major",
+    status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")] = "investigating",
+    translation: Translation = None, eta: Eta = None, next_update: NextUpdate = None,
+    alternative: Alternative = None, channel: Channels = None, force: Force = False,
+    no_wait: NoWait = False, as_json: AsJson = False,
+) -> None:
+    """Open an incident and send its first update to every channel."""
+    settings = state(ctx).settings
+    draft = _draft(settings, status=status, message=message, translation=translation, eta=eta,
+                   next_update=next_update, alternative=alternative, channels=channel)
+
+    async def action(session, runtime):  # type: ignore[no-untyped-def]
+        return await open_incident(session, settings, runtime.composer, title=title, impact=impact,
+                                   components=component, draft=draft, force=force)
+
+    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+
+
+@app.command("update")
+@user_errors
+def update_(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    message: Message,
+    status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")],
+    translation: Translation = None, eta: Eta = None, next_update: NextUpdate = None,
+    alternative: Alternative = None, channel: Channels = None, force: Force = False,
+    no_wait: NoWait = False, as_json: AsJson = False,
+) -> None:
+    """Post a follow-up on an open incident."""
+    settings = state(ctx).settings
+    draft = _draft(settings, status=status, message=message, translation=translation, eta=eta,
+                   next_update=next_update, alternative=alternative, channels=channel)
+
+    async def action(session, runtime):  # type: ignore[no-untyped-def]
+        return await post_update(session, settings, runtime.composer, incident_id, draft, force=force)
+
+    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+
+
+@app.command("resolve")
+@user_errors
+def resolve_(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    message: Message,
+    compensation: Annotated[str | None, typer.Option(help="What customers get, e.g. '-10 % avec le code MERCI10'.")] = None,
+    translation: Translation = None, channel: Channels = None, force: Force = False,
+    no_wait: NoWait = False, as_json: AsJson = False,
+) -> None:
+    """Announce the resolution (with thanks and compensation) and close the incident."""
+    settings = state(ctx).settings
+    draft = _draft(settings, status="resolved", message=message, translation=translation, eta=None,
+                   next_update=None, compensation=compensation, channels=channel)
+
+    async def action(session, runtime):  # type: ignore[no-untyped-def]
+        return await resolve_incident(session, settings, runtime.composer, incident_id, draft, force=force)
+
+    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+
+
+@app.command("list")
+@user_errors
+def list_(ctx: typer.Context, all_: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
+          as_json: AsJson = False) -> None:
+    """List open incidents (or all of them)."""
+
+    async def fetch() -> list[Incident]:
+        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
+            statement = select(Incident).order_by(col(Incident.id).desc())
+            if not all_:
+                statement = statement.where(Incident.status != "resolved")
+            return list(await session.exec(statement))
+
+    incidents = run(fetch())
+    if as_json:
+        console.print_json(json.dumps([_incident_dict(i) for i in incidents]))
+        return
+    table = Table(title="Incidents" if all_ else "Open incidents")
+    for column in ("#", "title", "status", "impact", "components", "opened", "next update"):
+        table.add_column(column)
+    for i in incidents:
+        table.add_row(str(i.id), i.title, i.status, i.impact, ", ".join(i.components),
+                      i.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+                      i.next_update_at.strftime("%H:%M UTC") if i.next_update_at else "—")
+    console.print(table if incidents else "No incidents." if all_ else "No open incident: all is well.")
+
+
+def _incident_dict(i: Incident) -> dict[str, object]:
+    return {"id": i.id, "title": i.title, "status": i.status, "impact": i.impact, "kind": i.kind,
+            "components": i.components, "created_at": _iso(i.created_at), "resolved_at": _iso(i.resolved_at),
+            "next_update_at": _iso(i.next_update_at), "compensation": i.compensation}
+
+
+@app.command("show")
+@user_errors
+def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_json: AsJson = False) -> None:
+    """An incident's timeline: every update and its deliveries."""
+
+    async def fetch() -> tuple[Incident | None, list[IncidentUpdate], dict[str, dict[str, int]]]:
+        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
+            incident = await session.get(Incident, incident_id)
+            updates = list(await session.exec(
+                select(IncidentUpdate).where(IncidentUpdate.incident_id == incident_id).order_by(col(IncidentUpdate.id))
+            ))
+            counts = await outbox.counts_by_channel(session, [u.id for u in updates if u.id])
+            return incident, updates, counts
+
+    incident, updates, counts = run(fetch())
+    if incident is None:
+        fail(f"no incident #{incident_id}")
+        return
+    if as_json:
+        data = _incident_dict(incident) | {"updates": [
+            {"id": u.id, "kind": u.kind, "status": u.status, "messages": u.messages, "created_at": _iso(u.created_at),
+             "eta_at": _iso(u.eta_at), "next_update_at": _iso(u.next_update_at), "channels": u.channels}
+            for u in updates], "deliveries": counts}
+        console.print_json(json.dumps(data))
+        return
+    console.print(f"[bold]#{incident.id} {incident.title}[/] — {incident.status} ({incident.impact}), "
+                  f"components: {', '.join(incident.components)}")
+    table = Table(title="Timeline")
+    for column in ("update", "at (UTC)", "status", "message", "ETA", "next update"):
+        table.add_column(column)
+    for u in updates:
+        table.add_row(str(u.id), u.created_at.strftime("%Y-%m-%d %H:%M"), u.status,
+                      next(iter(u.messages.values()), ""), u.eta_at.strftime("%H:%M") if u.eta_at else "—",
+                      u.next_update_at.strftime("%H:%M") if u.next_update_at else "—")
+    console.print(table)
+    console.print(delivery_table(counts))
+
+
+def register_preview(root: typer.Typer) -> None:
+    @root.command("preview")
+    @user_errors
+    def preview_cmd(
+        ctx: typer.Context,
+        message: Message,
+        component: Annotated[list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")],
+        status: Annotated[str, typer.Option(help="investigating, identified, monitoring or resolved.")] = "investigating",
+        title: Annotated[str, typer.Option(help="Incident title.")] = "Incident",
+        impact: Annotated[str, typer.Option(help="none, minor, major or critical.")] = "major",
+        first: Annotated[bool, typer.Option("--first/--follow-up", help="Is this the incident's first update?")] = True,
+        translation: Translation = None, eta: Eta = None, next_update: NextUpdate = None,
+        alternative: Alternative = None,
+        compensation: Annotated[str | None, typer.Option(help="Compensation (resolution).")] = None,
+        channel: Channels = None, as_json: AsJson = False,
+    ) -> None:
+        """Show every channel's rendering of an update with the crisis linter's warnings. Sends nothing."""
+        settings = state(ctx).settings
+        from broadcaster.compose import Composer
+
+        draft = _draft(settings, status=status, message=message, translation=translation, eta=eta,
+                       next_update=next_update, alternative=alternative, compensation=compensation, channels=channel)
+        kind = "resolved" if status == "resolved" else "update"
+        composer = Composer(settings.templates_dir or None, default_locale=settings.brand.default_locale)
+        result = preview(settings, composer, title=title, impact=impact, components=component, draft=draft,
+                         kind=kind, is_first=first and kind == "update")
+        if as_json:
+            console.print_json(json.dumps({
+                "renders": {ch: {loc: {"title": m.title, "parts": list(m.parts), "html": m.html}
+                                 for loc, m in per.items()} for ch, per in result.renders.items()},
+                "findings": [_finding_dict(f) for f in result.findings],
+            }))
+            return
+        for per_locale in result.renders.values():
+            for message_ in per_locale.values():
+                console.print(message_panel(message_, result.findings))
+        general = [f for f in result.findings if not f.channel]
+        if general:
+            console.print(finding_lines(general))
+        else:
+            console.print("[green]The crisis linter found nothing to fix.[/]")

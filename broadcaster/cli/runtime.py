@@ -1,0 +1,91 @@
+"""What every command needs: settings, a database, the composer, channels, and clean errors."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from broadcaster.compose import Composer
+from broadcaster.config import ConfigError, Settings, load_settings
+from broadcaster.db import SessionFactory, create_engine, session_factory
+from broadcaster.publish import PublishError
+
+console = Console()
+err_console = Console(stderr=True)
+
+T = TypeVar("T")
+
+
+@dataclass
+class CliState:
+    config_path: Path | None = None
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def user_errors(func: Callable[..., T]) -> Callable[..., T]:
+    """Turn configuration and input errors into one red line and exit code 2, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, PublishError, ValueError) as exc:
+            fail(str(exc))
+            raise  # unreachable: fail() exits
+
+    return wrapper
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessions: SessionFactory
+    composer: Composer
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """An engine on the configured database, closed on exit."""
+    engine = create_engine(settings.database.url)
+    try:
+        yield Runtime(
+            settings=settings,
+            sessions=session_factory(engine),
+            composer=Composer(settings.templates_dir or None, default_locale=settings.brand.default_locale),
+        )
+    finally:
+        await engine.dispose()
+
+
+def is_interactive() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,78 @@
+"""`broadcaster init`, `serve` and `worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
+from broadcaster.db import upgrade
+from broadcaster.dispatch import Dispatcher
+from broadcaster.publish import sync_components
+from channels import build_channels
+
+
+def register(root: typer.Typer) -> None:
+    @root.command("init")
+    @user_errors
+    def init(ctx: typer.Context) -> None:
+        """Create or upgrade the database and register the configured components."""
+        settings = state(ctx).settings
+        upgrade(settings.database.url)
+
+        async def sync() -> dict[str, bool]:
+            async with open_runtime(settings) as runtime, runtime.sessions() as session:
+                await sync_components(session, settings)
+                return {name: rt.live for name, rt in build_channels(settings, runtime.sessions).items()}
+
+        channels = run(sync())
+        console.print(f"Database ready: {settings.database.url.split('@')[-1]}")
+        table = Table(title=f"Channels ({settings.source})")
+        table.add_column("channel")
+        table.add_column("mode")
+        for name, live in channels.items():
+            table.add_row(name, "[green]live[/]" if live else "[yellow]capture[/] (no credentials: stored, not sent)")
+        console.print(table)
+
+    @root.command("serve")
+    @user_errors
+    def serve(
+        ctx: typer.Context,
+        host: Annotated[str | None, typer.Option(help="Bind address (default from config).")] = None,
+        port: Annotated[int | None, typer.Option(help="Port (default from config).")] = None,
+    ) -> None:
+        """Serve the API and run the dispatch workers."""
+        import uvicorn
+
+        from broadcaster.web import create_app
+
+        settings = state(ctx).settings
+        app = create_app(settings)
+        uvicorn.run(app, host=host or settings.server.host, port=port or settings.server.port, log_level="info")
+
+    @root.command("worker")
+    @user_errors
+    def worker(ctx: typer.Context) -> None:
+        """Run only the dispatch workers (several nodes on PostgreSQL, or a separate process)."""
+        settings = state(ctx).settings
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            async with open_runtime(settings) as runtime:
+                runtimes = build_channels(settings, runtime.sessions)
+                console.print(f"Dispatching {', '.join(runtimes)}; Ctrl-C to stop.")
+                try:
+                    await Dispatcher(runtime.sessions, runtimes, settings.dispatch,
+                                     settings.server.public_base_url).run(stop)
+                finally:
+                    for rt in runtimes.values():
+                        await rt.channel.aclose()
+
+        run(main())

@@ -1,0 +1,221 @@
+"""Dispatch workers (DESIGN §6): one loop per channel, so one channel failing never slows another.
+
+Each loop claims due rows with a lease, sends them concurrently (bounded by the channel's
+concurrency and token bucket), and writes outcomes back in small batches. Provider errors become
+delivery states: rate limits wait without using a retry, permanent refusals deactivate the
+subscription, transient failures back off exponentially with jitter until `dead`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+
+from sqlmodel import select
+
+from broadcaster import outbox
+from broadcaster.config import DispatchSettings
+from broadcaster.db import SessionFactory
+from broadcaster.message import RenderedMessage
+from broadcaster.models import Rendition, Subscription, utcnow
+from broadcaster.outbox import ClaimedDelivery, Outcome
+from broadcaster.ratelimit import TokenBucket
+from channels import ChannelRuntime
+from channels.base import DeliveryError, RateLimited, Rejected, Target
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 100
+FLUSH_INTERVAL = 0.1
+
+
+def backoff_delay(attempts: int, settings: DispatchSettings, rng: random.Random) -> float:
+    """Exponential backoff with 'equal jitter': half fixed, half random, capped."""
+    ceiling = min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2 ** max(0, attempts - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class ChannelWorker:
+    """Delivers one channel's outbox rows until `stop` is set."""
+
+    def __init__(
+        self,
+        name: str,
+        runtime: ChannelRuntime,
+        sessions: SessionFactory,
+        settings: DispatchSettings,
+        public_base_url: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.runtime = runtime
+        self._sessions = sessions
+        self._settings = settings
+        self._base_url = public_base_url.rstrip("/")
+        self._bucket = TokenBucket(runtime.rate_per_second)
+        self._slots = asyncio.Semaphore(runtime.concurrency)
+        self._renditions: dict[int, RenderedMessage] = {}
+        self._tokens: dict[int, tuple[str, str]] = {}
+        self._rng = rng or random.Random()
+        self.sent = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        inflight: set[asyncio.Task[Outcome]] = set()
+        done_outcomes: list[Outcome] = []
+        last_flush = time.monotonic()
+        queue_depth = max(self.runtime.concurrency * 2, 8)
+        async with self._sessions() as session:
+            while not stop.is_set() or inflight:
+                claimed: list[ClaimedDelivery] = []
+                room = queue_depth - len(inflight)
+                if not stop.is_set() and room > 0:
+                    claimed = await outbox.claim(
+                        session, self.name, min(room, self._settings.batch_size), self._settings.lease_seconds
+                    )
+                    await self._load_context(session, claimed)
+                    inflight.update(asyncio.create_task(self._deliver(d)) for d in claimed)
+                if inflight:
+                    wait = 0.02 if claimed else FLUSH_INTERVAL
+                    done, inflight = await asyncio.wait(inflight, timeout=wait, return_when="FIRST_COMPLETED")
+                    done_outcomes.extend(task.result() for task in done)
+                elif not claimed:
+                    await _sleep_unless(stop, self._settings.poll_interval_seconds)
+                now = time.monotonic()
+                if done_outcomes and (
+                    len(done_outcomes) >= FLUSH_EVERY or now - last_flush >= FLUSH_INTERVAL or not inflight
+                ):
+                    await outbox.record(session, done_outcomes)
+                    done_outcomes, last_flush = [], now
+            await outbox.record(session, done_outcomes)
+
+    async def _load_context(self, session: object, claimed: Sequence[ClaimedDelivery]) -> None:
+        missing = {d.rendition_id for d in claimed} - self._renditions.keys()
+        if missing:
+            rows = await session.exec(select(Rendition).where(Rendition.id.in_(missing)))  # type: ignore
+            for rendition in rows:
+                self._renditions[rendition.id] = RenderedMessage.from_json(rendition.payload)
+        subscriptions = {d.subscription_id for d in claimed if d.subscription_id} - self._tokens.keys()
+        if subscriptions:
+            statement = select(Subscription.id, Subscription.unsubscribe_token, Subscription.reply_token)
+            rows = await session.exec(statement.where(Subscription.id.in_(subscriptions)))  # type: ignore
+            for sid, unsubscribe, reply in rows:
+                self._tokens[sid] = (unsubscribe, reply)
+
+    def _target(self, delivery: ClaimedDelivery) -> Target:
+        if delivery.subscription_id is None or delivery.subscription_id not in self._tokens:
+            return Target(address=delivery.target, locale=delivery.locale)
+        unsubscribe, reply = self._tokens[delivery.subscription_id]
+        return Target(
+            address=delivery.target,
+            locale=delivery.locale,
+            unsubscribe_url=f"{self._base_url}/unsubscribe/{unsubscribe}",
+            reply_token=f"{delivery.update_id}.{reply}",
+        )
+
+    async def _deliver(self, delivery: ClaimedDelivery) -> Outcome:
+        target = self._target(delivery)
+        message = self._renditions[delivery.rendition_id]
+        if target.unsubscribe_url:
+            message = message.personalise(unsubscribe_url=target.unsubscribe_url)
+        try:
+            await self._bucket.acquire()
+            async with self._slots:
+                result = await self.runtime.channel.send(
+                    message, target, idempotency_key=delivery.idempotency_key
+                )
+        except RateLimited as exc:
+            self._bucket.pause(exc.retry_after)
+            return Outcome(
+                delivery,
+                outbox.PENDING,
+                next_attempt_at=utcnow() + timedelta(seconds=exc.retry_after),
+                error=f"rate limited: {exc.reason}",
+                refund_attempt=True,
+            )
+        except Rejected as exc:
+            return Outcome(delivery, outbox.FAILED, error=exc.reason, deactivate_subscription=True)
+        except DeliveryError as exc:
+            return self._retry_or_die(delivery, f"{type(exc).__name__.lower()}: {exc.reason}")
+        except Exception as exc:  # an adapter bug must not kill the channel loop: record it, retry
+            log.exception("%s adapter raised unexpectedly for delivery %s", self.name, delivery.id)
+            return self._retry_or_die(delivery, f"internal error: {type(exc).__name__}")
+        self.sent += 1
+        return Outcome(
+            delivery, outbox.SENT, provider_message_id=result.provider_message_id, sent_at=utcnow()
+        )
+
+    def _retry_or_die(self, delivery: ClaimedDelivery, reason: str) -> Outcome:
+        if delivery.attempts >= self._settings.max_attempts:
+            return Outcome(
+                delivery, outbox.DEAD, error=f"gave up after {delivery.attempts} attempts: {reason}"
+            )
+        delay = backoff_delay(delivery.attempts, self._settings, self._rng)
+        return Outcome(
+            delivery, outbox.PENDING, next_attempt_at=utcnow() + timedelta(seconds=delay), error=reason
+        )
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+class Dispatcher:
+    """Runs one `ChannelWorker` per channel; `run` until stopped, or `deliver` until updates settle."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        runtimes: Mapping[str, ChannelRuntime],
+        settings: DispatchSettings,
+        public_base_url: str,
+    ) -> None:
+        self._sessions = sessions
+        self.workers = {
+            name: ChannelWorker(name, runtime, sessions, settings, public_base_url)
+            for name, runtime in runtimes.items()
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            for worker in self.workers.values():
+                group.create_task(worker.run(stop))
+
+    async def deliver(
+        self,
+        update_ids: Sequence[int],
+        *,
+        on_progress: Callable[[dict[str, dict[str, int]]], None] | None = None,
+        timeout: float = 120.0,
+        retry_horizon: float = 15.0,
+    ) -> dict[str, dict[str, int]]:
+        """Send until every delivery of `update_ids` is final, or only waits beyond `retry_horizon`."""
+        stop = asyncio.Event()
+        runner = asyncio.create_task(self.run(stop))
+        deadline = time.monotonic() + timeout
+        counts: dict[str, dict[str, int]] = {}
+        try:
+            while time.monotonic() < deadline and not runner.done():
+                async with self._sessions() as session:
+                    counts = await outbox.counts_by_channel(session, update_ids)
+                    due = await outbox.next_due_at(session, update_ids)
+                if on_progress:
+                    on_progress(counts)
+                if due is None or due > utcnow() + timedelta(seconds=retry_horizon):
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            stop.set()
+            await runner
+        async with self._sessions() as session:
+            counts = await outbox.counts_by_channel(session, update_ids)
+        if on_progress:
+            on_progress(counts)
+        return counts
+

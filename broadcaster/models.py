@@ -1,0 +1,167 @@
+"""SQLModel tables of DESIGN §3 needed by the broadcast path.
+
+Datetimes are stored as UTC and always come back aware (`UTCDateTime`), on SQLite too.
+`Delivery` is the outbox: unique on (update, channel, target), which is the idempotency key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store naive UTC, return aware UTC: SQLite has no time zones, PostgreSQL gets timestamptz."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC one is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class Component(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=64)
+    description: str = ""
+    status: str = Field(default="operational", max_length=32)
+    updated_at: datetime = _created()
+
+
+class Incident(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(default="incident", max_length=16)
+    title: str = Field(max_length=200)
+    status: str = Field(max_length=32, index=True)
+    impact: str = Field(default="major", max_length=16)
+    components: list[str] = _json(list)
+    next_update_at: datetime | None = _when()
+    workaround: dict[str, str] = _json(dict)
+    compensation: str | None = None
+    scheduled_start_at: datetime | None = _when()
+    scheduled_end_at: datetime | None = _when()
+    postmortem: str | None = None
+    created_at: datetime = _created()
+    resolved_at: datetime | None = _when()
+
+
+class IncidentUpdate(SQLModel, table=True):
+    __tablename__ = "incident_update"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    kind: str = Field(default="update", max_length=16)
+    status: str = Field(max_length=32)
+    messages: dict[str, str] = _json(dict)
+    eta_at: datetime | None = _when()
+    next_update_at: datetime | None = _when()
+    channels: list[str] = _json(list)
+    author: str = Field(default="", max_length=120)
+    created_at: datetime = _created()
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(default="", max_length=200)
+    locale: str = Field(default="fr", max_length=16)
+    created_at: datetime = _created()
+
+
+class Subscription(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("channel", "address", name="uq_subscription_channel_address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    channel: str = Field(max_length=32)
+    address: str = Field(max_length=320)
+    components: list[str] = _json(list)  # empty: every component
+    confirmed: bool = True
+    active: bool = Field(default=True, index=True)
+    unsubscribe_token: str = Field(unique=True, max_length=64)
+    reply_token: str = Field(unique=True, max_length=32)  # reply+<update>.<token>@ threads replies
+    deactivated_reason: str = ""
+    deactivated_at: datetime | None = _when()
+    created_at: datetime = _created()
+
+
+class Rendition(SQLModel, table=True):
+    """One rendered message per (update, channel, locale): render once, personalise per recipient."""
+
+    __table_args__ = (sa.UniqueConstraint("update_id", "channel", "locale", name="uq_rendition"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    update_id: int = Field(foreign_key="incident_update.id", index=True)
+    channel: str = Field(max_length=32)
+    locale: str = Field(max_length=16)
+    payload: str  # RenderedMessage.to_json()
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox row for one (update, channel, target)."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("update_id", "channel", "target", name="uq_delivery_key"),
+        sa.Index("ix_delivery_claim", "channel", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    update_id: int = Field(foreign_key="incident_update.id", index=True)
+    channel: str = Field(max_length=32)
+    target: str = Field(max_length=320)
+    locale: str = Field(max_length=16)
+    rendition_id: int = Field(foreign_key="rendition.id")
+    subscription_id: int | None = Field(default=None, foreign_key="subscription.id")
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _created()
+    lease_until: datetime | None = _when()
+    claim_token: str = Field(default="", max_length=32)
+    last_error: str = ""
+    provider_message_id: str = Field(default="", max_length=200)
+    created_at: datetime = _created()
+    sent_at: datetime | None = _when()
+
+
+class CapturedMessage(SQLModel, table=True):
+    """What a capture-mode channel would have sent, exactly (nothing leaves the machine)."""
+
+    __tablename__ = "captured_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32, index=True)
+    target: str = Field(max_length=320)
+    idempotency_key: str = Field(unique=True, max_length=400)
+    title: str = ""
+    body: str = ""
+    html: str = ""
+    created_at: datetime = _created()

@@ -1,0 +1,190 @@
+"""The durable outbox (DESIGN §6): write deliveries in bulk, claim them with a lease, record results.
+
+Claims are one atomic statement. PostgreSQL: `FOR UPDATE SKIP LOCKED` in the sub-select, so
+several workers never take the same row. SQLite ignores SKIP LOCKED, so there the claim is a
+single `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`, atomic because SQLite has one writer.
+A row whose lease expired (its worker died) is claimable again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from broadcaster.models import Delivery, Subscription, utcnow
+
+PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
+TERMINAL = (SENT, FAILED, DEAD)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    update_id: int
+    channel: str
+    target: str
+    locale: str
+    rendition_id: int
+    subscription_id: int | None
+    attempts: int
+    claim_token: str
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.update_id}:{self.channel}:{self.target}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed delivery; written back in bulk."""
+
+    delivery: ClaimedDelivery
+    status: str
+    next_attempt_at: datetime | None = None
+    error: str = ""
+    provider_message_id: str = ""
+    sent_at: datetime | None = None
+    refund_attempt: bool = False  # a rate-limit wait does not use up a retry
+    deactivate_subscription: bool = False
+
+
+async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Bulk-insert delivery rows (executemany) inside the caller's transaction."""
+    if rows:
+        await session.execute(insert(Delivery), list(rows))
+
+
+_CLAIM_SQL = """
+UPDATE delivery
+   SET status = 'sending', lease_until = :lease_until, attempts = attempts + 1, claim_token = :token
+ WHERE id IN (
+        SELECT id FROM delivery
+         WHERE channel = :channel
+           AND ((status = 'pending' AND next_attempt_at <= :now)
+                OR (status = 'sending' AND lease_until < :now))
+         ORDER BY id
+         LIMIT :limit {lock}
+       )
+   AND ((status = 'pending' AND next_attempt_at <= :now) OR (status = 'sending' AND lease_until < :now))
+RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id, attempts
+"""
+
+
+def _db_time(session: AsyncSession, when: datetime) -> datetime | str:
+    # Raw SQL bypasses UTCDateTime: give SQLite the same naive-UTC text it stores.
+    if session.bind.dialect.name == "sqlite":
+        return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return when
+
+
+async def claim(
+    session: AsyncSession, channel: str, limit: int, lease_seconds: float, now: datetime | None = None
+) -> list[ClaimedDelivery]:
+    """Atomically take up to `limit` due rows of `channel` and commit the claim."""
+    now = now or utcnow()
+    token = secrets.token_hex(8)
+    lock = "FOR UPDATE SKIP LOCKED" if session.bind.dialect.name == "postgresql" else ""
+    result = await session.execute(
+        text(_CLAIM_SQL.format(lock=lock)),
+        {
+            "channel": channel,
+            "now": _db_time(session, now),
+            "lease_until": _db_time(session, now + timedelta(seconds=lease_seconds)),
+            "token": token,
+            "limit": limit,
+        },
+    )
+    rows = result.all()
+    await session.commit()
+    return [
+        ClaimedDelivery(
+            id=r.id,
+            update_id=r.update_id,
+            channel=r.channel,
+            target=r.target,
+            locale=r.locale,
+            rendition_id=r.rendition_id,
+            subscription_id=r.subscription_id,
+            attempts=r.attempts,
+            claim_token=token,
+        )
+        for r in sorted(rows, key=lambda r: r.id)
+    ]
+
+
+async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
+    """Write outcomes back; a row re-claimed by another worker (different token) is left alone."""
+    outcomes = list(outcomes)
+    if not outcomes:
+        return 0
+    statement = (
+        update(Delivery.__table__)  # type: ignore[attr-defined]
+        .where(Delivery.__table__.c.id == bindparam("b_id"))  # type: ignore[attr-defined]
+        .where(Delivery.__table__.c.claim_token == bindparam("b_token"))  # type: ignore[attr-defined]
+        .values(
+            status=bindparam("b_status"),
+            next_attempt_at=bindparam("b_next"),
+            last_error=bindparam("b_error"),
+            provider_message_id=bindparam("b_provider_id"),
+            sent_at=bindparam("b_sent_at"),
+            attempts=bindparam("b_attempts"),
+            lease_until=None,
+        )
+    )
+    params = [
+        {
+            "b_id": o.delivery.id,
+            "b_token": o.delivery.claim_token,
+            "b_status": o.status,
+            "b_next": o.next_attempt_at or utcnow(),
+            "b_error": o.error[:1000],
+            "b_provider_id": o.provider_message_id[:200],
+            "b_sent_at": o.sent_at,
+            "b_attempts": o.delivery.attempts - 1 if o.refund_attempt else o.delivery.attempts,
+        }
+        for o in outcomes
+    ]
+    await session.execute(statement, params)
+    to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
+    for subscription_id, reason in to_deactivate.items():
+        if subscription_id is not None:
+            await session.execute(
+                update(Subscription)
+                .where(Subscription.id == subscription_id)  # type: ignore[arg-type]
+                .values(active=False, deactivated_reason=reason[:500], deactivated_at=utcnow())
+            )
+    await session.commit()
+    return len(outcomes)
+
+
+async def counts_by_channel(session: AsyncSession, update_ids: Sequence[int]) -> dict[str, dict[str, int]]:
+    """{channel: {status: n}} for the given updates."""
+    statement = (
+        select(Delivery.channel, Delivery.status, func.count())
+        .where(Delivery.update_id.in_(update_ids))  # type: ignore[attr-defined]
+        .group_by(Delivery.channel, Delivery.status)
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for channel, status, n in (await session.execute(statement)).all():
+        counts.setdefault(channel, {})[status] = n
+    return counts
+
+
+async def next_due_at(session: AsyncSession, update_ids: Sequence[int]) -> datetime | None:
+    """When the earliest not-yet-final delivery of these updates becomes claimable."""
+    statement = select(func.min(Delivery.next_attempt_at)).where(
+        Delivery.update_id.in_(update_ids),  # type: ignore[attr-defined]
+        Delivery.status.in_((PENDING, SENDING)),  # type: ignore[attr-defined]
+    )
+    value = (await session.execute(statement)).scalar()
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite aggregate bypasses the column type
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

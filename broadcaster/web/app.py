@@ -1,0 +1,98 @@
+"""FastAPI application for `broadcaster serve`; the dispatch workers run in its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from broadcaster.config import Settings
+from broadcaster.db import create_engine, session_factory
+from broadcaster.dispatch import Dispatcher
+from broadcaster.models import Component, Incident, Subscription, utcnow
+from channels import build_channels
+
+
+def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
+    """The service app; with `dispatch` the outbox workers run while it serves."""
+    engine = create_engine(settings.database.url)
+    sessions = session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        runner = None
+        runtimes = build_channels(settings, sessions) if dispatch else {}
+        if dispatch:
+            dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
+            runner = asyncio.create_task(dispatcher.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if runner is not None:
+                await runner
+            for runtime in runtimes.values():
+                await runtime.channel.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="crisis-broadcaster", version="0.1.0", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        async with sessions() as session:
+            await session.exec(select(Component.id).limit(1))
+        return {"status": "ok"}
+
+    @app.get("/api/v1/status")
+    async def status() -> dict[str, Any]:
+        """Components and open incidents, for status widgets and the bot."""
+        async with sessions() as session:
+            components = list(await session.exec(select(Component).order_by(col(Component.id))))
+            incidents = list(await session.exec(
+                select(Incident).where(Incident.status != "resolved").order_by(col(Incident.id))))
+        worst = "operational" if all(c.status == "operational" for c in components) else "degraded"
+        return {
+            "brand": settings.brand.name,
+            "status": worst if not incidents else "incident",
+            "components": [{"name": c.name, "label": c.description, "status": c.status,
+                            "updated_at": c.updated_at.isoformat()} for c in components],
+            "incidents": [{"id": i.id, "title": i.title, "status": i.status, "impact": i.impact,
+                           "components": i.components, "created_at": i.created_at.isoformat(),
+                           "next_update_at": i.next_update_at.isoformat() if i.next_update_at else None}
+                          for i in incidents],
+        }
+
+    async def _unsubscribe(token: str) -> Subscription:
+        async with sessions() as session:
+            subscription = (await session.exec(
+                select(Subscription).where(Subscription.unsubscribe_token == token))).first()
+            if subscription is None:
+                raise HTTPException(status_code=404, detail="unknown unsubscribe link")
+            await session.execute(update(Subscription).where(col(Subscription.id) == subscription.id).values(
+                active=False, deactivated_reason="unsubscribed", deactivated_at=utcnow()))
+            await session.commit()
+            return subscription
+
+    @app.post("/unsubscribe/{token}")
+    async def unsubscribe_one_click(token: str) -> dict[str, str]:
+        """RFC 8058 one-click: mail clients POST `List-Unsubscribe=One-Click` here."""
+        subscription = await _unsubscribe(token)
+        return {"status": "unsubscribed", "channel": subscription.channel}
+
+    @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
+    async def unsubscribe_page(token: str) -> str:
+        subscription = await _unsubscribe(token)
+        name = html.escape(settings.brand.name)
+        return (f"<!doctype html><html lang=\"{settings.brand.default_locale}\"><meta charset=\"utf-8\">"
+                f"<title>{name}</title><p>{html.escape(subscription.address)} : désinscription effectuée. "
+                f"/ You are unsubscribed.</p></html>")
+
+    return app

@@ -1,0 +1,63 @@
+"""Capture mode: a real adapter for channels without credentials.
+
+It stores exactly what would have been sent (title, every part, HTML) in `captured_message`,
+so `make run` works with zero configuration and a drill shows the real output. Nothing leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from broadcaster.db import SessionFactory
+from broadcaster.message import RenderedMessage
+from broadcaster.models import CapturedMessage, utcnow
+from channels.base import Capabilities, CheckResult, InboundMessage, SendResult, Target
+from channels.capabilities import CAPABILITIES
+
+PART_SEPARATOR = "\n\n----- next part -----\n\n"
+
+
+class CaptureChannel:
+    """Stands in for channel `name`; idempotent per delivery key (a replay stores nothing new)."""
+
+    def __init__(self, name: str, sessions: SessionFactory) -> None:
+        self.name = name
+        self.capabilities: Capabilities = CAPABILITIES[name]
+        self._sessions = sessions
+
+    def __repr__(self) -> str:
+        return f"CaptureChannel({self.name!r})"
+
+    async def send(self, message: RenderedMessage, target: Target, *, idempotency_key: str) -> SendResult:
+        values = {
+            "channel": self.name,
+            "target": target.address,
+            "idempotency_key": idempotency_key,
+            "title": message.title,
+            "body": PART_SEPARATOR.join(message.parts),
+            "html": message.html,
+            "created_at": utcnow(),
+        }
+        async with self._sessions() as session:
+            dialect = session.bind.dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            statement = insert(CapturedMessage).values(**values).on_conflict_do_nothing()
+            await session.execute(statement)
+            await session.commit()
+        return SendResult(provider_message_id=f"capture:{idempotency_key}")
+
+    def parse_inbound(self, body: bytes, headers: Mapping[str, str]) -> list[InboundMessage]:
+        """Nothing ever arrives on a captured channel."""
+        return []
+
+    async def check(self) -> CheckResult:
+        return CheckResult(
+            ok=True,
+            detail="capture mode: messages are stored, not sent",
+            fix=f"add credentials under [channels.{self.name}] to send for real",
+        )
+
+    async def aclose(self) -> None:
+        return None

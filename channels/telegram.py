@@ -1,0 +1,338 @@
+"""Telegram: send through python-telegram-bot's `Bot`, parse webhook `Update`s into the inbox.
+
+Messages go out in HTML parse mode (compose already escaped the CM's text), without link
+previews, one `sendMessage` per rendered part, at most one message per `per_chat_interval_seconds`
+to a chat (Telegram allows about 1 message/s per chat; the overall 30/s is the dispatcher's bucket).
+https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+
+from broadcaster.config import TelegramSettings
+from broadcaster.message import RenderedMessage
+from channels.base import (
+    CheckResult,
+    DeliveryError,
+    InboundMessage,
+    RateLimited,
+    Rejected,
+    SendResult,
+    Target,
+    Unauthorized,
+    Unavailable,
+)
+from channels.capabilities import CAPABILITIES
+
+__all__ = ["TelegramChannel"]
+
+# PTB 22 emits a PTBDeprecationWarning whenever an int time period is read, including inside
+# RetryAfter.__init__ (so a 429 would turn into a warning-as-error under pytest). Opting into
+# timedelta periods (DESIGN §10) is PTB's documented switch; an explicit user setting wins.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
+_MAX_REASON = 300
+_INBOUND_KINDS = ("message", "edited_message")
+_INBOUND_CHATS = frozenset({"private", "group", "supergroup"})
+
+
+class _RedactBotToken(logging.Filter):
+    """Bot API URLs carry the token, and httpx (INFO) and PTB's Bot (DEBUG) log them: hide it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/bot" in message:
+            record.msg, record.args = _TOKEN_IN_URL.sub("/bot***", message), ()
+        return True
+
+
+for _logger_name in ("httpx", "telegram.Bot"):
+    _logger = logging.getLogger(_logger_name)
+    if not any(isinstance(f, _RedactBotToken) for f in _logger.filters):
+        _logger.addFilter(_RedactBotToken())
+
+
+class _ChatSlot:
+    """One chat's turn: a lock keeps parts of two messages from interleaving."""
+
+    __slots__ = ("lock", "last_sent")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.last_sent = float("-inf")
+
+
+class _ChatPacer:
+    """Spaces messages to one chat by `interval` seconds, across concurrent sends.
+
+    Remembers at most `max_chats` chats; a chat idle for longer than `interval` carries no
+    information, so it is forgotten first.
+    """
+
+    def __init__(self, interval: float, max_chats: int = 10_000) -> None:
+        self.interval = interval
+        self.max_chats = max_chats
+        self._slots: OrderedDict[str, _ChatSlot] = OrderedDict()
+
+    @asynccontextmanager
+    async def hold(self, chat: str) -> AsyncIterator[_ChatSlot]:
+        slot = self._slots.get(chat)
+        if slot is None:
+            slot = self._slots[chat] = _ChatSlot()
+            self._prune()
+        self._slots.move_to_end(chat)
+        async with slot.lock:
+            yield slot
+
+    async def wait_turn(self, slot: _ChatSlot) -> None:
+        # Rate pacing (Telegram's per-chat limit), not synchronisation.
+        delay = slot.last_sent + self.interval - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _prune(self) -> None:
+        excess = len(self._slots) - self.max_chats
+        if excess <= 0:
+            return
+        now = time.monotonic()
+        # Oldest first; idle chats before recent ones; never a chat whose lock is held.
+        for idle_only in (True, False):
+            for chat, slot in list(self._slots.items())[: excess + 64]:
+                if excess <= 0:
+                    return
+                if slot.lock.locked() or (idle_only and now - slot.last_sent < self.interval):
+                    continue
+                del self._slots[chat]
+                excess -= 1
+
+
+class TelegramChannel:
+    """Telegram Bot API channel (python-telegram-bot 22).
+
+    >>> channel = TelegramChannel(settings.channels.telegram)
+    >>> await channel.send(rendered, Target("@shop_status"), idempotency_key="42:telegram:@shop_status")
+    """
+
+    name = "telegram"
+    capabilities = CAPABILITIES["telegram"]
+
+    def __init__(self, settings: TelegramSettings) -> None:
+        self._settings = settings
+        token = settings.token.get_secret_value() if settings.token is not None else ""
+        self._token = token.strip()
+        self._bot: Bot | None = None
+        self._requests: tuple[HTTPXRequest, ...] = ()
+        self._pacer = _ChatPacer(settings.per_chat_interval_seconds)
+
+    def __repr__(self) -> str:
+        state = "set" if self._token else "unset"
+        return f"TelegramChannel(base_url={self._settings.base_url!r}, token=<{state}>)"
+
+    def _get_bot(self) -> Bot:
+        """The Bot, built on first use (no I/O).
+
+        PTB's `Bot.initialize()` is not needed to send (HTTPXRequest opens its client when
+        built) and it would put the token in its InvalidToken message, so it is never called.
+        """
+        if self._bot is None:
+            if not self._token:
+                raise Unauthorized("no Telegram token configured: set channels.telegram.token")
+            timeout = self._settings.timeout_seconds
+            request = HTTPXRequest(
+                connection_pool_size=self._settings.concurrency,
+                read_timeout=timeout,
+                write_timeout=timeout,
+                connect_timeout=timeout,
+                pool_timeout=timeout,  # more sends than connections wait for one, they do not fail
+            )
+            updates_request = HTTPXRequest(connection_pool_size=1, read_timeout=timeout)
+            self._requests = (request, updates_request)
+            self._bot = Bot(
+                self._token,
+                base_url=self._settings.base_url,
+                request=request,
+                get_updates_request=updates_request,
+            )
+        return self._bot
+
+    async def send(self, message: RenderedMessage, target: Target, *, idempotency_key: str) -> SendResult:
+        """Send every part in order to `target.address` (a chat id or "@channel").
+
+        Telegram has no idempotency key: if a later part fails, the error is raised and the
+        dispatcher's retry sends the earlier parts again.
+        """
+        chat = target.address.strip()
+        if not chat:
+            raise Rejected("Telegram target has no chat id")
+        if not message.parts:
+            raise Rejected("nothing to send: the rendered Telegram message has no parts")
+        bot = self._get_bot()
+        ids: list[str] = []
+        async with self._pacer.hold(chat) as slot:
+            for part in message.parts:
+                await self._pacer.wait_turn(slot)
+                try:
+                    sent = await bot.send_message(
+                        chat_id=chat,
+                        text=part,
+                        parse_mode=ParseMode.HTML,
+                        link_preview_options=_NO_PREVIEW,
+                    )
+                except TelegramError as exc:
+                    # `from None`: the httpx cause carries the request URL, hence the token.
+                    raise self._delivery_error(exc, chat) from None
+                finally:
+                    slot.last_sent = time.monotonic()
+                ids.append(str(sent.message_id))
+        return SendResult(provider_message_id=ids[0], extra_ids=tuple(ids[1:]))
+
+    def _scrub(self, text: str) -> str:
+        if self._token:
+            text = text.replace(self._token, "***")
+        text = _TOKEN_IN_URL.sub("/bot***", text)
+        return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
+
+    def _delivery_error(self, exc: TelegramError, chat: str) -> DeliveryError:
+        detail = self._scrub(exc.message)
+        if isinstance(exc, RetryAfter):
+            seconds = _seconds(exc.retry_after)
+            return RateLimited(f"Telegram flood control: retry after {seconds:g} s", retry_after=seconds)
+        if isinstance(exc, InvalidToken):
+            return Unauthorized("Telegram refused the bot token: set channels.telegram.token")
+        if isinstance(exc, ChatMigrated):
+            return Rejected(f"Telegram chat {chat} became supergroup {exc.new_chat_id}")
+        if isinstance(exc, Forbidden | BadRequest):  # blocked, kicked, chat not found, bad HTML
+            return Rejected(f"Telegram chat {chat}: {detail}")
+        if isinstance(exc, TimedOut):
+            return Unavailable(f"Telegram timed out: {detail}")
+        if isinstance(exc, NetworkError):
+            return Unavailable(f"Telegram unreachable: {detail}")
+        return Unavailable(f"Telegram error: {detail}")
+
+    def parse_inbound(self, body: bytes, headers: Mapping[str, str]) -> list[InboundMessage]:
+        """Turn one webhook `Update` (or a list of them) into inbox messages.
+
+        Keeps text messages and edits from private chats and groups; ignores channel posts,
+        bots, non-text messages and other update kinds. Malformed input raises `ValueError`.
+        """
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"Telegram update is not valid JSON: {exc}") from None
+        updates = data if isinstance(data, list) else [data]
+        found: list[InboundMessage] = []
+        for update in updates:
+            if not isinstance(update, dict):
+                raise ValueError("Telegram update must be a JSON object")
+            for kind in _INBOUND_KINDS:
+                if kind in update:
+                    inbound = _inbound_from_message(update[kind], kind, update)
+                    if inbound is not None:
+                        found.append(inbound)
+        return found
+
+    async def check(self) -> CheckResult:
+        """Call getMe: "ok: @botname", or what is wrong and how to fix it."""
+        try:
+            bot = self._get_bot()
+        except Unauthorized as exc:
+            return CheckResult(False, exc.reason, fix='set channels.telegram.token = "env:TELEGRAM_TOKEN"')
+        try:
+            me = await bot.get_me()
+        except InvalidToken:
+            return CheckResult(
+                False,
+                "Telegram refused the token: set channels.telegram.token",
+                fix="copy the token @BotFather gave you into channels.telegram.token",
+            )
+        except TelegramError as exc:
+            return CheckResult(
+                False,
+                f"Telegram unreachable at {self._settings.base_url}: {self._scrub(exc.message)}",
+                fix="check channels.telegram.base_url and the network",
+            )
+        return CheckResult(True, f"ok: @{me.username}")
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pools; the channel may be used again afterwards."""
+        requests, self._requests, self._bot = self._requests, (), None
+        for request in requests:
+            await request.shutdown()
+
+
+def _seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _field(data: Mapping[str, Any], path: str, kind: type | tuple[type, ...]) -> Any:
+    value = data.get(path.rsplit(".", 1)[-1])
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"Telegram update: {path} is missing or not {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {dict: "an object", int: "an integer", str: "a string"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _inbound_from_message(message: object, kind: str, update: Mapping[str, Any]) -> InboundMessage | None:
+    if not isinstance(message, dict):
+        raise ValueError(f"Telegram update: {kind} is not an object")
+    chat = _field(message, f"{kind}.chat", dict)
+    chat_id = _field(chat, f"{kind}.chat.id", int)
+    message_id = _field(message, f"{kind}.message_id", int)
+    date = _field(message, f"{kind}.date", int)
+    text = message.get("text")
+    sender = message.get("from")
+    if sender is not None and not isinstance(sender, dict):
+        raise ValueError(f"Telegram update: {kind}.from is not an object")
+    sender = sender or {}
+    if chat.get("type") not in _INBOUND_CHATS or not isinstance(text, str) or sender.get("is_bot"):
+        return None
+    user_id = sender.get("id", chat_id)
+    name = " ".join(str(sender.get(k, "")).strip() for k in ("first_name", "last_name")).strip()
+    replied = message.get("reply_to_message")
+    reply_to = ""
+    if isinstance(replied, dict) and isinstance(replied.get("message_id"), int):
+        reply_to = str(replied["message_id"])
+    return InboundMessage(
+        channel="telegram",
+        external_id=f"{chat_id}:{message_id}",
+        conversation_key=str(chat_id),
+        customer_handle=str(sender.get("username") or user_id),
+        text=text,
+        received_at=datetime.fromtimestamp(date, tz=UTC),
+        customer_name=name,
+        language=str(sender.get("language_code") or ""),
+        reply_to=reply_to,
+        raw=update,
+    )

@@ -1,0 +1,285 @@
+"""TelegramChannel against a fake Bot API over real HTTP (tests/peers/telegram.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from broadcaster.config import TelegramSettings
+from broadcaster.message import RenderedMessage
+from channels.base import RateLimited, Rejected, Target, Unauthorized, Unavailable
+from channels.telegram import TelegramChannel, _ChatPacer
+from tests.peers.telegram import TelegramPeer
+
+TOKEN = "123:TEST"
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "telegram"
+
+
+def settings_for(base_url: str, token: str | None = TOKEN, interval: float = 0.0) -> TelegramSettings:
+    return TelegramSettings(
+        token=SecretStr(token) if token is not None else None,
+        base_url=base_url,
+        per_chat_interval_seconds=interval,
+        timeout_seconds=5.0,
+    )
+
+
+def rendered(*parts: str) -> RenderedMessage:
+    return RenderedMessage(channel="telegram", locale="fr", kind="update", parts=parts)
+
+
+@pytest.fixture(scope="module")
+def running_peer() -> Iterator[TelegramPeer]:
+    with TelegramPeer(valid_tokens={TOKEN}) as running:
+        yield running
+
+
+@pytest.fixture
+def peer(running_peer: TelegramPeer) -> TelegramPeer:
+    running_peer.reset()
+    return running_peer
+
+
+@pytest.fixture
+async def channel(peer: TelegramPeer) -> AsyncIterator[TelegramChannel]:
+    tg = TelegramChannel(settings_for(peer.base_url))
+    yield tg
+    await tg.aclose()
+
+
+async def test_two_parts_arrive_in_order_as_html(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    first = "<b>Incident en cours</b> : le paiement est indisponible, désolés pour la gêne."
+    second = "Commandes par téléphone &amp; sur la marketplace. Prochaine mise à jour à 15 h 00."
+    result = await channel.send(
+        rendered(first, second), Target("123456"), idempotency_key="1:telegram:123456"
+    )
+
+    assert (result.provider_message_id, result.extra_ids) == ("1", ("2",))
+    assert peer.texts("123456") == [first, second]
+    assert {m["parse_mode"] for m in peer.messages} == {"HTML"}
+    assert all(m["link_preview_options"] == {"is_disabled": True} for m in peer.messages)
+
+
+async def test_channel_post_by_username(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    result = await channel.send(
+        rendered("Résolu, merci de votre patience."),
+        Target("@shop_status"),
+        idempotency_key="2:telegram:@shop_status",
+    )
+
+    assert result.provider_message_id == "1"
+    assert peer.texts("@shop_status") == ["Résolu, merci de votre patience."]
+
+
+async def test_many_chats_in_parallel(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    sends = [
+        channel.send(rendered(f"n° {i}"), Target(str(1000 + i)), idempotency_key=str(i)) for i in range(40)
+    ]
+    results = await asyncio.gather(*sends)
+
+    assert peer.wait_for(40, timeout=5)
+    assert {r.provider_message_id for r in results} == {"1"}  # ids count per chat
+
+
+async def test_same_chat_is_spaced_and_not_interleaved(peer: TelegramPeer) -> None:
+    interval = 0.1
+    tg = TelegramChannel(settings_for(peer.base_url, interval=interval))
+    try:
+        await asyncio.gather(
+            tg.send(rendered("a1", "a2"), Target("42"), idempotency_key="a"),
+            tg.send(rendered("b1", "b2"), Target("42"), idempotency_key="b"),
+        )
+    finally:
+        await tg.aclose()
+
+    texts = peer.texts("42")
+    assert texts in (["a1", "a2", "b1", "b2"], ["b1", "b2", "a1", "a2"])
+    # A lower bound the pacer guarantees (it waits `interval` after each response), not a timing.
+    received = [m["received"] for m in peer.messages]
+    assert all(later - earlier >= interval for earlier, later in zip(received, received[1:], strict=False))
+
+
+def test_pacer_memory_is_bounded() -> None:
+    pacer = _ChatPacer(interval=0.0, max_chats=3)
+
+    async def touch_all() -> None:
+        for chat in range(10):
+            async with pacer.hold(str(chat)):
+                pass
+
+    asyncio.run(touch_all())
+    assert len(pacer._slots) <= 3
+
+
+async def test_rate_limited_carries_retry_after(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    peer.rate_limit_next(1, retry_after=3)
+    with pytest.raises(RateLimited) as caught:
+        await channel.send(rendered("Bonjour"), Target("123456"), idempotency_key="k")
+
+    assert caught.value.retry_after == 3.0
+    result = await channel.send(rendered("Bonjour"), Target("123456"), idempotency_key="k")
+    assert result.provider_message_id == "1"
+
+
+async def test_blocked_chat_is_rejected(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    peer.block(777)
+    with pytest.raises(Rejected, match="blocked"):
+        await channel.send(rendered("Bonjour"), Target("777"), idempotency_key="k")
+
+
+async def test_unknown_chat_is_rejected(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    peer.known_chats = {"123456"}
+    with pytest.raises(Rejected, match="(?i)chat not found"):
+        await channel.send(rendered("Bonjour"), Target("999"), idempotency_key="k")
+
+
+async def test_unparsable_html_is_rejected_with_reason(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    with pytest.raises(Rejected, match="(?i)can't parse entities"):
+        await channel.send(rendered("Fish & chips <script>"), Target("123456"), idempotency_key="k")
+
+
+async def test_later_part_failure_raises_after_first_was_sent(
+    peer: TelegramPeer, channel: TelegramChannel
+) -> None:
+    with pytest.raises(Rejected):
+        await channel.send(rendered("ok", "<oops>"), Target("123456"), idempotency_key="k")
+    assert peer.texts("123456") == ["ok"]
+
+
+async def test_wrong_token_is_unauthorized_and_never_shown(
+    peer: TelegramPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "987654:SECRET-never-shown"
+    tg = TelegramChannel(settings_for(peer.base_url, token=secret))
+    caplog.set_level(logging.DEBUG)
+    try:
+        with pytest.raises(Unauthorized) as caught:
+            await tg.send(rendered("Bonjour"), Target("123456"), idempotency_key="k")
+        check = await tg.check()
+    finally:
+        await tg.aclose()
+
+    assert secret not in str(caught.value)
+    assert secret not in repr(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert secret not in repr(tg)
+    assert secret not in check.detail + check.fix
+    assert secret not in caplog.text
+    assert "/bot***/" in caplog.text  # httpx's request log line, redacted
+
+
+async def test_missing_token_is_unauthorized(peer: TelegramPeer) -> None:
+    tg = TelegramChannel(settings_for(peer.base_url, token=None))
+    with pytest.raises(Unauthorized, match="channels.telegram.token"):
+        await tg.send(rendered("Bonjour"), Target("1"), idempotency_key="k")
+    assert not (await tg.check()).ok
+    assert "token=<unset>" in repr(tg)
+
+
+async def test_gateway_down_is_unavailable(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    peer.down = True
+    with pytest.raises(Unavailable):
+        await channel.send(rendered("Bonjour"), Target("123456"), idempotency_key="k")
+
+
+async def test_connection_refused_is_unavailable() -> None:
+    with socket.socket() as closed:  # bound but not listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        tg = TelegramChannel(settings_for(f"http://127.0.0.1:{port}/bot"))
+        try:
+            with pytest.raises(Unavailable, match="unreachable"):
+                await tg.send(rendered("Bonjour"), Target("1"), idempotency_key="k")
+            check = await tg.check()
+        finally:
+            await tg.aclose()
+    assert not check.ok and "base_url" in check.fix
+
+
+async def test_check_ok(channel: TelegramChannel) -> None:
+    result = await channel.check()
+    assert result.ok
+    assert result.detail == "ok: @shop_status_bot"
+
+
+async def test_check_bad_token(peer: TelegramPeer) -> None:
+    tg = TelegramChannel(settings_for(peer.base_url, token="1:WRONG"))
+    try:
+        result = await tg.check()
+    finally:
+        await tg.aclose()
+    assert not result.ok
+    assert result.detail == "Telegram refused the token: set channels.telegram.token"
+
+
+def test_parse_inbound_recorded_update() -> None:
+    body = (PAYLOADS / "message.json").read_bytes()
+    tg = TelegramChannel(settings_for("http://127.0.0.1:9/bot"))
+
+    [msg] = tg.parse_inbound(body, {"content-type": "application/json"})
+
+    assert msg.channel == "telegram"
+    assert msg.external_id == "5512873340:4821"
+    assert msg.conversation_key == "5512873340"
+    assert msg.customer_handle == "amelie_durand"
+    assert msg.customer_name == "Amélie Durand"
+    assert msg.text.startswith("Bonjour, le site est toujours en panne ?")
+    assert msg.received_at == datetime(2026, 11, 20, 13, 42, 7, tzinfo=UTC)
+    assert msg.language == "fr"
+    assert msg.reply_to == "4815"
+    assert msg.raw == json.loads(body)
+
+
+def test_parse_inbound_keeps_edits_and_skips_the_rest() -> None:
+    tg = TelegramChannel(settings_for("http://127.0.0.1:9/bot"))
+    base = {"message_id": 7, "date": 1795182127, "text": "Toujours en panne ?"}
+    edited = {
+        "update_id": 1,
+        "edited_message": {
+            **base,
+            "chat": {"id": -100555, "type": "supergroup"},
+            "from": {"id": 9, "is_bot": False, "first_name": "Léa"},
+        },
+    }
+    post = {"update_id": 2, "channel_post": {**base, "chat": {"id": -100777, "type": "channel"}}}
+    photo = {
+        "update_id": 3,
+        "message": {"message_id": 8, "date": 1795182127, "chat": {"id": 9, "type": "private"}, "photo": []},
+    }
+    body = json.dumps([edited, post, photo]).encode()
+
+    [msg] = tg.parse_inbound(body, {})
+
+    assert (msg.external_id, msg.customer_handle, msg.customer_name) == ("-100555:7", "9", "Léa")
+    assert msg.language == "" and msg.reply_to == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1]", "JSON object"),
+        (b'{"update_id": 1, "message": {"message_id": 1, "date": 1, "text": "x"}}', "message.chat"),
+        (b'{"message": {"message_id": 1, "date": 1, "chat": {"type": "private"}}}', "message.chat.id"),
+        (b'{"message": {"message_id": "1", "date": 1, "chat": {"id": 1}}}', "message.message_id"),
+        (b'{"message": {"message_id": 1, "chat": {"id": 1}}}', "message.date"),
+    ],
+)
+def test_parse_inbound_malformed(body: bytes, needle: str) -> None:
+    tg = TelegramChannel(settings_for("http://127.0.0.1:9/bot"))
+    with pytest.raises(ValueError, match=needle):
+        tg.parse_inbound(body, {})
+
+
+def test_name_capabilities_repr() -> None:
+    tg = TelegramChannel(settings_for("http://127.0.0.1:9/bot"))
+    assert (tg.name, tg.capabilities.max_body) == ("telegram", 4096)
+    assert "token=<set>" in repr(tg)

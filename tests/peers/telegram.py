@@ -1,0 +1,320 @@
+"""A fake Telegram Bot API over real HTTP (Starlette + uvicorn in its own thread).
+
+It parses what python-telegram-bot really sends (form-encoded fields, JSON inside some of them),
+answers with the Bot API's real response shapes, and injects the faults a channel must survive:
+429 with `retry_after`, a bot blocked by a user, an unknown chat, a bad token, a gateway down.
+
+>>> with TelegramPeer() as peer:
+...     settings = TelegramSettings(token="123:TEST", base_url=peer.base_url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+__all__ = ["TelegramPeer"]
+
+# Fields PTB sends as JSON text inside a form field; every other field stays a string.
+_JSON_FIELDS = frozenset({"link_preview_options", "reply_parameters", "reply_markup", "entities"})
+# https://core.telegram.org/bots/api#html-style
+_HTML_TAGS = "b|strong|i|em|u|ins|s|strike|del|a|code|pre|tg-spoiler|span|blockquote|tg-emoji"
+_HTML_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?:\s[^<>]*)?>")
+_HTML_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+_BAD_GATEWAY = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>nginx</body>\r\n</html>\r\n"
+
+
+def _html_error(text: str) -> str | None:
+    """Return Telegram's "can't parse entities" complaint for malformed HTML, or None."""
+    for index, char in enumerate(text):
+        if char == "<" and not _HTML_TAG.match(text, index):
+            offset = len(text[:index].encode("utf-8"))
+            return f"Bad Request: can't parse entities: Unsupported start tag at byte offset {offset}"
+        if char == "&" and not _HTML_ENTITY.match(text, index):
+            offset = len(text[:index].encode("utf-8"))
+            return f"Bad Request: can't parse entities: Character entity expected at byte offset {offset}"
+    return None
+
+
+def _plain(text: str) -> str:
+    """What Telegram returns as `text`: tags removed, entities decoded."""
+    return html.unescape(re.sub(r"<[^<>]*>", "", text))
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when it is listening (no polling of `started`)."""
+
+    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self._ready.set()
+
+
+class TelegramPeer(AbstractContextManager["TelegramPeer"]):
+    """A Bot API on 127.0.0.1; give `peer.base_url` to `TelegramSettings.base_url`.
+
+    Faults: `latency`, `rate_limit_next(n)`, `block(chat_id)`, `known_chats`, `down`.
+    Records: `messages`, `requests`, `wait_for(count, timeout)`.
+    """
+
+    def __init__(
+        self,
+        valid_tokens: Iterable[str] = ("123:TEST",),
+        *,
+        bot_username: str = "shop_status_bot",
+        latency: float = 0.0,
+    ) -> None:
+        self.valid_tokens = frozenset(valid_tokens)
+        self.bot_username = bot_username
+        first = min(self.valid_tokens, default="1:")
+        self._bot_id = int(first.split(":", 1)[0]) if first.split(":", 1)[0].isdigit() else 1
+        self.latency = latency
+        self.down = False
+        self.known_chats: set[str] | None = None  # None: every chat exists
+        self.messages: list[dict[str, Any]] = []
+        self.requests = 0
+        self._cond = threading.Condition()
+        self._blocked: set[str] = set()
+        self._rate_limited = 0
+        self._retry_after = 3
+        self._next_id: dict[str, itertools.count[int]] = {}
+        self._channel_ids: dict[str, int] = {}
+        self._ready = threading.Event()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/bot"
+        app = Starlette(routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])])
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            loop="asyncio",
+            lifespan="off",
+            backlog=1024,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _Server(config, self._ready)
+        self._thread = threading.Thread(target=self._run, name=f"telegram-peer-{self.port}", daemon=True)
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    def start(self) -> TelegramPeer:
+        """Start serving; raise if the server is not listening within 10 s."""
+        self._sock.listen(1024)
+        self._thread.start()
+        if not self._ready.wait(timeout=10):
+            self.stop()
+            raise RuntimeError("TelegramPeer did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit and wait for its thread (bounded)."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> TelegramPeer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ----- faults and records ----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget records and faults (a peer shared by several tests)."""
+        with self._cond:
+            self.latency = 0.0
+            self.down = False
+            self.known_chats = None
+            self.messages.clear()
+            self.requests = 0
+            self._blocked.clear()
+            self._rate_limited = 0
+            self._next_id.clear()
+
+    def rate_limit_next(self, n: int, retry_after: int = 3) -> None:
+        """Answer the next `n` sendMessage calls with 429 and `retry_after` seconds."""
+        with self._cond:
+            self._rate_limited = n
+            self._retry_after = retry_after
+
+    def block(self, chat_id: int | str) -> None:
+        """Act as if the user of `chat_id` blocked the bot (403)."""
+        with self._cond:
+            self._blocked.add(str(chat_id))
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        """Wait until at least `count` messages were accepted; False after `timeout` seconds."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+
+    def texts(self, chat_id: int | str) -> list[str]:
+        """Texts accepted for one chat, in arrival order."""
+        with self._cond:
+            return [m["text"] for m in self.messages if m["chat_id"] == str(chat_id)]
+
+    # ----- HTTP ------------------------------------------------------------------------------
+
+    async def _endpoint(self, request: Request) -> Response:
+        with self._cond:
+            self.requests += 1
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)  # simulated network/API latency, not synchronisation
+        if self.down:
+            return Response(_BAD_GATEWAY, status_code=502, media_type="text/html")
+        if request.path_params["token"] not in self.valid_tokens:
+            return _error(401, "Unauthorized")
+        method = request.path_params["method"].lower()  # Bot API method names ignore case
+        try:
+            params = await _read_params(request)
+        except ValueError as exc:
+            return _error(400, f"Bad Request: {exc}")
+        if method == "getme":
+            return _ok(self._bot_user())
+        if method in {"deletewebhook", "close", "logout", "setwebhook"}:
+            return _ok(True)
+        if method == "sendmessage":
+            return self._send_message(params)
+        return _error(404, "Not Found")
+
+    def _bot_user(self) -> dict[str, Any]:
+        return {
+            "id": self._bot_id,
+            "is_bot": True,
+            "first_name": "Shop Status",
+            "username": self.bot_username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+
+    def _send_message(self, params: dict[str, Any]) -> Response:
+        chat_key = str(params.get("chat_id", "")).strip()
+        text = params.get("text")
+        if not chat_key:
+            return _error(400, "Bad Request: chat_id is empty")
+        if not isinstance(text, str) or not text:
+            return _error(400, "Bad Request: message text is empty")
+        parse_mode = params.get("parse_mode")
+        if isinstance(parse_mode, str) and parse_mode.upper() == "HTML":
+            problem = _html_error(text)
+            if problem:
+                return _error(400, problem)
+        with self._cond:
+            if self._rate_limited > 0:
+                self._rate_limited -= 1
+                wait = self._retry_after
+                return _error(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
+            if chat_key in self._blocked:
+                return _error(403, "Forbidden: bot was blocked by the user")
+            if self.known_chats is not None and chat_key not in self.known_chats:
+                return _error(400, "Bad Request: chat not found")
+            message_id = next(self._next_id.setdefault(chat_key, itertools.count(1)))
+            chat = self._chat(chat_key)
+            now = time.time()
+            self.messages.append(
+                {
+                    "chat_id": chat_key,
+                    "text": text,
+                    "parse_mode": parse_mode,
+                    "message_id": message_id,
+                    "link_preview_options": params.get("link_preview_options"),
+                    "received": time.monotonic(),
+                }
+            )
+            self._cond.notify_all()
+        result: dict[str, Any] = {
+            "message_id": message_id,
+            "date": int(now),
+            "chat": chat,
+            "text": _plain(text),
+        }
+        if chat["type"] == "channel":
+            result["sender_chat"] = chat
+        else:
+            result["from"] = self._bot_user()
+        return _ok(result)
+
+    def _chat(self, chat_key: str) -> dict[str, Any]:
+        """The `chat` object of a response; @usernames get a stable -100… id (a channel)."""
+        if chat_key.startswith("@"):
+            chat_id = self._channel_ids.setdefault(chat_key, -1001000000000 - len(self._channel_ids))
+            return {"id": chat_id, "type": "channel", "title": chat_key[1:], "username": chat_key[1:]}
+        try:
+            chat_id = int(chat_key)
+        except ValueError:
+            chat_id = 0
+        if chat_id < 0:
+            kind = "supergroup" if chat_key.startswith("-100") else "group"
+            return {"id": chat_id, "type": kind, "title": f"Group {chat_id}"}
+        return {"id": chat_id, "type": "private", "first_name": "Client"}
+
+
+async def _read_params(request: Request) -> dict[str, Any]:
+    """Parameters from the query string, a form-encoded body (PTB) or a JSON body."""
+    params: dict[str, Any] = dict(request.query_params)
+    body = await request.body()
+    if not body:
+        return params
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise ValueError("request body is not valid JSON") from exc
+        if not isinstance(data, dict):
+            raise ValueError("request body must be a JSON object")
+        params.update(data)
+        return params
+    if content_type == "application/x-www-form-urlencoded":
+        for key, value in parse_qsl(body.decode("utf-8"), keep_blank_values=True):
+            if key in _JSON_FIELDS:
+                try:
+                    params[key] = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"can't parse {key} JSON object") from exc
+            else:
+                params[key] = value
+        return params
+    raise ValueError(f"unsupported content type {content_type!r}")
+
+
+def _ok(result: object) -> Response:
+    return JSONResponse({"ok": True, "result": result})
+
+
+def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return JSONResponse(body, status_code=status)
