@@ -57,7 +57,7 @@ class Outcome:
 async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Bulk-insert delivery rows (executemany) inside the caller's transaction."""
     if rows:
-        await session.execute(insert(Delivery), list(rows))
+        await (await session.connection()).execute(insert(Delivery), list(rows))
 
 
 _CLAIM_SQL = """
@@ -90,7 +90,7 @@ async def claim(
     now = now or utcnow()
     token = secrets.token_hex(8)
     lock = "FOR UPDATE SKIP LOCKED" if session.bind.dialect.name == "postgresql" else ""
-    result = await session.execute(
+    result = await (await session.connection()).execute(
         text(_CLAIM_SQL.format(lock=lock)),
         {
             "channel": channel,
@@ -150,11 +150,11 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
         }
         for o in outcomes
     ]
-    await session.execute(statement, params)
+    await (await session.connection()).execute(statement, params)
     to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
     for subscription_id, reason in to_deactivate.items():
         if subscription_id is not None:
-            await session.execute(
+            await (await session.connection()).execute(
                 update(Subscription)
                 .where(Subscription.id == subscription_id)  # type: ignore[arg-type]
                 .values(active=False, deactivated_reason=reason[:500], deactivated_at=utcnow())
@@ -171,7 +171,7 @@ async def counts_by_channel(session: AsyncSession, update_ids: Sequence[int]) ->
         .group_by(Delivery.channel, Delivery.status)
     )
     counts: dict[str, dict[str, int]] = {}
-    for channel, status, n in (await session.execute(statement)).all():
+    for channel, status, n in (await (await session.connection()).execute(statement)).all():
         counts.setdefault(channel, {})[status] = n
     return counts
 
@@ -182,7 +182,7 @@ async def next_due_at(session: AsyncSession, update_ids: Sequence[int]) -> datet
         Delivery.update_id.in_(update_ids),  # type: ignore[attr-defined]
         Delivery.status.in_((PENDING, SENDING)),  # type: ignore[attr-defined]
     )
-    value = (await session.execute(statement)).scalar()
+    value = (await (await session.connection()).execute(statement)).scalar()
     if value is None:
         return None
     if isinstance(value, str):  # SQLite aggregate bypasses the column type

@@ -286,7 +286,7 @@ async def _write_update(
     if draft.compensation:
         incident.compensation = draft.compensation
     component_status = "operational" if kind == "resolved" else COMPONENT_STATUS_BY_IMPACT[incident.impact]
-    await session.execute(
+    await (await session.connection()).execute(
         sql_update(Component)
         .where(Component.name.in_(incident.components))  # type: ignore[attr-defined]
         .values(status=component_status, updated_at=now)

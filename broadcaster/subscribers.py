@@ -129,7 +129,7 @@ async def import_subscribers(
             existing.update(fresh)
     for start in range(0, len(pending), 1000):
         chunk = pending[start : start + 1000]
-        result = await session.execute(
+        result = await (await session.connection()).execute(
             insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True),  # type: ignore[arg-type]
             [{"name": e.name, "locale": e.locale, "created_at": utcnow()} for e, _ in chunk],
         )
@@ -139,7 +139,7 @@ async def import_subscribers(
             for subscriber_id, (entry, fresh) in zip(ids, chunk, strict=True)
             for channel, address in fresh
         ]
-        await session.execute(insert(Subscription), rows)
+        await (await session.connection()).execute(insert(Subscription), rows)
         report.subscribers += len(chunk)
         report.subscriptions += len(rows)
         if on_progress:

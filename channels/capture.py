@@ -44,7 +44,7 @@ class CaptureChannel:
             dialect = session.bind.dialect.name
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             statement = insert(CapturedMessage).values(**values).on_conflict_do_nothing()
-            await session.execute(statement)
+            await (await session.connection()).execute(statement)
             await session.commit()
         return SendResult(provider_message_id=f"capture:{idempotency_key}")
 

@@ -76,7 +76,7 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
                 select(Subscription).where(Subscription.unsubscribe_token == token))).first()
             if subscription is None:
                 raise HTTPException(status_code=404, detail="unknown unsubscribe link")
-            await session.execute(update(Subscription).where(col(Subscription.id) == subscription.id).values(
+            await (await session.connection()).execute(update(Subscription).where(col(Subscription.id) == subscription.id).values(
                 active=False, deactivated_reason="unsubscribed", deactivated_at=utcnow()))
             await session.commit()
             return subscription
