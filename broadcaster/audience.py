@@ -58,7 +58,11 @@ async def subscriber_recipients(
         return []
     statement = (
         select(
-            Subscription.id, Subscription.channel, Subscription.address, Subscription.components, Subscriber.locale
+            Subscription.id,
+            Subscription.channel,
+            Subscription.address,
+            Subscription.components,
+            Subscriber.locale,
         )
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)  # type: ignore[arg-type]
         .where(Subscription.active == True)  # noqa: E712

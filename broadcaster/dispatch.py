@@ -9,6 +9,7 @@ subscription, transient failures back off exponentially with jitter until `dead`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -160,10 +161,8 @@ class ChannelWorker:
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
 
 
 class Dispatcher:
@@ -218,4 +217,3 @@ class Dispatcher:
         if on_progress:
             on_progress(counts)
         return counts
-

@@ -67,7 +67,9 @@ def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, l
         problems.append(f"locale {locale!r}: use a code like fr, en or fr_CA")
     unknown = [c for c in entry.components if c not in settings.components]
     if unknown:
-        problems.append(f"unknown component(s) {', '.join(unknown)} (known: {', '.join(settings.components)})")
+        problems.append(
+            f"unknown component(s) {', '.join(unknown)} (known: {', '.join(settings.components)})"
+        )
     cleaned = NewSubscriber(email, chat, locale, entry.components, entry.name.strip(), entry.line)
     return cleaned, problems
 
@@ -90,13 +92,23 @@ def parse_csv(text: str) -> tuple[list[NewSubscriber], list[str]]:
             continue
         values = {k.strip(): (v or "") for k, v in row.items() if k}
         components = tuple(c.strip() for c in re.split(r"[;|]", values.get("components", "")) if c.strip())
-        entries.append(NewSubscriber(values.get("email", ""), values.get("telegram_chat_id", ""),
-                                     values.get("locale", ""), components, values.get("name", ""), line))
+        entries.append(
+            NewSubscriber(
+                values.get("email", ""),
+                values.get("telegram_chat_id", ""),
+                values.get("locale", ""),
+                components,
+                values.get("name", ""),
+                line,
+            )
+        )
     return entries, problems
 
 
 async def import_subscribers(
-    session: AsyncSession, settings: Settings, entries: Sequence[NewSubscriber],
+    session: AsyncSession,
+    settings: Settings,
+    entries: Sequence[NewSubscriber],
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Validate all entries, then write them in one transaction; raise `ImportError_` if any is bad."""
@@ -148,9 +160,18 @@ async def import_subscribers(
     return report
 
 
-def _subscription(subscriber_id: int, channel: str, address: str, components: Sequence[str]) -> dict[str, object]:
+def _subscription(
+    subscriber_id: int, channel: str, address: str, components: Sequence[str]
+) -> dict[str, object]:
     return {
-        "subscriber_id": subscriber_id, "channel": channel, "address": address, "components": list(components),
-        "confirmed": True, "active": True, "unsubscribe_token": secrets.token_urlsafe(24),
-        "reply_token": secrets.token_hex(8), "deactivated_reason": "", "created_at": utcnow(),
+        "subscriber_id": subscriber_id,
+        "channel": channel,
+        "address": address,
+        "components": list(components),
+        "confirmed": True,
+        "active": True,
+        "unsubscribe_token": secrets.token_urlsafe(24),
+        "reply_token": secrets.token_hex(8),
+        "deactivated_reason": "",
+        "created_at": utcnow(),
     }

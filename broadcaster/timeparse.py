@@ -21,9 +21,7 @@ def parse_when(value: str, *, now: datetime, timezone: str) -> datetime:
     if clock:
         zone = ZoneInfo(timezone)
         local_now = now.astimezone(zone)
-        candidate = local_now.replace(
-            hour=int(clock["h"]), minute=int(clock["m"]), second=0, microsecond=0
-        )
+        candidate = local_now.replace(hour=int(clock["h"]), minute=int(clock["m"]), second=0, microsecond=0)
         if candidate <= local_now:
             candidate += timedelta(days=1)
         return candidate.astimezone(UTC)

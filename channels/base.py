@@ -116,9 +116,7 @@ class Channel(Protocol):
     name: str
     capabilities: Capabilities
 
-    async def send(
-        self, message: RenderedMessage, target: Target, *, idempotency_key: str
-    ) -> SendResult: ...
+    async def send(self, message: RenderedMessage, target: Target, *, idempotency_key: str) -> SendResult: ...
 
     def parse_inbound(self, body: bytes, headers: Mapping[str, str]) -> list[InboundMessage]: ...
 

@@ -60,7 +60,10 @@ def make_settings(database_url: str, **sections: Any) -> Settings:
             "timezone": "Europe/Paris",
             "default_locale": "fr",
             "locales": ["fr", "en"],
-            "alternative": {"fr": "Commandes par téléphone au 01 23 45 67 89", "en": "Order by phone: +33 1 23 45 67 89"},
+            "alternative": {
+                "fr": "Commandes par téléphone au 01 23 45 67 89",
+                "en": "Order by phone: +33 1 23 45 67 89",
+            },
         },
         "database": {"url": database_url},
         "dispatch": {"poll_interval_seconds": 0.05, "backoff_base_seconds": 0.2, "backoff_max_seconds": 1.0},

@@ -30,13 +30,22 @@ def register(root: typer.Typer) -> None:
             async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
                 if await session.get(Incident, incident_id) is None:
                     return None
-                update_ids = list(await session.exec(
-                    select(IncidentUpdate.id).where(IncidentUpdate.incident_id == incident_id)))
+                update_ids = list(
+                    await session.exec(
+                        select(IncidentUpdate.id).where(IncidentUpdate.incident_id == incident_id)
+                    )
+                )
                 counts = await outbox.counts_by_channel(session, update_ids)
-                troubled = list(await session.exec(
-                    select(Delivery).where(col(Delivery.update_id).in_(update_ids))
-                    .where(col(Delivery.last_error) != "").where(col(Delivery.status) != outbox.SENT)
-                    .order_by(col(Delivery.id)).limit(problems)))
+                troubled = list(
+                    await session.exec(
+                        select(Delivery)
+                        .where(col(Delivery.update_id).in_(update_ids))
+                        .where(col(Delivery.last_error) != "")
+                        .where(col(Delivery.status) != outbox.SENT)
+                        .order_by(col(Delivery.id))
+                        .limit(problems)
+                    )
+                )
                 return counts, troubled
 
         result = run(fetch())
@@ -45,10 +54,27 @@ def register(root: typer.Typer) -> None:
             return
         counts, troubled = result
         if as_json:
-            console.print_json(json.dumps({"incident_id": incident_id, "by_channel": counts, "problems": [
-                {"id": d.id, "update_id": d.update_id, "channel": d.channel, "target": d.target,
-                 "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
-                 "next_attempt_at": d.next_attempt_at.isoformat()} for d in troubled]}))
+            console.print_json(
+                json.dumps(
+                    {
+                        "incident_id": incident_id,
+                        "by_channel": counts,
+                        "problems": [
+                            {
+                                "id": d.id,
+                                "update_id": d.update_id,
+                                "channel": d.channel,
+                                "target": d.target,
+                                "status": d.status,
+                                "attempts": d.attempts,
+                                "last_error": d.last_error,
+                                "next_attempt_at": d.next_attempt_at.isoformat(),
+                            }
+                            for d in troubled
+                        ],
+                    }
+                )
+            )
             return
         console.print(delivery_table(counts, title=f"Deliveries of incident #{incident_id}"))
         if troubled:

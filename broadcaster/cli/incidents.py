@@ -46,8 +46,12 @@ Translation = Annotated[
     typer.Option("--translation", "-t", help="Another locale's text, as LOCALE:TEXT (e.g. en:'We are…')."),
 ]
 Eta = Annotated[str | None, typer.Option(help="When service should be back: 30m, 2h, 14:30, ISO date-time.")]
-NextUpdate = Annotated[str | None, typer.Option("--next-update", help="When the next update will come (30m, 15:00…).")]
-Alternative = Annotated[str | None, typer.Option(help="How customers can still order (overrides the brand's default).")]
+NextUpdate = Annotated[
+    str | None, typer.Option("--next-update", help="When the next update will come (30m, 15:00…).")
+]
+Alternative = Annotated[
+    str | None, typer.Option(help="How customers can still order (overrides the brand's default).")
+]
 Channels = Annotated[list[str] | None, typer.Option("--channel", help="Only these channels (repeatable).")]
 Force = Annotated[bool, typer.Option("--force", help="Publish even if the crisis linter finds errors.")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="Only queue the deliveries; `serve` sends them.")]
@@ -65,8 +69,15 @@ def _translations(values: list[str] | None) -> dict[str, str]:
 
 
 def _draft(
-    settings: Settings, *, status: str, message: str, translation: list[str] | None, eta: str | None,
-    next_update: str | None, alternative: str | None = None, compensation: str | None = None,
+    settings: Settings,
+    *,
+    status: str,
+    message: str,
+    translation: list[str] | None,
+    eta: str | None,
+    next_update: str | None,
+    alternative: str | None = None,
+    compensation: str | None = None,
     channels: list[str] | None = None,
 ) -> UpdateDraft:
     now = utcnow()
@@ -92,17 +103,26 @@ def _show_refusal(exc: LintRefused) -> None:
     fail(str(exc))
 
 
-async def _deliver_with_progress(runtime: Runtime, published: Published, as_json: bool) -> dict[str, dict[str, int]]:
+async def _deliver_with_progress(
+    runtime: Runtime, published: Published, as_json: bool
+) -> dict[str, dict[str, int]]:
     settings = runtime.settings
     dispatcher = Dispatcher(
-        runtime.sessions, build_channels(settings, runtime.sessions), settings.dispatch,
+        runtime.sessions,
+        build_channels(settings, runtime.sessions),
+        settings.dispatch,
         settings.server.public_base_url,
     )
     total = sum(published.deliveries.values())
     assert published.update.id is not None
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, disable=as_json, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=as_json,
+        transient=False,
     ) as progress:
         task = progress.add_task("Delivering", total=total)
 
@@ -117,29 +137,48 @@ async def _deliver_with_progress(runtime: Runtime, published: Published, as_json
                 await runtime_channel.runtime.channel.aclose()
 
 
-def _report(runtime: Runtime, published: Published, counts: dict[str, dict[str, int]] | None, as_json: bool) -> None:
+def _report(
+    runtime: Runtime, published: Published, counts: dict[str, dict[str, int]] | None, as_json: bool
+) -> None:
     incident, update = published.incident, published.update
     if as_json:
-        console.print_json(json.dumps({
-            "incident_id": incident.id, "update_id": update.id, "status": update.status,
-            "deliveries": counts if counts is not None else published.deliveries,
-            "findings": [f.__dict__ if hasattr(f, "__dict__") else _finding_dict(f) for f in published.findings],
-        }))
+        console.print_json(
+            json.dumps(
+                {
+                    "incident_id": incident.id,
+                    "update_id": update.id,
+                    "status": update.status,
+                    "deliveries": counts if counts is not None else published.deliveries,
+                    "findings": [
+                        f.__dict__ if hasattr(f, "__dict__") else _finding_dict(f) for f in published.findings
+                    ],
+                }
+            )
+        )
         return
     if published.findings:
         console.print(finding_lines(published.findings))
-    console.print(f"Incident [bold]#{incident.id}[/] «{incident.title}» — {update.status}, update #{update.id}")
+    console.print(
+        f"Incident [bold]#{incident.id}[/] «{incident.title}» — {update.status}, update #{update.id}"
+    )
     if counts is not None:
         console.print(delivery_table(counts))
         waiting = sum(per.get("pending", 0) + per.get("sending", 0) for per in counts.values())
         if waiting:
-            console.print(f"[yellow]{waiting} deliveries wait for a retry; `broadcaster serve` will send them.[/]")
+            console.print(
+                f"[yellow]{waiting} deliveries wait for a retry; `broadcaster serve` will send them.[/]"
+            )
     else:
-        console.print(f"Queued {sum(published.deliveries.values())} deliveries; `broadcaster serve` sends them.")
+        console.print(
+            f"Queued {sum(published.deliveries.values())} deliveries; `broadcaster serve` sends them."
+        )
 
 
 def _finding_dict(finding: object) -> dict[str, object]:
-    return {name: getattr(finding, name) for name in ("rule", "severity", "message", "locale", "channel", "excerpt")}
+    return {
+        name: getattr(finding, name)
+        for name in ("rule", "severity", "message", "locale", "channel", "excerpt")
+    }
 
 
 async def _publish_and_deliver(ctx: typer.Context, action, no_wait: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
@@ -160,21 +199,44 @@ def open_(
     ctx: typer.Context,
     title: Annotated[str, typer.Option(help="Short public title, e.g. 'Paiement indisponible'.")],
     message: Message,
-    component: Annotated[list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")],
+    component: Annotated[
+        list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")
+    ],
     impact: Annotated[str, typer.Option(help="none, minor, major or critical.")] = "major",
     status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")] = "investigating",
-    translation: Translation = None, eta: Eta = None, next_update: NextUpdate = None,
-    alternative: Alternative = None, channel: Channels = None, force: Force = False,
-    no_wait: NoWait = False, as_json: AsJson = False,
+    translation: Translation = None,
+    eta: Eta = None,
+    next_update: NextUpdate = None,
+    alternative: Alternative = None,
+    channel: Channels = None,
+    force: Force = False,
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
 ) -> None:
     """Open an incident and send its first update to every channel."""
     settings = state(ctx).settings
-    draft = _draft(settings, status=status, message=message, translation=translation, eta=eta,
-                   next_update=next_update, alternative=alternative, channels=channel)
+    draft = _draft(
+        settings,
+        status=status,
+        message=message,
+        translation=translation,
+        eta=eta,
+        next_update=next_update,
+        alternative=alternative,
+        channels=channel,
+    )
 
     async def action(session, runtime):  # type: ignore[no-untyped-def]
-        return await open_incident(session, settings, runtime.composer, title=title, impact=impact,
-                                   components=component, draft=draft, force=force)
+        return await open_incident(
+            session,
+            settings,
+            runtime.composer,
+            title=title,
+            impact=impact,
+            components=component,
+            draft=draft,
+            force=force,
+        )
 
     run(_publish_and_deliver(ctx, action, no_wait, as_json))
 
@@ -186,14 +248,27 @@ def update_(
     incident_id: Annotated[int, typer.Argument(help="Incident number.")],
     message: Message,
     status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")],
-    translation: Translation = None, eta: Eta = None, next_update: NextUpdate = None,
-    alternative: Alternative = None, channel: Channels = None, force: Force = False,
-    no_wait: NoWait = False, as_json: AsJson = False,
+    translation: Translation = None,
+    eta: Eta = None,
+    next_update: NextUpdate = None,
+    alternative: Alternative = None,
+    channel: Channels = None,
+    force: Force = False,
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
 ) -> None:
     """Post a follow-up on an open incident."""
     settings = state(ctx).settings
-    draft = _draft(settings, status=status, message=message, translation=translation, eta=eta,
-                   next_update=next_update, alternative=alternative, channels=channel)
+    draft = _draft(
+        settings,
+        status=status,
+        message=message,
+        translation=translation,
+        eta=eta,
+        next_update=next_update,
+        alternative=alternative,
+        channels=channel,
+    )
 
     async def action(session, runtime):  # type: ignore[no-untyped-def]
         return await post_update(session, settings, runtime.composer, incident_id, draft, force=force)
@@ -207,14 +282,27 @@ def resolve_(
     ctx: typer.Context,
     incident_id: Annotated[int, typer.Argument(help="Incident number.")],
     message: Message,
-    compensation: Annotated[str | None, typer.Option(help="What customers get, e.g. '-10 % avec le code MERCI10'.")] = None,
-    translation: Translation = None, channel: Channels = None, force: Force = False,
-    no_wait: NoWait = False, as_json: AsJson = False,
+    compensation: Annotated[
+        str | None, typer.Option(help="What customers get, e.g. '-10 % avec le code MERCI10'.")
+    ] = None,
+    translation: Translation = None,
+    channel: Channels = None,
+    force: Force = False,
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
 ) -> None:
     """Announce the resolution (with thanks and compensation) and close the incident."""
     settings = state(ctx).settings
-    draft = _draft(settings, status="resolved", message=message, translation=translation, eta=None,
-                   next_update=None, compensation=compensation, channels=channel)
+    draft = _draft(
+        settings,
+        status="resolved",
+        message=message,
+        translation=translation,
+        eta=None,
+        next_update=None,
+        compensation=compensation,
+        channels=channel,
+    )
 
     async def action(session, runtime):  # type: ignore[no-untyped-def]
         return await resolve_incident(session, settings, runtime.composer, incident_id, draft, force=force)
@@ -224,8 +312,11 @@ def resolve_(
 
 @app.command("list")
 @user_errors
-def list_(ctx: typer.Context, all_: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
-          as_json: AsJson = False) -> None:
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
+    as_json: AsJson = False,
+) -> None:
     """List open incidents (or all of them)."""
 
     async def fetch() -> list[Incident]:
@@ -243,16 +334,31 @@ def list_(ctx: typer.Context, all_: Annotated[bool, typer.Option("--all", help="
     for column in ("#", "title", "status", "impact", "components", "opened", "next update"):
         table.add_column(column)
     for i in incidents:
-        table.add_row(str(i.id), i.title, i.status, i.impact, ", ".join(i.components),
-                      i.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-                      i.next_update_at.strftime("%H:%M UTC") if i.next_update_at else "—")
+        table.add_row(
+            str(i.id),
+            i.title,
+            i.status,
+            i.impact,
+            ", ".join(i.components),
+            i.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            i.next_update_at.strftime("%H:%M UTC") if i.next_update_at else "—",
+        )
     console.print(table if incidents else "No incidents." if all_ else "No open incident: all is well.")
 
 
 def _incident_dict(i: Incident) -> dict[str, object]:
-    return {"id": i.id, "title": i.title, "status": i.status, "impact": i.impact, "kind": i.kind,
-            "components": i.components, "created_at": _iso(i.created_at), "resolved_at": _iso(i.resolved_at),
-            "next_update_at": _iso(i.next_update_at), "compensation": i.compensation}
+    return {
+        "id": i.id,
+        "title": i.title,
+        "status": i.status,
+        "impact": i.impact,
+        "kind": i.kind,
+        "components": i.components,
+        "created_at": _iso(i.created_at),
+        "resolved_at": _iso(i.resolved_at),
+        "next_update_at": _iso(i.next_update_at),
+        "compensation": i.compensation,
+    }
 
 
 @app.command("show")
@@ -263,9 +369,13 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
     async def fetch() -> tuple[Incident | None, list[IncidentUpdate], dict[str, dict[str, int]]]:
         async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
             incident = await session.get(Incident, incident_id)
-            updates = list(await session.exec(
-                select(IncidentUpdate).where(IncidentUpdate.incident_id == incident_id).order_by(col(IncidentUpdate.id))
-            ))
+            updates = list(
+                await session.exec(
+                    select(IncidentUpdate)
+                    .where(IncidentUpdate.incident_id == incident_id)
+                    .order_by(col(IncidentUpdate.id))
+                )
+            )
             counts = await outbox.counts_by_channel(session, [u.id for u in updates if u.id])
             return incident, updates, counts
 
@@ -274,21 +384,40 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
         fail(f"no incident #{incident_id}")
         return
     if as_json:
-        data = _incident_dict(incident) | {"updates": [
-            {"id": u.id, "kind": u.kind, "status": u.status, "messages": u.messages, "created_at": _iso(u.created_at),
-             "eta_at": _iso(u.eta_at), "next_update_at": _iso(u.next_update_at), "channels": u.channels}
-            for u in updates], "deliveries": counts}
+        data = _incident_dict(incident) | {
+            "updates": [
+                {
+                    "id": u.id,
+                    "kind": u.kind,
+                    "status": u.status,
+                    "messages": u.messages,
+                    "created_at": _iso(u.created_at),
+                    "eta_at": _iso(u.eta_at),
+                    "next_update_at": _iso(u.next_update_at),
+                    "channels": u.channels,
+                }
+                for u in updates
+            ],
+            "deliveries": counts,
+        }
         console.print_json(json.dumps(data))
         return
-    console.print(f"[bold]#{incident.id} {incident.title}[/] — {incident.status} ({incident.impact}), "
-                  f"components: {', '.join(incident.components)}")
+    console.print(
+        f"[bold]#{incident.id} {incident.title}[/] — {incident.status} ({incident.impact}), "
+        f"components: {', '.join(incident.components)}"
+    )
     table = Table(title="Timeline")
     for column in ("update", "at (UTC)", "status", "message", "ETA", "next update"):
         table.add_column(column)
     for u in updates:
-        table.add_row(str(u.id), u.created_at.strftime("%Y-%m-%d %H:%M"), u.status,
-                      next(iter(u.messages.values()), ""), u.eta_at.strftime("%H:%M") if u.eta_at else "—",
-                      u.next_update_at.strftime("%H:%M") if u.next_update_at else "—")
+        table.add_row(
+            str(u.id),
+            u.created_at.strftime("%Y-%m-%d %H:%M"),
+            u.status,
+            next(iter(u.messages.values()), ""),
+            u.eta_at.strftime("%H:%M") if u.eta_at else "—",
+            u.next_update_at.strftime("%H:%M") if u.next_update_at else "—",
+        )
     console.print(table)
     console.print(delivery_table(counts))
 
@@ -299,32 +428,67 @@ def register_preview(root: typer.Typer) -> None:
     def preview_cmd(
         ctx: typer.Context,
         message: Message,
-        component: Annotated[list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")],
-        status: Annotated[str, typer.Option(help="investigating, identified, monitoring or resolved.")] = "investigating",
+        component: Annotated[
+            list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")
+        ],
+        status: Annotated[
+            str, typer.Option(help="investigating, identified, monitoring or resolved.")
+        ] = "investigating",
         title: Annotated[str, typer.Option(help="Incident title.")] = "Incident",
         impact: Annotated[str, typer.Option(help="none, minor, major or critical.")] = "major",
-        first: Annotated[bool, typer.Option("--first/--follow-up", help="Is this the incident's first update?")] = True,
-        translation: Translation = None, eta: Eta = None, next_update: NextUpdate = None,
+        first: Annotated[
+            bool, typer.Option("--first/--follow-up", help="Is this the incident's first update?")
+        ] = True,
+        translation: Translation = None,
+        eta: Eta = None,
+        next_update: NextUpdate = None,
         alternative: Alternative = None,
         compensation: Annotated[str | None, typer.Option(help="Compensation (resolution).")] = None,
-        channel: Channels = None, as_json: AsJson = False,
+        channel: Channels = None,
+        as_json: AsJson = False,
     ) -> None:
         """Show every channel's rendering of an update with the crisis linter's warnings. Sends nothing."""
         settings = state(ctx).settings
         from broadcaster.compose import Composer
 
-        draft = _draft(settings, status=status, message=message, translation=translation, eta=eta,
-                       next_update=next_update, alternative=alternative, compensation=compensation, channels=channel)
+        draft = _draft(
+            settings,
+            status=status,
+            message=message,
+            translation=translation,
+            eta=eta,
+            next_update=next_update,
+            alternative=alternative,
+            compensation=compensation,
+            channels=channel,
+        )
         kind = "resolved" if status == "resolved" else "update"
         composer = Composer(settings.templates_dir or None, default_locale=settings.brand.default_locale)
-        result = preview(settings, composer, title=title, impact=impact, components=component, draft=draft,
-                         kind=kind, is_first=first and kind == "update")
+        result = preview(
+            settings,
+            composer,
+            title=title,
+            impact=impact,
+            components=component,
+            draft=draft,
+            kind=kind,
+            is_first=first and kind == "update",
+        )
         if as_json:
-            console.print_json(json.dumps({
-                "renders": {ch: {loc: {"title": m.title, "parts": list(m.parts), "html": m.html}
-                                 for loc, m in per.items()} for ch, per in result.renders.items()},
-                "findings": [_finding_dict(f) for f in result.findings],
-            }))
+            console.print_json(
+                json.dumps(
+                    {
+                        "renders": {
+                            ch: {
+                                loc: {"title": m.title, "parts": list(m.parts), "html": m.html}
+                                for loc, m in per.items()
+                            }
+                            for ch, per in result.renders.items()
+                        },
+                        "findings": [_finding_dict(f) for f in result.findings],
+                    }
+                )
+            )
             return
         for per_locale in result.renders.values():
             for message_ in per_locale.values():

@@ -35,7 +35,9 @@ def register(root: typer.Typer) -> None:
         table.add_column("channel")
         table.add_column("mode")
         for name, live in channels.items():
-            table.add_row(name, "[green]live[/]" if live else "[yellow]capture[/] (no credentials: stored, not sent)")
+            table.add_row(
+                name, "[green]live[/]" if live else "[yellow]capture[/] (no credentials: stored, not sent)"
+            )
         console.print(table)
 
     @root.command("serve")
@@ -52,7 +54,9 @@ def register(root: typer.Typer) -> None:
 
         settings = state(ctx).settings
         app = create_app(settings)
-        uvicorn.run(app, host=host or settings.server.host, port=port or settings.server.port, log_level="info")
+        uvicorn.run(
+            app, host=host or settings.server.host, port=port or settings.server.port, log_level="info"
+        )
 
     @root.command("worker")
     @user_errors
@@ -69,8 +73,9 @@ def register(root: typer.Typer) -> None:
                 runtimes = build_channels(settings, runtime.sessions)
                 console.print(f"Dispatching {', '.join(runtimes)}; Ctrl-C to stop.")
                 try:
-                    await Dispatcher(runtime.sessions, runtimes, settings.dispatch,
-                                     settings.server.public_base_url).run(stop)
+                    await Dispatcher(
+                        runtime.sessions, runtimes, settings.dispatch, settings.server.public_base_url
+                    ).run(stop)
                 finally:
                     for rt in runtimes.values():
                         await rt.channel.aclose()

@@ -26,12 +26,16 @@ def add(
     email: Annotated[str, typer.Option(help="E-mail address.")] = "",
     telegram: Annotated[str, typer.Option("--telegram", help="Telegram chat id.")] = "",
     locale: Annotated[str, typer.Option(help="fr, en, fr_CA…")] = "",
-    component: Annotated[list[str] | None, typer.Option("--component", "-c", help="Only these (repeatable).")] = None,
+    component: Annotated[
+        list[str] | None, typer.Option("--component", "-c", help="Only these (repeatable).")
+    ] = None,
     name: Annotated[str, typer.Option(help="Display name.")] = "",
 ) -> None:
     """Subscribe one person by e-mail and/or Telegram."""
     settings = state(ctx).settings
-    entry = NewSubscriber(email, telegram, locale or settings.brand.default_locale, tuple(component or ()), name, 1)
+    entry = NewSubscriber(
+        email, telegram, locale or settings.brand.default_locale, tuple(component or ()), name, 1
+    )
 
     async def save() -> tuple[int, int]:
         async with open_runtime(settings) as runtime, runtime.sessions() as session:
@@ -48,8 +52,13 @@ def add(
 
 @app.command("import")
 @user_errors
-def import_(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="CSV: " + ",".join(
-        ("email", "telegram_chat_id", "locale", "components")))], as_json: AsJson = False) -> None:
+def import_(
+    ctx: typer.Context,
+    path: Annotated[
+        Path, typer.Argument(help="CSV: " + ",".join(("email", "telegram_chat_id", "locale", "components")))
+    ],
+    as_json: AsJson = False,
+) -> None:
     """Import a CSV; every line is checked first and nothing is written if one is bad."""
     settings = state(ctx).settings
     try:
@@ -63,11 +72,17 @@ def import_(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="CSV: 
 
     async def save():  # type: ignore[no-untyped-def]
         async with open_runtime(settings) as runtime, runtime.sessions() as session:
-            with Progress(TextColumn("[bold]Importing"), BarColumn(), MofNCompleteColumn(), console=err_console,
-                          disable=as_json) as progress:
+            with Progress(
+                TextColumn("[bold]Importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err_console,
+                disable=as_json,
+            ) as progress:
                 task = progress.add_task("import", total=len(entries))
-                return await import_subscribers(session, settings, entries,
-                                                on_progress=lambda n: progress.update(task, completed=n))
+                return await import_subscribers(
+                    session, settings, entries, on_progress=lambda n: progress.update(task, completed=n)
+                )
 
     try:
         report = run(save())
@@ -79,14 +94,19 @@ def import_(ctx: typer.Context, path: Annotated[Path, typer.Argument(help="CSV: 
     if as_json:
         console.print_json(json.dumps(report.__dict__))
         return
-    console.print(f"Imported {report.subscribers} subscriber(s), {report.subscriptions} subscription(s); "
-                  f"{report.already_subscribed} already subscribed.")
+    console.print(
+        f"Imported {report.subscribers} subscriber(s), {report.subscriptions} subscription(s); "
+        f"{report.already_subscribed} already subscribed."
+    )
 
 
 @app.command("list")
 @user_errors
-def list_(ctx: typer.Context, limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
-          as_json: AsJson = False) -> None:
+def list_(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
+    as_json: AsJson = False,
+) -> None:
     """List subscriptions with their state."""
 
     async def fetch():  # type: ignore[no-untyped-def]
@@ -94,17 +114,31 @@ def list_(ctx: typer.Context, limit: Annotated[int, typer.Option(help="At most t
             statement = (
                 select(Subscription, Subscriber)
                 .join(Subscriber, col(Subscriber.id) == col(Subscription.subscriber_id))
-                .order_by(col(Subscription.id)).limit(limit)
+                .order_by(col(Subscription.id))
+                .limit(limit)
             )
             return list(await session.exec(statement))
 
     rows = run(fetch())
     if as_json:
-        console.print_json(json.dumps([
-            {"id": s.id, "subscriber_id": p.id, "name": p.name, "channel": s.channel, "address": s.address,
-             "locale": p.locale, "components": s.components, "active": s.active,
-             "deactivated_reason": s.deactivated_reason}
-            for s, p in rows]))
+        console.print_json(
+            json.dumps(
+                [
+                    {
+                        "id": s.id,
+                        "subscriber_id": p.id,
+                        "name": p.name,
+                        "channel": s.channel,
+                        "address": s.address,
+                        "locale": p.locale,
+                        "components": s.components,
+                        "active": s.active,
+                        "deactivated_reason": s.deactivated_reason,
+                    }
+                    for s, p in rows
+                ]
+            )
+        )
         return
     table = Table(title="Subscriptions")
     for column in ("#", "channel", "address", "locale", "components", "state"):

@@ -35,7 +35,9 @@ def message_panel(message: RenderedMessage, findings: Sequence[Finding]) -> Pane
         if len(message.parts) > 1:
             body.append(f"── part {index}/{len(message.parts)} ──\n", style="dim")
         body.append(part + "\n")
-    mine = [f for f in findings if f.channel == message.channel and (not f.locale or f.locale == message.locale)]
+    mine = [
+        f for f in findings if f.channel == message.channel and (not f.locale or f.locale == message.locale)
+    ]
     if mine:
         body.append("\n")
         body.append_text(finding_lines(mine))

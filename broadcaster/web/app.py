@@ -56,28 +56,50 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
         """Components and open incidents, for status widgets and the bot."""
         async with sessions() as session:
             components = list(await session.exec(select(Component).order_by(col(Component.id))))
-            incidents = list(await session.exec(
-                select(Incident).where(Incident.status != "resolved").order_by(col(Incident.id))))
+            incidents = list(
+                await session.exec(
+                    select(Incident).where(Incident.status != "resolved").order_by(col(Incident.id))
+                )
+            )
         worst = "operational" if all(c.status == "operational" for c in components) else "degraded"
         return {
             "brand": settings.brand.name,
             "status": worst if not incidents else "incident",
-            "components": [{"name": c.name, "label": c.description, "status": c.status,
-                            "updated_at": c.updated_at.isoformat()} for c in components],
-            "incidents": [{"id": i.id, "title": i.title, "status": i.status, "impact": i.impact,
-                           "components": i.components, "created_at": i.created_at.isoformat(),
-                           "next_update_at": i.next_update_at.isoformat() if i.next_update_at else None}
-                          for i in incidents],
+            "components": [
+                {
+                    "name": c.name,
+                    "label": c.description,
+                    "status": c.status,
+                    "updated_at": c.updated_at.isoformat(),
+                }
+                for c in components
+            ],
+            "incidents": [
+                {
+                    "id": i.id,
+                    "title": i.title,
+                    "status": i.status,
+                    "impact": i.impact,
+                    "components": i.components,
+                    "created_at": i.created_at.isoformat(),
+                    "next_update_at": i.next_update_at.isoformat() if i.next_update_at else None,
+                }
+                for i in incidents
+            ],
         }
 
     async def _unsubscribe(token: str) -> Subscription:
         async with sessions() as session:
-            subscription = (await session.exec(
-                select(Subscription).where(Subscription.unsubscribe_token == token))).first()
+            subscription = (
+                await session.exec(select(Subscription).where(Subscription.unsubscribe_token == token))
+            ).first()
             if subscription is None:
                 raise HTTPException(status_code=404, detail="unknown unsubscribe link")
-            await (await session.connection()).execute(update(Subscription).where(col(Subscription.id) == subscription.id).values(
-                active=False, deactivated_reason="unsubscribed", deactivated_at=utcnow()))
+            await (await session.connection()).execute(
+                update(Subscription)
+                .where(col(Subscription.id) == subscription.id)
+                .values(active=False, deactivated_reason="unsubscribed", deactivated_at=utcnow())
+            )
             await session.commit()
             return subscription
 
@@ -91,8 +113,10 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
     async def unsubscribe_page(token: str) -> str:
         subscription = await _unsubscribe(token)
         name = html.escape(settings.brand.name)
-        return (f"<!doctype html><html lang=\"{settings.brand.default_locale}\"><meta charset=\"utf-8\">"
-                f"<title>{name}</title><p>{html.escape(subscription.address)} : désinscription effectuée. "
-                f"/ You are unsubscribed.</p></html>")
+        return (
+            f'<!doctype html><html lang="{settings.brand.default_locale}"><meta charset="utf-8">'
+            f"<title>{name}</title><p>{html.escape(subscription.address)} : désinscription effectuée. "
+            f"/ You are unsubscribed.</p></html>"
+        )
 
     return app

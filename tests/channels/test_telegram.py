@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -111,9 +112,11 @@ def test_pacer_memory_is_bounded() -> None:
     pacer = _ChatPacer(interval=0.0, max_chats=3)
 
     async def touch_all() -> None:
-        for chat in range(10):
-            async with pacer.hold(str(chat)):
-                pass
+        async with pacer.hold("busy"):  # a chat being sent to is never forgotten
+            for chat in range(10):
+                async with pacer.hold(str(chat)):
+                    pass
+            assert "busy" in pacer._slots
 
     asyncio.run(touch_all())
     assert len(pacer._slots) <= 3
@@ -218,6 +221,17 @@ async def test_check_bad_token(peer: TelegramPeer) -> None:
         await tg.aclose()
     assert not result.ok
     assert result.detail == "Telegram refused the token: set channels.telegram.token"
+
+
+def test_peer_accepts_json_bodies_and_counts_requests(peer: TelegramPeer) -> None:
+    url = f"{peer.base_url}{TOKEN}/sendMessage"
+    response = httpx.post(url, json={"chat_id": 5, "text": "Bonjour &amp; merci", "parse_mode": "HTML"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ok"] and body["result"]["chat"] == {"id": 5, "type": "private", "first_name": "Client"}
+    assert body["result"]["text"] == "Bonjour & merci"
+    assert peer.texts(5) == ["Bonjour &amp; merci"] and peer.requests == 1
 
 
 def test_parse_inbound_recorded_update() -> None:

@@ -73,16 +73,26 @@ async def deliver(
 async def open_(sessions: SessionFactory, settings: Settings, update: UpdateDraft, **kw: Any) -> Published:
     async with sessions() as session:
         return await open_incident(
-            session, settings, Composer(default_locale="fr"), title=kw.pop("title", "Paiement indisponible"),
-            impact=kw.pop("impact", "major"), components=kw.pop("components", ["checkout"]), draft=update, **kw,
+            session,
+            settings,
+            Composer(default_locale="fr"),
+            title=kw.pop("title", "Paiement indisponible"),
+            impact=kw.pop("impact", "major"),
+            components=kw.pop("components", ["checkout"]),
+            draft=update,
+            **kw,
         )
 
 
-async def follow_up(sessions: SessionFactory, settings: Settings, incident_id: int, update: UpdateDraft) -> Published:
+async def follow_up(
+    sessions: SessionFactory, settings: Settings, incident_id: int, update: UpdateDraft
+) -> Published:
     async with sessions() as session:
         return await post_update(session, settings, Composer(default_locale="fr"), incident_id, update)
 
 
-async def resolve(sessions: SessionFactory, settings: Settings, incident_id: int, update: UpdateDraft) -> Published:
+async def resolve(
+    sessions: SessionFactory, settings: Settings, incident_id: int, update: UpdateDraft
+) -> Published:
     async with sessions() as session:
         return await resolve_incident(session, settings, Composer(default_locale="fr"), incident_id, update)

@@ -136,11 +136,15 @@ async def test_component_filters_and_inactive_subscriptions_are_respected(
     from broadcaster.subscribers import NewSubscriber
 
     settings = live_settings(database_url, smtp, None)
-    await subscribe(sessions, settings, [
-        NewSubscriber(email="checkout@example.com", components=("checkout",), line=2),
-        NewSubscriber(email="tracking@example.com", components=("order-tracking",), line=3),
-        NewSubscriber(email="all@example.com", line=4),
-    ])
+    await subscribe(
+        sessions,
+        settings,
+        [
+            NewSubscriber(email="checkout@example.com", components=("checkout",), line=2),
+            NewSubscriber(email="tracking@example.com", components=("order-tracking",), line=3),
+            NewSubscriber(email="all@example.com", line=4),
+        ],
+    )
     published = await open_(sessions, settings, draft("investigating", FR_OPEN, EN_OPEN))
     await deliver(sessions, settings, published)
     received = sorted(r for _s, rcpts, _m in smtp.messages for r in rcpts)

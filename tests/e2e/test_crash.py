@@ -65,7 +65,10 @@ def start_worker(config: Path) -> subprocess.Popen[bytes]:
     with (config.parent / "worker.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "broadcaster", "worker"],
-            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
         )
 
 
@@ -80,8 +83,15 @@ async def test_sigkill_mid_broadcast_loses_nobody(
 ) -> None:
     settings = live_settings(database_url, smtp, None)
     await subscribe(sessions, settings, people(RECIPIENTS * 2))  # half of them are e-mail
-    await open_(sessions, settings, draft("investigating", "Le paiement échoue. Désolés, nous enquêtons.",
-                                          "Payment is failing. Sorry, we are investigating."))
+    await open_(
+        sessions,
+        settings,
+        draft(
+            "investigating",
+            "Le paiement échoue. Désolés, nous enquêtons.",
+            "Payment is failing. Sorry, we are investigating.",
+        ),
+    )
     config = write_config(tmp_path / "config.toml", database_url, smtp)
 
     first = start_worker(config)

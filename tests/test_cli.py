@@ -1,0 +1,241 @@
+"""The command line as a user runs it: clear one-line errors, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from broadcaster.cli import app
+
+runner = CliRunner()
+GOOD = "Le paiement échoue pour une partie des clients. Nous sommes désolés, nous enquêtons."
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh folder with the example config (every channel in capture mode) and an initialised db."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BROADCASTER_CONFIG", raising=False)
+    example = Path(__file__).parent.parent / "config.example.toml"
+    (tmp_path / "config.toml").write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    result = runner.invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def rows(workdir: Path, table: str) -> int:
+    with sqlite3.connect(workdir / "data" / "broadcaster.db") as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def test_init_reports_capture_mode_for_channels_without_credentials(workdir: Path) -> None:
+    result = runner.invoke(app, ["init"])
+    assert result.exit_code == 0
+    assert "capture" in result.output and "email" in result.output
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[server]\nprot = 1\n", "config.toml: server.prot: unknown key"),
+        ("[server]\nport = 'abc'\n", "config.toml: server.port: Input should be a valid integer"),
+        (
+            "[channels.telegram]\ntoken = 'env:NO_SUCH_TOKEN_VAR'\n",
+            "config.toml: channels.telegram.token: environment variable NO_SUCH_TOKEN_VAR is not set",
+        ),
+        ("[brand\nname = 1\n", "config.toml: not valid TOML"),
+        ("[components.x]\ncritical = true\n", "config.toml: components.x.label: required key is missing"),
+    ],
+)
+def test_bad_config_fails_with_one_line_naming_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BROADCASTER_CONFIG", raising=False)
+    (tmp_path / "config.toml").write_text(toml, encoding="utf-8")
+    result = runner.invoke(app, ["--config", "config.toml", "init"])
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "data").exists()  # nothing written
+
+
+def test_secret_values_never_appear_in_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMTP_PW", "hunter2-very-secret")
+    (tmp_path / "config.toml").write_text(
+        "[channels.email]\npassword = 'env:SMTP_PW'\nport = 'not-a-port'\n", encoding="utf-8"
+    )
+    result = runner.invoke(app, ["--config", "config.toml", "init"])
+    assert result.exit_code == 2
+    assert "hunter2" not in result.output
+
+
+def test_csv_import_with_bad_lines_imports_nothing_and_lists_every_bad_line(workdir: Path) -> None:
+    (workdir / "customers.csv").write_text(
+        "email,telegram_chat_id,locale,components\n"
+        "ok@example.com,,fr,checkout\n"
+        "not-an-email,,fr,\n"
+        ",12ab,en,\n"
+        "x@example.com,,fr,teleportation\n"
+        ",,fr,\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["subscribers", "import", "customers.csv"])
+    assert result.exit_code == 2
+    for line in ("line 3", "line 4", "line 5", "line 6"):
+        assert line in result.output
+    assert "line 2" not in result.output
+    assert "teleportation" in result.output
+    assert rows(workdir, "subscription") == 0
+
+
+def test_csv_import_then_list_as_json(workdir: Path) -> None:
+    (workdir / "customers.csv").write_text(
+        "email,telegram_chat_id,locale,components\na@example.com,1001,fr,checkout;payment\nb@example.com,,en,\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["subscribers", "import", "customers.csv"])
+    assert result.exit_code == 0, result.output
+    assert "Imported 2 subscriber(s), 3 subscription(s)" in result.output
+    again = runner.invoke(app, ["subscribers", "import", "customers.csv"])
+    assert "3 already subscribed" in again.output
+    listed = json.loads(runner.invoke(app, ["subscribers", "list", "--json"]).output)
+    assert {(s["channel"], s["address"]) for s in listed} == {
+        ("email", "a@example.com"),
+        ("telegram", "1001"),
+        ("email", "b@example.com"),
+    }
+    assert listed[0]["components"] == ["checkout", "payment"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--component", "teleporter", "--message", GOOD], "unknown component(s): teleporter"),
+        (["--component", "checkout", "--message", "   "], "the message is empty"),
+        (["--component", "checkout", "--message", GOOD, "--eta", "soon"], "'soon' is not a time"),
+        (["--component", "checkout", "--message", GOOD, "--impact", "apocalyptic"], "unknown impact"),
+    ],
+)
+def test_bad_incident_input_is_refused_and_nothing_is_written(
+    workdir: Path, args: list[str], expected: str
+) -> None:
+    result = runner.invoke(app, ["incident", "open", "--title", "Paiement", *args])
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert rows(workdir, "incident") == 0
+    assert rows(workdir, "delivery") == 0
+
+
+def test_lint_errors_refuse_publication_unless_forced(workdir: Path) -> None:
+    blaming = "Le paiement échoue. Vérifiez votre connexion, c'est garanti que tout revient."
+    refused = runner.invoke(app, ["incident", "open", "--title", "Paiement", "-c", "checkout", "-m", blaming])
+    assert refused.exit_code == 2
+    assert "blame" in refused.output and "--force" in refused.output
+    assert rows(workdir, "incident") == 0
+    forced = runner.invoke(
+        app, ["incident", "open", "--title", "Paiement", "-c", "checkout", "-m", blaming, "--force", "--json"]
+    )
+    assert forced.exit_code == 0, forced.output
+    assert rows(workdir, "incident") == 1
+
+
+def test_open_update_resolve_and_deliveries_in_capture_mode(workdir: Path) -> None:
+    (workdir / "customers.csv").write_text(
+        "email,telegram_chat_id,locale,components\na@example.com,1001,fr,\nb@example.com,,en,\n",
+        encoding="utf-8",
+    )
+    assert runner.invoke(app, ["subscribers", "import", "customers.csv"]).exit_code == 0
+    opened = runner.invoke(
+        app,
+        [
+            "incident",
+            "open",
+            "--title",
+            "Paiement indisponible",
+            "--impact",
+            "major",
+            "-c",
+            "checkout",
+            "-m",
+            GOOD,
+            "--eta",
+            "30m",
+            "--next-update",
+            "20m",
+            "--json",
+        ],
+    )
+    assert opened.exit_code == 0, opened.output
+    data = json.loads(opened.output)
+    assert data["deliveries"] == {
+        c: {"sent": n}
+        for c, n in {"blog": 1, "email": 2, "facebook": 1, "push": 1, "telegram": 1, "twitter": 1}.items()
+    }
+    updated = runner.invoke(
+        app,
+        [
+            "incident",
+            "update",
+            "1",
+            "--status",
+            "identified",
+            "-m",
+            "Nous avons trouvé la cause, le correctif arrive. Désolés pour la gêne.",
+            "--eta",
+            "20m",
+            "--next-update",
+            "15m",
+        ],
+    )
+    assert updated.exit_code == 0, updated.output
+    resolved = runner.invoke(
+        app,
+        [
+            "incident",
+            "resolve",
+            "1",
+            "-m",
+            "Tout fonctionne. Merci pour votre patience.",
+            "--compensation",
+            "Livraison offerte avec le code MERCI",
+        ],
+    )
+    assert resolved.exit_code == 0, resolved.output
+    report = json.loads(runner.invoke(app, ["deliveries", "1", "--json"]).output)
+    assert report["by_channel"]["email"] == {"sent": 6}
+    assert report["problems"] == []
+    shown = json.loads(runner.invoke(app, ["incident", "show", "1", "--json"]).output)
+    assert [u["status"] for u in shown["updates"]] == ["investigating", "identified", "resolved"]
+    assert shown["status"] == "resolved"
+    assert rows(workdir, "captured_message") == 3 * 7
+    listed = runner.invoke(app, ["incident", "list"])
+    assert "all is well" in listed.output
+
+
+def test_preview_shows_every_channel_and_the_linter(workdir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "preview",
+            "--status",
+            "investigating",
+            "--component",
+            "checkout",
+            "--message",
+            "Le paiement échoue pour une partie des clients. Nous enquêtons.",
+            "--eta",
+            "30m",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data["renders"]) == {"twitter", "facebook", "telegram", "email", "push", "blog"}
+    assert {f["rule"] for f in data["findings"]} >= {"no-apology", "no-next-update"}
+    assert rows(workdir, "incident") == 0

@@ -1,0 +1,69 @@
+"""Claims: concurrent workers never take the same row; an expired lease makes a row claimable again."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from broadcaster import outbox
+from broadcaster.db import SessionFactory
+from broadcaster.models import utcnow
+from broadcaster.outbox import Outcome
+from tests.conftest import make_settings
+from tests.e2e.helpers import draft, open_, people, subscribe
+
+
+async def _queue(database_url: str, sessions: SessionFactory, subscribers: int) -> None:
+    settings = make_settings(database_url)
+    await subscribe(sessions, settings, people(subscribers))
+    await open_(
+        sessions,
+        settings,
+        draft(
+            "investigating",
+            "Le paiement échoue. Désolés, nous enquêtons.",
+            "Payment fails. Sorry, we are investigating.",
+        ),
+        force=True,
+    )
+
+
+async def test_concurrent_claims_are_disjoint_and_cover_everything(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    await _queue(database_url, sessions, 400)  # 200 e-mail rows
+
+    async def claimer() -> list[int]:
+        taken: list[int] = []
+        async with sessions() as session:
+            for _ in range(100):  # bounded
+                batch = await outbox.claim(session, "email", 7, lease_seconds=60)
+                if not batch:
+                    return taken
+                taken.extend(d.id for d in batch)
+        return taken
+
+    results = await asyncio.gather(*(claimer() for _ in range(4)))
+    every = [i for r in results for i in r]
+    assert len(every) == len(set(every)) == 200
+
+
+async def test_expired_lease_is_claimed_again_and_stale_outcome_is_ignored(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    await _queue(database_url, sessions, 4)  # 2 e-mail rows
+    async with sessions() as session:
+        first = await outbox.claim(session, "email", 10, lease_seconds=30)
+        assert len(first) == 2
+        assert await outbox.claim(session, "email", 10, lease_seconds=30) == []
+        later = utcnow() + timedelta(seconds=31)
+        second = await outbox.claim(session, "email", 10, lease_seconds=30, now=later)
+        assert sorted(d.id for d in second) == sorted(d.id for d in first)
+        assert all(d.attempts == 2 for d in second)
+        # The crashed worker's late outcome must not overwrite the new claim.
+        await outbox.record(session, [Outcome(d, outbox.SENT, provider_message_id="stale") for d in first])
+        counts = await outbox.counts_by_channel(session, [first[0].update_id])
+        assert counts["email"] == {"sending": 2}
+        await outbox.record(session, [Outcome(d, outbox.SENT, provider_message_id="fresh") for d in second])
+        counts = await outbox.counts_by_channel(session, [first[0].update_id])
+        assert counts["email"] == {"sent": 2}
