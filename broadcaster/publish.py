@@ -7,8 +7,7 @@ its renditions (one per channel × locale) and every Delivery row are committed 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 from sqlalchemy import update as sql_update
 from sqlmodel import select
@@ -18,9 +17,29 @@ from broadcaster import outbox
 from broadcaster.audience import public_recipients, subscriber_recipients
 from broadcaster.compose import Composer
 from broadcaster.config import Settings
-from broadcaster.lint import Draft, Finding, has_errors, lint
-from broadcaster.message import Brand, MessageContext, MessageKind, RenderedMessage
+from broadcaster.drafting import (
+    IncidentFacts,
+    LintRefused,
+    PublishError,
+    UpdateDraft,
+    check_components,
+    draft_messages,
+    render_update,
+)
+from broadcaster.lint import Finding, has_errors
+from broadcaster.message import MessageKind
 from broadcaster.models import Component, Incident, IncidentUpdate, Rendition, utcnow
+
+__all__ = [
+    "LintRefused",
+    "PublishError",
+    "Published",
+    "UpdateDraft",
+    "open_incident",
+    "post_update",
+    "resolve_incident",
+    "sync_components",
+]
 
 INCIDENT_STATUSES = ("investigating", "identified", "monitoring")
 IMPACTS = ("none", "minor", "major", "critical")
@@ -32,183 +51,12 @@ COMPONENT_STATUS_BY_IMPACT = {
 }
 
 
-class PublishError(Exception):
-    """Bad input (unknown component, empty message, wrong status…): nothing was written."""
-
-
-class LintRefused(PublishError):
-    """The crisis linter found errors; publish with `force=True` to override."""
-
-    def __init__(self, findings: Sequence[Finding]) -> None:
-        errors = [f for f in findings if f.severity == "error"]
-        super().__init__(f"the message has {len(errors)} lint error(s); fix them or use --force")
-        self.findings = list(findings)
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateDraft:
-    """What the community manager wrote for one update."""
-
-    status: str
-    message: str
-    translations: dict[str, str] = field(default_factory=dict)
-    eta_at: datetime | None = None
-    next_update_at: datetime | None = None
-    alternative: str | None = None
-    compensation: str | None = None
-    channels: tuple[str, ...] = ()  # empty: every enabled channel
-    author: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Preview:
-    renders: dict[str, dict[str, RenderedMessage]]  # channel -> locale -> message
-    findings: list[Finding]
-
-
 @dataclass(frozen=True, slots=True)
 class Published:
     incident: Incident
     update: IncidentUpdate
     deliveries: dict[str, int]  # channel -> rows written
     findings: list[Finding]
-
-
-@dataclass(frozen=True, slots=True)
-class _IncidentFacts:
-    incident_id: int
-    title: str
-    impact: str
-    components: tuple[str, ...]
-    is_first: bool
-
-
-def enabled_channels(settings: Settings, chosen: Sequence[str] = ()) -> list[str]:
-    names = [n for n in ("twitter", "facebook", "telegram", "email", "push", "blog") if _enabled(settings, n)]
-    if not chosen:
-        return names
-    unknown = [c for c in chosen if c not in names]
-    if unknown:
-        raise PublishError(
-            f"unknown or disabled channel(s): {', '.join(unknown)} (enabled: {', '.join(names)})"
-        )
-    return [n for n in names if n in chosen]
-
-
-def _enabled(settings: Settings, name: str) -> bool:
-    return bool(getattr(settings.channels, name).enabled)
-
-
-def check_components(settings: Settings, components: Sequence[str]) -> None:
-    if not components:
-        raise PublishError("name at least one affected component (--component)")
-    unknown = [c for c in components if c not in settings.components]
-    if unknown:
-        known = ", ".join(settings.components)
-        raise PublishError(f"unknown component(s): {', '.join(unknown)} (known: {known})")
-
-
-def _messages(settings: Settings, draft: UpdateDraft) -> dict[str, str]:
-    if not draft.message.strip():
-        raise PublishError("the message is empty: write what customers should know")
-    messages = {settings.brand.default_locale: draft.message.strip()}
-    for locale, text in draft.translations.items():
-        if locale not in settings.brand.locales:
-            raise PublishError(
-                f"translation for unknown locale {locale!r} (locales: {settings.brand.locales})"
-            )
-        if text.strip():
-            messages[locale] = text.strip()
-    return messages
-
-
-def _context(
-    settings: Settings,
-    facts: _IncidentFacts,
-    draft: UpdateDraft,
-    kind: MessageKind,
-    locale: str,
-    messages: dict[str, str],
-    published_at: datetime,
-) -> MessageContext:
-    brand = settings.brand
-    alternative = (
-        draft.alternative or brand.alternative.get(locale) or brand.alternative.get(brand.default_locale)
-    )
-    base_url = settings.server.public_base_url.rstrip("/")
-    return MessageContext(
-        brand=Brand(
-            name=brand.name,
-            public_url=brand.public_url,
-            status_url=settings.status_url,
-            timezone=brand.timezone,
-        ),
-        locale=locale,
-        kind=kind,
-        incident_id=facts.incident_id,
-        title=facts.title,
-        impact=facts.impact,
-        status=draft.status,
-        message=messages.get(locale) or messages[brand.default_locale],
-        published_at=published_at,
-        components=tuple(settings.component_label(c, locale) for c in facts.components),
-        eta_at=draft.eta_at,
-        next_update_at=draft.next_update_at,
-        alternative=alternative or None,
-        compensation=draft.compensation or None,
-        is_first_update=facts.is_first,
-        incident_url=f"{base_url}/incidents/{facts.incident_id}" if facts.incident_id else "",
-    )
-
-
-def _render(
-    settings: Settings,
-    composer: Composer,
-    facts: _IncidentFacts,
-    draft: UpdateDraft,
-    kind: MessageKind,
-    published_at: datetime,
-) -> Preview:
-    messages = _messages(settings, draft)
-    channels = enabled_channels(settings, draft.channels)
-    renders: dict[str, dict[str, RenderedMessage]] = {}
-    for locale in messages:  # a locale without its own text gets the default locale's message
-        context = _context(settings, facts, draft, kind, locale, messages, published_at)
-        for channel in channels:
-            renders.setdefault(channel, {})[locale] = composer.render(channel, context)
-    critical = any(settings.components[c].critical for c in facts.components)
-    has_alternative = bool(draft.alternative or settings.brand.alternative)
-    findings = lint(
-        Draft(
-            kind=kind,
-            messages=messages,
-            is_first_update=facts.is_first,
-            has_eta=draft.eta_at is not None,
-            has_next_update=draft.next_update_at is not None,
-            critical_components_down=critical,
-            has_alternative=has_alternative,
-            has_compensation=bool(draft.compensation),
-        ),
-        [m for per_locale in renders.values() for m in per_locale.values()],
-    )
-    return Preview(renders=renders, findings=findings)
-
-
-def preview(
-    settings: Settings,
-    composer: Composer,
-    *,
-    title: str,
-    impact: str,
-    components: Sequence[str],
-    draft: UpdateDraft,
-    kind: MessageKind = "update",
-    is_first: bool = True,
-) -> Preview:
-    """Render every channel × locale and lint, without writing anything."""
-    check_components(settings, components)
-    facts = _IncidentFacts(0, title, impact, tuple(components), is_first)
-    return _render(settings, composer, facts, draft, kind, utcnow())
 
 
 async def _write_update(
@@ -224,8 +72,8 @@ async def _write_update(
 ) -> Published:
     assert incident.id is not None
     now = utcnow()
-    facts = _IncidentFacts(incident.id, incident.title, incident.impact, tuple(incident.components), is_first)
-    rendered = _render(settings, composer, facts, draft, kind, now)
+    facts = IncidentFacts(incident.id, incident.title, incident.impact, tuple(incident.components), is_first)
+    rendered = render_update(settings, composer, facts, draft, kind, now)
     if has_errors(rendered.findings) and not force:
         raise LintRefused(rendered.findings)
     channels = list(rendered.renders)
@@ -233,7 +81,7 @@ async def _write_update(
         incident_id=incident.id,
         kind=kind,
         status=draft.status,
-        messages=_messages(settings, draft),
+        messages=draft_messages(settings, draft),
         eta_at=draft.eta_at,
         next_update_at=draft.next_update_at,
         channels=channels,

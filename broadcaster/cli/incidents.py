@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -12,6 +11,20 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from broadcaster import outbox
+from broadcaster.cli.options import (
+    Alternative,
+    AsJson,
+    Channels,
+    Eta,
+    Force,
+    Message,
+    NextUpdate,
+    NoWait,
+    Translation,
+    build_draft,
+    finding_dict,
+    iso,
+)
 from broadcaster.cli.runtime import (
     Runtime,
     console,
@@ -22,80 +35,19 @@ from broadcaster.cli.runtime import (
     state,
     user_errors,
 )
-from broadcaster.cli.views import delivery_table, finding_lines, message_panel
-from broadcaster.config import Settings
+from broadcaster.cli.views import delivery_table, finding_lines
 from broadcaster.dispatch import Dispatcher
-from broadcaster.models import Incident, IncidentUpdate, utcnow
+from broadcaster.models import Incident, IncidentUpdate
 from broadcaster.publish import (
     LintRefused,
     Published,
-    UpdateDraft,
     open_incident,
     post_update,
-    preview,
     resolve_incident,
 )
-from broadcaster.timeparse import parse_when
 from channels import build_channels
 
 app = typer.Typer(help="Open, update, resolve and inspect incidents.", no_args_is_help=True)
-
-Message = Annotated[str, typer.Option("--message", "-m", help="The update, in the brand's default locale.")]
-Translation = Annotated[
-    list[str] | None,
-    typer.Option("--translation", "-t", help="Another locale's text, as LOCALE:TEXT (e.g. en:'We are…')."),
-]
-Eta = Annotated[str | None, typer.Option(help="When service should be back: 30m, 2h, 14:30, ISO date-time.")]
-NextUpdate = Annotated[
-    str | None, typer.Option("--next-update", help="When the next update will come (30m, 15:00…).")
-]
-Alternative = Annotated[
-    str | None, typer.Option(help="How customers can still order (overrides the brand's default).")
-]
-Channels = Annotated[list[str] | None, typer.Option("--channel", help="Only these channels (repeatable).")]
-Force = Annotated[bool, typer.Option("--force", help="Publish even if the crisis linter finds errors.")]
-NoWait = Annotated[bool, typer.Option("--no-wait", help="Only queue the deliveries; `serve` sends them.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-def _translations(values: list[str] | None) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for value in values or []:
-        locale, sep, text = value.partition(":")
-        if not sep or not locale.strip():
-            raise ValueError(f"--translation {value!r}: write LOCALE:TEXT, e.g. en:'Checkout is down'")
-        result[locale.strip()] = text
-    return result
-
-
-def _draft(
-    settings: Settings,
-    *,
-    status: str,
-    message: str,
-    translation: list[str] | None,
-    eta: str | None,
-    next_update: str | None,
-    alternative: str | None = None,
-    compensation: str | None = None,
-    channels: list[str] | None = None,
-) -> UpdateDraft:
-    now = utcnow()
-    tz = settings.brand.timezone
-    return UpdateDraft(
-        status=status,
-        message=message,
-        translations=_translations(translation),
-        eta_at=parse_when(eta, now=now, timezone=tz) if eta else None,
-        next_update_at=parse_when(next_update, now=now, timezone=tz) if next_update else None,
-        alternative=alternative,
-        compensation=compensation,
-        channels=tuple(channels or ()),
-    )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def _show_refusal(exc: LintRefused) -> None:
@@ -150,7 +102,7 @@ def _report(
                     "status": update.status,
                     "deliveries": counts if counts is not None else published.deliveries,
                     "findings": [
-                        f.__dict__ if hasattr(f, "__dict__") else _finding_dict(f) for f in published.findings
+                        f.__dict__ if hasattr(f, "__dict__") else finding_dict(f) for f in published.findings
                     ],
                 }
             )
@@ -172,13 +124,6 @@ def _report(
         console.print(
             f"Queued {sum(published.deliveries.values())} deliveries; `broadcaster serve` sends them."
         )
-
-
-def _finding_dict(finding: object) -> dict[str, object]:
-    return {
-        name: getattr(finding, name)
-        for name in ("rule", "severity", "message", "locale", "channel", "excerpt")
-    }
 
 
 async def _publish_and_deliver(ctx: typer.Context, action, no_wait: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
@@ -215,7 +160,7 @@ def open_(
 ) -> None:
     """Open an incident and send its first update to every channel."""
     settings = state(ctx).settings
-    draft = _draft(
+    draft = build_draft(
         settings,
         status=status,
         message=message,
@@ -259,7 +204,7 @@ def update_(
 ) -> None:
     """Post a follow-up on an open incident."""
     settings = state(ctx).settings
-    draft = _draft(
+    draft = build_draft(
         settings,
         status=status,
         message=message,
@@ -293,7 +238,7 @@ def resolve_(
 ) -> None:
     """Announce the resolution (with thanks and compensation) and close the incident."""
     settings = state(ctx).settings
-    draft = _draft(
+    draft = build_draft(
         settings,
         status="resolved",
         message=message,
@@ -354,9 +299,9 @@ def _incident_dict(i: Incident) -> dict[str, object]:
         "impact": i.impact,
         "kind": i.kind,
         "components": i.components,
-        "created_at": _iso(i.created_at),
-        "resolved_at": _iso(i.resolved_at),
-        "next_update_at": _iso(i.next_update_at),
+        "created_at": iso(i.created_at),
+        "resolved_at": iso(i.resolved_at),
+        "next_update_at": iso(i.next_update_at),
         "compensation": i.compensation,
     }
 
@@ -391,9 +336,9 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
                     "kind": u.kind,
                     "status": u.status,
                     "messages": u.messages,
-                    "created_at": _iso(u.created_at),
-                    "eta_at": _iso(u.eta_at),
-                    "next_update_at": _iso(u.next_update_at),
+                    "created_at": iso(u.created_at),
+                    "eta_at": iso(u.eta_at),
+                    "next_update_at": iso(u.next_update_at),
                     "channels": u.channels,
                 }
                 for u in updates
@@ -420,81 +365,3 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
         )
     console.print(table)
     console.print(delivery_table(counts))
-
-
-def register_preview(root: typer.Typer) -> None:
-    @root.command("preview")
-    @user_errors
-    def preview_cmd(
-        ctx: typer.Context,
-        message: Message,
-        component: Annotated[
-            list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")
-        ],
-        status: Annotated[
-            str, typer.Option(help="investigating, identified, monitoring or resolved.")
-        ] = "investigating",
-        title: Annotated[str, typer.Option(help="Incident title.")] = "Incident",
-        impact: Annotated[str, typer.Option(help="none, minor, major or critical.")] = "major",
-        first: Annotated[
-            bool, typer.Option("--first/--follow-up", help="Is this the incident's first update?")
-        ] = True,
-        translation: Translation = None,
-        eta: Eta = None,
-        next_update: NextUpdate = None,
-        alternative: Alternative = None,
-        compensation: Annotated[str | None, typer.Option(help="Compensation (resolution).")] = None,
-        channel: Channels = None,
-        as_json: AsJson = False,
-    ) -> None:
-        """Show every channel's rendering of an update with the crisis linter's warnings. Sends nothing."""
-        settings = state(ctx).settings
-        from broadcaster.compose import Composer
-
-        draft = _draft(
-            settings,
-            status=status,
-            message=message,
-            translation=translation,
-            eta=eta,
-            next_update=next_update,
-            alternative=alternative,
-            compensation=compensation,
-            channels=channel,
-        )
-        kind = "resolved" if status == "resolved" else "update"
-        composer = Composer(settings.templates_dir or None, default_locale=settings.brand.default_locale)
-        result = preview(
-            settings,
-            composer,
-            title=title,
-            impact=impact,
-            components=component,
-            draft=draft,
-            kind=kind,
-            is_first=first and kind == "update",
-        )
-        if as_json:
-            console.print_json(
-                json.dumps(
-                    {
-                        "renders": {
-                            ch: {
-                                loc: {"title": m.title, "parts": list(m.parts), "html": m.html}
-                                for loc, m in per.items()
-                            }
-                            for ch, per in result.renders.items()
-                        },
-                        "findings": [_finding_dict(f) for f in result.findings],
-                    }
-                )
-            )
-            return
-        for per_locale in result.renders.values():
-            for message_ in per_locale.values():
-                console.print(message_panel(message_, result.findings))
-        general = [f for f in result.findings if not f.channel]
-        if general:
-            console.print(finding_lines(general))
-        else:
-            console.print("[green]The crisis linter found nothing to fix.[/]")

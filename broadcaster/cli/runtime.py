@@ -17,7 +17,7 @@ from rich.console import Console
 from broadcaster.compose import Composer
 from broadcaster.config import ConfigError, Settings, load_settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
-from broadcaster.publish import PublishError
+from broadcaster.drafting import PublishError
 
 console = Console()
 err_console = Console(stderr=True)

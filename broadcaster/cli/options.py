@@ -1,0 +1,77 @@
+"""Options shared by the commands that write updates, and the draft they build."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from broadcaster.config import Settings
+from broadcaster.drafting import UpdateDraft
+from broadcaster.models import utcnow
+from broadcaster.timeparse import parse_when
+
+Message = Annotated[str, typer.Option("--message", "-m", help="The update, in the brand's default locale.")]
+Translation = Annotated[
+    list[str] | None,
+    typer.Option("--translation", "-t", help="Another locale's text, as LOCALE:TEXT (e.g. en:'We are…')."),
+]
+Eta = Annotated[str | None, typer.Option(help="When service should be back: 30m, 2h, 14:30, ISO date-time.")]
+NextUpdate = Annotated[
+    str | None, typer.Option("--next-update", help="When the next update will come (30m, 15:00…).")
+]
+Alternative = Annotated[
+    str | None, typer.Option(help="How customers can still order (overrides the brand's default).")
+]
+Channels = Annotated[list[str] | None, typer.Option("--channel", help="Only these channels (repeatable).")]
+Force = Annotated[bool, typer.Option("--force", help="Publish even if the crisis linter finds errors.")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="Only queue the deliveries; `serve` sends them.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def parse_translations(values: list[str] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for value in values or []:
+        locale, sep, text = value.partition(":")
+        if not sep or not locale.strip():
+            raise ValueError(f"--translation {value!r}: write LOCALE:TEXT, e.g. en:'Checkout is down'")
+        result[locale.strip()] = text
+    return result
+
+
+def build_draft(
+    settings: Settings,
+    *,
+    status: str,
+    message: str,
+    translation: list[str] | None,
+    eta: str | None,
+    next_update: str | None,
+    alternative: str | None = None,
+    compensation: str | None = None,
+    channels: list[str] | None = None,
+) -> UpdateDraft:
+    now = utcnow()
+    tz = settings.brand.timezone
+    return UpdateDraft(
+        status=status,
+        message=message,
+        translations=parse_translations(translation),
+        eta_at=parse_when(eta, now=now, timezone=tz) if eta else None,
+        next_update_at=parse_when(next_update, now=now, timezone=tz) if next_update else None,
+        alternative=alternative,
+        compensation=compensation,
+        channels=tuple(channels or ()),
+    )
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def finding_dict(finding: object) -> dict[str, object]:
+    return {
+        name: getattr(finding, name)
+        for name in ("rule", "severity", "message", "locale", "channel", "excerpt")
+    }

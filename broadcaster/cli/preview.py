@@ -1,0 +1,101 @@
+"""`broadcaster preview`: every channel's rendering with the crisis linter's findings. Sends nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from broadcaster.cli.options import (
+    Alternative,
+    AsJson,
+    Channels,
+    Eta,
+    Message,
+    NextUpdate,
+    Translation,
+    build_draft,
+    finding_dict,
+)
+from broadcaster.cli.runtime import console, state, user_errors
+from broadcaster.cli.views import finding_lines, message_panel
+from broadcaster.compose import Composer
+from broadcaster.drafting import preview
+
+
+def register(root: typer.Typer) -> None:
+    @root.command("preview")
+    @user_errors
+    def preview_cmd(
+        ctx: typer.Context,
+        message: Message,
+        component: Annotated[
+            list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")
+        ],
+        status: Annotated[
+            str, typer.Option(help="investigating, identified, monitoring or resolved.")
+        ] = "investigating",
+        title: Annotated[str, typer.Option(help="Incident title.")] = "Incident",
+        impact: Annotated[str, typer.Option(help="none, minor, major or critical.")] = "major",
+        first: Annotated[
+            bool, typer.Option("--first/--follow-up", help="Is this the incident's first update?")
+        ] = True,
+        translation: Translation = None,
+        eta: Eta = None,
+        next_update: NextUpdate = None,
+        alternative: Alternative = None,
+        compensation: Annotated[str | None, typer.Option(help="Compensation (resolution).")] = None,
+        channel: Channels = None,
+        as_json: AsJson = False,
+    ) -> None:
+        """Show every channel's rendering of an update with the crisis linter's warnings. Sends nothing."""
+        settings = state(ctx).settings
+        draft = build_draft(
+            settings,
+            status=status,
+            message=message,
+            translation=translation,
+            eta=eta,
+            next_update=next_update,
+            alternative=alternative,
+            compensation=compensation,
+            channels=channel,
+        )
+        kind = "resolved" if status == "resolved" else "update"
+        composer = Composer(settings.templates_dir or None, default_locale=settings.brand.default_locale)
+        result = preview(
+            settings,
+            composer,
+            title=title,
+            impact=impact,
+            components=component,
+            draft=draft,
+            kind=kind,
+            is_first=first and kind == "update",
+        )
+        if as_json:
+            console.print_json(
+                json.dumps(
+                    {
+                        "renders": {
+                            ch: {
+                                loc: {"title": m.title, "parts": list(m.parts), "html": m.html}
+                                for loc, m in per.items()
+                            }
+                            for ch, per in result.renders.items()
+                        },
+                        "findings": [finding_dict(f) for f in result.findings],
+                    }
+                )
+            )
+            return
+        for per_locale in result.renders.values():
+            for message_ in per_locale.values():
+                sample = f"{settings.server.public_base_url.rstrip('/')}/unsubscribe/<token>"
+                console.print(message_panel(message_.personalise(unsubscribe_url=sample), result.findings))
+        general = [f for f in result.findings if not f.channel]
+        if general:
+            console.print(finding_lines(general))
+        else:
+            console.print("[green]The crisis linter found nothing to fix.[/]")
