@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlalchemy import select as sa_select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.config import Settings
@@ -57,21 +58,23 @@ async def subscriber_recipients(
     if not wanted:
         return []
     statement = (
-        select(
-            Subscription.id,
-            Subscription.channel,
-            Subscription.address,
-            Subscription.components,
-            Subscriber.locale,
+        sa_select(
+            col(Subscription.id),
+            col(Subscription.channel),
+            col(Subscription.address),
+            col(Subscription.components),
+            col(Subscriber.locale),
         )
-        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)  # type: ignore[arg-type]
-        .where(Subscription.active == True)  # noqa: E712
-        .where(Subscription.channel.in_(wanted))  # type: ignore[attr-defined]
-        .order_by(Subscription.id)
+        .join(Subscriber, col(Subscriber.id) == col(Subscription.subscriber_id))
+        .where(col(Subscription.active).is_(True))
+        .where(col(Subscription.channel).in_(wanted))
+        .order_by(col(Subscription.id))
     )
     affected = set(components)
     recipients = []
-    for sid, channel, address, filter_, locale in await session.exec(statement):
+    # Five columns: past sqlmodel.select()'s typed overloads, so plain SQLAlchemy on the connection.
+    rows = await (await session.connection()).execute(statement)
+    for sid, channel, address, filter_, locale in rows:
         if filter_ and not affected.intersection(filter_):
             continue
         recipients.append(Recipient(channel, address, resolve_locale(locale, settings), sid))

@@ -48,6 +48,11 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """'sqlite' or 'postgresql': the claim and upsert statements differ between them."""
+    return session.get_bind().dialect.name
+
+
 def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 

@@ -15,8 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.db import dialect_name
 from broadcaster.models import Delivery, Subscription, utcnow
 
 PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
@@ -78,7 +80,7 @@ RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id,
 
 def _db_time(session: AsyncSession, when: datetime) -> datetime | str:
     # Raw SQL bypasses UTCDateTime: give SQLite the same naive-UTC text it stores.
-    if session.bind.dialect.name == "sqlite":
+    if dialect_name(session) == "sqlite":
         return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     return when
 
@@ -89,7 +91,7 @@ async def claim(
     """Atomically take up to `limit` due rows of `channel` and commit the claim."""
     now = now or utcnow()
     token = secrets.token_hex(8)
-    lock = "FOR UPDATE SKIP LOCKED" if session.bind.dialect.name == "postgresql" else ""
+    lock = "FOR UPDATE SKIP LOCKED" if dialect_name(session) == "postgresql" else ""
     result = await (await session.connection()).execute(
         text(_CLAIM_SQL.format(lock=lock)),
         {
@@ -166,9 +168,9 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
 async def counts_by_channel(session: AsyncSession, update_ids: Sequence[int]) -> dict[str, dict[str, int]]:
     """{channel: {status: n}} for the given updates."""
     statement = (
-        select(Delivery.channel, Delivery.status, func.count())
-        .where(Delivery.update_id.in_(update_ids))  # type: ignore[attr-defined]
-        .group_by(Delivery.channel, Delivery.status)
+        select(col(Delivery.channel), col(Delivery.status), func.count())
+        .where(col(Delivery.update_id).in_(update_ids))
+        .group_by(col(Delivery.channel), col(Delivery.status))
     )
     counts: dict[str, dict[str, int]] = {}
     for channel, status, n in (await (await session.connection()).execute(statement)).all():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import insert
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.config import Settings
@@ -142,7 +142,7 @@ async def import_subscribers(
     for start in range(0, len(pending), 1000):
         chunk = pending[start : start + 1000]
         result = await (await session.connection()).execute(
-            insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True),  # type: ignore[arg-type]
+            insert(Subscriber).returning(col(Subscriber.id), sort_by_parameter_order=True),
             [{"name": e.name, "locale": e.locale, "created_at": utcnow()} for e, _ in chunk],
         )
         ids = list(result.scalars())
@@ -161,7 +161,7 @@ async def import_subscribers(
 
 
 def _subscription(
-    subscriber_id: int, channel: str, address: str, components: Sequence[str]
+    subscriber_id: int | None, channel: str, address: str, components: Sequence[str]
 ) -> dict[str, object]:
     return {
         "subscriber_id": subscriber_id,

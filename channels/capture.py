@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.dialects import postgresql, sqlite
 
-from broadcaster.db import SessionFactory
+from broadcaster.db import SessionFactory, dialect_name
 from broadcaster.message import RenderedMessage
 from broadcaster.models import CapturedMessage, utcnow
 from channels.base import Capabilities, CheckResult, InboundMessage, SendResult, Target
@@ -41,7 +41,7 @@ class CaptureChannel:
             "created_at": utcnow(),
         }
         async with self._sessions() as session:
-            dialect = session.bind.dialect.name
+            dialect = dialect_name(session)
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             statement = insert(CapturedMessage).values(**values).on_conflict_do_nothing()
             await (await session.connection()).execute(statement)

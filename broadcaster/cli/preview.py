@@ -22,6 +22,7 @@ from broadcaster.cli.runtime import console, state, user_errors
 from broadcaster.cli.views import finding_lines, message_panel
 from broadcaster.compose import Composer
 from broadcaster.drafting import preview
+from broadcaster.message import MessageKind
 
 
 def register(root: typer.Typer) -> None:
@@ -62,7 +63,7 @@ def register(root: typer.Typer) -> None:
             compensation=compensation,
             channels=channel,
         )
-        kind = "resolved" if status == "resolved" else "update"
+        kind: MessageKind = "resolved" if status == "resolved" else "update"
         composer = Composer(settings.templates_dir or None, default_locale=settings.brand.default_locale)
         result = preview(
             settings,
