@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -55,6 +55,32 @@ def dialect_name(session: AsyncSession) -> str:
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+class DatabaseNotReady(Exception):
+    """The schema is missing or older than this release: `broadcaster init` fixes it."""
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Raise `DatabaseNotReady` unless the database is at the latest migration."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    async with engine.connect() as conn:
+        has_table = await conn.run_sync(lambda sync: inspect(sync).has_table("alembic_version"))
+        current = (
+            (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+            if has_table
+            else None
+        )
+    if current is None:
+        raise DatabaseNotReady(
+            f"the database at {engine.url.render_as_string()} is not initialised: run `broadcaster init`"
+        )
+    if current != head:
+        raise DatabaseNotReady(
+            f"the database schema is at {current}, this release needs {head}: run `broadcaster init`"
+        )
 
 
 def alembic_config(url: str) -> Any:

@@ -239,3 +239,12 @@ def test_preview_shows_every_channel_and_the_linter(workdir: Path) -> None:
     assert set(data["renders"]) == {"twitter", "facebook", "telegram", "email", "push", "blog"}
     assert {f["rule"] for f in data["findings"]} >= {"no-apology", "no-next-update"}
     assert rows(workdir, "incident") == 0
+
+
+def test_commands_before_init_say_how_to_fix_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BROADCASTER_CONFIG", raising=False)
+    result = runner.invoke(app, ["incident", "list"])
+    assert result.exit_code == 2
+    assert "not initialised: run `broadcaster init`" in result.output
+    assert "Traceback" not in result.output

@@ -67,3 +67,17 @@ async def test_expired_lease_is_claimed_again_and_stale_outcome_is_ignored(
         await outbox.record(session, [Outcome(d, outbox.SENT, provider_message_id="fresh") for d in second])
         counts = await outbox.counts_by_channel(session, [first[0].update_id])
         assert counts["email"] == {"sent": 2}
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    import random
+
+    from broadcaster.config import DispatchSettings
+    from broadcaster.dispatch import backoff_delay
+
+    settings = DispatchSettings(backoff_base_seconds=2, backoff_max_seconds=60)
+    rng = random.Random(7)
+    for attempts, ceiling in [(1, 2), (2, 4), (3, 8), (6, 60), (20, 60)]:
+        delays = [backoff_delay(attempts, settings, rng) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1  # jittered: retries of many rows do not line up

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from broadcaster.compose import Composer
 from broadcaster.config import ConfigError, Settings, load_settings
-from broadcaster.db import SessionFactory, create_engine, session_factory
+from broadcaster.db import DatabaseNotReady, SessionFactory, create_engine, ensure_schema, session_factory
 from broadcaster.drafting import PublishError
 
 console = Console()
@@ -55,7 +55,7 @@ def user_errors(func: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, PublishError, ValueError) as exc:
+        except (ConfigError, PublishError, DatabaseNotReady, ValueError) as exc:
             fail(str(exc))
             raise  # unreachable: fail() exits
 
@@ -78,6 +78,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """An engine on the configured database, closed on exit."""
     engine = create_engine(settings.database.url)
     try:
+        await ensure_schema(engine)
         yield Runtime(
             settings=settings,
             sessions=session_factory(engine),
