@@ -7,7 +7,7 @@ its renditions (one per channel × locale) and every Delivery row are committed 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import update as sql_update
 from sqlmodel import select
@@ -60,6 +60,27 @@ class Published:
 
 
 async def _write_update(
+    session: AsyncSession,
+    settings: Settings,
+    composer: Composer,
+    incident: Incident,
+    draft: UpdateDraft,
+    kind: MessageKind,
+    *,
+    is_first: bool,
+    force: bool,
+) -> Published:
+    """All or nothing: any failure (lint refusal included) rolls the whole update back."""
+    try:
+        return await _write_update_in_transaction(
+            session, settings, composer, incident, draft, kind, is_first=is_first, force=force
+        )
+    except BaseException:
+        await session.rollback()
+        raise
+
+
+async def _write_update_in_transaction(
     session: AsyncSession,
     settings: Settings,
     composer: Composer,
@@ -183,13 +204,9 @@ async def open_incident(
     incident = Incident(title=title.strip(), status=draft.status, impact=impact, components=list(components))
     session.add(incident)
     await session.flush()
-    try:
-        return await _write_update(
-            session, settings, composer, incident, draft, "update", is_first=True, force=force
-        )
-    except BaseException:
-        await session.rollback()
-        raise
+    return await _write_update(
+        session, settings, composer, incident, draft, "update", is_first=True, force=force
+    )
 
 
 async def _load_open(session: AsyncSession, incident_id: int) -> Incident:
@@ -214,13 +231,9 @@ async def post_update(
     if draft.status not in INCIDENT_STATUSES:
         raise PublishError(f"unknown status {draft.status!r} (choose from {', '.join(INCIDENT_STATUSES)})")
     incident = await _load_open(session, incident_id)
-    try:
-        return await _write_update(
-            session, settings, composer, incident, draft, "update", is_first=False, force=force
-        )
-    except BaseException:
-        await session.rollback()
-        raise
+    return await _write_update(
+        session, settings, composer, incident, draft, "update", is_first=False, force=force
+    )
 
 
 async def resolve_incident(
@@ -235,19 +248,7 @@ async def resolve_incident(
     """Publish the resolution (thanks, compensation) and mark components operational."""
     incident = await _load_open(session, incident_id)
     incident.resolved_at = utcnow()
-    resolved = UpdateDraft(
-        status="resolved",
-        message=draft.message,
-        translations=draft.translations,
-        alternative=draft.alternative,
-        compensation=draft.compensation,
-        channels=draft.channels,
-        author=draft.author,
+    resolved = replace(draft, status="resolved", eta_at=None, next_update_at=None)
+    return await _write_update(
+        session, settings, composer, incident, resolved, "resolved", is_first=False, force=force
     )
-    try:
-        return await _write_update(
-            session, settings, composer, incident, resolved, "resolved", is_first=False, force=force
-        )
-    except BaseException:
-        await session.rollback()
-        raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -23,18 +22,6 @@ FR_FIX = "Nous avons trouvé la cause et un correctif est en cours de déploieme
 EN_FIX = "We found the cause and a fix is being rolled out."
 FR_DONE = "Le paiement fonctionne de nouveau. Merci pour votre patience."
 EN_DONE = "Payment works again. Thank you for your patience."
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpPeer]:
-    with SmtpPeer() as peer:
-        yield peer
-
-
-@pytest.fixture
-def telegram() -> Iterator[TelegramPeer]:
-    with TelegramPeer() as peer:
-        yield peer
 
 
 def _email_by_update(smtp: SmtpPeer) -> dict[str, list[tuple[str, object]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -24,18 +24,6 @@ from tests.peers.telegram import TelegramPeer
 pytestmark = pytest.mark.slow
 FR = "Le paiement échoue pour une partie d'entre vous. Nous sommes désolés et nous enquêtons."
 EN = "Payment is failing for some of you. We are sorry and we are investigating."
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpPeer]:
-    with SmtpPeer() as peer:
-        yield peer
-
-
-@pytest.fixture
-def telegram() -> Iterator[TelegramPeer]:
-    with TelegramPeer() as peer:
-        yield peer
 
 
 @asynccontextmanager
