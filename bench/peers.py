@@ -8,7 +8,10 @@ peer as much as the broadcaster. The child speaks a line protocol on stdin/stdou
     parent → wait <n> <seconds>     child → COUNT <n'> once n' >= n, or at the timeout
     parent → quit (or stdin EOF)    child stops; so a killed parent never leaves a peer behind
 
-    with PeerProcess("smtp", latency=0.02) as peer:
+Kinds: "telegram" (tests.peers.telegram.TelegramPeer), "smtp" (tests.peers.smtp.SmtpPeer, which
+parses every message) and "smtp-fast" (aiosmtpd that only counts messages: see `_CountingSmtp`).
+
+    with PeerProcess("smtp-fast", latency=0.02) as peer:
         ...  # send to 127.0.0.1:peer.port
         assert peer.wait_for(1000, timeout=30) == 1000
 """
@@ -16,16 +19,22 @@ peer as much as the broadcaster. The child speaks a line protocol on stdin/stdou
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import selectors
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
-PeerKind = Literal["smtp", "telegram"]
+PeerKind = Literal["smtp", "smtp-fast", "telegram"]
 TELEGRAM_TOKEN = "123:BENCH"
 _START_TIMEOUT = 20.0
 
@@ -122,57 +131,184 @@ class PeerProcess:
         return line.strip()
 
 
+# -- ceilings: the most a peer takes from a minimal client (no MIME building, no HTTP library) --
+
+
+async def smtp_ceiling(port: int, count: int, connections: int, message: bytes) -> float:
+    """Send `count` copies of a ready-made `message` over `connections` aiosmtplib clients; msg/s."""
+    import aiosmtplib
+
+    async def sender(share: int) -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="bench.localdomain")
+        await client.connect()
+        for i in range(share):
+            await client.sendmail("status@shop.example", [f"ceiling{i}@clients.example.org"], message)
+        await client.quit()
+
+    shares = [count // connections + (i < count % connections) for i in range(connections)]
+    started = time.perf_counter()
+    await asyncio.gather(*(sender(share) for share in shares))
+    return count / (time.perf_counter() - started)
+
+
+async def bot_api_ceiling(url: str, count: int, in_flight: int, text: str) -> float:
+    """POST `count` sendMessage requests over `in_flight` raw keep-alive HTTP/1.1 connections; msg/s."""
+    host_port, _, path = url.removeprefix("http://").partition("/")
+    host, _, port = host_port.partition(":")
+    body = urlencode({"chat_id": "42", "text": text, "parse_mode": "HTML"}).encode()
+    request = (
+        f"POST /{path}{TELEGRAM_TOKEN}/sendMessage HTTP/1.1\r\nHost: {host_port}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    async def connection(share: int) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        for _ in range(share):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise PeerError(f"Bot API peer answered {head.splitlines()[0]!r}")
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+        writer.close()
+        await writer.wait_closed()
+
+    shares = [count // in_flight + (i < count % in_flight) for i in range(in_flight)]
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(share) for share in shares))
+    return count / (time.perf_counter() - started)
+
+
 # -- the child --------------------------------------------------------------------------------
 
 
-class _Peer(Protocol):
+class _Served(Protocol):
+    port: int
+    url: str
+
+    def count(self) -> int: ...
     def wait_for(self, count: int, timeout: float) -> bool: ...
+    def stop(self) -> None: ...
 
 
-def _serve(kind: PeerKind, latency: float) -> None:
+class _CountingSmtp:
+    """aiosmtpd that counts messages without parsing them (the fast SMTP peer, `parse=False`).
+
+    `tests.peers.smtp.SmtpPeer` parses every message with `email.policy.default`, which caps it
+    at a few hundred multipart messages/s on its own: that would measure the peer, not us.
+    """
+
+    def __init__(self, latency: float) -> None:
+        from aiosmtpd.controller import Controller
+
+        from tests.peers.smtp import free_port
+
+        self.latency = latency
+        self._cond = threading.Condition()
+        self._count = 0
+        self.port = free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        # A fixed server name: the default is socket.getfqdn(), a slow DNS lookup per connection.
+        self._controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, server_hostname="peer.localhost"
+        )
+        self._controller.start()
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await asyncio.sleep(self.latency)  # simulated server latency, not synchronisation
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await asyncio.sleep(self.latency)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.latency)
+        with self._cond:
+            self._count += 1
+            self._cond.notify_all()
+        return "250 2.0.0 Ok: queued"
+
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count >= count, timeout)
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+class _Adapter:
+    """SmtpPeer or TelegramPeer seen through `_Served`."""
+
+    def __init__(self, peer: Any, port: int, url: str, stop: Callable[[], None]) -> None:
+        self._peer, self.port, self.url, self.stop = peer, port, url, stop
+
+    def count(self) -> int:
+        return len(self._peer.messages)
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        return bool(self._peer.wait_for(count, timeout))
+
+
+def _start(kind: str, latency: float) -> _Served:
     from tests.peers.smtp import SmtpPeer
     from tests.peers.telegram import TelegramPeer
 
-    peer: _Peer
+    if kind == "smtp-fast":
+        return _CountingSmtp(latency)
     if kind == "smtp":
         smtp = SmtpPeer(reply_delay=latency)
         smtp.start()
-        peer, url, port = smtp, f"smtp://127.0.0.1:{smtp.port}", smtp.port
+        return _Adapter(smtp, smtp.port, f"smtp://127.0.0.1:{smtp.port}", smtp.stop)
+    telegram = TelegramPeer(valid_tokens=(TELEGRAM_TOKEN,), latency=latency).start()
+    return _Adapter(telegram, telegram.port, telegram.base_url, telegram.stop)
 
-        def count() -> int:
-            return len(smtp.messages)
 
-        stop = smtp.stop
-    else:
-        telegram = TelegramPeer(valid_tokens=(TELEGRAM_TOKEN,), latency=latency).start()
-        peer, url, port = telegram, telegram.base_url, telegram.port
-
-        def count() -> int:
-            return len(telegram.messages)
-
-        stop = telegram.stop
+def _serve(kind: str, latency: float) -> None:
+    peer = _start(kind, latency)
+    parent = os.getppid()
     try:
-        print(f"READY {port} {url}", flush=True)
+        print(f"READY {peer.port} {peer.url}", flush=True)
         for line in sys.stdin:  # EOF: the parent is gone
             words = line.split()
             if not words or words[0] == "quit":
                 break
             if words[0] == "wait":
-                peer.wait_for(int(words[1]), timeout=float(words[2]))
-            print(f"COUNT {count()}", flush=True)
+                _wait(peer, int(words[1]), float(words[2]), parent)
+            print(f"COUNT {peer.count()}", flush=True)
     finally:
-        stop()
+        peer.stop()
+
+
+def _wait(peer: _Served, count: int, timeout: float, parent: int) -> None:
+    """Wait for `count` messages in short slices, giving up early if our parent died meanwhile."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0 and os.getppid() == parent:
+        if peer.wait_for(count, timeout=min(left, 0.5)):
+            return
 
 
 def _main() -> None:
     parser = argparse.ArgumentParser(description="A local peer in its own process (see bench/peers.py).")
-    parser.add_argument("kind", choices=["smtp", "telegram"])
+    parser.add_argument("kind", choices=["smtp", "smtp-fast", "telegram"])
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every reply")
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the child too: the parent reports it
         _serve(args.kind, args.latency)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C in the terminal reaches the child too: the parent reports it
 
 
 if __name__ == "__main__":

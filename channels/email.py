@@ -28,7 +28,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
-from channels.email_message import build_email, is_plausible_address, message_id_for
+from channels.email_message import build_email_bytes, is_plausible_address, message_id_for
 from channels.email_pool import PoolClosed, SmtpConfigError, SmtpPool
 
 __all__ = ["EmailChannel", "delivery_error"]
@@ -71,7 +71,7 @@ class EmailChannel:
         if not is_plausible_address(target.address):
             raise Rejected("invalid e-mail address")
         s = self._settings
-        email = build_email(
+        raw = build_email_bytes(
             message,
             target,
             idempotency_key=idempotency_key,
@@ -80,9 +80,7 @@ class EmailChannel:
             reply_domain=s.reply_domain,
         )
         try:
-            await self._pool.run(
-                lambda smtp: smtp.send_message(email, sender=s.from_address, recipients=[target.address])
-            )
+            await self._pool.run(lambda smtp: smtp.sendmail(s.from_address, [target.address], raw))
         except _SENT_ERRORS as exc:
             raise delivery_error(exc, s) from None
         return SendResult(provider_message_id=message_id_for(idempotency_key, s.from_address))

@@ -9,13 +9,10 @@ https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-import math
 import os
 import re
-import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -23,7 +20,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -36,7 +32,6 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
-from telegram.request import HTTPXRequest
 
 from broadcaster.config import TelegramSettings
 from broadcaster.message import RenderedMessage
@@ -52,6 +47,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
+from channels.telegram_request import AiohttpRequest
 
 __all__ = ["TelegramChannel"]
 
@@ -63,9 +59,6 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 _MAX_REASON = 300
-# httpcore 1.0.9's pool does O(connections²) work per request: one pool of 64 connections sends
-# ~80 msg/s where eight pools of 8 send ~10x more. `concurrency` is split into pools this big.
-_SHARD_CONNECTIONS = 8
 _INBOUND_KINDS = ("message", "edited_message")
 _INBOUND_CHATS = frozenset({"private", "group", "supergroup"})
 
@@ -143,23 +136,6 @@ class _ChatPacer:
                 excess -= 1
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One verified TLS context for every pool: building one costs ~50 ms (the CA bundle)."""
-    return httpx.create_ssl_context()
-
-
-class _Shard:
-    """One Bot and its connection pool; sends go to the shard with the fewest in flight."""
-
-    __slots__ = ("bot", "request", "in_flight")
-
-    def __init__(self, bot: Bot, request: HTTPXRequest) -> None:
-        self.bot = bot
-        self.request = request
-        self.in_flight = 0
-
-
 class TelegramChannel:
     """Telegram Bot API channel (python-telegram-bot 22).
 
@@ -174,48 +150,36 @@ class TelegramChannel:
         self._settings = settings
         token = settings.token.get_secret_value() if settings.token is not None else ""
         self._token = token.strip()
-        self._shards: list[_Shard] = []
-        self._updates_request: HTTPXRequest | None = None
+        self._bot: Bot | None = None
+        self._transports: list[AiohttpRequest] = []
         self._pacer = _ChatPacer(settings.per_chat_interval_seconds)
 
     def __repr__(self) -> str:
         state = "set" if self._token else "unset"
         return f"TelegramChannel(base_url={self._settings.base_url!r}, token=<{state}>)"
 
-    def _shard(self) -> _Shard:
-        """The least busy Bot, all built on first use (no I/O).
+    def _get_bot(self) -> Bot:
+        """The Bot, built on first use (no I/O).
 
-        PTB's `Bot.initialize()` is not needed to send (HTTPXRequest opens its client when
-        built) and it would put the token in its InvalidToken message, so it is never called.
+        PTB's `Bot.initialize()` is not needed to send and it would put the token in its
+        InvalidToken message, so it is never called.
         """
-        if not self._shards:
+        if self._bot is None:
             if not self._token:
                 raise Unauthorized("no Telegram token configured: set channels.telegram.token")
             timeout = self._settings.timeout_seconds
-            count = math.ceil(self._settings.concurrency / _SHARD_CONNECTIONS)
-            per_shard = math.ceil(self._settings.concurrency / count)
-            # PTB wants a getUpdates transport too; we never poll, so one small one is shared.
-            tls = {"verify": _tls_context()}
-            self._updates_request = HTTPXRequest(
-                connection_pool_size=1, read_timeout=timeout, httpx_kwargs=tls
+            # PTB wants a getUpdates transport too; broadcasts never poll, so a tiny one.
+            self._transports = [
+                AiohttpRequest(self._settings.concurrency, timeout),
+                AiohttpRequest(1, timeout),
+            ]
+            self._bot = Bot(
+                self._token,
+                base_url=self._settings.base_url,
+                request=self._transports[0],
+                get_updates_request=self._transports[1],
             )
-            for _ in range(count):
-                request = HTTPXRequest(
-                    connection_pool_size=per_shard,
-                    read_timeout=timeout,
-                    write_timeout=timeout,
-                    connect_timeout=timeout,
-                    pool_timeout=timeout,  # more sends than connections wait for one, not fail
-                    httpx_kwargs=tls,
-                )
-                bot = Bot(
-                    self._token,
-                    base_url=self._settings.base_url,
-                    request=request,
-                    get_updates_request=self._updates_request,
-                )
-                self._shards.append(_Shard(bot, request))
-        return min(self._shards, key=lambda shard: shard.in_flight)
+        return self._bot
 
     async def send(self, message: RenderedMessage, target: Target, *, idempotency_key: str) -> SendResult:
         """Send every part in order to `target.address` (a chat id or "@channel").
@@ -232,20 +196,17 @@ class TelegramChannel:
         async with self._pacer.hold(chat) as slot:
             for part in message.parts:
                 await self._pacer.wait_turn(slot)
-                shard = self._shard()
-                shard.in_flight += 1
                 try:
-                    sent = await shard.bot.send_message(
+                    sent = await self._get_bot().send_message(
                         chat_id=chat,
                         text=part,
                         parse_mode=ParseMode.HTML,
                         link_preview_options=_NO_PREVIEW,
                     )
                 except TelegramError as exc:
-                    # `from None`: the httpx cause carries the request URL, hence the token.
+                    # `from None`: a transport cause may carry the request URL, hence the token.
                     raise self._delivery_error(exc, chat) from None
                 finally:
-                    shard.in_flight -= 1
                     slot.last_sent = time.monotonic()
                 ids.append(str(sent.message_id))
         return SendResult(provider_message_id=ids[0], extra_ids=tuple(ids[1:]))
@@ -298,7 +259,7 @@ class TelegramChannel:
     async def check(self) -> CheckResult:
         """Call getMe: "ok: @botname", or what is wrong and how to fix it."""
         try:
-            bot = self._shard().bot
+            bot = self._get_bot()
         except Unauthorized as exc:
             return CheckResult(False, exc.reason, fix='set channels.telegram.token = "env:TELEGRAM_TOKEN"')
         try:
@@ -319,12 +280,10 @@ class TelegramChannel:
 
     async def aclose(self) -> None:
         """Close the HTTP connection pools; the channel may be used again afterwards."""
-        shards, self._shards = self._shards, []
-        updates, self._updates_request = self._updates_request, None
-        for shard in shards:
-            await shard.request.shutdown()
-        if updates is not None:
-            await updates.shutdown()
+        # Bot.shutdown() only acts after Bot.initialize(), which we never call: close our transports.
+        transports, self._transports, self._bot = self._transports, [], None
+        for transport in transports:
+            await transport.shutdown()
 
 
 def _seconds(value: int | float | timedelta) -> float:
