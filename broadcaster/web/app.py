@@ -17,6 +17,7 @@ from broadcaster.config import Settings
 from broadcaster.db import create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
 from broadcaster.models import Component, Incident, Subscription, utcnow
+from broadcaster.web.public import public_router
 from channels import build_channels
 
 
@@ -119,4 +120,5 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
             f"/ You are unsubscribed.</p></html>"
         )
 
+    app.include_router(public_router(settings, sessions))
     return app
