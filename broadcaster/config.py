@@ -11,9 +11,21 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+
+from broadcaster.channel_settings import (
+    BlogSettings,
+    EmailSettings,
+    FacebookSettings,
+    PushSettings,
+    TelegramSettings,
+    TwitterSettings,
+)
+from broadcaster.channel_settings import (
+    Section as _Section,
+)
 
 ENV_PREFIX = "env:"
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -23,8 +35,18 @@ class ConfigError(Exception):
     """A one-line, user-facing description of what is wrong in the configuration."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = [
+    "BlogSettings",
+    "ConfigError",
+    "EmailSettings",
+    "FacebookSettings",
+    "PushSettings",
+    "Settings",
+    "TelegramSettings",
+    "TwitterSettings",
+    "load_settings",
+    "parse_settings",
+]
 
 
 LocalisedText = dict[str, str]
@@ -74,57 +96,13 @@ class ComponentSettings(_Section):
     critical: bool = False  # checkout/payment: the linter asks for an alternative when it is down
 
 
-class EmailSettings(_Section):
-    enabled: bool = True
-    capture: bool = False
-    host: str = ""
-    port: Annotated[int, Field(ge=1, le=65535)] = 587
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str = ""
-    password: SecretStr | None = None
-    from_address: str = "status@shop.example"
-    from_name: str = ""
-    reply_domain: str = "reply.shop.example"
-    pool_size: Annotated[int, Field(ge=1, le=256)] = 8
-    rate_per_second: Annotated[float, Field(ge=0)] = 0.0
-    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
-    local_hostname: str = "broadcaster.localdomain"
-    ca_file: str = ""  # extra CA bundle to trust (a private relay's certificate); empty = system CAs
-
-    @property
-    def live(self) -> bool:
-        return self.enabled and not self.capture and bool(self.host)
-
-
-class TelegramSettings(_Section):
-    enabled: bool = True
-    capture: bool = False
-    token: SecretStr | None = None
-    base_url: str = "https://api.telegram.org/bot"
-    channel_id: str = ""
-    rate_per_second: Annotated[float, Field(ge=0)] = 30.0
-    per_chat_interval_seconds: Annotated[float, Field(ge=0)] = 1.0
-    concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
-    timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
-
-    @property
-    def live(self) -> bool:
-        return self.enabled and not self.capture and self.token is not None
-
-
-class CaptureOnlySettings(_Section):
-    """Channels whose live adapters are not built yet: they run in capture mode."""
-
-    enabled: bool = True
-
-
 class ChannelsSettings(_Section):
     email: EmailSettings = Field(default_factory=EmailSettings)
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
-    twitter: CaptureOnlySettings = Field(default_factory=CaptureOnlySettings)
-    facebook: CaptureOnlySettings = Field(default_factory=CaptureOnlySettings)
-    push: CaptureOnlySettings = Field(default_factory=CaptureOnlySettings)
-    blog: CaptureOnlySettings = Field(default_factory=CaptureOnlySettings)
+    twitter: TwitterSettings = Field(default_factory=TwitterSettings)
+    facebook: FacebookSettings = Field(default_factory=FacebookSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
+    blog: BlogSettings = Field(default_factory=BlogSettings)
 
 
 def _default_components() -> dict[str, ComponentSettings]:

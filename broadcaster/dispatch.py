@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
-from sqlmodel import select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster import outbox
 from broadcaster.config import DispatchSettings
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 100
 FLUSH_INTERVAL = 0.1
+THREAD_WAIT_SECONDS = 2.0
 
 
 def backoff_delay(attempts: int, settings: DispatchSettings, rng: random.Random) -> float:
@@ -61,6 +63,7 @@ class ChannelWorker:
         self._slots = asyncio.Semaphore(runtime.concurrency)
         self._renditions: dict[int, RenderedMessage] = {}
         self._tokens: dict[int, tuple[str, str]] = {}
+        self._thread_refs: dict[int, str | None] = {}
         self._rng = rng or random.Random()
         self.sent = 0
 
@@ -95,22 +98,30 @@ class ChannelWorker:
                     done_outcomes, last_flush = [], now
             await outbox.record(session, done_outcomes)
 
-    async def _load_context(self, session: object, claimed: Sequence[ClaimedDelivery]) -> None:
+    async def _load_context(self, session: AsyncSession, claimed: Sequence[ClaimedDelivery]) -> None:
         missing = {d.rendition_id for d in claimed} - self._renditions.keys()
         if missing:
-            rows = await session.exec(select(Rendition).where(Rendition.id.in_(missing)))  # type: ignore
-            for rendition in rows:
+            renditions = await session.exec(select(Rendition).where(col(Rendition.id).in_(missing)))
+            for rendition in renditions:
+                assert rendition.id is not None
                 self._renditions[rendition.id] = RenderedMessage.from_json(rendition.payload)
         subscriptions = {d.subscription_id for d in claimed if d.subscription_id} - self._tokens.keys()
         if subscriptions:
-            statement = select(Subscription.id, Subscription.unsubscribe_token, Subscription.reply_token)
-            rows = await session.exec(statement.where(Subscription.id.in_(subscriptions)))  # type: ignore
-            for sid, unsubscribe, reply in rows:
+            statement = select(
+                col(Subscription.id), col(Subscription.unsubscribe_token), col(Subscription.reply_token)
+            ).where(col(Subscription.id).in_(subscriptions))
+            for sid, unsubscribe, reply in await session.exec(statement):
+                assert sid is not None
                 self._tokens[sid] = (unsubscribe, reply)
+        if self.runtime.channel.capabilities.threads:
+            for delivery in claimed:
+                if delivery.subscription_id is None:
+                    self._thread_refs[delivery.id] = await outbox.thread_ref(session, delivery)
 
     def _target(self, delivery: ClaimedDelivery) -> Target:
         if delivery.subscription_id is None or delivery.subscription_id not in self._tokens:
-            return Target(address=delivery.target, locale=delivery.locale)
+            thread = self._thread_refs.pop(delivery.id, "") or ""
+            return Target(address=delivery.target, locale=delivery.locale, thread_ref=thread)
         unsubscribe, reply = self._tokens[delivery.subscription_id]
         return Target(
             address=delivery.target,
@@ -120,6 +131,15 @@ class ChannelWorker:
         )
 
     async def _deliver(self, delivery: ClaimedDelivery) -> Outcome:
+        if delivery.id in self._thread_refs and self._thread_refs[delivery.id] is None:
+            del self._thread_refs[delivery.id]
+            return Outcome(  # keep the story in order: the previous update goes out first
+                delivery,
+                outbox.PENDING,
+                next_attempt_at=utcnow() + timedelta(seconds=THREAD_WAIT_SECONDS),
+                error="waiting for the previous update of this incident on this channel",
+                refund_attempt=True,
+            )
         target = self._target(delivery)
         message = self._renditions[delivery.rendition_id]
         if target.unsubscribe_url:

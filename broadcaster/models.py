@@ -161,6 +161,7 @@ class CapturedMessage(SQLModel, table=True):
     channel: str = Field(max_length=32, index=True)
     target: str = Field(max_length=320)
     idempotency_key: str = Field(unique=True, max_length=400)
+    thread_ref: str = Field(default="", max_length=400)  # what a threading channel would reply to
     title: str = ""
     body: str = ""
     html: str = ""

@@ -190,3 +190,28 @@ async def next_due_at(session: AsyncSession, update_ids: Sequence[int]) -> datet
     if isinstance(value, str):  # SQLite aggregate bypasses the column type
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+_PREVIOUS_IN_THREAD = """
+SELECT prev.status, prev.provider_message_id
+  FROM delivery AS prev
+  JOIN incident_update AS prev_update ON prev_update.id = prev.update_id
+  JOIN incident_update AS this_update ON this_update.id = :update_id
+ WHERE prev_update.incident_id = this_update.incident_id
+   AND prev.channel = :channel AND prev.target = :target AND prev.update_id < :update_id
+ ORDER BY prev.update_id DESC
+ LIMIT 1
+"""
+
+
+async def thread_ref(session: AsyncSession, delivery: ClaimedDelivery) -> str | None:
+    """What a follow-up continues from on its target: the previous update's provider id.
+
+    "" when this is the incident's first message there (or the previous one never went out);
+    None while the previous update is still on its way — the follow-up must wait for it.
+    """
+    params = {"update_id": delivery.update_id, "channel": delivery.channel, "target": delivery.target}
+    row = (await (await session.connection()).execute(text(_PREVIOUS_IN_THREAD), params)).first()
+    if row is None or row.status in (FAILED, DEAD):
+        return ""
+    return row.provider_message_id if row.status == SENT else None

@@ -38,6 +38,7 @@ class Capabilities:
     inbound: Inbound = Inbound.NONE
     rate_per_second: float = 0.0  # default overall send rate; 0 = unlimited
     per_target_interval: float = 0.0  # seconds between two messages to one target (Telegram: 1 s)
+    threads: bool = False  # follow-ups of an incident continue the first post (X thread, FB comments…)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +49,18 @@ class Target:
     locale: str = "fr"
     unsubscribe_url: str = ""
     reply_token: str = ""
+    # For channels that thread: the provider id returned (`SendResult.provider_message_id`) for the
+    # previous update of the same incident on this target; empty for an incident's first message.
+    thread_ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What the provider said when it accepted a message."""
+    """What the provider said when it accepted a message.
+
+    For channels that thread, `provider_message_id` is what the next update continues from
+    (X: the thread's last tweet; Facebook: the post; WordPress: the post id).
+    """
 
     provider_message_id: str
     extra_ids: tuple[str, ...] = ()  # ids of further parts (thread replies, split messages)

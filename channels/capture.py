@@ -35,6 +35,7 @@ class CaptureChannel:
             "channel": self.name,
             "target": target.address,
             "idempotency_key": idempotency_key,
+            "thread_ref": target.thread_ref,
             "title": message.title,
             "body": PART_SEPARATOR.join(message.parts),
             "html": message.html,

@@ -13,7 +13,7 @@ from tests.conftest import make_settings
 from tests.e2e.helpers import draft, follow_up, open_, resolve
 
 ATOM = "{http://www.w3.org/2005/Atom}"
-FR_OPEN = "Le paiement échoue pour une partie d'entre vous. Désolés, nous enquêtons. <script>alert(1)</script>"
+FR_OPEN = "Le paiement échoue pour une partie d'entre vous. Désolés, on enquête. <script>alert(1)</script>"
 EN_OPEN = "Payment fails for some of you. Sorry, we are investigating."
 
 
@@ -41,8 +41,14 @@ async def test_incident_page_and_status_follow_the_incident(
     opened = await open_(sessions, settings, draft("investigating", FR_OPEN, EN_OPEN), force=True)
     incident_id = opened.incident.id
     assert incident_id is not None
-    await follow_up(sessions, settings, incident_id, draft(
-        "identified", "Cause trouvée, correctif en cours. Désolés.", "Cause found, fix under way. Sorry."))
+    await follow_up(
+        sessions,
+        settings,
+        incident_id,
+        draft(
+            "identified", "Cause trouvée, correctif en cours. Désolés.", "Cause found, fix under way. Sorry."
+        ),
+    )
 
     status = await client.get("/status", headers={"Accept-Language": "fr"})
     assert "Incident en cours" in status.text and f"/incidents/{incident_id}" in status.text
@@ -54,8 +60,16 @@ async def test_incident_page_and_status_follow_the_incident(
     french = await client.get(f"/incidents/{incident_id}", headers={"Accept-Language": "fr"})
     assert "<script>" not in french.text and "&lt;script&gt;" in french.text
 
-    await resolve(sessions, settings, incident_id, draft(
-        "resolved", "Tout fonctionne. Merci pour votre patience.", "All good. Thank you for your patience."))
+    await resolve(
+        sessions,
+        settings,
+        incident_id,
+        draft(
+            "resolved",
+            "Tout fonctionne. Merci pour votre patience.",
+            "All good. Thank you for your patience.",
+        ),
+    )
     status = await client.get("/status", headers={"Accept-Language": "en"})
     assert "All our services are working normally." in status.text
     assert "Payment unavailable" in status.text or "Paiement indisponible" in status.text  # in the history
@@ -68,8 +82,14 @@ async def test_atom_feed_lists_updates_newest_first(
     settings = make_settings(database_url)
     opened = await open_(sessions, settings, draft("investigating", FR_OPEN, EN_OPEN), force=True)
     assert opened.incident.id is not None
-    await follow_up(sessions, settings, opened.incident.id, draft(
-        "identified", "Cause trouvée, correctif en cours. Désolés.", "Cause found, fix under way. Sorry."))
+    await follow_up(
+        sessions,
+        settings,
+        opened.incident.id,
+        draft(
+            "identified", "Cause trouvée, correctif en cours. Désolés.", "Cause found, fix under way. Sorry."
+        ),
+    )
     response = await client.get("/feed.atom")
     assert response.headers["content-type"].startswith("application/atom+xml")
     root = ET.fromstring(response.content)

@@ -1,0 +1,140 @@
+"""Settings of each channel: a `[channels.<name>]` table of the config file.
+
+A channel is live when its credentials are present, and in capture mode otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmailSettings(Section):
+    enabled: bool = True
+    capture: bool = False
+    host: str = ""
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: SecretStr | None = None
+    from_address: str = "status@shop.example"
+    from_name: str = ""
+    reply_domain: str = "reply.shop.example"
+    pool_size: Annotated[int, Field(ge=1, le=256)] = 8
+    rate_per_second: Annotated[float, Field(ge=0)] = 0.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    local_hostname: str = "broadcaster.localdomain"
+    ca_file: str = ""  # extra CA bundle to trust (a private relay's certificate); empty = system CAs
+
+    @property
+    def live(self) -> bool:
+        return self.enabled and not self.capture and bool(self.host)
+
+
+class TelegramSettings(Section):
+    enabled: bool = True
+    capture: bool = False
+    token: SecretStr | None = None
+    base_url: str = "https://api.telegram.org/bot"
+    channel_id: str = ""
+    rate_per_second: Annotated[float, Field(ge=0)] = 30.0
+    per_chat_interval_seconds: Annotated[float, Field(ge=0)] = 1.0
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
+    timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+
+    @property
+    def live(self) -> bool:
+        return self.enabled and not self.capture and self.token is not None
+
+
+class TwitterSettings(Section):
+    """X (Twitter) API v2 through tweepy's AsyncClient, OAuth 1.0a user context."""
+
+    enabled: bool = True
+    capture: bool = False
+    consumer_key: SecretStr | None = None
+    consumer_secret: SecretStr | None = None
+    access_token: SecretStr | None = None
+    access_token_secret: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    # tweepy hard-codes https://api.twitter.com; another base URL (a local peer) is reached by
+    # resolving api.twitter.com to its host and port.
+    api_base_url: str = "https://api.twitter.com"
+    ca_file: str = ""  # extra CA to trust (a local HTTPS peer); empty = system CAs
+    posts_per_window: Annotated[int, Field(ge=1)] = 100  # X: 100 posts / 15 min per user
+    window_seconds: Annotated[float, Field(gt=0)] = 900.0
+    poll_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+
+    @property
+    def live(self) -> bool:
+        keys = (self.consumer_key, self.consumer_secret, self.access_token, self.access_token_secret)
+        return self.enabled and not self.capture and all(k is not None for k in keys)
+
+
+class FacebookSettings(Section):
+    """A Facebook page through facebook-sdk's GraphAPI (a current Graph version set after construction)."""
+
+    enabled: bool = True
+    capture: bool = False
+    page_id: str = ""
+    page_access_token: SecretStr | None = None
+    app_secret: SecretStr | None = None  # checks X-Hub-Signature-256 on webhooks
+    verify_token: SecretStr | None = None  # answers the webhook GET verification
+    graph_base_url: str = "https://graph.facebook.com"
+    api_version: str = "v21.0"
+    follow_ups: Literal["comment", "post"] = (
+        "comment"  # later updates: comments on the first post, or new posts
+    )
+    rate_per_second: Annotated[float, Field(ge=0)] = 1.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+
+    @property
+    def live(self) -> bool:
+        return self.enabled and not self.capture and bool(self.page_id) and self.page_access_token is not None
+
+
+class PushSettings(Section):
+    """App push through FCM HTTP v1 (service account), and Web Push (VAPID) for browsers."""
+
+    enabled: bool = True
+    capture: bool = False
+    service_account_file: str = ""  # FCM service-account JSON (its token_uri is honoured)
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    topic: str = "all"  # "all app users"
+    vapid_private_key_file: str = ""  # written by `broadcaster init` when empty
+    vapid_subject: str = "mailto:status@shop.example"
+    ttl_seconds: Annotated[int, Field(ge=0)] = 3600
+    rate_per_second: Annotated[float, Field(ge=0)] = 0.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+
+    @property
+    def live(self) -> bool:
+        return self.enabled and not self.capture and bool(self.service_account_file)
+
+
+class BlogSettings(Section):
+    """The incident page and Atom feed are built in; WordPress or a Markdown folder come on top."""
+
+    enabled: bool = True
+    capture: bool = False
+    publisher: Literal["none", "wordpress", "markdown"] = "none"
+    wordpress_url: str = ""  # e.g. https://blog.shop.example (the REST API is under /wp-json)
+    wordpress_user: str = ""
+    wordpress_app_password: SecretStr | None = None
+    wordpress_status: Literal["publish", "draft"] = "publish"
+    markdown_dir: str = ""  # Hugo/Jekyll content folder: one file per incident
+    timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+
+    @property
+    def live(self) -> bool:
+        if not self.enabled or self.capture:
+            return False
+        if self.publisher == "wordpress":
+            return bool(self.wordpress_url) and self.wordpress_app_password is not None
+        return self.publisher == "markdown" and bool(self.markdown_dir)
