@@ -103,7 +103,7 @@ class Subscription(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     channel: str = Field(max_length=32)
-    address: str = Field(max_length=320)
+    address: str = Field(max_length=1024)  # a Web Push subscription (JSON) is the longest
     components: list[str] = _json(list)  # empty: every component
     confirmed: bool = True
     active: bool = Field(default=True, index=True)
@@ -137,7 +137,7 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     update_id: int = Field(foreign_key="incident_update.id", index=True)
     channel: str = Field(max_length=32)
-    target: str = Field(max_length=320)
+    target: str = Field(max_length=1024)
     locale: str = Field(max_length=16)
     rendition_id: int = Field(foreign_key="rendition.id")
     subscription_id: int | None = Field(default=None, foreign_key="subscription.id")
@@ -166,3 +166,33 @@ class CapturedMessage(SQLModel, table=True):
     body: str = ""
     html: str = ""
     created_at: datetime = _created()
+
+
+class InboundRecord(SQLModel, table=True):
+    """A customer message received by a webhook or poller, kept until the inbox works it."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (sa.UniqueConstraint("channel", "external_id", name="uq_inbound_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=200)
+    conversation_key: str = Field(max_length=200)
+    customer_handle: str = Field(default="", max_length=200)
+    customer_name: str = Field(default="", max_length=200)
+    text: str = ""
+    language: str = Field(default="", max_length=16)
+    reply_to: str = Field(default="", max_length=200)
+    received_at: datetime = _created()
+    raw: dict[str, Any] = _json(dict)
+    created_at: datetime = _created()
+
+
+class PollCursor(SQLModel, table=True):
+    """Where a poller (X mentions, X DMs) stopped, so a restart neither misses nor repeats."""
+
+    __tablename__ = "poll_cursor"
+
+    name: str = Field(primary_key=True, max_length=64)
+    cursor: str = Field(default="", max_length=200)
+    updated_at: datetime = _created()

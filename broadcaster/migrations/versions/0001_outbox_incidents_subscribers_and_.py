@@ -1,4 +1,4 @@
-"""outbox, incidents and subscribers
+"""outbox, incidents, subscribers and inbound messages
 
 Revision ID: 0001
 Revises: 
@@ -49,6 +49,22 @@ def upgrade() -> None:
     with op.batch_alter_table('component', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_component_name'), ['name'], unique=True)
 
+    op.create_table('inbound_message',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('conversation_key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('customer_handle', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('customer_name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('reply_to', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('received_at', broadcaster.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('raw', sa.JSON(), nullable=False),
+    sa.Column('created_at', broadcaster.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('channel', 'external_id', name='uq_inbound_external_id')
+    )
     op.create_table('incident',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -69,6 +85,12 @@ def upgrade() -> None:
     with op.batch_alter_table('incident', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_incident_status'), ['status'], unique=False)
 
+    op.create_table('poll_cursor',
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('cursor', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('updated_at', broadcaster.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
     op.create_table('subscriber',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -97,7 +119,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('subscriber_id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
     sa.Column('components', sa.JSON(), nullable=False),
     sa.Column('confirmed', sa.Boolean(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
@@ -133,7 +155,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('update_id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-    sa.Column('target', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('target', sqlmodel.sql.sqltypes.AutoString(length=1024), nullable=False),
     sa.Column('locale', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('rendition_id', sa.Integer(), nullable=False),
     sa.Column('subscription_id', sa.Integer(), nullable=True),
@@ -180,10 +202,12 @@ def downgrade() -> None:
 
     op.drop_table('incident_update')
     op.drop_table('subscriber')
+    op.drop_table('poll_cursor')
     with op.batch_alter_table('incident', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_incident_status'))
 
     op.drop_table('incident')
+    op.drop_table('inbound_message')
     with op.batch_alter_table('component', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_component_name'))
 
