@@ -45,6 +45,9 @@ class TelegramSettings(Section):
     rate_per_second: Annotated[float, Field(ge=0)] = 30.0
     per_chat_interval_seconds: Annotated[float, Field(ge=0)] = 1.0
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
+    # Telegram sends it in X-Telegram-Bot-Api-Secret-Token on every webhook call (setWebhook's
+    # secret_token); the webhook route refuses calls without it.
+    webhook_secret: SecretStr | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
 
     @property

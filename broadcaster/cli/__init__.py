@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from broadcaster.cli import deliveries, incidents, preview, server, subscribers
+from broadcaster.cli import deliveries, doctor, incidents, preview, server, subscribers
 from broadcaster.cli.runtime import CliState
 
 __all__ = ["app", "main"]
@@ -22,6 +22,7 @@ app.add_typer(subscribers.app, name="subscribers")
 preview.register(app)
 deliveries.register(app)
 server.register(app)
+doctor.register(app)
 
 
 @app.callback()

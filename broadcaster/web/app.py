@@ -18,6 +18,7 @@ from broadcaster.db import create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
 from broadcaster.models import Component, Incident, Subscription, utcnow
 from broadcaster.web.public import public_router
+from broadcaster.web.webhooks import webhook_router
 from channels import build_channels
 
 
@@ -121,4 +122,5 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
         )
 
     app.include_router(public_router(settings, sessions))
+    app.include_router(webhook_router(settings, sessions))
     return app
