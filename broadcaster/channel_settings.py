@@ -110,7 +110,7 @@ class PushSettings(Section):
     service_account_file: str = ""  # FCM service-account JSON (its token_uri is honoured)
     fcm_base_url: str = "https://fcm.googleapis.com"
     topic: str = "all"  # "all app users"
-    vapid_private_key_file: str = ""  # written by `broadcaster init` when empty
+    vapid_private_key_file: str = ""  # Web Push key (PEM); `broadcaster init` creates it if missing
     vapid_subject: str = "mailto:status@shop.example"
     ttl_seconds: Annotated[int, Field(ge=0)] = 3600
     rate_per_second: Annotated[float, Field(ge=0)] = 0.0
@@ -118,7 +118,11 @@ class PushSettings(Section):
 
     @property
     def live(self) -> bool:
-        return self.enabled and not self.capture and bool(self.service_account_file)
+        return (
+            self.enabled
+            and not self.capture
+            and bool(self.service_account_file or self.vapid_private_key_file)
+        )
 
 
 class BlogSettings(Section):

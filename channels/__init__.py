@@ -54,7 +54,10 @@ class ChannelRuntime:
 
 def build_channels(settings: Settings, sessions: SessionFactory) -> dict[str, ChannelRuntime]:
     """Every enabled channel: live when it has credentials, capture mode otherwise. No I/O."""
+    from channels.blog import BlogChannel
     from channels.email import EmailChannel
+    from channels.facebook import FacebookChannel
+    from channels.push import PushChannel
     from channels.telegram import TelegramChannel
 
     config = settings.channels
@@ -73,7 +76,28 @@ def build_channels(settings: Settings, sessions: SessionFactory) -> dict[str, Ch
             if telegram.live
             else ChannelRuntime(CaptureChannel("telegram", sessions), False, 4, 0.0)
         )
-    for name in ("twitter", "facebook", "push", "blog"):
+    if config.facebook.enabled:
+        facebook = config.facebook
+        runtimes["facebook"] = (
+            ChannelRuntime(FacebookChannel(facebook), True, 2, facebook.rate_per_second)
+            if facebook.live
+            else ChannelRuntime(CaptureChannel("facebook", sessions), False, 2, 0.0)
+        )
+    if config.push.enabled:
+        push = config.push
+        runtimes["push"] = (
+            ChannelRuntime(PushChannel(push), True, 32, push.rate_per_second)
+            if push.live
+            else ChannelRuntime(CaptureChannel("push", sessions), False, 2, 0.0)
+        )
+    if config.blog.enabled:
+        blog = config.blog
+        runtimes["blog"] = (
+            ChannelRuntime(BlogChannel(blog), True, 1, 0.0)
+            if blog.live
+            else ChannelRuntime(CaptureChannel("blog", sessions), False, 1, 0.0)
+        )
+    for name in ("twitter",):
         if getattr(config, name).enabled:
             runtimes[name] = ChannelRuntime(CaptureChannel(name, sessions), False, 2, 0.0)
     return runtimes

@@ -248,3 +248,16 @@ def test_commands_before_init_say_how_to_fix_it(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 2
     assert "not initialised: run `broadcaster init`" in result.output
     assert "Traceback" not in result.output
+
+
+def test_init_creates_the_web_push_key_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text('[channels.push]\nvapid_private_key_file = "keys/vapid.pem"\n')
+    first = runner.invoke(app, ["--config", "config.toml", "init"])
+    assert first.exit_code == 0, first.output
+    key = (tmp_path / "keys" / "vapid.pem").read_bytes()
+    assert (tmp_path / "keys" / "vapid.pem").stat().st_mode & 0o777 == 0o600
+    again = runner.invoke(app, ["--config", "config.toml", "init"])
+    assert (tmp_path / "keys" / "vapid.pem").read_bytes() == key  # never replaced: browsers keep it
+    public = first.output.split("browsers): ")[1].split()[0]
+    assert public and public in again.output

@@ -67,3 +67,55 @@ async def test_malformed_and_oversized_payloads_are_refused(
     huge = await client.post("/webhooks/telegram", content=b"x" * (1024 * 1024 + 1), headers=headers)
     assert huge.status_code == 413
     assert await stored(sessions) == []
+
+
+APP_SECRET = "fb-app-secret"
+FB_COMMENT = (Path(__file__).parent / "payloads" / "facebook" / "comment.json").read_bytes()
+
+
+@pytest.fixture
+async def fb_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        database_url,
+        channels={
+            "facebook": {"page_id": "1122334455", "app_secret": APP_SECRET, "verify_token": "verify-me"}
+        },
+    )
+    app = create_app(settings, dispatch=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+
+
+def signed(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
+    import hashlib
+    import hmac
+
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": f"sha256={digest}", "Content-Type": "application/json"}
+
+
+async def test_facebook_subscription_handshake(fb_client: httpx.AsyncClient) -> None:
+    ok = await fb_client.get("/webhooks/facebook", params={
+        "hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"})  # fmt: skip
+    assert ok.status_code == 200 and ok.text == "1158201444"
+    refused = await fb_client.get("/webhooks/facebook", params={
+        "hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"})  # fmt: skip
+    assert refused.status_code == 403
+
+
+async def test_facebook_events_need_a_valid_signature(
+    fb_client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    for headers in ({}, signed(FB_COMMENT, "another-secret"), {"X-Hub-Signature-256": "sha256=zz"}):
+        response = await fb_client.post("/webhooks/facebook", content=FB_COMMENT, headers=headers)
+        assert response.status_code == 403
+    assert await stored(sessions) == []
+    accepted = await fb_client.post("/webhooks/facebook", content=FB_COMMENT, headers=signed(FB_COMMENT))
+    assert accepted.status_code == 200 and accepted.json()["stored"] == 1
+    again = await fb_client.post("/webhooks/facebook", content=FB_COMMENT, headers=signed(FB_COMMENT))
+    assert again.json()["stored"] == 0
+    (record,) = await stored(sessions)
+    assert record.channel == "facebook" and record.external_id.startswith("comment:")
+    malformed = b'{"object": "page", "entry": [{"changes": [{"field": "feed"}]}]}'
+    bad = await fb_client.post("/webhooks/facebook", content=malformed, headers=signed(malformed))
+    assert bad.status_code == 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +15,16 @@ from broadcaster.db import upgrade
 from broadcaster.dispatch import Dispatcher
 from broadcaster.publish import sync_components
 from channels import build_channels
+from channels.webpush import generate_vapid_key, public_key_from_file
+
+
+def vapid_public_key(path: str) -> str:
+    """The Web Push public key of `path`, creating the private key (0600) on first use."""
+    key_file = Path(path)
+    if key_file.exists():
+        return public_key_from_file(key_file)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    return generate_vapid_key(key_file)
 
 
 def register(root: typer.Typer) -> None:
@@ -39,6 +50,11 @@ def register(root: typer.Typer) -> None:
                 name, "[green]live[/]" if live else "[yellow]capture[/] (no credentials: stored, not sent)"
             )
         console.print(table)
+        vapid_file = settings.channels.push.vapid_private_key_file
+        if settings.channels.push.enabled and vapid_file:
+            console.print(
+                f"Web Push application server key (give it to browsers): {vapid_public_key(vapid_file)}"
+            )
 
     @root.command("serve")
     @user_errors

@@ -11,6 +11,7 @@ import hmac
 from collections.abc import Sequence
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import PlainTextResponse
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
@@ -18,6 +19,7 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, dialect_name
 from broadcaster.models import InboundRecord, utcnow
 from channels.base import InboundMessage
+from channels.facebook_webhook import parse_events, signature_is_valid, verify_subscription
 from channels.telegram import TelegramChannel
 
 MAX_BODY = 1024 * 1024
@@ -79,6 +81,29 @@ def webhook_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
         body = await read_body(request)
         try:
             messages = telegram.parse_inbound(body, dict(request.headers))
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        return {"received": len(messages), "stored": await store_inbound(sessions, messages)}
+
+    @router.get("/facebook")
+    async def facebook_verification(request: Request) -> PlainTextResponse:
+        """Meta's subscription handshake: echo `hub.challenge` when the verify token matches."""
+        token = settings.channels.facebook.verify_token
+        challenge = verify_subscription(request.query_params, token.get_secret_value()) if token else None
+        if challenge is None:
+            raise HTTPException(status_code=403, detail="wrong hub.verify_token or hub.mode")
+        return PlainTextResponse(challenge)
+
+    @router.post("/facebook")
+    async def facebook_webhook(request: Request) -> dict[str, int]:
+        """Page comments and Messenger messages, signed with X-Hub-Signature-256 (the app secret)."""
+        secret = settings.channels.facebook.app_secret
+        body = await read_body(request)
+        header = request.headers.get("x-hub-signature-256")
+        if secret is None or not signature_is_valid(body, header, secret.get_secret_value()):
+            raise HTTPException(status_code=403, detail="wrong or missing X-Hub-Signature-256")
+        try:
+            messages = parse_events(body, page_id=settings.channels.facebook.page_id)
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return {"received": len(messages), "stored": await store_inbound(sessions, messages)}

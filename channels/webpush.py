@@ -1,0 +1,279 @@
+"""Web Push to browsers (RFC 8030) with VAPID (RFC 8292) and aes128gcm payloads (RFC 8291).
+
+A target is `"webpush:<subscription JSON>"`, the `PushSubscription.toJSON()` a browser gave us:
+`{"endpoint": …, "keys": {"p256dh": …, "auth": …}}`. pywebpush encrypts and signs; this module
+maps the push service's answers onto the error tree and owns the VAPID key file.
+
+>>> public_key = generate_vapid_key(Path("vapid.pem"))  # give it to the browser's subscribe()
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import os
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import Vapid, VapidException
+from pywebpush import WebPushException, webpush_async
+
+from broadcaster.channel_settings import PushSettings
+from channels.base import (
+    CheckResult,
+    DeliveryError,
+    RateLimited,
+    Rejected,
+    SendResult,
+    Unauthorized,
+    Unavailable,
+)
+
+__all__ = [
+    "WebPushSender",
+    "generate_vapid_key",
+    "parse_retry_after",
+    "parse_subscription",
+    "public_key_from_file",
+]
+
+_DEFAULT_RETRY_AFTER = 60.0  # seconds, when a 429 carries no usable Retry-After
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def parse_retry_after(value: str | None, default: float = _DEFAULT_RETRY_AFTER) -> float:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date), else `default`."""
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _public_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return _b64url(point)
+
+
+def generate_vapid_key(path: Path) -> str:
+    """Write a new P-256 VAPID private key (PEM, mode 0600) to `path`; return the public key.
+
+    The return value is the application server key browsers pass to `pushManager.subscribe()`
+    (uncompressed point, URL-safe base64 without padding). An existing file is never overwritten.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    # O_EXCL: never replace a key browsers already subscribed with; 0600 from the first byte.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask cannot widen it, but a stricter one must not matter either
+        os.write(fd, pem)
+    finally:
+        os.close(fd)
+    return _public_key_b64(key)
+
+
+def _load_vapid_key(path: Path | str) -> ec.EllipticCurvePrivateKey:
+    """The P-256 private key in `path`; `ValueError` (safe to show) when it is missing or wrong."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"VAPID key file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"VAPID key file {str(path)!r} cannot be read: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        # `from None`: the parser's message may quote the file's content.
+        raise ValueError(f"VAPID key file {str(path)!r} is not an unencrypted PEM private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError(f"VAPID key file {str(path)!r} does not hold a P-256 (prime256v1) key")
+    return key
+
+
+def public_key_from_file(path: Path | str) -> str:
+    """The application server public key (URL-safe base64) of the VAPID key in `path`."""
+    return _public_key_b64(_load_vapid_key(path))
+
+
+def parse_subscription(raw: str) -> dict[str, Any]:
+    """A browser subscription from its JSON; `Rejected` when it cannot be used (never quotes keys)."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise Rejected("invalid browser subscription: not JSON") from None
+    if not isinstance(data, dict):
+        raise Rejected("invalid browser subscription: not a JSON object")
+    endpoint, keys = data.get("endpoint"), data.get("keys")
+    if not isinstance(endpoint, str) or not isinstance(keys, dict):
+        raise Rejected("invalid browser subscription: endpoint or keys missing")
+    for name in ("p256dh", "auth"):
+        value = keys.get(name)
+        if not isinstance(value, str) or not value:
+            raise Rejected(f"invalid browser subscription: keys.{name} missing")
+        try:
+            base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except (binascii.Error, ValueError):
+            raise Rejected(f"invalid browser subscription: keys.{name} is not base64url") from None
+    parts = urlsplit(endpoint)
+    # Push services are HTTPS; plain HTTP only on loopback (a local push service), so a forged
+    # subscription cannot make us POST in clear text to some host on the network.
+    if not parts.hostname or not (
+        parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))
+    ):
+        raise Rejected("invalid browser subscription: the endpoint must be an https:// URL")
+    return {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(endpoint: str) -> str:
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class WebPushSender:
+    """Sends one encrypted notification per browser subscription through one aiohttp session."""
+
+    def __init__(self, settings: PushSettings) -> None:
+        self._settings = settings
+        self._vapid: Vapid | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        state = "set" if self._settings.vapid_private_key_file else "unset"
+        return f"WebPushSender(vapid_key=<{state}>, subject={self._settings.vapid_subject!r})"
+
+    def _get_vapid(self) -> Vapid:
+        if self._vapid is None:
+            path = self._settings.vapid_private_key_file
+            if not path:
+                raise Unauthorized(
+                    "no VAPID key: set channels.push.vapid_private_key_file (broadcaster init writes one)"
+                )
+            try:
+                # Our own loader: py_vapid's from_file silently creates a key when the file is missing.
+                self._vapid = Vapid(private_key=_load_vapid_key(path))
+            except ValueError as exc:
+                raise Unauthorized(str(exc)) from None
+        return self._vapid
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
+            )
+        return self._session
+
+    async def send(self, payload: dict[str, str], subscription_json: str) -> SendResult:
+        """Encrypt `payload` (JSON) for one subscription and post it with `Urgency: high`.
+
+        Returns the push service's `Location` (the message resource) as the provider id.
+        """
+        subscription = parse_subscription(subscription_json)
+        vapid = self._get_vapid()
+        origin = _origin(subscription["endpoint"])
+        try:
+            response = await webpush_async(
+                subscription_info=subscription,
+                data=json.dumps(payload, ensure_ascii=False),
+                vapid_private_key=vapid,
+                # A fresh dict per call: pywebpush writes `aud` and `exp` into it.
+                vapid_claims={"sub": self._settings.vapid_subject},
+                content_encoding="aes128gcm",
+                timeout=self._settings.timeout_seconds,
+                ttl=self._settings.ttl_seconds,
+                headers={"Urgency": "high"},
+                aiohttp_session=self._get_session(),
+            )
+        except WebPushException as exc:
+            raise _push_error(exc, origin) from None
+        except VapidException:
+            raise Unauthorized(
+                "VAPID subject refused: channels.push.vapid_subject must be mailto:… or https://…"
+            ) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise Unavailable(f"push service {origin} unreachable: {type(exc).__name__}") from None
+        if isinstance(response, str):  # only with curl=True, which we never ask for
+            raise Unavailable("pywebpush returned no response")
+        location = response.headers.get("Location", "")
+        return SendResult(provider_message_id=location or f"webpush:{response.status}")
+
+    def check(self) -> CheckResult:
+        """The VAPID key loads and the subject is acceptable (no network: push services vary)."""
+        try:
+            vapid = self._get_vapid()
+            vapid.sign({"sub": self._settings.vapid_subject, "aud": "https://push.example"})
+        except Unauthorized as exc:
+            return CheckResult(False, exc.reason, fix="run `broadcaster init` or fix vapid_private_key_file")
+        except VapidException:
+            return CheckResult(
+                False,
+                f"VAPID subject {self._settings.vapid_subject!r} is not mailto:… or https://…",
+                fix='set channels.push.vapid_subject = "mailto:status@your-shop.example"',
+            )
+        return CheckResult(True, f"Web Push VAPID key {_public_key_b64(vapid.private_key)[:12]}…")
+
+    async def aclose(self) -> None:
+        """Close the HTTP session; the sender may be used again afterwards."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def _push_error(exc: WebPushException, origin: str) -> DeliveryError:
+    status = exc.status_code
+    if status is None:  # raised before any request: the subscription itself is unusable
+        return Rejected("invalid browser subscription")
+    if status in (404, 410):
+        return Rejected("browser subscription expired")
+    if status == 429:
+        seconds = parse_retry_after(exc.retry_after)
+        return RateLimited(f"push service {origin} asks to slow down: retry after {seconds:g} s", seconds)
+    if status == 401:
+        return Unauthorized(f"push service {origin} refused our VAPID signature (HTTP 401)")
+    if status == 403:
+        # Per subscription: it was made with another application server key (key rotated).
+        return Rejected(f"push service {origin} refused our VAPID key for this subscription (HTTP 403)")
+    if status == 413:
+        return Rejected("notification payload too large for the push service")
+    if status >= 500:
+        if exc.retry_after:
+            seconds = parse_retry_after(exc.retry_after)
+            return RateLimited(f"push service {origin} unavailable: retry after {seconds:g} s", seconds)
+        return Unavailable(f"push service {origin} unavailable (HTTP {status})")
+    if 400 <= status < 500:
+        return Rejected(f"push service {origin} refused the notification (HTTP {status})")
+    return Unavailable(f"push service {origin} answered HTTP {status}")
