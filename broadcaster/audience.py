@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from broadcaster.config import Settings
 from broadcaster.models import Subscriber, Subscription
 
-SUBSCRIBER_CHANNELS = ("email", "telegram")
+SUBSCRIBER_CHANNELS = ("email", "telegram", "push")
 
 #: The single public target of channels that post once for everybody.
 PUBLIC_TARGETS = {

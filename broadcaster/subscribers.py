@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from broadcaster.models import Subscriber, Subscription, utcnow
 
 CSV_COLUMNS = ("email", "telegram_chat_id", "locale", "components")
 _CHAT_ID = re.compile(r"^-?\d{1,20}$")
+# A local push service (development, tests) may speak plain HTTP; anything else must be https.
+_LOOPBACK_HTTP = ("http://127.0.0.1:", "http://localhost:", "http://[::1]:")
 _LOCALE = re.compile(r"^[a-z]{2}([_-][A-Za-z]{2})?$")
 
 
@@ -38,6 +41,7 @@ class NewSubscriber:
     components: tuple[str, ...] = ()
     name: str = ""
     line: int = 0
+    push: str = ""  # "fcm:<registration token>" or "webpush:<PushSubscription JSON>"
 
 
 @dataclass
@@ -60,8 +64,11 @@ def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, l
     chat = entry.telegram_chat_id.strip()
     if chat and not _CHAT_ID.match(chat):
         problems.append(f"telegram_chat_id {chat!r}: must be a number (the chat id the bot sees)")
-    if not email and not chat:
-        problems.append("needs an email or a telegram_chat_id")
+    push = entry.push.strip()
+    if push:
+        problems.extend(_push_problems(push))
+    if not email and not chat and not push:
+        problems.append("needs an email, a telegram_chat_id or a push address")
     locale = entry.locale.strip() or settings.brand.default_locale
     if not _LOCALE.match(locale):
         problems.append(f"locale {locale!r}: use a code like fr, en or fr_CA")
@@ -70,8 +77,26 @@ def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, l
         problems.append(
             f"unknown component(s) {', '.join(unknown)} (known: {', '.join(settings.components)})"
         )
-    cleaned = NewSubscriber(email, chat, locale, entry.components, entry.name.strip(), entry.line)
+    cleaned = NewSubscriber(email, chat, locale, entry.components, entry.name.strip(), entry.line, push)
     return cleaned, problems
+
+
+def _push_problems(push: str) -> list[str]:
+    kind, _, value = push.partition(":")
+    if kind == "fcm" and value.strip():
+        return []
+    if kind == "webpush":
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return ["push webpush:… must be the browser's PushSubscription JSON"]
+        keys = data.get("keys") if isinstance(data, dict) else None
+        endpoint = str(data.get("endpoint", "")) if isinstance(data, dict) else ""
+        secure = endpoint.startswith("https://") or endpoint.startswith(_LOOPBACK_HTTP)
+        if not (isinstance(keys, dict) and secure and keys.get("p256dh") and keys.get("auth")):
+            return ["push webpush:… needs an https endpoint and keys.p256dh and keys.auth"]
+        return []
+    return [f"push {push[:40]!r}: write fcm:<registration token> or webpush:<subscription JSON>"]
 
 
 def parse_csv(text: str) -> tuple[list[NewSubscriber], list[str]]:
@@ -81,7 +106,7 @@ def parse_csv(text: str) -> tuple[list[NewSubscriber], list[str]]:
     missing = [c for c in ("email", "telegram_chat_id") if c not in header]
     if missing:
         return [], [f"line 1: header must include {', '.join(CSV_COLUMNS)} (missing: {', '.join(missing)})"]
-    extra = [h for h in header if h not in (*CSV_COLUMNS, "name")]
+    extra = [h for h in header if h not in (*CSV_COLUMNS, "name", "push")]
     if extra:
         return [], [f"line 1: unknown column(s) {', '.join(extra)} (expected {', '.join(CSV_COLUMNS)}, name)"]
     entries, problems = [], []
@@ -100,6 +125,7 @@ def parse_csv(text: str) -> tuple[list[NewSubscriber], list[str]]:
                 components,
                 values.get("name", ""),
                 line,
+                values.get("push", ""),
             )
         )
     return entries, problems
@@ -117,7 +143,11 @@ async def import_subscribers(
     seen: dict[tuple[str, str], int] = {}
     for entry in entries:
         entry, entry_problems = validate(entry, settings)
-        for key in (("email", entry.email.lower()), ("telegram", entry.telegram_chat_id)):
+        for key in (
+            ("email", entry.email.lower()),
+            ("telegram", entry.telegram_chat_id),
+            ("push", entry.push),
+        ):
             if key[1] and key in seen:
                 entry_problems.append(f"{key[0]} {key[1]!r} already on line {seen[key]}")
             elif key[1]:
@@ -133,7 +163,8 @@ async def import_subscribers(
     report = ImportReport()
     pending: list[tuple[NewSubscriber, list[tuple[str, str]]]] = []
     for entry in cleaned:
-        wanted = [(c, a) for c, a in (("email", entry.email), ("telegram", entry.telegram_chat_id)) if a]
+        addresses = (("email", entry.email), ("telegram", entry.telegram_chat_id), ("push", entry.push))
+        wanted = [(c, a) for c, a in addresses if a]
         fresh = [(c, a) for c, a in wanted if (c, a) not in existing]
         report.already_subscribed += len(wanted) - len(fresh)
         if fresh:

@@ -59,6 +59,7 @@ def build_channels(settings: Settings, sessions: SessionFactory) -> dict[str, Ch
     from channels.facebook import FacebookChannel
     from channels.push import PushChannel
     from channels.telegram import TelegramChannel
+    from channels.twitter import TwitterChannel
 
     config = settings.channels
     runtimes: dict[str, ChannelRuntime] = {}
@@ -97,7 +98,12 @@ def build_channels(settings: Settings, sessions: SessionFactory) -> dict[str, Ch
             if blog.live
             else ChannelRuntime(CaptureChannel("blog", sessions), False, 1, 0.0)
         )
-    for name in ("twitter",):
-        if getattr(config, name).enabled:
-            runtimes[name] = ChannelRuntime(CaptureChannel(name, sessions), False, 2, 0.0)
+    if config.twitter.enabled:
+        runtimes["twitter"] = (
+            ChannelRuntime(
+                TwitterChannel(config.twitter), True, 2, 0.0
+            )  # the posting budget is in the adapter
+            if config.twitter.live
+            else ChannelRuntime(CaptureChannel("twitter", sessions), False, 2, 0.0)
+        )
     return runtimes

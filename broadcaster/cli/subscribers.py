@@ -30,11 +30,15 @@ def add(
         list[str] | None, typer.Option("--component", "-c", help="Only these (repeatable).")
     ] = None,
     name: Annotated[str, typer.Option(help="Display name.")] = "",
+    push: Annotated[
+        str,
+        typer.Option(help="App or browser push: fcm:<registration token> or webpush:<subscription JSON>."),
+    ] = "",
 ) -> None:
-    """Subscribe one person by e-mail and/or Telegram."""
+    """Subscribe one person by e-mail, Telegram and/or push."""
     settings = state(ctx).settings
     entry = NewSubscriber(
-        email, telegram, locale or settings.brand.default_locale, tuple(component or ()), name, 1
+        email, telegram, locale or settings.brand.default_locale, tuple(component or ()), name, 1, push
     )
 
     async def save() -> tuple[int, int]:

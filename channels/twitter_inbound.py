@@ -1,0 +1,164 @@
+"""X inbound payloads (pure): mention pages and DM event pages become `InboundMessage`s.
+
+Shapes: developer.x.com API v2 "GET /2/users/:id/mentions" and "GET /2/dm_events". Ids are
+snowflakes (numeric strings, increasing with time), so cursors compare as integers.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.base import InboundMessage
+
+__all__ = [
+    "data_list",
+    "id_number",
+    "meta",
+    "newest_id",
+    "oldest_first",
+    "parse_cursor",
+    "parse_dm_events",
+    "parse_mentions",
+]
+
+_TWITTER_EPOCH_MS = 1288834974657  # snowflake ids carry their creation time since this epoch
+
+
+def parse_mentions(payload: Mapping[str, Any], *, me_id: str = "") -> list[InboundMessage]:
+    """Turn a GET /2/users/:id/mentions page into inbox messages (tweets by `me_id` skipped).
+
+    Malformed payloads raise `ValueError`.
+    """
+    users = _users(payload)
+    found: list[InboundMessage] = []
+    for tweet in data_list(payload):
+        tweet_id = _required(tweet, "id")
+        author_id = str(tweet.get("author_id") or "")
+        if me_id and author_id == me_id:
+            continue
+        user = users.get(author_id, {})
+        replied = [
+            str(ref.get("id", ""))
+            for ref in tweet.get("referenced_tweets") or []
+            if isinstance(ref, dict) and ref.get("type") == "replied_to"
+        ]
+        found.append(
+            InboundMessage(
+                channel="twitter",
+                external_id=f"tweet:{tweet_id}",
+                conversation_key=str(tweet.get("conversation_id") or tweet_id),
+                customer_handle=_handle(user, author_id),
+                text=html.unescape(_required(tweet, "text")),  # v2 escapes &, < and > in tweet text
+                received_at=_created_at(tweet, tweet_id),
+                customer_name=str(user.get("name") or ""),
+                language=str(tweet.get("lang") or ""),
+                reply_to=replied[0] if replied else "",
+                raw=tweet,
+            )
+        )
+    return found
+
+
+def parse_dm_events(payload: Mapping[str, Any], me_id: str) -> list[InboundMessage]:
+    """Turn a GET /2/dm_events page into inbox messages: MessageCreate events not sent by `me_id`.
+
+    Malformed payloads raise `ValueError`.
+    """
+    users = _users(payload)
+    found: list[InboundMessage] = []
+    for event in data_list(payload):
+        event_id = _required(event, "id")
+        sender_id = str(event.get("sender_id") or "")
+        if event.get("event_type", "MessageCreate") != "MessageCreate" or sender_id == me_id:
+            continue
+        user = users.get(sender_id, {})
+        found.append(
+            InboundMessage(
+                channel="twitter",
+                external_id=f"dm:{event_id}",
+                conversation_key=str(event.get("dm_conversation_id") or sender_id),
+                customer_handle=_handle(user, sender_id),
+                text=html.unescape(_required(event, "text")),
+                received_at=_created_at(event, event_id),
+                customer_name=str(user.get("name") or ""),
+                raw=event,
+            )
+        )
+    return found
+
+
+def data_list(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A page's `data` items (tweets or DM events); [] for an empty page; `ValueError` if malformed."""
+    if not isinstance(payload, Mapping):
+        raise ValueError("X payload must be a JSON object")
+    data = payload.get("data", [])  # an empty page has no "data" at all
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ValueError("X payload: data must be a list of objects")
+    return data
+
+
+def _users(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    includes = payload.get("includes") or {}
+    users = (includes.get("users") or []) if isinstance(includes, dict) else []
+    return {str(u.get("id")): u for u in users if isinstance(u, dict)}
+
+
+def _required(item: Mapping[str, Any], key: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or (key == "id" and not value.isdigit()):
+        raise ValueError(f"X payload: an item has no valid {key!r}")
+    return value
+
+
+def _handle(user: Mapping[str, Any], user_id: str) -> str:
+    username = user.get("username")
+    return f"@{username}" if isinstance(username, str) and username else user_id
+
+
+def _created_at(item: Mapping[str, Any], item_id: str) -> datetime:
+    raw = item.get("created_at")
+    if isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw).astimezone(UTC)
+        except ValueError:
+            raise ValueError(f"X payload: bad created_at {raw!r}") from None
+    # Snowflake ids embed their creation time (developer.x.com "Twitter IDs").
+    return datetime.fromtimestamp(((int(item_id) >> 22) + _TWITTER_EPOCH_MS) / 1000, tz=UTC)
+
+
+def meta(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A page's `meta` (newest_id, result_count, next_token), {} when absent."""
+    found = payload.get("meta")
+    return found if isinstance(found, dict) else {}
+
+
+def id_number(value: str) -> int:
+    """A snowflake id as an integer for comparisons; 0 for "" (no cursor yet)."""
+    return int(value) if value.isdigit() else 0
+
+
+def parse_cursor(since_id: str) -> int:
+    """Validate a poll cursor ("" or a numeric id) and return it as an integer."""
+    since_id = since_id.strip()
+    if since_id and not since_id.isdigit():
+        raise ValueError(f"X cursor must be a numeric id, not {since_id!r}")
+    return id_number(since_id)
+
+
+def newest_id(cursor: str, *ids: str) -> str:
+    """The newest of `cursor` and `ids` (the next cursor), `cursor` itself when none is newer."""
+    best = max([cursor, *ids], key=id_number)
+    return best if id_number(best) > id_number(cursor) else cursor
+
+
+def oldest_first(found: list[InboundMessage], since: int) -> list[InboundMessage]:
+    """Messages newer than `since`, without duplicates, in the order they were written."""
+
+    def number(message: InboundMessage) -> int:
+        return id_number(message.external_id.partition(":")[2])
+
+    unique = {m.external_id: m for m in found if number(m) > since}
+    return sorted(unique.values(), key=number)
