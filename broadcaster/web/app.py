@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,12 +14,25 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from broadcaster.config import Settings
-from broadcaster.db import create_engine, session_factory
+from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
+from broadcaster.inbound import Poller
 from broadcaster.models import Component, Incident, Subscription, utcnow
 from broadcaster.web.public import public_router
 from broadcaster.web.webhooks import webhook_router
-from channels import build_channels
+from channels import ChannelRuntime, build_channels
+from channels.twitter import TwitterChannel
+
+
+def pollers(
+    settings: Settings, sessions: SessionFactory, runtimes: Mapping[str, ChannelRuntime]
+) -> Poller | None:
+    """X mentions and DMs are pulled, not pushed: poll them when X is live."""
+    twitter = runtimes.get("twitter")
+    if twitter is None or not twitter.live or not isinstance(twitter.channel, TwitterChannel):
+        return None
+    polls = {"twitter:mentions": twitter.channel.poll_mentions, "twitter:dms": twitter.channel.poll_dms}
+    return Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds)
 
 
 def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
@@ -30,17 +43,19 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        runner = None
+        tasks = []
         runtimes = build_channels(settings, sessions) if dispatch else {}
         if dispatch:
             dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
-            runner = asyncio.create_task(dispatcher.run(stop))
+            tasks.append(asyncio.create_task(dispatcher.run(stop)))
+            poller = pollers(settings, sessions, runtimes)
+            if poller is not None:
+                tasks.append(asyncio.create_task(poller.run(stop)))
         try:
             yield
         finally:
             stop.set()
-            if runner is not None:
-                await runner
+            await asyncio.gather(*tasks)
             for runtime in runtimes.values():
                 await runtime.channel.aclose()
             await engine.dispose()

@@ -8,17 +8,13 @@ stores one message — for the inbox to work them.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col
 
 from broadcaster.config import Settings
-from broadcaster.db import SessionFactory, dialect_name
-from broadcaster.models import InboundRecord, utcnow
-from channels.base import InboundMessage
+from broadcaster.db import SessionFactory
+from broadcaster.inbound import store_inbound
 from channels.facebook_webhook import parse_events, signature_is_valid, verify_subscription
 from channels.telegram import TelegramChannel
 
@@ -36,35 +32,6 @@ async def read_body(request: Request) -> bytes:
         if len(body) > MAX_BODY:
             raise HTTPException(status_code=413, detail="payload larger than 1 MiB")
     return bytes(body)
-
-
-async def store_inbound(sessions: SessionFactory, messages: Sequence[InboundMessage]) -> int:
-    """Insert new messages, ignoring ones already stored; return how many were new."""
-    if not messages:
-        return 0
-    rows = [
-        {
-            "channel": m.channel,
-            "external_id": m.external_id,
-            "conversation_key": m.conversation_key,
-            "customer_handle": m.customer_handle,
-            "customer_name": m.customer_name,
-            "text": m.text,
-            "language": m.language,
-            "reply_to": m.reply_to,
-            "received_at": m.received_at,
-            "raw": dict(m.raw),
-            "created_at": utcnow(),
-        }
-        for m in messages
-    ]
-    async with sessions() as session:
-        insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-        statement = insert(InboundRecord).on_conflict_do_nothing(index_elements=["channel", "external_id"])
-        result = await (await session.connection()).execute(statement.returning(col(InboundRecord.id)), rows)
-        stored = len(result.all())
-        await session.commit()
-    return stored
 
 
 def webhook_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
