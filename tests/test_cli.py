@@ -261,3 +261,14 @@ def test_init_creates_the_web_push_key_once(tmp_path: Path, monkeypatch: pytest.
     assert (tmp_path / "keys" / "vapid.pem").read_bytes() == key  # never replaced: browsers keep it
     public = first.output.split("browsers): ")[1].split()[0]
     assert public and public in again.output
+
+
+def test_example_config_parses_with_every_channel_in_capture_mode() -> None:
+    from broadcaster.config import load_settings
+
+    settings = load_settings(Path(__file__).parent.parent / "config.example.toml")
+    channels = settings.channels
+    assert not any(
+        getattr(channels, n).live for n in ("email", "telegram", "twitter", "facebook", "push", "blog")
+    )
+    assert set(settings.components) == {"website", "checkout", "payment", "mobile-app", "order-tracking"}
