@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from broadcaster.config import Settings
+from broadcaster.config import (
+    BlogSettings,
+    EmailSettings,
+    FacebookSettings,
+    PushSettings,
+    Settings,
+    TelegramSettings,
+    TwitterSettings,
+)
 from broadcaster.db import SessionFactory
 from channels.base import (
     Capabilities,
@@ -52,8 +60,8 @@ class ChannelRuntime:
     rate_per_second: float
 
 
-def build_channels(settings: Settings, sessions: SessionFactory) -> dict[str, ChannelRuntime]:
-    """Every enabled channel: live when it has credentials, capture mode otherwise. No I/O."""
+def _live(name: str, section: object) -> ChannelRuntime:
+    """The live adapter of `name` with how hard the dispatcher may drive it."""
     from channels.blog import BlogChannel
     from channels.email import EmailChannel
     from channels.facebook import FacebookChannel
@@ -61,49 +69,34 @@ def build_channels(settings: Settings, sessions: SessionFactory) -> dict[str, Ch
     from channels.telegram import TelegramChannel
     from channels.twitter import TwitterChannel
 
-    config = settings.channels
+    match section:
+        case EmailSettings():
+            return ChannelRuntime(EmailChannel(section), True, section.pool_size, section.rate_per_second)
+        case TelegramSettings():
+            return ChannelRuntime(
+                TelegramChannel(section), True, section.concurrency, section.rate_per_second
+            )
+        case TwitterSettings():  # the posting budget (100 / 15 min) is kept by the adapter
+            return ChannelRuntime(TwitterChannel(section), True, 2, 0.0)
+        case FacebookSettings():
+            return ChannelRuntime(FacebookChannel(section), True, 2, section.rate_per_second)
+        case PushSettings():
+            return ChannelRuntime(PushChannel(section), True, 32, section.rate_per_second)
+        case BlogSettings():
+            return ChannelRuntime(BlogChannel(section), True, 1, 0.0)
+    raise ValueError(f"no live adapter for channel {name!r}")
+
+
+def build_channels(settings: Settings, sessions: SessionFactory) -> dict[str, ChannelRuntime]:
+    """Every enabled channel: live when it has credentials, capture mode otherwise. No I/O."""
     runtimes: dict[str, ChannelRuntime] = {}
-    if config.email.enabled:
-        email = config.email
-        runtimes["email"] = (
-            ChannelRuntime(EmailChannel(email), True, email.pool_size, email.rate_per_second)
-            if email.live
-            else ChannelRuntime(CaptureChannel("email", sessions), False, 4, 0.0)
-        )
-    if config.telegram.enabled:
-        telegram = config.telegram
-        runtimes["telegram"] = (
-            ChannelRuntime(TelegramChannel(telegram), True, telegram.concurrency, telegram.rate_per_second)
-            if telegram.live
-            else ChannelRuntime(CaptureChannel("telegram", sessions), False, 4, 0.0)
-        )
-    if config.facebook.enabled:
-        facebook = config.facebook
-        runtimes["facebook"] = (
-            ChannelRuntime(FacebookChannel(facebook), True, 2, facebook.rate_per_second)
-            if facebook.live
-            else ChannelRuntime(CaptureChannel("facebook", sessions), False, 2, 0.0)
-        )
-    if config.push.enabled:
-        push = config.push
-        runtimes["push"] = (
-            ChannelRuntime(PushChannel(push), True, 32, push.rate_per_second)
-            if push.live
-            else ChannelRuntime(CaptureChannel("push", sessions), False, 2, 0.0)
-        )
-    if config.blog.enabled:
-        blog = config.blog
-        runtimes["blog"] = (
-            ChannelRuntime(BlogChannel(blog), True, 1, 0.0)
-            if blog.live
-            else ChannelRuntime(CaptureChannel("blog", sessions), False, 1, 0.0)
-        )
-    if config.twitter.enabled:
-        runtimes["twitter"] = (
-            ChannelRuntime(
-                TwitterChannel(config.twitter), True, 2, 0.0
-            )  # the posting budget is in the adapter
-            if config.twitter.live
-            else ChannelRuntime(CaptureChannel("twitter", sessions), False, 2, 0.0)
+    for name in CHANNEL_NAMES:
+        section = getattr(settings.channels, name)
+        if not section.enabled:
+            continue
+        runtimes[name] = (
+            _live(name, section)
+            if section.live
+            else ChannelRuntime(CaptureChannel(name, sessions), False, 4, 0.0)
         )
     return runtimes
