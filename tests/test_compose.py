@@ -263,3 +263,33 @@ def test_status_words_refuse_unknown_status() -> None:
 def test_unknown_status_fails_before_sending(composer: Composer) -> None:
     with pytest.raises(TemplateError, match="unknown status 'exploded'"):
         composer.render_all(make_context("en", status="exploded"))
+
+
+LONG_FR = (
+    "Depuis 13 h, une partie d'entre vous ne peut plus payer par carte : la page de paiement reste "
+    "bloquée après la saisie du code. Votre panier est conservé et aucun montant n'a été débité. "
+    "Plus de détails sur https://status.maison-exemple.fr/incidents/42/details-du-paiement-par-carte "
+    "et sur notre page d'aide. "
+) * 4
+
+
+@pytest.mark.parametrize("channel", ["twitter", "push", "blog"])
+def test_golden_long_update(composer: Composer, channel: str) -> None:
+    """The limits at work on a long message: X thread (URLs count 23), push cut at a word, blog whole."""
+    # Without ETA nor alternative, the push body is the message itself: long enough to be cut.
+    facts = {"eta_at": None, "alternative": None} if channel == "push" else {}
+    rendered = composer.render(channel, make_context("fr", "update", message=LONG_FR, **facts))
+    path = GOLDEN / channel / "fr" / "update-long.txt"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(dump(rendered), encoding="utf-8")
+    assert dump(rendered) == path.read_text(encoding="utf-8"), (
+        f"{path} differs (UPDATE_GOLDEN=1 regenerates it)"
+    )
+
+
+def test_facebook_truncates_a_huge_post_at_a_word(composer: Composer) -> None:
+    huge = "Nous enquêtons sur la panne du paiement. " * 2000  # ~82,000 characters
+    body = composer.render("facebook", make_context("fr", "update", message=huge)).parts[0]
+    assert len(body) <= CAPABILITIES["facebook"].max_body
+    assert body.endswith("…") and not body[:-1].endswith(" ")
+    assert body[:-1].split()[-1] in huge.split()  # the last word kept is a whole word
