@@ -12,23 +12,19 @@ wants the access token it issued and answers with FCM's real response and error 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import itertools
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -36,6 +32,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.peers.http_server import ServedPeer, ServerThread  # re-exported: it was first defined here
 
 __all__ = ["GOOGLE_TOKEN_AUDIENCE", "FcmPeer", "ServerThread", "b64url_decode"]
 
@@ -59,60 +57,7 @@ def _payload(name: str) -> dict[str, Any]:
     return data
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that says when it is listening (no polling of `started`)."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self._ready.set()
-
-
-class ServerThread:
-    """A Starlette app served by uvicorn on 127.0.0.1 in its own thread and loop (port bound first)."""
-
-    def __init__(self, app: Starlette, name: str) -> None:
-        self._ready = threading.Event()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            loop="asyncio",
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
-        self._server = _Server(config, self._ready)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])),
-            name=f"{name}-{self.port}",
-            daemon=True,
-        )
-
-    def start(self) -> None:
-        """Serve; raise if not listening within 10 s."""
-        self._sock.listen(128)
-        self._thread.start()
-        if not self._ready.wait(timeout=10):
-            self.stop()
-            raise RuntimeError(f"{self._thread.name} did not start within 10 s")
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit and wait for its thread (bounded)."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._sock.close()
-
-
-class FcmPeer:
+class FcmPeer(ServedPeer):
     """FCM v1 + OAuth2 token endpoint on 127.0.0.1; `peer.service_account(dir)` writes credentials.
 
     Faults: `unregister(token)`, `exhaust_next(n, retry_after)`, `down`, `refuse_tokens`,
@@ -143,23 +88,6 @@ class FcmPeer:
         self._server = ServerThread(app, "fcm-peer")
         self.base_url = self._server.origin
         self.token_uri = f"{self.base_url}/token"
-
-    # ----- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> FcmPeer:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> FcmPeer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ----- credentials -----------------------------------------------------------------------
 

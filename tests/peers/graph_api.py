@@ -10,24 +10,21 @@ channel must survive: an expired token, rate limits, the 24-hour Messenger windo
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
 import secrets
-import socket
 import threading
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.peers.http_server import ServedPeer, ServerThread
 
 __all__ = ["GraphApiPeer"]
 
@@ -45,19 +42,7 @@ _RATE_MESSAGES = {
 }
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that says when it is listening (no polling of `started`)."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self._ready.set()
-
-
-class GraphApiPeer(AbstractContextManager["GraphApiPeer"]):
+class GraphApiPeer(ServedPeer):
     """A Graph API on 127.0.0.1; give `peer.base_url` to `FacebookSettings.graph_base_url`.
 
     Faults: `expire_token()`, `rate_limit_next(n)`, `outside_window(psid)`, `fail_next(n)`, `down`.
@@ -88,57 +73,15 @@ class GraphApiPeer(AbstractContextManager["GraphApiPeer"]):
         self._closed_windows: set[str] = set()
         self._objects: set[str] = set()  # ids that exist: posts, comments, seeded customer comments
         self._ids = itertools.count(1)
-        self._ready = threading.Event()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
         app = Starlette(
             routes=[
                 Route("/{version}/{object_id}", self._read, methods=["GET"]),
                 Route("/{version}/{object_id}/{edge}", self._write, methods=["POST"]),
             ]
         )
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            loop="asyncio",
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
-        self._server = _Server(config, self._ready)
-        self._thread = threading.Thread(target=self._run, name=f"graph-peer-{self.port}", daemon=True)
-
-    # ----- lifecycle -------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
-
-    def start(self) -> GraphApiPeer:
-        """Start serving; raise if the server is not listening within 10 s."""
-        self._sock.listen(128)
-        self._thread.start()
-        if not self._ready.wait(timeout=10):
-            self.stop()
-            raise RuntimeError("GraphApiPeer did not start within 10 s")
-        return self
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit and wait for its thread (bounded)."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._sock.close()
-
-    def __enter__(self) -> GraphApiPeer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._server = ServerThread(app, "graph-peer")
+        self.port = self._server.port
+        self.base_url = self._server.origin
 
     # ----- faults and records ----------------------------------------------------------------
 

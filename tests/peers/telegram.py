@@ -15,20 +15,18 @@ import html
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.peers.http_server import ServedPeer, ServerThread
 
 __all__ = ["TelegramPeer"]
 
@@ -58,19 +56,7 @@ def _plain(text: str) -> str:
     return html.unescape(re.sub(r"<[^<>]*>", "", text))
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that says when it is listening (no polling of `started`)."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self._ready.set()
-
-
-class TelegramPeer(AbstractContextManager["TelegramPeer"]):
+class TelegramPeer(ServedPeer):
     """A Bot API on 127.0.0.1; give `peer.base_url` to `TelegramSettings.base_url`.
 
     Faults: `latency`, `rate_limit_next(n)`, `block(chat_id)`, `known_chats`, `down`.
@@ -99,57 +85,10 @@ class TelegramPeer(AbstractContextManager["TelegramPeer"]):
         self._retry_after = 3
         self._next_id: dict[str, itertools.count[int]] = {}
         self._channel_ids: dict[str, int] = {}
-        self._ready = threading.Event()
-        # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets; without it every
-        # response waits ~40 ms for a delayed ACK (Nagle), capping a client connection at 25 req/s.
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/bot"
         app = Starlette(routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])])
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            http="httptools",
-            loop="asyncio",
-            lifespan="off",
-            backlog=1024,
-            timeout_graceful_shutdown=5,
-        )
-        self._server = _Server(config, self._ready)
-        self._thread = threading.Thread(target=self._run, name=f"telegram-peer-{self.port}", daemon=True)
-
-    # ----- lifecycle -------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
-
-    def start(self) -> TelegramPeer:
-        """Start serving; raise if the server is not listening within 10 s."""
-        self._sock.listen(1024)
-        self._thread.start()
-        if not self._ready.wait(timeout=10):
-            self.stop()
-            raise RuntimeError("TelegramPeer did not start within 10 s")
-        return self
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit and wait for its thread (bounded)."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._sock.close()
-
-    def __enter__(self) -> TelegramPeer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._server = ServerThread(app, "telegram-peer")
+        self.port = self._server.port
+        self.base_url = f"{self._server.origin}/bot"
 
     # ----- faults and records ----------------------------------------------------------------
 

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import http_ece
@@ -30,7 +29,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.peers.fcm import ServerThread, b64url_decode
+from tests.peers.fcm import b64url_decode
+from tests.peers.http_server import ServedPeer, ServerThread
 
 __all__ = ["PushRecord", "WebPushEndpoint"]
 
@@ -62,7 +62,7 @@ class _Browser:
     gone: bool = False
 
 
-class WebPushEndpoint:
+class WebPushEndpoint(ServedPeer):
     """A push service on 127.0.0.1. Faults: `expire(sub)` (410), `exhaust_next(n)` (429), `down` (503)."""
 
     def __init__(self) -> None:
@@ -76,21 +76,6 @@ class WebPushEndpoint:
         app = Starlette(routes=[Route("/push/{sub_id}", self._push, methods=["POST"])])
         self._server = ServerThread(app, "webpush-peer")
         self.origin = self._server.origin
-
-    def start(self) -> WebPushEndpoint:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> WebPushEndpoint:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ----- browser side ----------------------------------------------------------------------
 

@@ -10,22 +10,19 @@ trashed post, an arbitrary refusal.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
-import socket
 import threading
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.peers.http_server import ServedPeer, ServerThread
 
 __all__ = ["WordPressPeer"]
 
@@ -33,19 +30,7 @@ _BAD_GATEWAY = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>
 _STATUSES = frozenset({"publish", "future", "draft", "pending", "private"})
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that says when it is listening (no polling of `started`)."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self._ready.set()
-
-
-class WordPressPeer(AbstractContextManager["WordPressPeer"]):
+class WordPressPeer(ServedPeer):
     """WordPress on 127.0.0.1; give `peer.base_url` to `BlogSettings.wordpress_url`.
 
     Faults: `rate_limit_next(n)`, `down`, `delete(post_id)`, `trash(post_id)`, `fail_next(...)`,
@@ -64,12 +49,6 @@ class WordPressPeer(AbstractContextManager["WordPressPeer"]):
         self._rate_limited = 0
         self._retry_after = "7"
         self._failures: list[tuple[int, str, str]] = []
-        self._ready = threading.Event()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
         app = Starlette(
             routes=[
                 Route("/wp-json/wp/v2/posts", self._posts, methods=["GET", "POST"]),
@@ -77,45 +56,9 @@ class WordPressPeer(AbstractContextManager["WordPressPeer"]):
                 Route("/wp-json/wp/v2/users/me", self._me, methods=["GET"]),
             ]
         )
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            loop="asyncio",
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
-        self._server = _Server(config, self._ready)
-        self._thread = threading.Thread(target=self._run, name=f"wordpress-peer-{self.port}", daemon=True)
-
-    # ----- lifecycle -------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
-
-    def start(self) -> WordPressPeer:
-        """Start serving; raise if the server is not listening within 10 s."""
-        self._sock.listen(128)
-        self._thread.start()
-        if not self._ready.wait(timeout=10):
-            self.stop()
-            raise RuntimeError("WordPressPeer did not start within 10 s")
-        return self
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit and wait for its thread (bounded)."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._sock.close()
-
-    def __enter__(self) -> WordPressPeer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._server = ServerThread(app, "wordpress-peer")
+        self.port = self._server.port
+        self.base_url = self._server.origin
 
     # ----- faults and records ----------------------------------------------------------------
 

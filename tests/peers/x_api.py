@@ -11,29 +11,27 @@ shapes, errors its RFC 7807 problems; faults: 429 with reset headers, a read-onl
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import shutil
-import socket
 import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace, TracebackType
+from types import SimpleNamespace
 from typing import Any
 
 import trustme
-import uvicorn
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 from oauthlib.oauth1.rfc5849.utils import parse_authorization_header, unescape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.peers.http_server import ServedPeer, ServerThread
 
 __all__ = ["XApiPeer"]
 
@@ -52,19 +50,7 @@ _PERMISSIONS_PROBLEM = {
 }
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that says when it is listening (no polling of `started`)."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self._ready.set()
-
-
-class XApiPeer(AbstractContextManager["XApiPeer"]):
+class XApiPeer(ServedPeer):
     """X API v2 on 127.0.0.1 over HTTPS; `peer.credentials` are the keys it accepts.
 
     Faults: `rate_limit_next(n, reset_in=…)`, `server_error_next(n)`, `forbid_writes`,
@@ -114,12 +100,6 @@ class XApiPeer(AbstractContextManager["XApiPeer"]):
         leaf.private_key_pem.write_to_path(str(self._dir / "key.pem"))
         for index, pem in enumerate(leaf.cert_chain_pems):
             pem.write_to_path(str(self._dir / "cert.pem"), append=index > 0)
-        self._ready = threading.Event()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self.base_url = f"https://127.0.0.1:{self.port}"
         routes = [
             Route("/2/tweets", self._guarded(self._create_tweet), methods=["POST"]),
             Route("/2/users/me", self._guarded(self._users_me), methods=["GET"]),
@@ -131,48 +111,21 @@ class XApiPeer(AbstractContextManager["XApiPeer"]):
                 methods=["POST"],
             ),
         ]
-        config = uvicorn.Config(
+        self._server = ServerThread(
             Starlette(routes=routes),
-            log_level="warning",
-            access_log=False,
-            loop="asyncio",
-            lifespan="off",
+            "x-api-peer",
             ssl_certfile=str(self._dir / "cert.pem"),
             ssl_keyfile=str(self._dir / "key.pem"),
-            timeout_graceful_shutdown=5,
         )
-        self._server = _Server(config, self._ready)
-        self._thread = threading.Thread(target=self._run, name=f"x-api-peer-{self.port}", daemon=True)
+        self.port = self._server.port
+        self.base_url = self._server.origin
 
     # ----- lifecycle -------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._sock]))
-
-    def start(self) -> XApiPeer:
-        """Start serving; raise if the server is not listening within 10 s."""
-        self._sock.listen(128)
-        self._thread.start()
-        if not self._ready.wait(timeout=10):
-            self.stop()
-            raise RuntimeError("XApiPeer did not start within 10 s")
-        return self
-
     def stop(self) -> None:
         """Ask uvicorn to exit, wait for its thread (bounded), remove the certificate files."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._sock.close()
+        super().stop()
         shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> XApiPeer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ----- faults, seeds and records ---------------------------------------------------------
 
