@@ -30,6 +30,12 @@ class EmailSettings(Section):
     timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
     local_hostname: str = "broadcaster.localdomain"
     ca_file: str = ""  # extra CA bundle to trust (a private relay's certificate); empty = system CAs
+    # Replies to broadcasts (reply+<update>.<token>@reply_domain) are received by `broadcaster serve`
+    # on this SMTP listener; point the reply domain's MX (or a relay) at it.
+    inbound_enabled: bool = False
+    inbound_host: str = "127.0.0.1"
+    inbound_port: Annotated[int, Field(ge=1, le=65535)] = 2525
+    inbound_max_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
 
     @property
     def live(self) -> bool:

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col
+from sqlmodel import col, select
 
 from broadcaster.db import SessionFactory, dialect_name
-from broadcaster.models import InboundRecord, PollCursor, utcnow
+from broadcaster.models import InboundRecord, PollCursor, Subscription, utcnow
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,13 @@ async def store_inbound(sessions: SessionFactory, messages: Sequence[InboundMess
         stored = len(result.all())
         await session.commit()
     return stored
+
+
+async def reply_token_exists(sessions: SessionFactory, token: str) -> bool:
+    """Whether an e-mail reply token belongs to a subscription (the inbound SMTP listener asks at RCPT)."""
+    async with sessions() as session:
+        statement = select(col(Subscription.id)).where(Subscription.reply_token == token).limit(1)
+        return (await session.exec(statement)).first() is not None
 
 
 async def load_cursor(sessions: SessionFactory, name: str) -> str:

@@ -186,6 +186,7 @@ class InboundRecord(SQLModel, table=True):
     received_at: datetime = _created()
     raw: dict[str, Any] = _json(dict)
     created_at: datetime = _created()
+    processed_at: datetime | None = _when(index=True)  # set when the inbox has filed it
 
 
 class PollCursor(SQLModel, table=True):
@@ -196,3 +197,40 @@ class PollCursor(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     cursor: str = Field(default="", max_length=200)
     updated_at: datetime = _created()
+
+
+class Conversation(SQLModel, table=True):
+    """One customer on one channel: every message they send lands in the same conversation."""
+
+    __table_args__ = (sa.UniqueConstraint("channel", "conversation_key", name="uq_conversation_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    conversation_key: str = Field(max_length=200)
+    customer_handle: str = Field(default="", max_length=200)
+    customer_name: str = Field(default="", max_length=200)
+    locale: str = Field(default="", max_length=16)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    status: str = Field(default="open", max_length=16, index=True)  # open → pending → closed
+    assignee: str = Field(default="", max_length=120)
+    labels: list[str] = _json(list)
+    created_at: datetime = _created()
+    last_message_at: datetime = _created()
+
+
+class Message(SQLModel, table=True):
+    """A message in a conversation, in (from the customer) or out (bot or agent)."""
+
+    __table_args__ = (sa.UniqueConstraint("channel", "external_id", name="uq_message_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    direction: str = Field(max_length=3)  # "in" or "out"
+    channel: str = Field(max_length=32)
+    external_id: str | None = Field(default=None, max_length=200)  # provider id; unique per channel
+    text: str = ""
+    intent: str = Field(default="", max_length=32)
+    language: str = Field(default="", max_length=16)
+    reply_to: str = Field(default="", max_length=200)
+    author: str = Field(default="", max_length=120)  # agent name, "bot", or "" for the customer
+    created_at: datetime = _created()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from broadcaster.cli import deliveries, doctor, incidents, preview, server, subscribers
+from broadcaster.cli import deliveries, doctor, inbox, incidents, preview, server, subscribers
 from broadcaster.cli.runtime import CliState
 
 __all__ = ["app", "main"]
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(incidents.app, name="incident")
 app.add_typer(subscribers.app, name="subscribers")
+app.add_typer(inbox.app, name="inbox")
 preview.register(app)
 deliveries.register(app)
 server.register(app)

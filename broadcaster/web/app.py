@@ -16,11 +16,14 @@ from sqlmodel import col, select
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
-from broadcaster.inbound import Poller
+from broadcaster.inbound import Poller, reply_token_exists, store_inbound
+from broadcaster.inbox import run_filer
 from broadcaster.models import Component, Incident, Subscription, utcnow
 from broadcaster.web.public import public_router
 from broadcaster.web.webhooks import webhook_router
 from channels import ChannelRuntime, build_channels
+from channels.base import InboundMessage
+from channels.email_inbound import InboundSmtpServer
 from channels.twitter import TwitterChannel
 
 
@@ -35,6 +38,24 @@ def pollers(
     return Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds)
 
 
+def inbound_email_listener(settings: Settings, sessions: SessionFactory) -> InboundSmtpServer | None:
+    """Replies to our e-mails, received on our own SMTP listener (never an open relay)."""
+    email = settings.channels.email
+    if not (email.enabled and email.inbound_enabled):
+        return None
+
+    async def store(message: InboundMessage) -> None:
+        await store_inbound(sessions, [message])
+
+    async def known(token: str) -> bool:
+        return await reply_token_exists(sessions, token)
+
+    return InboundSmtpServer(
+        email.inbound_host, email.inbound_port, email.reply_domain, store,
+        max_bytes=email.inbound_max_bytes, known_token=known,
+    )  # fmt: skip
+
+
 def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
     """The service app; with `dispatch` the outbox workers run while it serves."""
     engine = create_engine(settings.database.url)
@@ -44,10 +65,15 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         tasks = []
+        listener = None
         runtimes = build_channels(settings, sessions) if dispatch else {}
         if dispatch:
             dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
             tasks.append(asyncio.create_task(dispatcher.run(stop)))
+            tasks.append(asyncio.create_task(run_filer(sessions, stop)))
+            listener = inbound_email_listener(settings, sessions)
+            if listener is not None:
+                await listener.start()
             poller = pollers(settings, sessions, runtimes)
             if poller is not None:
                 tasks.append(asyncio.create_task(poller.run(stop)))
@@ -55,6 +81,8 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
             yield
         finally:
             stop.set()
+            if listener is not None:
+                await listener.stop()
             await asyncio.gather(*tasks)
             for runtime in runtimes.values():
                 await runtime.channel.aclose()

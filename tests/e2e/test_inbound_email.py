@@ -1,0 +1,76 @@
+"""A customer answers a broadcast e-mail: accepted by our listener, filed, linked to the incident."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import aiosmtplib
+import pytest
+from sqlmodel import select
+
+from broadcaster.db import SessionFactory
+from broadcaster.inbox import file_pending, list_conversations
+from broadcaster.models import Delivery, Subscription
+from broadcaster.subscribers import NewSubscriber
+from broadcaster.web.app import inbound_email_listener
+from tests.conftest import make_settings
+from tests.e2e.helpers import deliver, draft, open_, subscribe
+from tests.peers.smtp import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def reply(to: str, in_reply_to: str, text: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Camille Client <camille@example.com>"
+    message["To"] = to
+    message["Subject"] = "Re: [Maison Exemple] Commande : nous enquêtons"
+    message["Message-ID"] = "<reply-1@example.com>"
+    message["In-Reply-To"] = in_reply_to
+    message.set_content(f"{text}\n\nLe 22 nov. 2026, Maison Exemple a écrit :\n> Le paiement échoue.\n")
+    return message
+
+
+async def test_reply_to_a_broadcast_lands_in_the_inbox_and_strangers_are_refused(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    port = free_port()
+    settings = make_settings(
+        database_url,
+        channels={
+            "email": {"inbound_enabled": True, "inbound_port": port, "reply_domain": "reply.shop.example"}
+        },
+    )
+    await subscribe(sessions, settings, [NewSubscriber(email="camille@example.com", line=2)])
+    opening = draft("investigating", "Le paiement échoue. Désolés, on enquête.", "Payment fails. Sorry.")
+    opened = await open_(sessions, settings, opening, force=True)
+    await deliver(sessions, settings, opened)  # capture mode: the Message-ID is known all the same
+    async with sessions() as session:
+        token = (await session.exec(select(Subscription.reply_token))).one()
+        sent = (await session.exec(select(Delivery).where(Delivery.channel == "email"))).one()
+    address = f"reply+{opened.update.id}.{token}@reply.shop.example"
+
+    listener = inbound_email_listener(settings, sessions)
+    assert listener is not None
+    async with listener:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="client.example")
+        await client.connect()
+        try:
+            with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as unknown:
+                await client.send_message(
+                    reply(f"reply+{opened.update.id}.deadbeefdeadbeef@reply.shop.example", "<x@y>", "hello")
+                )
+            assert unknown.value.recipients[0].code == 550
+            with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+                await client.send_message(reply("someone@elsewhere.example", "<x@y>", "relay me"))
+            errors, _ = await client.send_message(
+                reply(address, sent.provider_message_id, "Est-ce que je peux commander par téléphone ?")
+            )
+            assert errors == {}
+        finally:
+            await client.quit()
+
+    assert await file_pending(sessions) == 1
+    ((conversation, latest),) = await list_conversations(sessions)
+    assert conversation.channel == "email" and conversation.incident_id == opened.incident.id
+    assert latest is not None and latest.text == "Est-ce que je peux commander par téléphone ?"
