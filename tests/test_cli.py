@@ -272,3 +272,17 @@ def test_example_config_parses_with_every_channel_in_capture_mode() -> None:
         getattr(channels, n).live for n in ("email", "telegram", "twitter", "facebook", "push", "blog")
     )
     assert set(settings.components) == {"website", "checkout", "payment", "mobile-app", "order-tracking"}
+
+
+def test_brackets_in_user_text_are_shown_not_eaten_as_markup(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    title = "Paiement [carte] indisponible"
+    opened = runner.invoke(
+        app, ["incident", "open", "--title", title, "-c", "checkout", "-m", GOOD, "--force"]
+    )
+    assert opened.exit_code == 0, opened.output
+    assert title in runner.invoke(app, ["incident", "list"]).output
+    doctor = runner.invoke(app, ["doctor"])
+    assert "[channels.blog]" in doctor.output  # the fix names the config section

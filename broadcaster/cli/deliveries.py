@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlmodel import col, select
 
@@ -82,5 +83,12 @@ def register(root: typer.Typer) -> None:
             for column in ("update", "channel", "target", "status", "attempts", "reason"):
                 table.add_column(column)
             for d in troubled:
-                table.add_row(str(d.update_id), d.channel, d.target, d.status, str(d.attempts), d.last_error)
+                table.add_row(
+                    str(d.update_id),
+                    d.channel,
+                    escape(d.target),
+                    d.status,
+                    str(d.attempts),
+                    escape(d.last_error),
+                )
             console.print(table)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
@@ -81,7 +82,7 @@ def register(root: typer.Typer) -> None:
                     if r.ok
                     else ("[red]broken[/]" if r.mode == "live" else "[yellow]warning[/]")
                 )
-                table.add_row(r.name, r.mode, status, r.detail, r.fix)
+                table.add_row(r.name, r.mode, status, escape(r.detail), escape(r.fix))
             console.print(table)
         if broken:
             raise typer.Exit(1)

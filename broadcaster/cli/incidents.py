@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlmodel import col, select
@@ -111,7 +112,7 @@ def _report(
     if published.findings:
         console.print(finding_lines(published.findings))
     console.print(
-        f"Incident [bold]#{incident.id}[/] «{incident.title}» — {update.status}, update #{update.id}"
+        f"Incident [bold]#{incident.id}[/] «{escape(incident.title)}» — {update.status}, update #{update.id}"
     )
     if counts is not None:
         console.print(delivery_table(counts))
@@ -281,7 +282,7 @@ def list_(
     for i in incidents:
         table.add_row(
             str(i.id),
-            i.title,
+            escape(i.title),
             i.status,
             i.impact,
             ", ".join(i.components),
@@ -348,7 +349,7 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
         console.print_json(json.dumps(data))
         return
     console.print(
-        f"[bold]#{incident.id} {incident.title}[/] — {incident.status} ({incident.impact}), "
+        f"[bold]#{incident.id} {escape(incident.title)}[/] — {incident.status} ({incident.impact}), "
         f"components: {', '.join(incident.components)}"
     )
     table = Table(title="Timeline")
@@ -359,7 +360,7 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
             str(u.id),
             u.created_at.strftime("%Y-%m-%d %H:%M"),
             u.status,
-            next(iter(u.messages.values()), ""),
+            escape(next(iter(u.messages.values()), "")),
             u.eta_at.strftime("%H:%M") if u.eta_at else "—",
             u.next_update_at.strftime("%H:%M") if u.next_update_at else "—",
         )

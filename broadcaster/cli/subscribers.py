@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlmodel import col, select
@@ -93,7 +94,7 @@ def import_(
     except ImportError_ as exc:
         err_console.print(f"[bold red]error:[/] {path}: {len(exc.problems)} bad line(s), nothing imported:")
         for problem in exc.problems:
-            err_console.print(f"  {problem}", highlight=False)
+            err_console.print(f"  {escape(problem)}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
         console.print_json(json.dumps(report.__dict__))
@@ -148,6 +149,7 @@ def list_(
     for column in ("#", "channel", "address", "locale", "components", "state"):
         table.add_column(column)
     for s, p in rows:
-        state_text = "[green]active[/]" if s.active else f"[red]inactive[/] ({s.deactivated_reason})"
-        table.add_row(str(s.id), s.channel, s.address, p.locale, ", ".join(s.components) or "all", state_text)
+        state_text = "[green]active[/]" if s.active else f"[red]inactive[/] ({escape(s.deactivated_reason)})"
+        address = escape(s.address)
+        table.add_row(str(s.id), s.channel, address, p.locale, ", ".join(s.components) or "all", state_text)
     console.print(table)
