@@ -300,7 +300,13 @@ def _message(
     context: MessageContext, channel: str, parts: Iterable[str], title: str = "", html: str = ""
 ) -> RenderedMessage:
     return RenderedMessage(
-        channel=channel, locale=context.locale, kind=context.kind, parts=tuple(parts), title=title, html=html
+        channel=channel,
+        locale=context.locale,
+        kind=context.kind,
+        parts=tuple(parts),
+        title=title,
+        html=html,
+        extra={"incident_url": context.incident_url or context.brand.status_url},  # where a tap leads
     )
 
 

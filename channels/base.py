@@ -36,8 +36,6 @@ class Capabilities:
     max_title: int = 0  # 0 = no title
     overflow: Overflow = Overflow.SPLIT
     inbound: Inbound = Inbound.NONE
-    rate_per_second: float = 0.0  # default overall send rate; 0 = unlimited
-    per_target_interval: float = 0.0  # seconds between two messages to one target (Telegram: 1 s)
     threads: bool = False  # follow-ups of an incident continue the first post (X thread, FB comments…)
 
 

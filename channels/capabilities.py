@@ -14,13 +14,11 @@ CAPABILITIES: dict[str, Capabilities] = {
     "facebook": Capabilities(
         max_body=63206, overflow=Overflow.TRUNCATE, inbound=Inbound.WEBHOOK, threads=True
     ),
-    # Telegram sendMessage: 1-4096 characters after entities parsing; 30 msg/s overall, 1/s per chat.
+    # Telegram sendMessage: 1-4096 characters after entities parsing (rates: [channels.telegram]).
     "telegram": Capabilities(
         max_body=4096,
         overflow=Overflow.SPLIT,
         inbound=Inbound.WEBHOOK,
-        rate_per_second=30.0,
-        per_target_interval=1.0,
     ),
     # RFC 5322 recommends lines (so a one-line subject) of at most 78 characters.
     "email": Capabilities(max_body=0, max_title=78, overflow=Overflow.TRUNCATE, inbound=Inbound.WEBHOOK),

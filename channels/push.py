@@ -234,13 +234,15 @@ def fcm_error(status: int, body: bytes, headers: Mapping[str, str]) -> DeliveryE
 
 
 def _incident_url(message: RenderedMessage) -> str:
-    """The first link in the rendered text (or `extra["incident_url"]`), trailing punctuation removed."""
+    """Where tapping the notification leads: compose's incident link, else the first link in the text."""
+    url = message.extra.get("incident_url")
+    if isinstance(url, str) and url:
+        return url
     for text in (*message.parts, message.title):
         found = _URL.search(text)
         if found:
             return found.group(0).rstrip(".,;:!?")
-    url = message.extra.get("incident_url")
-    return url if isinstance(url, str) else ""
+    return ""
 
 
 class PushChannel:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -87,7 +86,3 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
     finally:
         await engine.dispose()
-
-
-def is_interactive() -> bool:
-    return sys.stdout.isatty()
