@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from broadcaster.config import Settings, parse_settings
 from broadcaster.db import SessionFactory, create_engine, session_factory, upgrade
@@ -93,13 +94,43 @@ def _reset_postgres(url: str) -> None:
     asyncio.run(drop())
 
 
+async def _admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test run's own, created next to BROADCASTER_TEST_DATABASE_URL's.
+
+    Two suites running at once (a CI run and a developer's) then never drop each other's tables.
+    """
+    import asyncio
+
+    base = os.environ.get(PG_URL_VAR, "")
+    if not base:
+        yield ""
+        return
+    name = f"broadcaster_test_{os.getpid()}"
+    asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}"'))
+    asyncio.run(_admin(base, f'CREATE DATABASE "{name}"'))
+    yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A freshly migrated database: SQLite always, PostgreSQL when BROADCASTER_TEST_DATABASE_URL is set."""
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'broadcaster.db'}"
     else:
-        url = os.environ.get(PG_URL_VAR, "")
+        url = request.getfixturevalue("postgres_url")
         if not url:
             pytest.skip(f"{PG_URL_VAR} is not set: PostgreSQL tests skipped (CI sets it)")
         _reset_postgres(url)
