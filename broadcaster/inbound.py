@@ -25,8 +25,15 @@ Poll = Callable[[str], Awaitable[tuple[list[InboundMessage], str]]]
 
 async def store_inbound(sessions: SessionFactory, messages: Sequence[InboundMessage]) -> int:
     """Insert new messages, ignoring ones already stored; return how many were new."""
+    return len(await insert_inbound(sessions, messages))
+
+
+async def insert_inbound(
+    sessions: SessionFactory, messages: Sequence[InboundMessage]
+) -> set[tuple[str, str]]:
+    """Insert new messages in one transaction; return the (channel, external_id) of those that were new."""
     if not messages:
-        return 0
+        return set()
     rows = [
         {
             "channel": m.channel,
@@ -46,10 +53,52 @@ async def store_inbound(sessions: SessionFactory, messages: Sequence[InboundMess
     async with sessions() as session:
         insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
         statement = insert(InboundRecord).on_conflict_do_nothing(index_elements=["channel", "external_id"])
-        result = await (await session.connection()).execute(statement.returning(col(InboundRecord.id)), rows)
-        stored = len(result.all())
+        returning = statement.returning(col(InboundRecord.channel), col(InboundRecord.external_id))
+        result = await (await session.connection()).execute(returning, rows)
+        inserted = {(channel, external_id) for channel, external_id in result.all()}
         await session.commit()
-    return stored
+    return inserted
+
+
+class GroupCommit:
+    """Stores messages from many concurrent webhook calls in a few transactions.
+
+    A caller appends its messages and waits for the write lock; whoever holds it writes everything
+    waiting so far in one transaction and answers every caller in that batch. Each call still
+    returns only after its own messages are committed. (One writer also spares SQLite's busy-wait.)
+    """
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+        self._waiting: list[tuple[Sequence[InboundMessage], asyncio.Future[int]]] = []
+        self._lock = asyncio.Lock()
+
+    async def store(self, messages: Sequence[InboundMessage]) -> int:
+        """Store `messages`; return how many of them were new."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append((messages, done))
+        async with self._lock:
+            if not done.done():
+                batch, self._waiting = self._waiting, []
+                await self._write(batch)
+        return await done
+
+    async def _write(self, batch: list[tuple[Sequence[InboundMessage], asyncio.Future[int]]]) -> None:
+        try:
+            inserted = await insert_inbound(self._sessions, [m for messages, _ in batch for m in messages])
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # every caller of the batch learns it (their webhook answers 500)
+            for _, future in batch:
+                future.set_exception(exc)
+            raise
+        for messages, future in batch:  # a message sent twice in one batch counts for its first caller
+            keys = {(m.channel, m.external_id) for m in messages}
+            mine = keys & inserted
+            inserted -= mine
+            future.set_result(len(mine))
 
 
 async def reply_token_exists(sessions: SessionFactory, token: str) -> bool:

@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import store_inbound
+from broadcaster.inbound import GroupCommit
 from channels.facebook_webhook import parse_events, signature_is_valid, verify_subscription
 from channels.telegram import TelegramChannel
 
@@ -36,6 +36,7 @@ async def read_body(request: Request) -> bytes:
 
 def webhook_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
     router = APIRouter(prefix="/webhooks")
+    writer = GroupCommit(sessions)
     telegram = TelegramChannel(settings.channels.telegram)
 
     @router.post("/telegram")
@@ -50,7 +51,7 @@ def webhook_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
             messages = telegram.parse_inbound(body, dict(request.headers))
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        return {"received": len(messages), "stored": await store_inbound(sessions, messages)}
+        return {"received": len(messages), "stored": await writer.store(messages)}
 
     @router.get("/facebook")
     async def facebook_verification(request: Request) -> PlainTextResponse:
@@ -73,6 +74,6 @@ def webhook_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
             messages = parse_events(body, page_id=settings.channels.facebook.page_id)
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        return {"received": len(messages), "stored": await store_inbound(sessions, messages)}
+        return {"received": len(messages), "stored": await writer.store(messages)}
 
     return router
