@@ -6,7 +6,8 @@ its renditions (one per channel × locale) and every Delivery row are committed 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from sqlalchemy import update as sql_update
@@ -59,28 +60,17 @@ class Published:
     findings: list[Finding]
 
 
-async def _write_update(
-    session: AsyncSession,
-    settings: Settings,
-    composer: Composer,
-    incident: Incident,
-    draft: UpdateDraft,
-    kind: MessageKind,
-    *,
-    is_first: bool,
-    force: bool,
-) -> Published:
-    """All or nothing: any failure (lint refusal included) rolls the whole update back."""
+@asynccontextmanager
+async def _all_or_nothing(session: AsyncSession) -> AsyncIterator[None]:
+    """Any failure (a lint refusal included) rolls the whole publication back."""
     try:
-        return await _write_update_in_transaction(
-            session, settings, composer, incident, draft, kind, is_first=is_first, force=force
-        )
+        yield
     except BaseException:
         await session.rollback()
         raise
 
 
-async def _write_update_in_transaction(
+async def _write_update(
     session: AsyncSession,
     settings: Settings,
     composer: Composer,
@@ -202,11 +192,12 @@ async def open_incident(
     check_components(settings, components)
     await sync_components(session, settings)
     incident = Incident(title=title.strip(), status=draft.status, impact=impact, components=list(components))
-    session.add(incident)
-    await session.flush()
-    return await _write_update(
-        session, settings, composer, incident, draft, "update", is_first=True, force=force
-    )
+    async with _all_or_nothing(session):
+        session.add(incident)
+        await session.flush()
+        return await _write_update(
+            session, settings, composer, incident, draft, "update", is_first=True, force=force
+        )
 
 
 async def _load_open(session: AsyncSession, incident_id: int) -> Incident:
@@ -231,9 +222,10 @@ async def post_update(
     if draft.status not in INCIDENT_STATUSES:
         raise PublishError(f"unknown status {draft.status!r} (choose from {', '.join(INCIDENT_STATUSES)})")
     incident = await _load_open(session, incident_id)
-    return await _write_update(
-        session, settings, composer, incident, draft, "update", is_first=False, force=force
-    )
+    async with _all_or_nothing(session):
+        return await _write_update(
+            session, settings, composer, incident, draft, "update", is_first=False, force=force
+        )
 
 
 async def resolve_incident(
@@ -247,8 +239,9 @@ async def resolve_incident(
 ) -> Published:
     """Publish the resolution (thanks, compensation) and mark components operational."""
     incident = await _load_open(session, incident_id)
-    incident.resolved_at = utcnow()
     resolved = replace(draft, status="resolved", eta_at=None, next_update_at=None)
-    return await _write_update(
-        session, settings, composer, incident, resolved, "resolved", is_first=False, force=force
-    )
+    async with _all_or_nothing(session):
+        incident.resolved_at = utcnow()
+        return await _write_update(
+            session, settings, composer, incident, resolved, "resolved", is_first=False, force=force
+        )

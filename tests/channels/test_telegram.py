@@ -115,7 +115,7 @@ def test_pacer_memory_is_bounded() -> None:
         async with pacer.hold("busy"):  # a chat being sent to is never forgotten
             for chat in range(10):
                 async with pacer.hold(str(chat)):
-                    pass
+                    assert str(chat) in pacer._slots  # held: remembered while in use
             assert "busy" in pacer._slots
 
     asyncio.run(touch_all())
