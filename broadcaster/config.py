@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from broadcaster.channel_settings import (
     BlogSettings,
@@ -72,6 +72,28 @@ class BrandSettings(_Section):
         return value
 
 
+class StaffSettings(_Section):
+    """Where alerts for the team go (spikes of customer reports, missed promises)."""
+
+    email: str = ""  # the on-call address
+    telegram_chat_id: str = ""  # a staff group the bot is a member of
+
+
+class InboxSettings(_Section):
+    bot_enabled: bool = True  # the status bot answers status questions and chat commands
+    # A spike: more than `spike_threshold` status questions or complaints within
+    # `spike_window_minutes` while no incident is open drafts an incident and alerts the staff.
+    spike_threshold: Annotated[int, Field(ge=1)] = 10
+    spike_window_minutes: Annotated[float, Field(gt=0)] = 5.0
+    spike_cooldown_minutes: Annotated[float, Field(ge=0)] = 60.0  # no second draft before this
+    canned_dir: str = ""  # your own canned replies: <dir>/<locale>/<name>.j2, beside the built-in ones
+
+
+class ApiSettings(_Section):
+    # Bearer token of the staff API (/api/v1/inbox): customer messages are never served without it.
+    token: SecretStr | None = None
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
@@ -120,6 +142,9 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    staff: StaffSettings = Field(default_factory=StaffSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     templates_dir: str = ""
     components: dict[str, ComponentSettings] = Field(default_factory=_default_components)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)

@@ -9,7 +9,6 @@ subscription, transient failures back off exponentially with jitter until `dead`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -27,7 +26,7 @@ from broadcaster.models import Rendition, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery, Outcome
 from broadcaster.ratelimit import TokenBucket
 from channels import ChannelRuntime
-from channels.base import DeliveryError, RateLimited, Rejected, Target
+from channels.base import DeliveryError, RateLimited, Rejected, Reply, Replying, SendResult, Target
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,12 @@ class ChannelWorker:
         self._tokens: dict[int, tuple[str, str]] = {}
         self._thread_refs: dict[int, str | None] = {}
         self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
         self.sent = 0
+
+    def wake(self) -> None:
+        """New rows are due now (an answer to a customer): claim without waiting for the next poll."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         inflight: set[asyncio.Task[Outcome]] = set()
@@ -89,7 +93,7 @@ class ChannelWorker:
                     done, inflight = await asyncio.wait(inflight, timeout=wait, return_when="FIRST_COMPLETED")
                     done_outcomes.extend(task.result() for task in done)
                 elif not claimed:
-                    await _sleep_unless(stop, self._settings.poll_interval_seconds)
+                    await self._idle(stop)
                 now = time.monotonic()
                 if done_outcomes and (
                     len(done_outcomes) >= FLUSH_EVERY or now - last_flush >= FLUSH_INTERVAL or not inflight
@@ -98,8 +102,18 @@ class ChannelWorker:
                     done_outcomes, last_flush = [], now
             await outbox.record(session, done_outcomes)
 
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for the next poll, unless `wake` or `stop` comes first."""
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(
+            waiters, timeout=self._settings.poll_interval_seconds, return_when="FIRST_COMPLETED"
+        )
+        for waiter in waiters:
+            waiter.cancel()
+        self._wake.clear()
+
     async def _load_context(self, session: AsyncSession, claimed: Sequence[ClaimedDelivery]) -> None:
-        missing = {d.rendition_id for d in claimed} - self._renditions.keys()
+        missing = {d.rendition_id for d in claimed if d.rendition_id is not None} - self._renditions.keys()
         if missing:
             renditions = await session.exec(select(Rendition).where(col(Rendition.id).in_(missing)))
             for rendition in renditions:
@@ -115,7 +129,7 @@ class ChannelWorker:
                 self._tokens[sid] = (unsubscribe, reply)
         if self.runtime.channel.capabilities.threads:
             for delivery in claimed:
-                if delivery.subscription_id is None:
+                if delivery.subscription_id is None and delivery.rendition_id is not None:
                     self._thread_refs[delivery.id] = await outbox.thread_ref(session, delivery)
 
     def _target(self, delivery: ClaimedDelivery) -> Target:
@@ -140,16 +154,10 @@ class ChannelWorker:
                 error="waiting for the previous update of this incident on this channel",
                 refund_attempt=True,
             )
-        target = self._target(delivery)
-        message = self._renditions[delivery.rendition_id]
-        if target.unsubscribe_url:
-            message = message.personalise(unsubscribe_url=target.unsubscribe_url)
         try:
             await self._bucket.acquire()
             async with self._slots:
-                result = await self.runtime.channel.send(
-                    message, target, idempotency_key=delivery.idempotency_key
-                )
+                result = await self._send(delivery)
         except RateLimited as exc:
             self._bucket.pause(exc.retry_after)
             return Outcome(
@@ -171,6 +179,25 @@ class ChannelWorker:
             delivery, outbox.SENT, provider_message_id=result.provider_message_id, sent_at=utcnow()
         )
 
+    async def _send(self, delivery: ClaimedDelivery) -> SendResult:
+        """A broadcast (its rendition, personalised), an answer in the customer's thread, or an alert."""
+        key = delivery.idempotency_key
+        if delivery.rendition_id is None:
+            message = RenderedMessage.from_json(delivery.payload)
+            if delivery.reply:
+                channel = self.runtime.channel
+                if not isinstance(channel, Replying):
+                    raise Rejected(f"the {self.name} channel cannot answer customers")
+                return await channel.reply(message, Reply.from_dict(delivery.reply), idempotency_key=key)
+            return await self.runtime.channel.send(
+                message, Target(address=delivery.target, locale=delivery.locale), idempotency_key=key
+            )
+        target = self._target(delivery)
+        message = self._renditions[delivery.rendition_id]
+        if target.unsubscribe_url:
+            message = message.personalise(unsubscribe_url=target.unsubscribe_url)
+        return await self.runtime.channel.send(message, target, idempotency_key=key)
+
     def _retry_or_die(self, delivery: ClaimedDelivery, reason: str) -> Outcome:
         if delivery.attempts >= self._settings.max_attempts:
             return Outcome(
@@ -180,11 +207,6 @@ class ChannelWorker:
         return Outcome(
             delivery, outbox.PENDING, next_attempt_at=utcnow() + timedelta(seconds=delay), error=reason
         )
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 class Dispatcher:
@@ -202,6 +224,10 @@ class Dispatcher:
             name: ChannelWorker(name, runtime, sessions, settings, public_base_url)
             for name, runtime in runtimes.items()
         }
+
+    def wake(self, channel: str) -> None:
+        if channel in self.workers:
+            self.workers[channel].wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:

@@ -68,8 +68,9 @@ class GroupCommit:
     returns only after its own messages are committed. (One writer also spares SQLite's busy-wait.)
     """
 
-    def __init__(self, sessions: SessionFactory) -> None:
+    def __init__(self, sessions: SessionFactory, on_stored: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
+        self._on_stored = on_stored
         self._waiting: list[tuple[Sequence[InboundMessage], asyncio.Future[int]]] = []
         self._lock = asyncio.Lock()
 
@@ -81,6 +82,8 @@ class GroupCommit:
             if not done.done():
                 batch, self._waiting = self._waiting, []
                 await self._write(batch)
+                if self._on_stored is not None:
+                    self._on_stored()
         return await done
 
     async def _write(self, batch: list[tuple[Sequence[InboundMessage], asyncio.Future[int]]]) -> None:
@@ -129,8 +132,15 @@ class Poller:
     once) rather than losing messages.
     """
 
-    def __init__(self, sessions: SessionFactory, polls: Mapping[str, Poll], interval: float) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        polls: Mapping[str, Poll],
+        interval: float,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._on_stored = on_stored
         self._polls = polls
         self._interval = interval
         self._paused_until: dict[str, float] = {}
@@ -156,7 +166,10 @@ class Poller:
             except DeliveryError as exc:
                 log.warning("%s: %s", name, exc.reason)
                 continue
-            stored += await store_inbound(self._sessions, messages)
+            new = await store_inbound(self._sessions, messages)
+            if new and self._on_stored is not None:
+                self._on_stored()
+            stored += new
             if new_cursor != cursor:
                 await save_cursor(self._sessions, name, new_cursor)
         return stored

@@ -9,11 +9,10 @@ broadcast it replies to, or, while an incident is open, a message whose intent i
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, bindparam
 from sqlalchemy import insert as sa_insert
@@ -27,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from broadcaster.db import SessionFactory, dialect_name
 from broadcaster.intent import classify
 from broadcaster.models import (
+    NOT_OPEN,
     Conversation,
     Delivery,
     InboundRecord,
@@ -36,12 +36,15 @@ from broadcaster.models import (
     utcnow,
 )
 
+if TYPE_CHECKING:
+    from broadcaster.status_bot import StatusBot
+
 OUTAGE_INTENTS = frozenset({"status_question", "complaint"})
 BATCH = 500
 
 
 @dataclass(slots=True)
-class _Thread:
+class Thread:
     """What a batch knows and changes of one conversation (plain data: ORM objects cost ~0.5 ms each)."""
 
     channel: str
@@ -52,13 +55,18 @@ class _Thread:
     incident_id: int | None
     last_message_at: datetime
     id: int | None = None
+    bot_answered_state: int | None = None
+    handed_off: bool = False
+    status: str = "open"
 
 
-async def file_pending(sessions: SessionFactory, *, limit: int = BATCH) -> int:
+async def file_pending(sessions: SessionFactory, *, bot: StatusBot | None = None, limit: int = BATCH) -> int:
     """File stored messages not yet in the inbox, a batch at a time; returns how many were filed.
 
     One transaction per batch, with set-based statements: records read in one query, new
     conversations inserted and existing ones updated in one statement each, messages in one.
+    With a `bot`, its answers to the batch are queued in the same transaction; the dispatcher
+    is woken for them once it commits.
     """
     records_table = InboundRecord.__table__  # type: ignore[attr-defined]
     async with sessions() as session:
@@ -76,8 +84,11 @@ async def file_pending(sessions: SessionFactory, *, limit: int = BATCH) -> int:
             return 0
         threads = await _threads_for(connection, records)
         open_incident = await _latest_open_incident(session)
+        echoes = await _already_filed(connection, records)
         messages = []
         for record in records:
+            if (record.channel, record.external_id) in echoes:
+                continue  # our own answer, echoed back by the provider
             thread = threads[(record.channel, record.conversation_key)]
             found = classify(record.text)
             language = record.language.split("-")[0].lower() or found.language or thread.locale
@@ -88,7 +99,8 @@ async def file_pending(sessions: SessionFactory, *, limit: int = BATCH) -> int:
             thread.locale = language or thread.locale
             thread.last_message_at = max(thread.last_message_at, record.received_at)
             thread.name = thread.name or record.customer_name
-            messages.append((thread, record, found.intent, language))
+            thread.status = "open"  # the customer wrote: it needs an answer, unless the bot gives it
+            messages.append((thread, record, found, language))
         await _save_threads(connection, list(threads.values()))
         insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
         rows = [
@@ -98,52 +110,87 @@ async def file_pending(sessions: SessionFactory, *, limit: int = BATCH) -> int:
                 "channel": record.channel,
                 "external_id": record.external_id,
                 "text": record.text,
-                "intent": intent,
+                "intent": found.intent,
                 "language": language,
                 "reply_to": record.reply_to,
                 "author": "",
+                "delivery_status": "",
+                "delivery_error": "",
                 "created_at": record.received_at,
             }
-            for thread, record, intent, language in messages
+            for thread, record, found, language in messages
         ]
-        await connection.execute(
-            insert(Message).on_conflict_do_nothing(index_elements=["channel", "external_id"]), rows
-        )
+        if rows:
+            await connection.execute(
+                insert(Message).on_conflict_do_nothing(index_elements=["channel", "external_id"]), rows
+            )
+        answered_on: set[str] = set()
+        if bot is not None and messages:
+            answered_on = await bot.answer(session, [(thread, found) for thread, _r, found, _l in messages])
+            await _save_bot_state(connection, {id(t): t for t, *_ in messages}.values())
         await connection.execute(
             sql_update(records_table)
             .where(records_table.c.id.in_([r.id for r in records]))
             .values(processed_at=utcnow())
         )
         await session.commit()
+    if bot is not None and answered_on:
+        bot.wake(answered_on)
     return len(records)
+
+
+async def _already_filed(connection: AsyncConnection, records: Sequence[Row[Any]]) -> set[tuple[str, str]]:
+    """(channel, external_id) of records whose message exists: echoes of our own answers."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    found: set[tuple[str, str]] = set()
+    for channel in {r.channel for r in records}:
+        ids = [r.external_id for r in records if r.channel == channel]
+        statement = sa_select(table.c.external_id).where(
+            table.c.channel == channel, table.c.external_id.in_(ids)
+        )
+        found.update((channel, external_id) for (external_id,) in await connection.execute(statement))
+    return found
+
+
+async def _save_bot_state(connection: AsyncConnection, threads: Iterable[Thread]) -> None:
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    await connection.execute(
+        sql_update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(status=bindparam("b_status"), locale=bindparam("b_locale"),
+                bot_answered_state=bindparam("b_state")),
+        [{"b_id": t.id, "b_status": t.status, "b_locale": t.locale, "b_state": t.bot_answered_state}
+         for t in threads],
+    )  # fmt: skip
 
 
 async def _threads_for(
     connection: AsyncConnection, records: Sequence[Row[Any]]
-) -> dict[tuple[str, str], _Thread]:
+) -> dict[tuple[str, str], Thread]:
     """The conversation of every record's customer: loaded in one query per channel, or new."""
     table = Conversation.__table__  # type: ignore[attr-defined]
     keys = {(r.channel, r.conversation_key) for r in records}
-    threads: dict[tuple[str, str], _Thread] = {}
+    threads: dict[tuple[str, str], Thread] = {}
     for channel in {c for c, _ in keys}:
         wanted = [k for c, k in keys if c == channel]
         statement = sa_select(table).where(table.c.channel == channel, table.c.conversation_key.in_(wanted))
         for row in await connection.execute(statement):
-            threads[(row.channel, row.conversation_key)] = _Thread(
+            threads[(row.channel, row.conversation_key)] = Thread(
                 row.channel, row.conversation_key, row.customer_handle, row.customer_name, row.locale,
-                row.incident_id, row.last_message_at, row.id,
+                row.incident_id, row.last_message_at, row.id, row.bot_answered_state, row.handed_off,
+                row.status,
             )  # fmt: skip
     for record in records:
         key = (record.channel, record.conversation_key)
         if key not in threads:
-            threads[key] = _Thread(
+            threads[key] = Thread(
                 record.channel, record.conversation_key, record.customer_handle, record.customer_name, "",
                 None, record.received_at,
             )  # fmt: skip
     return threads
 
 
-async def _save_threads(connection: AsyncConnection, threads: list[_Thread]) -> None:
+async def _save_threads(connection: AsyncConnection, threads: list[Thread]) -> None:
     """Insert the new conversations (learning their ids) and update the others, reopened."""
     table = Conversation.__table__  # type: ignore[attr-defined]
     fresh = [t for t in threads if t.id is None]
@@ -160,6 +207,8 @@ async def _save_threads(connection: AsyncConnection, threads: list[_Thread]) -> 
                 "status": "open",
                 "assignee": "",
                 "labels": [],
+                "bot_answered_state": None,
+                "handed_off": False,
                 "created_at": t.last_message_at,
                 "last_message_at": t.last_message_at,
             }
@@ -192,7 +241,7 @@ def _answers_a_broadcast(record: Row[Any]) -> bool:
 async def _latest_open_incident(session: AsyncSession) -> int | None:
     latest_open = (
         select(col(Incident.id))
-        .where(Incident.status != "resolved")
+        .where(col(Incident.status).not_in(NOT_OPEN))
         .order_by(col(Incident.id).desc())
         .limit(1)
     )
@@ -219,7 +268,6 @@ async def list_conversations(
     sessions: SessionFactory, *, open_only: bool = False, incident_id: int | None = None, limit: int = 100
 ) -> list[tuple[Conversation, Message | None]]:
     """Conversations, most recent first, each with its latest message."""
-    await file_pending(sessions)
     async with sessions() as session:
         statement = select(Conversation).order_by(col(Conversation.last_message_at).desc()).limit(limit)
         if open_only:
@@ -244,7 +292,6 @@ async def list_conversations(
 async def conversation_with_messages(
     sessions: SessionFactory, conversation_id: int
 ) -> tuple[Conversation, list[Message]] | None:
-    await file_pending(sessions)
     async with sessions() as session:
         conversation = await session.get(Conversation, conversation_id)
         if conversation is None:
@@ -289,9 +336,39 @@ def message_dict(message: Message) -> dict[str, object]:
     }
 
 
-async def run_filer(sessions: SessionFactory, stop: asyncio.Event, interval: float = 0.5) -> None:
-    """File new messages until `stop` is set (runs inside `broadcaster serve`)."""
-    while not stop.is_set():
-        if await file_pending(sessions) == 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+class Filer:
+    """Files new messages inside `broadcaster serve`: at once when `nudge`d, else every `interval`.
+
+    Webhooks, pollers and the e-mail listener nudge it after they commit, so the status bot's
+    answer is queued within milliseconds; the interval catches messages stored by other nodes.
+    `after_batch` runs after each filed batch (spike detection).
+    """
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        *,
+        bot: StatusBot | None = None,
+        after_batch: Callable[[], Awaitable[object]] | None = None,
+        interval: float = 0.5,
+    ) -> None:
+        self._sessions = sessions
+        self._bot = bot
+        self._after_batch = after_batch
+        self._interval = interval
+        self._nudged = asyncio.Event()
+
+    def nudge(self) -> None:
+        self._nudged.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._nudged.clear()
+            filed = await file_pending(self._sessions, bot=self._bot)
+            if filed and self._after_batch is not None:
+                await self._after_batch()
+            if filed == 0:
+                waiters = [asyncio.ensure_future(self._nudged.wait()), asyncio.ensure_future(stop.wait())]
+                await asyncio.wait(waiters, timeout=self._interval, return_when="FIRST_COMPLETED")
+                for waiter in waiters:
+                    waiter.cancel()

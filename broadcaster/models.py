@@ -58,6 +58,10 @@ class Component(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+#: Incident statuses that are not "open": a draft is not public yet, a resolved one is over.
+NOT_OPEN = ("draft", "resolved")
+
+
 class Incident(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(default="incident", max_length=16)
@@ -71,6 +75,8 @@ class Incident(SQLModel, table=True):
     scheduled_start_at: datetime | None = _when()
     scheduled_end_at: datetime | None = _when()
     postmortem: str | None = None
+    notes: str = ""  # staff-only: e.g. the customer messages that made the spike detector draft it
+    answer_conversations: bool = True  # at resolution, answer every open conversation linked to it
     created_at: datetime = _created()
     resolved_at: datetime | None = _when()
 
@@ -127,20 +133,30 @@ class Rendition(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    """The outbox row for one (update, channel, target)."""
+    """The outbox row for one (update, channel, target), or for one message that is not a broadcast.
+
+    A broadcast row points at its `rendition`. Every other row carries its own `payload` (a
+    `RenderedMessage` as JSON): an answer to a customer (`message_id`, sent in the customer's
+    thread as described by `reply`) or a staff alert (neither). They share the retries, the
+    leases and the dead letters of broadcasts.
+    """
 
     __table_args__ = (
         sa.UniqueConstraint("update_id", "channel", "target", name="uq_delivery_key"),
+        sa.UniqueConstraint("message_id", name="uq_delivery_message_id"),
         sa.Index("ix_delivery_claim", "channel", "status", "next_attempt_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    update_id: int = Field(foreign_key="incident_update.id", index=True)
+    update_id: int | None = Field(default=None, foreign_key="incident_update.id", index=True)
     channel: str = Field(max_length=32)
     target: str = Field(max_length=1024)
     locale: str = Field(max_length=16)
-    rendition_id: int = Field(foreign_key="rendition.id")
+    rendition_id: int | None = Field(default=None, foreign_key="rendition.id")
     subscription_id: int | None = Field(default=None, foreign_key="subscription.id")
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    payload: str = ""  # RenderedMessage.to_json() when there is no rendition
+    reply: dict[str, str] = _json(dict)  # channels.base.Reply fields when answering a customer
     status: str = Field(default="pending", max_length=16)
     attempts: int = 0
     next_attempt_at: datetime = _created()
@@ -214,6 +230,10 @@ class Conversation(SQLModel, table=True):
     status: str = Field(default="open", max_length=16, index=True)  # open → pending → closed
     assignee: str = Field(default="", max_length=120)
     labels: list[str] = _json(list)
+    # The status bot answers at most once per state of the incident it answered about: the id of
+    # that incident update, 0 for "no incident open"; None while it has not answered.
+    bot_answered_state: int | None = None
+    handed_off: bool = False  # an agent wrote here: the bot stays quiet until the conversation closes
     created_at: datetime = _created()
     last_message_at: datetime = _created()
 
@@ -233,4 +253,7 @@ class Message(SQLModel, table=True):
     language: str = Field(default="", max_length=16)
     reply_to: str = Field(default="", max_length=200)
     author: str = Field(default="", max_length=120)  # agent name, "bot", or "" for the customer
+    # Outgoing messages only: queued → sent | failed (with the provider's reason).
+    delivery_status: str = Field(default="", max_length=16)
+    delivery_error: str = ""
     created_at: datetime = _created()

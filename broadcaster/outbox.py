@@ -8,6 +8,7 @@ A row whose lease expired (its worker died) is claimable again.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.db import dialect_name
-from broadcaster.models import Delivery, Subscription, utcnow
+from broadcaster.models import Delivery, Message, Subscription, utcnow
 
 PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
 TERMINAL = (SENT, FAILED, DEAD)
@@ -28,17 +29,24 @@ TERMINAL = (SENT, FAILED, DEAD)
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     id: int
-    update_id: int
+    update_id: int | None
     channel: str
     target: str
     locale: str
-    rendition_id: int
+    rendition_id: int | None
     subscription_id: int | None
     attempts: int
     claim_token: str
+    message_id: int | None = None  # an answer to a customer (inbox message)
+    payload: str = ""  # the RenderedMessage when there is no rendition
+    reply: dict[str, str] | None = None  # channels.base.Reply fields of an answer
 
     @property
     def idempotency_key(self) -> str:
+        if self.message_id is not None:
+            return f"reply:{self.message_id}"
+        if self.update_id is None:
+            return f"alert:{self.id}"
         return f"{self.update_id}:{self.channel}:{self.target}"
 
 
@@ -74,7 +82,8 @@ UPDATE delivery
          LIMIT :limit {lock}
        )
    AND ((status = 'pending' AND next_attempt_at <= :now) OR (status = 'sending' AND lease_until < :now))
-RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id, attempts
+RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id, attempts,
+          message_id, payload, reply
 """
 
 
@@ -115,9 +124,19 @@ async def claim(
             subscription_id=r.subscription_id,
             attempts=r.attempts,
             claim_token=token,
+            message_id=r.message_id,
+            payload=r.payload or "",
+            reply=_json_object(r.reply) or None,
         )
         for r in sorted(rows, key=lambda r: r.id)
     ]
+
+
+def _json_object(value: object) -> dict[str, str]:
+    """A JSON column read through raw SQL: text on SQLite and asyncpg, already decoded elsewhere."""
+    if isinstance(value, str):
+        value = json.loads(value) if value else {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
@@ -153,6 +172,7 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
         for o in outcomes
     ]
     await (await session.connection()).execute(statement, params)
+    await _record_answers(session, [o for o in outcomes if o.delivery.message_id is not None])
     to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
     for subscription_id, reason in to_deactivate.items():
         if subscription_id is not None:
@@ -163,6 +183,33 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
             )
     await session.commit()
     return len(outcomes)
+
+
+ANSWER_STATUS = {SENT: "sent", FAILED: "failed", DEAD: "failed", PENDING: "queued"}
+
+
+async def _record_answers(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """Show on each inbox answer whether it went out, and keep its provider id (echoes are ignored)."""
+    if not outcomes:
+        return
+    table = Message.__table__  # type: ignore[attr-defined]
+    connection = await session.connection()
+    for outcome in outcomes:
+        values: dict[str, Any] = {
+            "delivery_status": ANSWER_STATUS[outcome.status],
+            "delivery_error": outcome.error[:1000],
+        }
+        statement = update(table).where(table.c.id == outcome.delivery.message_id)
+        await connection.execute(statement.values(values))
+        if outcome.status == SENT and outcome.provider_message_id:
+            echo = select(table.c.id).where(
+                table.c.channel == outcome.delivery.channel,
+                table.c.external_id == outcome.provider_message_id[:200],
+            )
+            # An echo of this answer filed first keeps the id; ours stays without one.
+            await connection.execute(
+                statement.where(~echo.exists()).values(external_id=outcome.provider_message_id[:200])
+            )
 
 
 async def counts_by_channel(session: AsyncSession, update_ids: Sequence[int]) -> dict[str, dict[str, int]]:
@@ -181,8 +228,8 @@ async def counts_by_channel(session: AsyncSession, update_ids: Sequence[int]) ->
 async def next_due_at(session: AsyncSession, update_ids: Sequence[int]) -> datetime | None:
     """When the earliest not-yet-final delivery of these updates becomes claimable."""
     statement = select(func.min(Delivery.next_attempt_at)).where(
-        Delivery.update_id.in_(update_ids),  # type: ignore[attr-defined]
-        Delivery.status.in_((PENDING, SENDING)),  # type: ignore[attr-defined]
+        col(Delivery.update_id).in_(update_ids),
+        col(Delivery.status).in_((PENDING, SENDING)),
     )
     value = (await (await session.connection()).execute(statement)).scalar()
     if value is None:

@@ -178,7 +178,7 @@ async def import_subscribers(
         )
         ids = list(result.scalars())
         rows = [
-            _subscription(subscriber_id, channel, address, entry.components)
+            subscription_row(subscriber_id, channel, address, entry.components)
             for subscriber_id, (entry, fresh) in zip(ids, chunk, strict=True)
             for channel, address in fresh
         ]
@@ -191,7 +191,7 @@ async def import_subscribers(
     return report
 
 
-def _subscription(
+def subscription_row(
     subscriber_id: int | None, channel: str, address: str, components: Sequence[str]
 ) -> dict[str, object]:
     return {

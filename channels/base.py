@@ -53,6 +53,30 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """Where an answer to a customer goes: their conversation, and the message of theirs it answers.
+
+    Built by the inbox from the conversation's latest customer message; stored with the outbox row
+    (`Delivery.reply`) so a retry answers the same message in the same thread.
+    """
+
+    conversation_key: str  # InboundMessage.conversation_key
+    customer_handle: str  # InboundMessage.customer_handle (an e-mail address, an X handle…)
+    in_reply_to: str  # InboundMessage.external_id of the customer message answered
+    locale: str = "fr"
+    subject: str = ""  # e-mail: the customer's subject (the answer says "Re: …")
+    references: str = ""  # e-mail: the customer's References header, to continue the thread
+    reply_token: str = ""  # e-mail: "<update>.<token>", so the customer's next reply threads back
+
+    def to_dict(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str]) -> Reply:
+        return cls(**{name: str(data.get(name, "")) for name in cls.__slots__})  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     """What the provider said when it accepted a message.
 
@@ -129,3 +153,15 @@ class Channel(Protocol):
     async def check(self) -> CheckResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Replying(Protocol):
+    """A channel customers write to, so that we answer them in their own thread.
+
+    `provider_message_id` of the result has the same form as that channel's
+    `InboundMessage.external_id`, so our own answer, echoed back by the provider, is recognised
+    and never filed as a customer message.
+    """
+
+    async def reply(self, message: RenderedMessage, to: Reply, *, idempotency_key: str) -> SendResult: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,8 +17,9 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
 from broadcaster.inbound import Poller, reply_token_exists, store_inbound
-from broadcaster.inbox import run_filer
-from broadcaster.models import Component, Incident, Subscription, utcnow
+from broadcaster.inbox import Filer
+from broadcaster.models import NOT_OPEN, Component, Incident, Subscription, utcnow
+from broadcaster.status_bot import StatusBot
 from broadcaster.web.public import public_router
 from broadcaster.web.webhooks import webhook_router
 from channels import ChannelRuntime, build_channels
@@ -28,24 +29,30 @@ from channels.twitter import TwitterChannel
 
 
 def pollers(
-    settings: Settings, sessions: SessionFactory, runtimes: Mapping[str, ChannelRuntime]
+    settings: Settings,
+    sessions: SessionFactory,
+    runtimes: Mapping[str, ChannelRuntime],
+    on_stored: Callable[[], None] | None = None,
 ) -> Poller | None:
     """X mentions and DMs are pulled, not pushed: poll them when X is live."""
     twitter = runtimes.get("twitter")
     if twitter is None or not twitter.live or not isinstance(twitter.channel, TwitterChannel):
         return None
     polls = {"twitter:mentions": twitter.channel.poll_mentions, "twitter:dms": twitter.channel.poll_dms}
-    return Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds)
+    return Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds, on_stored)
 
 
-def inbound_email_listener(settings: Settings, sessions: SessionFactory) -> InboundSmtpServer | None:
+def inbound_email_listener(
+    settings: Settings, sessions: SessionFactory, on_stored: Callable[[], None] | None = None
+) -> InboundSmtpServer | None:
     """Replies to our e-mails, received on our own SMTP listener (never an open relay)."""
     email = settings.channels.email
     if not (email.enabled and email.inbound_enabled):
         return None
 
     async def store(message: InboundMessage) -> None:
-        await store_inbound(sessions, [message])
+        if await store_inbound(sessions, [message]) and on_stored is not None:
+            on_stored()
 
     async def known(token: str) -> bool:
         return await reply_token_exists(sessions, token)
@@ -60,21 +67,22 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
     """The service app; with `dispatch` the outbox workers run while it serves."""
     engine = create_engine(settings.database.url)
     sessions = session_factory(engine)
+    runtimes = build_channels(settings, sessions) if dispatch else {}
+    dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
+    filer = Filer(sessions, bot=StatusBot(settings, dispatcher.wake))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         tasks = []
         listener = None
-        runtimes = build_channels(settings, sessions) if dispatch else {}
         if dispatch:
-            dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
             tasks.append(asyncio.create_task(dispatcher.run(stop)))
-            tasks.append(asyncio.create_task(run_filer(sessions, stop)))
-            listener = inbound_email_listener(settings, sessions)
+            tasks.append(asyncio.create_task(filer.run(stop)))
+            listener = inbound_email_listener(settings, sessions, filer.nudge)
             if listener is not None:
                 await listener.start()
-            poller = pollers(settings, sessions, runtimes)
+            poller = pollers(settings, sessions, runtimes, filer.nudge)
             if poller is not None:
                 tasks.append(asyncio.create_task(poller.run(stop)))
         try:
@@ -103,7 +111,7 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
             components = list(await session.exec(select(Component).order_by(col(Component.id))))
             incidents = list(
                 await session.exec(
-                    select(Incident).where(Incident.status != "resolved").order_by(col(Incident.id))
+                    select(Incident).where(col(Incident.status).not_in(NOT_OPEN)).order_by(col(Incident.id))
                 )
             )
         worst = "operational" if all(c.status == "operational" for c in components) else "degraded"
@@ -165,5 +173,5 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
         )
 
     app.include_router(public_router(settings, sessions))
-    app.include_router(webhook_router(settings, sessions))
+    app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
     return app

@@ -99,7 +99,7 @@ def public_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
             incidents = list(
                 await session.exec(
                     select(Incident)
-                    .where(col(Incident.created_at) >= since)
+                    .where(col(Incident.created_at) >= since, Incident.status != "draft")
                     .order_by(col(Incident.id).desc())
                 )
             )
@@ -128,7 +128,7 @@ def public_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
         locale = visitor_locale(request, settings)
         async with sessions() as session:
             incident = await session.get(Incident, incident_id)
-            if incident is None:
+            if incident is None or incident.status == "draft":
                 raise HTTPException(status_code=404, detail=f"no incident #{incident_id}")
             updates = list(
                 await session.exec(

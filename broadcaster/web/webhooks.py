@@ -8,6 +8,7 @@ stores one message — for the inbox to work them.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import PlainTextResponse
@@ -34,9 +35,11 @@ async def read_body(request: Request) -> bytes:
     return bytes(body)
 
 
-def webhook_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
+def webhook_router(
+    settings: Settings, sessions: SessionFactory, on_stored: Callable[[], None] | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/webhooks")
-    writer = GroupCommit(sessions)
+    writer = GroupCommit(sessions, on_stored)
     telegram = TelegramChannel(settings.channels.telegram)
 
     @router.post("/telegram")

@@ -1,0 +1,222 @@
+"""The status bot: answers "is the site down?" and chat commands at once, so agents do not have to.
+
+It runs inside the inbox filer's transaction, on messages just filed:
+
+- a status question gets the live incident state (plain-words status, ETA, next update,
+  alternative, link) or "everything works" with the status page — at most once per conversation
+  per incident update (`Conversation.bot_answered_state`), so two bots never loop, and never once
+  an agent has written in the conversation (`handed_off`: a human reply wins);
+- commands `/start`, `/status`, `/help`, `/subscribe [component]`, `/unsubscribe` (`/stop`),
+  `/lang fr|en`, and the same intents in plain words ("abonnez-moi", "stop") on every channel;
+  subscribing from a chat creates the Subscription for that channel (Telegram: the chat; e-mail:
+  the subscriber the reply token belongs to). X and Facebook cannot carry our alerts: the bot
+  says where to subscribe instead. An unknown command gets the help.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from broadcaster.answers import Answer, queue_answers
+from broadcaster.config import Settings
+from broadcaster.inbox import Thread
+from broadcaster.intent import Classification
+from broadcaster.lint_rules import fold
+from broadcaster.models import Subscriber, Subscription, utcnow
+from broadcaster.reply_templates import IncidentState, ReplyTemplates, current_incident
+from broadcaster.subscribers import subscription_row
+
+log = logging.getLogger(__name__)
+
+#: Channels whose customers can receive our alerts where they wrote to us.
+SUBSCRIBABLE = frozenset({"telegram", "email"})
+ALL_IS_WELL = 0  # `bot_answered_state` when the answer was "no incident"
+
+
+Filed = tuple[Thread, Classification]  # a customer message just filed, and what it asks
+
+
+class StatusBot:
+    """Answers filed messages; `wake(channel)` is told which channels have new answers to send."""
+
+    def __init__(self, settings: Settings, wake: Callable[[str], None] | None = None) -> None:
+        self._settings = settings
+        self._templates = ReplyTemplates(settings)
+        self._wake = wake
+
+    def wake(self, channels: set[str]) -> None:
+        if self._wake is not None:
+            for channel in channels:
+                self._wake(channel)
+
+    async def answer(
+        self, session: AsyncSession, filed: list[Filed], now: datetime | None = None
+    ) -> set[str]:
+        """Queue the bot's answers to `filed` (in the caller's transaction); the channels answered on."""
+        if not self._settings.inbox.bot_enabled or not filed:
+            return set()
+        now = now or utcnow()
+        connection = await session.connection()
+        answers: list[Answer] = []
+        states: dict[int | None, IncidentState | None] = {}
+        for thread, found in filed:
+            assert thread.id is not None
+            if thread.incident_id not in states:
+                states[thread.incident_id] = await current_incident(session, thread.incident_id)
+            text = await self._text_for(connection, thread, found, states[thread.incident_id], now)
+            # The bot's answer settles the customer's latest message; anything else waits for an agent.
+            thread.status = "pending" if text is not None else "open"
+            if text is not None:
+                answers.append(Answer(thread.id, text, self._templates.language(thread.locale), "bot"))
+        if not answers:
+            return set()
+        await queue_answers(connection, answers, now)
+        answered = {a.conversation_id for a in answers}
+        return {thread.channel for thread, _found in filed if thread.id in answered}
+
+    async def _text_for(
+        self,
+        connection: AsyncConnection,
+        thread: Thread,
+        found: Classification,
+        incident: IncidentState | None,
+        now: datetime,
+    ) -> str | None:
+        if found.command:
+            return await self._command(connection, thread, found, incident, now)
+        if found.intent == "subscribe":
+            return await self._subscribe(connection, thread, "", now)
+        if found.intent == "unsubscribe":
+            return await self._unsubscribe(connection, thread, now)
+        if found.intent == "status_question" and not thread.handed_off:
+            state = incident.latest_update_id if incident is not None else ALL_IS_WELL
+            if thread.bot_answered_state != state:
+                thread.bot_answered_state = state
+                return self._status(thread, incident, now)
+        return None
+
+    async def _command(
+        self,
+        connection: AsyncConnection,
+        thread: Thread,
+        found: Classification,
+        incident: IncidentState | None,
+        now: datetime,
+    ) -> str:
+        match found.command:
+            case "/status":
+                thread.bot_answered_state = incident.latest_update_id if incident else ALL_IS_WELL
+                return self._status(thread, incident, now)
+            case "/start":
+                return self._render("start", thread, now, incident=incident)
+            case "/subscribe":
+                return await self._subscribe(connection, thread, found.argument, now)
+            case "/unsubscribe" | "/stop":
+                return await self._unsubscribe(connection, thread, now)
+            case "/lang" if found.argument in self._settings.brand.locales:
+                thread.locale = found.argument
+                await self._set_subscriber_locale(connection, thread)
+                return self._render("language_set", thread, now)
+            case "/help" | "/lang":
+                return self._render("help", thread, now, unknown="", components=self._components(thread))
+            case unknown:
+                return self._render("help", thread, now, unknown=unknown, components=self._components(thread))
+
+    def _status(self, thread: Thread, incident: IncidentState | None, now: datetime) -> str:
+        return self._render("status_incident" if incident else "status_ok", thread, now, incident=incident)
+
+    def _render(self, name: str, thread: Thread, now: datetime, **extra: object) -> str:
+        incident = extra.pop("incident", None)
+        assert incident is None or isinstance(incident, IncidentState)
+        return self._templates.render(
+            name, thread.locale, incident=incident, now=now, customer_name=thread.name, **extra
+        )
+
+    def _components(self, thread: Thread) -> str:
+        language = self._templates.language(thread.locale)
+        return ", ".join(self._settings.component_label(c, language) for c in self._settings.components)
+
+    def _component_named(self, argument: str) -> str | None:
+        """`/subscribe paiement` → "payment": a component by its name or its label in any language."""
+        wanted = fold(argument).text
+        for name, component in self._settings.components.items():
+            if wanted == fold(name).text or wanted in {fold(label).text for label in component.label.values()}:
+                return name
+        return None
+
+    async def _subscription(self, connection: AsyncConnection, thread: Thread) -> Subscription | None:
+        table = Subscription.__table__  # type: ignore[attr-defined]
+        if thread.channel == "email":  # the conversation key is the subscription's reply token
+            where = table.c.reply_token == thread.key
+        else:
+            where = (table.c.channel == thread.channel) & (table.c.address == thread.key)
+        row = (await connection.execute(select(table).where(where).limit(1))).first()
+        return Subscription.model_validate(row._mapping) if row is not None else None
+
+    async def _subscribe(
+        self, connection: AsyncConnection, thread: Thread, argument: str, now: datetime
+    ) -> str:
+        if thread.channel not in SUBSCRIBABLE:
+            return self._render("subscribe_elsewhere", thread, now)
+        components: list[str] = []
+        if argument:
+            component = self._component_named(argument)
+            if component is None:
+                return self._render("unknown_component", thread, now, service=argument,
+                                    components=self._components(thread))  # fmt: skip
+            components = [component]
+        table = Subscription.__table__  # type: ignore[attr-defined]
+        existing = await self._subscription(connection, thread)
+        if existing is not None:
+            await connection.execute(
+                update(table)
+                .where(table.c.id == existing.id)
+                .values(active=True, components=components, deactivated_reason="", deactivated_at=None)
+            )
+        elif thread.channel == "telegram":
+            subscriber_id = (
+                await connection.execute(
+                    insert(Subscriber.__table__).returning(Subscriber.__table__.c.id),  # type: ignore[attr-defined]
+                    {
+                        "name": thread.name,
+                        "locale": self._templates.language(thread.locale),
+                        "created_at": now,
+                    },
+                )  # fmt: skip
+            ).scalar_one()
+            await connection.execute(
+                insert(table), subscription_row(subscriber_id, "telegram", thread.key, components)
+            )
+        else:  # an e-mail conversation always comes from a subscription; it was deleted meanwhile
+            return self._render("subscribe_elsewhere", thread, now)
+        language = self._templates.language(thread.locale)
+        labels = ", ".join(self._settings.component_label(c, language) for c in components)
+        return self._render("subscribed", thread, now, components=labels)
+
+    async def _unsubscribe(self, connection: AsyncConnection, thread: Thread, now: datetime) -> str:
+        existing = await self._subscription(connection, thread) if thread.channel in SUBSCRIBABLE else None
+        if existing is None or not existing.active:
+            return self._render("not_subscribed", thread, now)
+        table = Subscription.__table__  # type: ignore[attr-defined]
+        await connection.execute(
+            update(table)
+            .where(table.c.id == existing.id)
+            .values(active=False, deactivated_reason="unsubscribed from a chat", deactivated_at=now)
+        )
+        return self._render("unsubscribed", thread, now)
+
+    async def _set_subscriber_locale(self, connection: AsyncConnection, thread: Thread) -> None:
+        existing = await self._subscription(connection, thread) if thread.channel in SUBSCRIBABLE else None
+        if existing is not None:
+            subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+            await connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == existing.subscriber_id)
+                .values(locale=thread.locale)
+            )
