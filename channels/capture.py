@@ -2,6 +2,8 @@
 
 It stores exactly what would have been sent (title, every part, HTML) in `captured_message`,
 so `make run` works with zero configuration and a drill shows the real output. Nothing leaves.
+An answer to a customer is stored the same way: its conversation as target, the customer's
+message it answers as `thread_ref`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from broadcaster.db import SessionFactory, dialect_name
 from broadcaster.message import RenderedMessage
 from broadcaster.models import CapturedMessage, utcnow
-from channels.base import Capabilities, CheckResult, InboundMessage, SendResult, Target
+from channels.base import Capabilities, CheckResult, InboundMessage, Reply, SendResult, Target
 from channels.capabilities import CAPABILITIES
 
 PART_SEPARATOR = "\n\n----- next part -----\n\n"
@@ -31,11 +33,22 @@ class CaptureChannel:
         return f"CaptureChannel({self.name!r})"
 
     async def send(self, message: RenderedMessage, target: Target, *, idempotency_key: str) -> SendResult:
+        await self._store(message, target.address, target.thread_ref, idempotency_key)
+        return SendResult(provider_message_id=f"capture:{idempotency_key}")
+
+    async def reply(self, message: RenderedMessage, to: Reply, *, idempotency_key: str) -> SendResult:
+        """Store the answer for conversation `to.conversation_key`, replying to `to.in_reply_to`."""
+        await self._store(message, to.conversation_key, to.in_reply_to, idempotency_key)
+        return SendResult(provider_message_id=f"capture:{idempotency_key}")
+
+    async def _store(
+        self, message: RenderedMessage, target: str, thread_ref: str, idempotency_key: str
+    ) -> None:
         values = {
             "channel": self.name,
-            "target": target.address,
+            "target": target,
             "idempotency_key": idempotency_key,
-            "thread_ref": target.thread_ref,
+            "thread_ref": thread_ref,
             "title": message.title,
             "body": PART_SEPARATOR.join(message.parts),
             "html": message.html,
@@ -47,7 +60,6 @@ class CaptureChannel:
             statement = insert(CapturedMessage).values(**values).on_conflict_do_nothing()
             await (await session.connection()).execute(statement)
             await session.commit()
-        return SendResult(provider_message_id=f"capture:{idempotency_key}")
 
     def parse_inbound(self, body: bytes, headers: Mapping[str, str]) -> list[InboundMessage]:
         """Nothing ever arrives on a captured channel."""

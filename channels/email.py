@@ -1,5 +1,7 @@
 """The e-mail channel: one MIME message per subscriber, sent over a pool of SMTP connections.
 
+Answers to customers (`reply`) share the pool and the errors, and thread under their message.
+
 Failures become the contract's typed errors: a refused mailbox is `Rejected` (stop sending to
 it), a refused login `Unauthorized` (fix the config), anything transient `Unavailable` (retry).
 Reasons are short and never contain the password.
@@ -22,13 +24,14 @@ from channels.base import (
     InboundMessage,
     RateLimited,
     Rejected,
+    Reply,
     SendResult,
     Target,
     Unauthorized,
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
-from channels.email_message import build_email_bytes, is_plausible_address, message_id_for
+from channels.email_message import build_email_bytes, build_reply, is_plausible_address, message_id_for
 from channels.email_pool import PoolClosed, SmtpConfigError, SmtpPool
 
 __all__ = ["EmailChannel", "delivery_error"]
@@ -79,11 +82,37 @@ class EmailChannel:
             from_name=s.from_name,
             reply_domain=s.reply_domain,
         )
+        await self._deliver(target.address, raw)
+        return SendResult(provider_message_id=message_id_for(idempotency_key, s.from_address))
+
+    async def reply(self, message: RenderedMessage, to: Reply, *, idempotency_key: str) -> SendResult:
+        """E-mail the answer to `to.customer_handle`, in the thread of their message `to.in_reply_to`.
+
+        The result is the answer's Message-ID, as `email_parse` files an inbound one ("<…@…>").
+        """
+        address = to.customer_handle.strip()
+        if not is_plausible_address(address):
+            raise Rejected("invalid e-mail address for the answer (customer_handle)")
+        if not message.text.strip():
+            raise Rejected("nothing to send: the e-mail answer is empty")
+        s = self._settings
+        email = build_reply(
+            message,
+            to,
+            idempotency_key=idempotency_key,
+            from_address=s.from_address,
+            from_name=s.from_name,
+            reply_domain=s.reply_domain,
+        )
+        await self._deliver(address, email.as_bytes())
+        return SendResult(provider_message_id=message_id_for(idempotency_key, s.from_address))
+
+    async def _deliver(self, address: str, raw: bytes) -> None:
+        s = self._settings
         try:
-            await self._pool.run(lambda smtp: smtp.sendmail(s.from_address, [target.address], raw))
+            await self._pool.run(lambda smtp: smtp.sendmail(s.from_address, [address], raw))
         except _SENT_ERRORS as exc:
             raise delivery_error(exc, s) from None
-        return SendResult(provider_message_id=message_id_for(idempotency_key, s.from_address))
 
     def parse_inbound(self, body: bytes, headers: Mapping[str, str]) -> list[InboundMessage]:
         """Always `[]` for now: replies to `reply+<token>@` arrive through a later SMTP listener."""

@@ -1,4 +1,4 @@
-"""Build the MIME message of one broadcast e-mail (pure: no I/O).
+"""Build the MIME message of one broadcast e-mail, or of one answer to a customer (pure: no I/O).
 
 The Message-ID is derived from the delivery's idempotency key, so a message resent after a
 crash carries the same id and mail clients (and we) can tell it is a duplicate.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import re
 from datetime import UTC, datetime
 from email import policy
 from email.header import Header
@@ -17,10 +18,19 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from broadcaster.message import RenderedMessage
-from channels.base import Target
+from channels.base import Reply, Target
 
 #: RFC 8058 one-click unsubscribe: the exact value mailbox providers look for.
 ONE_CLICK_UNSUBSCRIBE = "List-Unsubscribe=One-Click"
+
+# A msg-id as it may appear in a header: printable ASCII between angle brackets (RFC 5322 §3.6.4).
+# The inbox's external ids may carry more ("<id>#token") or be no Message-ID at all ("sha256:…").
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]+>")
+# Enough to thread in every client; the root and the latest are kept, as RFC 5322 §3.6.4 suggests.
+_MAX_REFERENCES = 20
+# "Re:", "RE :" (French Outlook), "Re[2]:", repeated: one "Re: " replaces them all.
+_REPLY_PREFIX = re.compile(r"^(?:\s*re\s*(?:\[\d+\])?\s*:)+\s*", re.IGNORECASE)
+_DEFAULT_SUBJECT = {"fr": "Votre message", "en": "Your message"}
 
 
 def message_id_for(idempotency_key: str, from_address: str) -> str:
@@ -56,13 +66,14 @@ def build_email(
     them List-Unsubscribe + List-Unsubscribe-Post (RFC 8058) and `Reply-To: reply+<token>@…`.
     Never `Auto-Submitted`: a broadcast is not an auto-reply and must not be filtered as one.
     """
-    email = EmailMessage(policy=policy.SMTP)
-    email["From"] = Address(display_name=from_name, addr_spec=from_address) if from_name else from_address
-    email["To"] = target.address
-    # A subject is one line (RFC 5322 §2.2.3 folding is the generator's job, not ours).
-    email["Subject"] = " ".join(message.title.split())
-    email["Date"] = format_datetime(now or datetime.now(UTC))
-    email["Message-ID"] = message_id_for(idempotency_key, from_address)
+    email = _addressed(
+        from_address=from_address,
+        from_name=from_name,
+        to_address=target.address,
+        subject=message.title,
+        message_id=message_id_for(idempotency_key, from_address),
+        now=now,
+    )
     if target.unsubscribe_url:
         email["List-Unsubscribe"] = f"<{target.unsubscribe_url}>"
         email["List-Unsubscribe-Post"] = ONE_CLICK_UNSUBSCRIBE
@@ -75,6 +86,85 @@ def build_email(
     # After the body: set_content() drops every Content-* header already set.
     # Content-Language takes a BCP 47 tag: fr_CA becomes fr-CA.
     email["Content-Language"] = target.locale.replace("_", "-")
+    return email
+
+
+def build_reply(
+    message: RenderedMessage,
+    to: Reply,
+    *,
+    idempotency_key: str,
+    from_address: str,
+    from_name: str = "",
+    reply_domain: str = "",
+    now: datetime | None = None,
+) -> EmailMessage:
+    """An answer to the customer `to.customer_handle`, in their thread: text/plain UTF-8.
+
+    Subject "Re: <their subject>"; In-Reply-To and References name their message (RFC 5322
+    §3.6.4) so mail clients thread it; `Reply-To: reply+<token>@…` brings their next reply back
+    to the conversation. The inbox sends few of these: the slow, careful `policy.SMTP` path.
+    """
+    email = _addressed(
+        from_address=from_address,
+        from_name=from_name,
+        to_address=to.customer_handle.strip(),
+        subject=reply_subject(to.subject, to.locale),
+        message_id=message_id_for(idempotency_key, from_address),
+        now=now,
+    )
+    answered = _MESSAGE_ID.findall(to.in_reply_to)[:1]
+    if answered:
+        email["In-Reply-To"] = answered[0]
+    references = thread_references(to.references, to.in_reply_to)
+    if references:
+        email["References"] = " ".join(references)
+    if to.reply_token and reply_domain:
+        email["Reply-To"] = f"reply+{to.reply_token}@{reply_domain}"
+    email.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    email["Content-Language"] = to.locale.replace("_", "-")  # after set_content, as in build_email
+    return email
+
+
+def reply_subject(subject: str, locale: str) -> str:
+    """`Re: <subject>` once, however many "Re:" the customer's client stacked; a default if empty.
+
+    >>> reply_subject("RE : Re: Commande 10482", "fr")
+    'Re: Commande 10482'
+    >>> reply_subject("", "en_GB")
+    'Re: Your message'
+    """
+    bare = _REPLY_PREFIX.sub("", " ".join(subject.split()))
+    language = locale.replace("-", "_").partition("_")[0].lower()
+    return f"Re: {bare or _DEFAULT_SUBJECT.get(language, _DEFAULT_SUBJECT['fr'])}"
+
+
+def thread_references(references: str, in_reply_to: str) -> list[str]:
+    """The answer's References: the customer's References, then their message's own id.
+
+    Only well-formed msg-ids are kept, each once; past 20, the root and the latest 19.
+
+    >>> thread_references("<a@x> <b@x>", "<c@x>#0123abcd")
+    ['<a@x>', '<b@x>', '<c@x>']
+    """
+    found = _MESSAGE_ID.findall(references) + _MESSAGE_ID.findall(in_reply_to)[:1]
+    ids = list(dict.fromkeys(found))
+    if len(ids) > _MAX_REFERENCES:
+        ids = [ids[0], *ids[-(_MAX_REFERENCES - 1) :]]
+    return ids
+
+
+def _addressed(
+    *, from_address: str, from_name: str, to_address: str, subject: str, message_id: str, now: datetime | None
+) -> EmailMessage:
+    """A new message with its envelope headers: From, To, Subject, Date, Message-ID."""
+    email = EmailMessage(policy=policy.SMTP)
+    email["From"] = Address(display_name=from_name, addr_spec=from_address) if from_name else from_address
+    email["To"] = to_address
+    # A subject is one line (RFC 5322 §2.2.3 folding is the generator's job, not ours).
+    email["Subject"] = " ".join(subject.split())
+    email["Date"] = format_datetime(now or datetime.now(UTC))
+    email["Message-ID"] = message_id
     return email
 
 

@@ -1,14 +1,16 @@
 """Facebook page: posts and comments through facebook-sdk's `GraphAPI`, Messenger replies, webhooks.
 
 An incident's first update is a page post; later ones comment on that post (`follow_ups =
-"comment"`) or are new posts (`"post"`). facebook-sdk 3.1.0 is synchronous `requests` and only
-knows Graph v2.8-v3.1, so every call runs in a thread and the version is set after construction.
+"comment"`) or are new posts (`"post"`). Answers to customers go where they wrote: under their
+comment, or in Messenger. facebook-sdk 3.1.0 is synchronous `requests` and only knows Graph
+v2.8-v3.1, so every call runs in a thread and the version is set after construction.
 Graph errors: https://developers.facebook.com/docs/graph-api/guides/error-handling
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import re
@@ -22,6 +24,7 @@ from requests.adapters import HTTPAdapter
 from requests.utils import should_bypass_proxies
 
 from broadcaster.config import FacebookSettings
+from broadcaster.limits import split_text
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
@@ -29,6 +32,7 @@ from channels.base import (
     InboundMessage,
     RateLimited,
     Rejected,
+    Reply,
     SendResult,
     Target,
     Unauthorized,
@@ -52,6 +56,9 @@ _RATE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 _REJECT_CODES = frozenset({100, 368, 506, 551})
 _OUTSIDE_WINDOW = (10, 2018278)
 _MISSING_OBJECT = (100, 33)
+# Send API: "message.text … has a 2000 character limit".
+# https://developers.facebook.com/docs/messenger-platform/reference/send-api/
+_MESSENGER_MAX_TEXT = 2000
 _WINDOW_REASON = "Messenger: more than 24 h since the customer's last message; answer on the page instead"
 
 
@@ -159,6 +166,27 @@ class FacebookChannel:
         created = await self._call(lambda graph: graph.put_object(page_id, "feed", message=text))
         return SendResult(provider_message_id=_id_of(created, "post"))
 
+    async def reply(self, message: RenderedMessage, to: Reply, *, idempotency_key: str) -> SendResult:
+        """Answer a customer: under their comment ("comment:<id>") or in Messenger ("mid:<mid>").
+
+        Messenger answers go to the customer `to.conversation_key` (their page-scoped id). Ids
+        come back in the inbound form: "comment:<new comment id>" or "mid:<message id>".
+        """
+        kind, _, ref = to.in_reply_to.strip().partition(":")
+        if kind not in ("comment", "mid") or not ref:
+            raise Rejected(
+                f"Facebook cannot answer {to.in_reply_to!r}: expected 'comment:<id>' or 'mid:<message id>'"
+            )
+        text = message.text.strip()
+        if kind == "comment":
+            commented = await self.reply_to_comment(ref, text)
+            return SendResult(provider_message_id=f"comment:{commented.provider_message_id}")
+        sent = await self.send_messenger(to.conversation_key, text)
+        return SendResult(
+            provider_message_id=f"mid:{sent.provider_message_id}",
+            extra_ids=tuple(f"mid:{mid}" for mid in sent.extra_ids),
+        )
+
     async def reply_to_comment(self, comment_id: str, text: str) -> SendResult:
         """Answer a customer's comment in its thread, as the page; returns the new comment's id."""
         if not comment_id.strip() or not text.strip():
@@ -171,16 +199,22 @@ class FacebookChannel:
     async def send_messenger(self, psid: str, text: str) -> SendResult:
         """Answer a Messenger conversation (Send API, `messaging_type=RESPONSE`); returns the mid.
 
-        Meta only allows a standard reply within 24 h of the customer's last message.
+        A text over 2000 characters goes as several messages, in order (`extra_ids`); if a later
+        one fails the error is raised and a retry sends them all again. Meta only allows a
+        standard reply within 24 h of the customer's last message.
         """
         if not psid.strip() or not text.strip():
             raise Rejected("a Messenger reply needs a recipient id and a text")
         page_id = self._settings.page_id.strip()
         if not page_id:
             raise Unauthorized("no Facebook page configured: set channels.facebook.page_id")
+        mids = [await self._send_messenger_part(page_id, psid.strip(), part) for part in _split_plain(text)]
+        return SendResult(provider_message_id=mids[0], extra_ids=tuple(mids[1:]))
+
+    async def _send_messenger_part(self, page_id: str, psid: str, text: str) -> str:
         # The Graph API reads form fields and JSON-decodes the structured ones.
         fields = {
-            "recipient": json.dumps({"id": psid.strip()}),
+            "recipient": json.dumps({"id": psid}),
             "messaging_type": "RESPONSE",
             "message": json.dumps({"text": text}, ensure_ascii=False),
         }
@@ -189,7 +223,7 @@ class FacebookChannel:
         )
         if not isinstance(sent, dict) or not isinstance(sent.get("message_id"), str):
             raise Unavailable("the Send API answered without a message_id")
-        return SendResult(provider_message_id=sent["message_id"])
+        return str(sent["message_id"])
 
     # ----- inbound and health ----------------------------------------------------------------
 
@@ -311,6 +345,15 @@ class FacebookChannel:
 
 class _MissingObject(Rejected):
     """The post or comment no longer exists (deleted, or hidden from the page token)."""
+
+
+def _split_plain(text: str) -> list[str]:
+    """Messenger-sized pieces of plain text, cut at paragraphs, lines, then words.
+
+    `split_text` measures Telegram HTML: escaped, plain text has no tags and each `&…;` counts
+    one character, so the cuts fall where they would in the text itself.
+    """
+    return [html.unescape(part) for part in split_text(html.escape(text, quote=False), _MESSENGER_MAX_TEXT)]
 
 
 def _id_of(created: object, what: str) -> str:

@@ -1,7 +1,9 @@
 """Facebook page webhooks, pure: the subscription handshake, the signature, and the events.
 
 The web route answers Meta's GET handshake with `verify_subscription`, checks every POST with
-`signature_is_valid` on the raw body, and only then hands the body to `parse_events`.
+`signature_is_valid` on the raw body, and only then hands the body to `parse_events`. The
+conversation key is the customer's id (commenter or Messenger sender): the inbox keeps one
+conversation per customer per channel, whichever post they commented on.
 https://developers.facebook.com/docs/graph-api/webhooks/getting-started
 """
 
@@ -106,7 +108,7 @@ def _comment(change: object, where: str, own_ids: set[str]) -> InboundMessage | 
     return InboundMessage(
         channel=_CHANNEL,
         external_id=f"comment:{comment_id}",
-        conversation_key=post_id,
+        conversation_key=sender_id,
         customer_handle=sender_id,
         customer_name=str(sender.get("name") or ""),
         text=text,

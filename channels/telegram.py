@@ -1,26 +1,28 @@
 """Telegram: send through python-telegram-bot's `Bot`, parse webhook `Update`s into the inbox.
 
-Messages go out in HTML parse mode (compose already escaped the CM's text), without link
-previews, one `sendMessage` per rendered part, at most one message per `per_chat_interval_seconds`
-to a chat (Telegram allows about 1 message/s per chat; the overall 30/s is the dispatcher's bucket).
+Broadcasts go out in HTML parse mode (compose already escaped the CM's text); answers to a
+customer go out as plain text, quoting the customer's message. Both without link previews, one
+`sendMessage` per part, at most one message per `per_chat_interval_seconds` to a chat (Telegram
+allows about 1 message/s per chat; the overall 30/s is the dispatcher's bucket).
 https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from telegram import Bot, LinkPreviewOptions
+from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -34,6 +36,7 @@ from telegram.error import (
 )
 
 from broadcaster.config import TelegramSettings
+from broadcaster.limits import split_text
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
@@ -41,6 +44,7 @@ from channels.base import (
     InboundMessage,
     RateLimited,
     Rejected,
+    Reply,
     SendResult,
     Target,
     Unauthorized,
@@ -61,6 +65,7 @@ _TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 _MAX_REASON = 300
 _INBOUND_KINDS = ("message", "edited_message")
 _INBOUND_CHATS = frozenset({"private", "group", "supergroup"})
+_MESSAGE_REF = re.compile(r"(-?\d+):(\d+)")  # InboundMessage.external_id: "<chat_id>:<message_id>"
 
 
 class _RedactBotToken(logging.Filter):
@@ -182,34 +187,66 @@ class TelegramChannel:
         return self._bot
 
     async def send(self, message: RenderedMessage, target: Target, *, idempotency_key: str) -> SendResult:
-        """Send every part in order to `target.address` (a chat id or "@channel").
-
-        Telegram has no idempotency key: if a later part fails, the error is raised and the
-        dispatcher's retry sends the earlier parts again.
-        """
+        """Send every part in order to `target.address` (a chat id or "@channel"), as HTML."""
         chat = target.address.strip()
         if not chat:
             raise Rejected("Telegram target has no chat id")
         if not message.parts:
             raise Rejected("nothing to send: the rendered Telegram message has no parts")
-        ids: list[str] = []
+        sent = await self._send_parts(chat, message.parts, parse_mode=ParseMode.HTML)
+        ids = [str(m.message_id) for m in sent]
+        return SendResult(provider_message_id=ids[0], extra_ids=tuple(ids[1:]))
+
+    async def reply(self, message: RenderedMessage, to: Reply, *, idempotency_key: str) -> SendResult:
+        """Answer in chat `to.conversation_key`, quoting the customer's message `to.in_reply_to`.
+
+        The text is plain (what the agent typed is shown as typed, `<` included), split at 4096
+        characters; only the first part quotes. Ids are "<chat_id>:<message_id>", the inbound form.
+        If the customer deleted their message the answer is still sent, without the quote.
+        """
+        chat = to.conversation_key.strip()
+        if not chat:
+            raise Rejected("Telegram answer has no chat id (conversation_key)")
+        quoted = _message_id_in(chat, to.in_reply_to)
+        text = message.text.strip()
+        if not text:
+            raise Rejected("nothing to send: the Telegram answer is empty")
+        parts = _split_plain(text, self.capabilities.max_body)
+        sent = await self._send_parts(chat, parts, parse_mode=None, quoting=quoted)
+        ids = [f"{m.chat_id}:{m.message_id}" for m in sent]
+        return SendResult(provider_message_id=ids[0], extra_ids=tuple(ids[1:]))
+
+    async def _send_parts(
+        self, chat: str, parts: Sequence[str], *, parse_mode: str | None, quoting: int | None = None
+    ) -> list[Message]:
+        """Send `parts` in order, paced and never interleaved with another send to `chat`.
+
+        Telegram has no idempotency key: if a later part fails, the error is raised and the
+        dispatcher's retry sends the earlier parts again. The first part quotes message `quoting`.
+        """
+        sent: list[Message] = []
         async with self._pacer.hold(chat) as slot:
-            for part in message.parts:
+            for part in parts:
                 await self._pacer.wait_turn(slot)
+                quote = None
+                if quoting is not None and not sent:
+                    quote = ReplyParameters(message_id=quoting, allow_sending_without_reply=True)
                 try:
-                    sent = await self._get_bot().send_message(
-                        chat_id=chat,
-                        text=part,
-                        parse_mode=ParseMode.HTML,
-                        link_preview_options=_NO_PREVIEW,
+                    sent.append(
+                        await self._get_bot().send_message(
+                            chat_id=chat,
+                            text=part,
+                            parse_mode=parse_mode,
+                            link_preview_options=_NO_PREVIEW,
+                            reply_parameters=quote,
+                        )
                     )
                 except TelegramError as exc:
                     # `from None`: a transport cause may carry the request URL, hence the token.
                     raise self._delivery_error(exc, chat) from None
                 finally:
                     slot.last_sent = time.monotonic()
-                ids.append(str(sent.message_id))
-        return SendResult(provider_message_id=ids[0], extra_ids=tuple(ids[1:]))
+        return sent
 
     def _scrub(self, text: str) -> str:
         if self._token:
@@ -284,6 +321,29 @@ class TelegramChannel:
         transports, self._transports, self._bot = self._transports, [], None
         for transport in transports:
             await transport.shutdown()
+
+
+def _split_plain(text: str, limit: int) -> list[str]:
+    """Split plain text into messages of at most `limit` characters, as Telegram counts them.
+
+    Escaped, the text is Telegram HTML without tags, where `split_text` counts each `&…;` as
+    one character: the cuts fall where they would in the plain text, never inside a word
+    unless a word alone is too long.
+
+    >>> _split_plain("a <b> & c", 4096)
+    ['a <b> & c']
+    """
+    return [html.unescape(part) for part in split_text(html.escape(text, quote=False), limit)]
+
+
+def _message_id_in(chat: str, reference: str) -> int:
+    """The message id of `reference` ("<chat_id>:<message_id>"), which must be in `chat`."""
+    match = _MESSAGE_REF.fullmatch(reference.strip())
+    if match is None:
+        raise Rejected(f"Telegram cannot answer {reference!r}: expected '<chat_id>:<message_id>'")
+    if match.group(1) != chat:
+        raise Rejected(f"Telegram message {reference!r} is not in chat {chat}")
+    return int(match.group(2))
 
 
 def _seconds(value: int | float | timedelta) -> float:

@@ -3,6 +3,7 @@
 A rendered message's parts become a thread of chained replies; the thread's last tweet is the
 `provider_message_id`, so the next update of the incident continues the story. X is polled for
 replies (no webhook): `poll_mentions` and `poll_dms` return inbox messages and a new cursor.
+`reply` answers a customer where they wrote: under their tweet, or in their DMs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tweepy.errors import (
 from tweepy.errors import Unauthorized as TweepyUnauthorized
 
 from broadcaster.config import TwitterSettings
+from broadcaster.limits import split_x_thread
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
@@ -32,6 +34,7 @@ from channels.base import (
     InboundMessage,
     RateLimited,
     Rejected,
+    Reply,
     SendResult,
     Target,
     Unauthorized,
@@ -148,12 +151,37 @@ class TwitterChannel:
         ids = await self._post_chain(parts, target.thread_ref.strip())
         return SendResult(provider_message_id=ids[-1], extra_ids=tuple(ids[:-1]))
 
+    async def reply(self, message: RenderedMessage, to: Reply, *, idempotency_key: str) -> SendResult:
+        """Answer a customer: under their tweet ("tweet:<id>") or by DM ("dm:<event id>").
+
+        A DM goes to the user `to.conversation_key` (the sender, as `poll_dms` files it). Ids
+        come back in the inbound form, "tweet:<id>" (the first reply) or "dm:<event id>".
+        """
+        kind, _, ref = to.in_reply_to.strip().partition(":")
+        if kind not in ("tweet", "dm") or not ref.isdigit():
+            raise Rejected(f"X cannot answer {to.in_reply_to!r}: expected 'tweet:<id>' or 'dm:<event id>'")
+        text = message.text.strip()
+        if not text:
+            raise Rejected("nothing to send: the X answer is empty")
+        if kind == "dm":
+            sent = await self.send_dm(to.conversation_key, text)
+            return SendResult(provider_message_id=f"dm:{sent.provider_message_id}")
+        posted = await self.reply_to_tweet(ref, text)
+        return SendResult(
+            provider_message_id=f"tweet:{posted.provider_message_id}",
+            extra_ids=tuple(f"tweet:{tweet_id}" for tweet_id in posted.extra_ids),
+        )
+
     async def reply_to_tweet(self, tweet_id: str, text: str) -> SendResult:
-        """Answer a customer's tweet publicly (an inbox reply); counts against the posting budget."""
+        """Answer a tweet publicly; a long text becomes a reply chain (1/n), first reply first.
+
+        Counts against the posting budget. `extra_ids` are the chain's further replies, in order.
+        """
         if not tweet_id.strip().isdigit():
             raise Rejected("X reply needs the numeric id of the tweet to answer")
-        ids = await self._post_chain([text], tweet_id.strip())
-        return SendResult(provider_message_id=ids[0])
+        parts = split_x_thread(text, self.capabilities.max_body)
+        ids = await self._post_chain(parts, tweet_id.strip())
+        return SendResult(provider_message_id=ids[0], extra_ids=tuple(ids[1:]))
 
     async def send_dm(self, participant_id: str, text: str) -> SendResult:
         """Send a direct message to the user `participant_id`; the result is the DM event id."""

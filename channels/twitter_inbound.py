@@ -1,7 +1,9 @@
 """X inbound payloads (pure): mention pages and DM event pages become `InboundMessage`s.
 
 Shapes: developer.x.com API v2 "GET /2/users/:id/mentions" and "GET /2/dm_events". Ids are
-snowflakes (numeric strings, increasing with time), so cursors compare as integers.
+snowflakes (numeric strings, increasing with time), so cursors compare as integers. The
+conversation key is the customer's user id, for mentions and DMs alike: the inbox keeps one
+conversation per customer per channel, and a DM answer needs that id as its recipient.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def parse_mentions(payload: Mapping[str, Any], *, me_id: str = "") -> list[Inbou
     found: list[InboundMessage] = []
     for tweet in data_list(payload):
         tweet_id = _required(tweet, "id")
-        author_id = str(tweet.get("author_id") or "")
+        author_id = _required(tweet, "author_id")
         if me_id and author_id == me_id:
             continue
         user = users.get(author_id, {})
@@ -49,7 +51,7 @@ def parse_mentions(payload: Mapping[str, Any], *, me_id: str = "") -> list[Inbou
             InboundMessage(
                 channel="twitter",
                 external_id=f"tweet:{tweet_id}",
-                conversation_key=str(tweet.get("conversation_id") or tweet_id),
+                conversation_key=author_id,
                 customer_handle=_handle(user, author_id),
                 text=html.unescape(_required(tweet, "text")),  # v2 escapes &, < and > in tweet text
                 received_at=_created_at(tweet, tweet_id),
@@ -71,15 +73,17 @@ def parse_dm_events(payload: Mapping[str, Any], me_id: str) -> list[InboundMessa
     found: list[InboundMessage] = []
     for event in data_list(payload):
         event_id = _required(event, "id")
-        sender_id = str(event.get("sender_id") or "")
-        if event.get("event_type", "MessageCreate") != "MessageCreate" or sender_id == me_id:
+        if event.get("event_type", "MessageCreate") != "MessageCreate":
+            continue
+        sender_id = _required(event, "sender_id")
+        if sender_id == me_id:
             continue
         user = users.get(sender_id, {})
         found.append(
             InboundMessage(
                 channel="twitter",
                 external_id=f"dm:{event_id}",
-                conversation_key=str(event.get("dm_conversation_id") or sender_id),
+                conversation_key=sender_id,
                 customer_handle=_handle(user, sender_id),
                 text=html.unescape(_required(event, "text")),
                 received_at=_created_at(event, event_id),
@@ -108,7 +112,7 @@ def _users(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _required(item: Mapping[str, Any], key: str) -> str:
     value = item.get(key)
-    if not isinstance(value, str) or (key == "id" and not value.isdigit()):
+    if not isinstance(value, str) or (key.endswith("id") and not value.isdigit()):
         raise ValueError(f"X payload: an item has no valid {key!r}")
     return value
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +15,19 @@ from pydantic import SecretStr
 
 from broadcaster.config import EmailSettings
 from broadcaster.message import RenderedMessage
-from channels.base import RateLimited, Rejected, Target, Unauthorized, Unavailable
+from channels.base import (
+    InboundMessage,
+    RateLimited,
+    Rejected,
+    Reply,
+    Replying,
+    Target,
+    Unauthorized,
+    Unavailable,
+)
 from channels.email import EmailChannel
+from channels.email_message import build_reply, message_id_for, reply_subject, thread_references
+from channels.email_parse import parse_reply
 from tests.peers.smtp import SmtpPeer, free_port
 
 PASSWORD = "s3cret-Pa55word"
@@ -293,3 +307,159 @@ def test_repr_hides_the_password_and_inbound_is_not_built_yet() -> None:
     assert "bot" in repr(channel)
     assert channel.parse_inbound(b"anything", {}) == []
     assert channel.name == "email" and channel.capabilities.max_title == 78
+
+
+# ----- answers to customers ----------------------------------------------------------------------
+
+REPLY_DOMAIN = "reply.shop.example"
+CUSTOMER_REPLY = (Path(__file__).parent.parent / "payloads" / "email" / "gmail_reply_fr.eml").read_bytes()
+CUSTOMER_ADDRESS = "reply+42.3f9c2a7b1d4e8f60@reply.shop.example"
+
+
+def answer(text: str, locale: str = "fr") -> RenderedMessage:
+    return RenderedMessage(channel="email", locale=locale, kind="reply", parts=(text,))
+
+
+def to_customer(message: InboundMessage) -> Reply:
+    """The Reply the inbox builds from a customer's e-mail (broadcaster/answers.py)."""
+    return Reply(
+        conversation_key=message.conversation_key,
+        customer_handle=message.customer_handle,
+        in_reply_to=message.external_id,
+        locale="fr",
+        subject=str(message.raw["subject"]),
+        references=str(message.raw["references"]),
+        reply_token=f"{message.raw['update_id']}.{message.raw['token']}",
+    )
+
+
+def customer_message() -> InboundMessage:
+    [message] = parse_reply(CUSTOMER_REPLY, [CUSTOMER_ADDRESS], REPLY_DOMAIN, mail_from="marie@gmail.example")
+    return message
+
+
+async def test_answer_is_threaded_under_the_customer_message(peer: SmtpPeer, channel: EmailChannel) -> None:
+    customer = customer_message()
+    text = "Bonjour Marie,\n\n<b>Fish & chips</b> &amp; double débit : remboursé ce soir."
+
+    result = await channel.reply(answer(text), to_customer(customer), idempotency_key="m:1")
+
+    assert peer.wait_for(1, WAIT)
+    sender, recipients, msg = peer.messages[0]
+    assert (sender, recipients) == ("status@shop.example", ["marie.dupont@gmail.example"])
+    assert msg["To"] == "marie.dupont@gmail.example"
+    assert msg["Subject"] == "Re: Incident en cours : paiement indisponible"  # the customer's had "Re:"
+    assert msg["In-Reply-To"] == "<CAF3x9Hq2v+Yk1pLr0aQ7mZ5nT8e@mail.gmail.example>"
+    assert msg["References"].split() == [
+        "<d3ba6af79536684dc306ef9d9932bcc4@shop.example>",
+        "<6192fefbc4104cdfb76009a9ae63958b@shop.example>",
+        "<CAF3x9Hq2v+Yk1pLr0aQ7mZ5nT8e@mail.gmail.example>",
+    ]
+    assert msg["Reply-To"] == CUSTOMER_ADDRESS
+    assert msg["From"] == "Ma Boutique <status@shop.example>"
+    assert (msg.get_content_type(), msg.get_content_charset()) == ("text/plain", "utf-8")
+    body: str = msg.get_content()
+    assert body.replace("\r\n", "\n").rstrip("\n") == text  # the parser keeps the wire's CRLF
+    assert not any(part.defects for part in msg.walk())
+    assert result.provider_message_id == msg["Message-ID"] == message_id_for("m:1", "status@shop.example")
+    assert isinstance(channel, Replying)
+
+
+async def test_answer_id_is_the_external_id_the_inbox_would_file(
+    peer: SmtpPeer, channel: EmailChannel
+) -> None:
+    result = await channel.reply(answer("Bonjour"), to_customer(customer_message()), idempotency_key="m:2")
+
+    assert peer.wait_for(1, WAIT)
+    received = peer.messages[0][2]
+    # Our answer coming back to a reply address (a Bcc, a forward loop) is recognised as ours.
+    [echo] = parse_reply(
+        received.as_bytes(), [CUSTOMER_ADDRESS], REPLY_DOMAIN, mail_from="status@shop.example"
+    )
+    assert echo.external_id == result.provider_message_id
+
+
+async def test_customer_answering_our_answer_stays_in_the_conversation(
+    peer: SmtpPeer, channel: EmailChannel
+) -> None:
+    first = customer_message()
+    result = await channel.reply(answer("Remboursé ce soir."), to_customer(first), idempotency_key="m:3")
+    assert peer.wait_for(1, WAIT)
+    ours = peer.messages[0][2]
+
+    # What the customer's mail client sends when they press "Reply" (RFC 5322 §3.6.4).
+    again = EmailMessage(policy=policy.SMTP)
+    again["From"] = "Marie Dupont <marie.dupont@gmail.example>"
+    again["To"] = ours["Reply-To"]
+    again["Subject"] = "Re: " + ours["Subject"]
+    again["Message-ID"] = "<CAF3x9Hq2v+second@mail.gmail.example>"
+    again["In-Reply-To"] = ours["Message-ID"]
+    again["References"] = f"{ours['References']} {ours['Message-ID']}"
+    again.set_content("Merci beaucoup !\n\nLe 12 nov. 2026, Ma Boutique a écrit :\n> Remboursé ce soir.\n")
+    [second] = parse_reply(
+        again.as_bytes(), [str(ours["Reply-To"])], REPLY_DOMAIN, mail_from="marie@gmail.example"
+    )
+
+    assert second.conversation_key == first.conversation_key
+    assert second.reply_to == result.provider_message_id
+    assert second.text == "Merci beaucoup !"
+    follow_up = to_customer(second)
+    assert reply_subject(follow_up.subject, "fr") == "Re: Incident en cours : paiement indisponible"
+    assert thread_references(follow_up.references, follow_up.in_reply_to)[-2:] == [
+        result.provider_message_id,
+        "<CAF3x9Hq2v+second@mail.gmail.example>",
+    ]
+
+
+async def test_refused_mailbox_is_rejected_and_bad_handle_never_sent(
+    peer: SmtpPeer, channel: EmailChannel
+) -> None:
+    peer.reject("marie.dupont@gmail.example")
+    with pytest.raises(Rejected, match="^550 "):
+        await channel.reply(answer("Bonjour"), to_customer(customer_message()), idempotency_key="m:4")
+    peer.fail_next(1, code=451)
+    with pytest.raises(Unavailable, match="^451 "):
+        await channel.reply(
+            answer("Bonjour"), Reply("t", "other@example.org", "<a@b>"), idempotency_key="m:5"
+        )
+    connections = peer.connections
+    for handle in ("@camille_dupont", "", "two words@example.org"):
+        with pytest.raises(Rejected, match="customer_handle"):
+            await channel.reply(answer("Bonjour"), Reply("t", handle, "<a@b>"), idempotency_key="m:6")
+    assert peer.connections == connections and peer.messages == []
+
+
+@pytest.mark.parametrize(
+    ("subject", "locale", "expected"),
+    [
+        ("Paiement refusé", "fr", "Re: Paiement refusé"),
+        ("Re: Re: Paiement refusé", "fr", "Re: Paiement refusé"),
+        ("RE : TR: Paiement\n refusé", "fr", "Re: TR: Paiement refusé"),
+        ("re[2]: Order", "en", "Re: Order"),
+        ("Remboursement", "fr", "Re: Remboursement"),
+        ("", "fr_CA", "Re: Votre message"),
+        ("  Re:  ", "en-GB", "Re: Your message"),
+        ("", "de", "Re: Votre message"),
+    ],
+)
+def test_reply_subject(subject: str, locale: str, expected: str) -> None:
+    assert reply_subject(subject, locale) == expected
+
+
+def test_reply_headers_stay_valid_whatever_the_ids() -> None:
+    references = " ".join(f"<id{i}@mail.example>" for i in range(40)) + " <bad id> <évil@x> garbage"
+    to = Reply("tok", "a@b.example", "sha256:" + "0" * 64, references=references, subject="Où ?")
+    email = build_reply(
+        answer("Bonjour"), to, idempotency_key="k", from_address="status@shop.example", reply_domain=""
+    )
+    parsed = message_from_bytes(email.as_bytes(), policy=policy.default)
+
+    assert "In-Reply-To" not in parsed  # the customer's message had no Message-ID to name
+    assert "Reply-To" not in parsed
+    kept = str(parsed["References"]).split()
+    assert len(kept) == 20 and kept[0] == "<id0@mail.example>" and kept[-1] == "<id39@mail.example>"
+    assert str(parsed["Subject"]) == "Re: Où ?"
+    assert all(len(line) <= 998 for line in email.as_bytes().split(b"\r\n"))
+    several = Reply("tok", "a@b.example", "<c@x>#0123456789abcdef")  # one e-mail, two conversations
+    email = build_reply(answer("Bonjour"), several, idempotency_key="k", from_address="status@shop.example")
+    assert (email["In-Reply-To"], email["References"]) == ("<c@x>", "<c@x>")

@@ -16,7 +16,17 @@ from pydantic import SecretStr
 
 from broadcaster.config import FacebookSettings
 from broadcaster.message import RenderedMessage
-from channels.base import DeliveryError, RateLimited, Rejected, Target, Unauthorized, Unavailable
+from channels.base import (
+    DeliveryError,
+    InboundMessage,
+    RateLimited,
+    Rejected,
+    Reply,
+    Replying,
+    Target,
+    Unauthorized,
+    Unavailable,
+)
 from channels.facebook import FacebookChannel
 from channels.facebook_webhook import parse_events, signature_is_valid, verify_subscription
 from tests.peers.graph_api import GraphApiPeer
@@ -44,6 +54,15 @@ def settings_for(base_url: str, token: str | None = TOKEN, **overrides: Any) -> 
 
 def rendered(text: str) -> RenderedMessage:
     return RenderedMessage(channel="facebook", locale="fr", kind="update", parts=(text,))
+
+
+def answer(text: str) -> RenderedMessage:
+    return RenderedMessage(channel="facebook", locale="fr", kind="reply", parts=(text,))
+
+
+def to_customer(message: InboundMessage) -> Reply:
+    """Where the inbox answers a customer message parsed from a webhook."""
+    return Reply(message.conversation_key, message.customer_handle, message.external_id)
 
 
 def page(thread_ref: str = "") -> Target:
@@ -288,6 +307,71 @@ async def test_messenger_outside_window_is_rejected_clearly(
     assert peer.messages == []
 
 
+async def test_answer_to_a_comment_replies_in_its_thread(
+    peer: GraphApiPeer, channel: FacebookChannel
+) -> None:
+    [customer] = parse_events((PAYLOADS / "comment.json").read_bytes())
+    comment_id = customer.external_id.removeprefix("comment:")
+    peer.add_object(comment_id)
+    text = "Bonjour Amélie,\n<b>oui</b> & votre commande est partie."
+
+    result = await channel.reply(answer(text), to_customer(customer), idempotency_key="m:1")
+
+    [reply] = peer.comments
+    assert (reply["parent"], reply["message"]) == (comment_id, text)
+    assert result.provider_message_id == f"comment:{reply['id']}"  # as a webhook would name it
+    assert isinstance(channel, Replying)
+
+
+async def test_answer_in_messenger_goes_to_the_sender(peer: GraphApiPeer, channel: FacebookChannel) -> None:
+    [customer] = parse_events((PAYLOADS / "messenger.json").read_bytes())
+    text = "Le panier <vide> & la carte : c'est réparé."
+
+    result = await channel.reply(answer(text), to_customer(customer), idempotency_key="m:2")
+
+    [sent] = peer.messages
+    assert (sent["psid"], sent["text"], sent["messaging_type"]) == ("7012345678901234", text, "RESPONSE")
+    assert result.provider_message_id == f"mid:{sent['mid']}" and result.extra_ids == ()
+
+
+async def test_long_messenger_answer_is_split_in_order(peer: GraphApiPeer, channel: FacebookChannel) -> None:
+    [customer] = parse_events((PAYLOADS / "messenger.json").read_bytes())
+    lines = [f"Étape {i} : " + " ".join(["vérifier<&>"] * 30) for i in range(15)]
+    text = "\n".join(lines)
+    assert len(text) > 2 * 2000
+
+    result = await channel.reply(answer(text), to_customer(customer), idempotency_key="m:3")
+
+    assert len(peer.messages) == 3
+    assert all(len(m["text"]) <= 2000 for m in peer.messages)
+    assert "\n".join(m["text"] for m in peer.messages) == text  # cut between lines, nothing lost
+    assert result.provider_message_id == f"mid:{peer.messages[0]['mid']}"
+    assert result.extra_ids == tuple(f"mid:{m['mid']}" for m in peer.messages[1:])
+
+
+async def test_answers_refused_by_meta_are_rejected(peer: GraphApiPeer, channel: FacebookChannel) -> None:
+    [messenger] = parse_events((PAYLOADS / "messenger.json").read_bytes())
+    peer.outside_window(messenger.conversation_key)
+    with pytest.raises(Rejected, match="24 h"):
+        await channel.reply(answer("Bonjour"), to_customer(messenger), idempotency_key="m:4")
+    [comment] = parse_events((PAYLOADS / "comment.json").read_bytes())  # deleted by its author
+    with pytest.raises(Rejected, match="not found"):
+        await channel.reply(answer("Bonjour"), to_customer(comment), idempotency_key="m:5")
+    assert peer.messages == [] and peer.comments == []
+
+
+@pytest.mark.parametrize("reference", ["tweet:1", "comment:", "m_AbC", ""])
+async def test_answer_with_a_bad_reference_is_rejected_without_a_call(
+    peer: GraphApiPeer, channel: FacebookChannel, reference: str
+) -> None:
+    with pytest.raises(Rejected) as caught:
+        await channel.reply(
+            answer("Bonjour"), Reply("7012345678901234", "7012345678901234", reference), idempotency_key="m:6"
+        )
+    assert repr(reference) in caught.value.reason
+    assert peer.requests == []
+
+
 # ----- check ---------------------------------------------------------------------------------------
 
 
@@ -352,7 +436,7 @@ def test_parse_comment() -> None:
 
     assert comment.channel == "facebook"
     assert comment.external_id == "comment:998877665544332_1122334455667788"
-    assert comment.conversation_key == "104512345678901_998877665544332"
+    assert comment.conversation_key == "6543210987654321"  # the commenter: one conversation per customer
     assert comment.reply_to == "104512345678901_998877665544332"
     assert (comment.customer_handle, comment.customer_name) == ("6543210987654321", "Amélie Durand")
     assert comment.text.startswith("Toujours impossible de payer par carte")

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from broadcaster.config import TelegramSettings
 from broadcaster.message import RenderedMessage
-from channels.base import RateLimited, Rejected, Target, Unauthorized, Unavailable
+from channels.base import RateLimited, Rejected, Reply, Replying, Target, Unauthorized, Unavailable
 from channels.telegram import TelegramChannel, _ChatPacer
 from tests.peers.telegram import TelegramPeer
 
@@ -35,6 +35,17 @@ def settings_for(base_url: str, token: str | None = TOKEN, interval: float = 0.0
 
 def rendered(*parts: str) -> RenderedMessage:
     return RenderedMessage(channel="telegram", locale="fr", kind="update", parts=parts)
+
+
+def answer(text: str) -> RenderedMessage:
+    return RenderedMessage(channel="telegram", locale="fr", kind="reply", parts=(text,))
+
+
+def to_customer(chat: int, message_id: int) -> Reply:
+    """Where the inbox answers a customer message parsed from a webhook (see parse_inbound)."""
+    return Reply(
+        conversation_key=str(chat), customer_handle="amelie_durand", in_reply_to=f"{chat}:{message_id}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +232,106 @@ async def test_check_bad_token(peer: TelegramPeer) -> None:
         await tg.aclose()
     assert not result.ok
     assert result.detail == "Telegram refused the token: set channels.telegram.token"
+
+
+# ----- answers to customers ----------------------------------------------------------------------
+
+
+async def test_answer_quotes_the_customer_in_plain_text(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    asked = peer.add_customer_message(5512873340)
+    text = "Bonjour Amélie,\n<b>Fish & chips</b> &amp; 3 < 5 : votre commande est partie."
+
+    result = await channel.reply(answer(text), to_customer(5512873340, asked), idempotency_key="m:1")
+
+    [sent] = peer.messages
+    assert (sent["chat_id"], sent["text"], sent["parse_mode"]) == ("5512873340", text, None)
+    assert sent["reply_to_message_id"] == asked
+    assert sent["reply_parameters"] == {"message_id": asked, "allow_sending_without_reply": True}
+    assert result.provider_message_id == f"5512873340:{sent['message_id']}"
+    assert result.extra_ids == ()
+    assert isinstance(channel, Replying)
+
+
+async def test_answer_id_has_the_inbound_external_id_form(channel: TelegramChannel) -> None:
+    update = json.loads((PAYLOADS / "message.json").read_bytes())
+    [customer] = channel.parse_inbound(json.dumps(update).encode(), {})
+    to = Reply(customer.conversation_key, customer.customer_handle, customer.external_id)
+
+    result = await channel.reply(answer("Bonjour Amélie"), to, idempotency_key="m:2")
+
+    # Our answer, seen again in an update (a group, an edit), is the external id we were given.
+    message_id = int(result.provider_message_id.partition(":")[2])
+    echoed = {**update, "message": {**update["message"], "message_id": message_id}}
+    assert result.provider_message_id == channel.parse_inbound(json.dumps(echoed).encode(), {})[0].external_id
+    assert result.provider_message_id.startswith(f"{customer.conversation_key}:")
+
+
+async def test_long_answer_is_split_in_order_and_only_the_first_part_quotes(
+    peer: TelegramPeer, channel: TelegramChannel
+) -> None:
+    asked = peer.add_customer_message(42)
+    paragraphs = [f"Paragraphe {i} : " + " ".join(["détail<&>"] * 60) for i in range(20)]
+    text = "\n\n".join(paragraphs)
+    assert len(text) > 3 * 4096
+
+    result = await channel.reply(answer(text), to_customer(42, asked), idempotency_key="m:3")
+
+    sent = [m for m in peer.messages if m["chat_id"] == "42"]
+    assert len(sent) == 4
+    assert all(len(m["text"]) <= 4096 and m["parse_mode"] is None for m in sent)
+    assert "\n\n".join(m["text"] for m in sent) == text  # cut between paragraphs, nothing lost
+    assert [m["reply_to_message_id"] for m in sent] == [asked, None, None, None]
+    assert result.provider_message_id == f"42:{sent[0]['message_id']}"
+    assert result.extra_ids == tuple(f"42:{m['message_id']}" for m in sent[1:])
+
+
+async def test_answer_to_a_deleted_message_is_sent_without_quote(
+    peer: TelegramPeer, channel: TelegramChannel
+) -> None:
+    result = await channel.reply(answer("Bonjour"), to_customer(77, 12), idempotency_key="m:4")
+
+    [sent] = peer.messages
+    assert sent["reply_to_message_id"] is None and sent["text"] == "Bonjour"
+    assert result.provider_message_id == "77:1"
+
+
+async def test_answer_to_a_customer_who_blocked_the_bot_is_rejected(
+    peer: TelegramPeer, channel: TelegramChannel
+) -> None:
+    asked = peer.add_customer_message(777)
+    peer.block(777)
+    with pytest.raises(Rejected, match="blocked"):
+        await channel.reply(answer("Bonjour"), to_customer(777, asked), idempotency_key="m:5")
+
+
+async def test_answer_flood_control_is_rate_limited(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    peer.rate_limit_next(1, retry_after=7)
+    with pytest.raises(RateLimited) as caught:
+        await channel.reply(answer("Bonjour"), to_customer(5, 1), idempotency_key="m:6")
+    assert caught.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("to", "needle"),
+    [
+        (Reply("42", "amelie", "tweet:123"), "tweet:123"),
+        (Reply("42", "amelie", ""), "<chat_id>:<message_id>"),
+        (Reply("42", "amelie", "43:7"), "not in chat 42"),
+        (Reply("", "amelie", "42:7"), "conversation_key"),
+    ],
+)
+async def test_answer_with_a_bad_reference_is_rejected_without_a_call(
+    peer: TelegramPeer, channel: TelegramChannel, to: Reply, needle: str
+) -> None:
+    with pytest.raises(Rejected, match=needle):
+        await channel.reply(answer("Bonjour"), to, idempotency_key="m:7")
+    assert peer.requests == 0
+
+
+async def test_empty_answer_is_rejected(peer: TelegramPeer, channel: TelegramChannel) -> None:
+    with pytest.raises(Rejected, match="empty"):
+        await channel.reply(answer(" \n "), to_customer(42, 1), idempotency_key="m:8")
+    assert peer.requests == 0
 
 
 def test_peer_accepts_json_bodies_and_counts_requests(peer: TelegramPeer) -> None:

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from broadcaster.config import TwitterSettings
 from broadcaster.message import RenderedMessage
-from channels.base import Channel, RateLimited, Rejected, Target, Unauthorized, Unavailable
+from channels.base import Channel, RateLimited, Rejected, Reply, Replying, Target, Unauthorized, Unavailable
 from channels.twitter import TwitterChannel, parse_dm_events, parse_mentions
 from channels.twitter_transport import PostBudget
 from tests.peers.x_api import XApiPeer
@@ -51,6 +51,10 @@ def settings_for(peer: XApiPeer, *, ca_file: str | None = None, **overrides: Any
 
 def rendered(*parts: str) -> RenderedMessage:
     return RenderedMessage(channel="twitter", locale="fr", kind="update", parts=parts)
+
+
+def answer(text: str) -> RenderedMessage:
+    return RenderedMessage(channel="twitter", locale="fr", kind="reply", parts=(text,))
 
 
 def payload(name: str) -> dict[str, Any]:
@@ -340,6 +344,88 @@ async def test_reply_to_tweet_and_send_dm_reach_x(peer: XApiPeer, channel: Twitt
         await channel.send_dm("@camille_dupont", "Bonjour")
 
 
+async def test_answer_to_a_mention_is_a_public_reply_with_the_inbound_id_form(
+    peer: XApiPeer, channel: TwitterChannel
+) -> None:
+    peer.add_mention("@maison_exemple mon panier <vide> & ma commande ?", username="camille_dupont")
+    [customer], _ = await channel.poll_mentions("")
+    to = Reply(customer.conversation_key, customer.customer_handle, customer.external_id)
+
+    result = await channel.reply(
+        answer("Votre panier <b>&</b> votre commande sont gardés."), to, idempotency_key="m:1"
+    )
+
+    [posted] = peer.tweets
+    assert posted["text"] == "Votre panier <b>&</b> votre commande sont gardés."
+    assert f"tweet:{posted['in_reply_to']}" == customer.external_id
+    assert result.provider_message_id == f"tweet:{posted['id']}" and result.extra_ids == ()
+    assert isinstance(channel, Replying)
+
+
+async def test_long_answer_to_a_mention_is_a_numbered_reply_chain(
+    peer: XApiPeer, channel: TwitterChannel
+) -> None:
+    mention = peer.add_mention("@maison_exemple que se passe-t-il ?")
+    sentences = [
+        f"Point {i} : le paiement par carte reste perturbé chez notre prestataire." for i in range(12)
+    ]
+    to = Reply(mention["author_id"], "@client_fr", f"tweet:{mention['id']}")
+
+    result = await channel.reply(answer(" ".join(sentences)), to, idempotency_key="m:2")
+
+    chain = peer.tweets
+    assert len(chain) >= 3
+    assert [t["in_reply_to"] for t in chain] == [mention["id"]] + [t["id"] for t in chain[:-1]]
+    assert [t["text"].rsplit(" ", 1)[1] for t in chain] == [
+        f"{i}/{len(chain)}" for i in range(1, len(chain) + 1)
+    ]
+    assert " ".join(t["text"].rsplit(" ", 1)[0] for t in chain) == " ".join(sentences)
+    assert result.provider_message_id == f"tweet:{chain[0]['id']}"
+    assert result.extra_ids == tuple(f"tweet:{t['id']}" for t in chain[1:])
+
+
+async def test_answer_to_a_dm_goes_to_the_sender_with_the_inbound_id_form(
+    peer: XApiPeer, channel: TwitterChannel
+) -> None:
+    peer.add_dm("Débitée deux fois ?", username="camille_dupont")
+    [customer], _ = await channel.poll_dms("")
+    to = Reply(customer.conversation_key, customer.customer_handle, customer.external_id)
+
+    result = await channel.reply(answer("Non : <b>un seul</b> débit & remboursé."), to, idempotency_key="m:3")
+
+    [sent] = peer.dms
+    assert (sent["participant_id"], sent["text"]) == (
+        customer.conversation_key,
+        "Non : <b>un seul</b> débit & remboursé.",
+    )
+    assert result.provider_message_id == f"dm:{sent['id']}"
+    _, cursor = await channel.poll_dms("")  # X lists our answer among the DM events, by that id
+    assert f"dm:{cursor}" == result.provider_message_id
+
+
+@pytest.mark.parametrize("reference", ["comment:1", "tweet:", "dm:abc", "123", ""])
+async def test_answer_with_a_bad_reference_is_rejected_without_a_call(
+    peer: XApiPeer, channel: TwitterChannel, reference: str
+) -> None:
+    with pytest.raises(Rejected) as caught:
+        await channel.reply(answer("Bonjour"), Reply("42", "@client_fr", reference), idempotency_key="m:4")
+    assert repr(reference) in caught.value.reason
+    assert peer.requests == []
+
+
+async def test_answer_refused_by_x_maps_like_send(peer: XApiPeer, channel: TwitterChannel) -> None:
+    to = Reply("42", "@client_fr", "tweet:2121588456944567049")  # deleted, or never visible to us
+    with pytest.raises(Rejected, match="deleted or is not visible"):
+        await channel.reply(answer("Bonjour"), to, idempotency_key="m:5")
+    customer = peer.add_user("camille_dupont")
+    peer.rate_limit_next(1, reset_at=int(NOW) + 30)
+    with pytest.raises(RateLimited) as caught:
+        await channel.reply(
+            answer("Bonjour"), Reply(customer, "@camille_dupont", "dm:1"), idempotency_key="m:6"
+        )
+    assert caught.value.retry_after == 30.0
+
+
 # ----- polling ---------------------------------------------------------------------------------
 
 
@@ -366,7 +452,7 @@ async def test_poll_mentions_returns_only_new_ones(peer: XApiPeer, channel: Twit
     french = first[0]
     assert french.external_id == f"tweet:{asked['id']}"
     assert (french.customer_handle, french.customer_name) == ("@camille_dupont", "Camille Dupont")
-    assert french.conversation_key == post.provider_message_id
+    assert french.conversation_key == asked["author_id"]  # one conversation per customer
     assert french.reply_to == post.provider_message_id
     assert (french.language, french.channel) == ("fr", "twitter")
     assert french.received_at == datetime(2026, 11, 14, 13, 2, 5, tzinfo=UTC)
@@ -402,7 +488,7 @@ async def test_poll_dms_skips_our_own(peer: XApiPeer, channel: TwitterChannel) -
     assert message.external_id == f"dm:{incoming['id']}"
     assert message.text == "Bonjour, ma commande a été débitée deux fois ?"
     assert message.customer_handle == "@camille_dupont"
-    assert message.conversation_key == incoming["dm_conversation_id"]
+    assert message.conversation_key == customer  # the sender: what a DM answer is sent to
     assert cursor == ours.provider_message_id  # our own reply moves the cursor
 
     later = peer.add_dm("C'est bon, merci !", username="camille_dupont")
@@ -457,14 +543,14 @@ def test_parse_recorded_mentions() -> None:
     newest, older = parse_mentions(data)
 
     assert older.external_id == "tweet:2121589484549050514"
-    assert older.conversation_key == "2121588456944567049"
+    assert older.conversation_key == "1452183629364871170"  # the author
     assert older.reply_to == "2121588456944567049"
     assert (older.customer_handle, older.customer_name) == ("@camille_dupont", "Camille Dupont")
     assert "livraison offerte & le code promo" in older.text
     assert older.received_at == datetime(2026, 11, 14, 13, 2, 5, tzinfo=UTC)
     assert older.language == "fr" and older.raw == data["data"][1]
     assert newest.text == "@maison_exemple is your site down? checkout keeps spinning >_<"
-    assert (newest.reply_to, newest.conversation_key) == ("", "2121590893835202617")
+    assert (newest.reply_to, newest.conversation_key) == ("", "98765432")
     assert parse_mentions(data, me_id="98765432") == [older]
 
 
@@ -472,7 +558,7 @@ def test_parse_recorded_dm_events_skips_ours() -> None:
     [message] = parse_dm_events(payload("dm_events.json"), me_id="1266712367203315712")
 
     assert message.external_id == "dm:2121592105989046371"
-    assert message.conversation_key == "1266712367203315712-1452183629364871170"
+    assert message.conversation_key == "1452183629364871170"  # the sender, not the DM conversation
     assert message.customer_handle == "@camille_dupont"
     assert message.received_at == datetime(2026, 11, 14, 13, 12, 30, tzinfo=UTC)
     assert message.text.startswith("Bonjour, ma commande n°10482")
@@ -485,9 +571,16 @@ def test_created_at_falls_back_to_the_snowflake_time() -> None:
 
 
 def test_malformed_payloads_raise_value_error() -> None:
-    for bad in ({"data": {"id": "1"}}, {"data": [{"id": "abc", "text": "x"}]}, {"data": [{"id": "1"}]}):
+    for bad in (
+        {"data": {"id": "1"}},
+        {"data": [{"id": "abc", "author_id": "2", "text": "x"}]},
+        {"data": [{"id": "1", "author_id": "2"}]},
+        {"data": [{"id": "1", "text": "x"}]},
+    ):
         with pytest.raises(ValueError):
             parse_mentions(bad)
+    with pytest.raises(ValueError, match="sender_id"):
+        parse_dm_events({"data": [{"id": "1", "event_type": "MessageCreate", "text": "x"}]}, me_id="9")
     assert parse_mentions({"meta": {"result_count": 0}}) == []
 
 

@@ -34,6 +34,7 @@ _EXPIRED = (
     "Error validating access token: Session has expired on Friday, 20-Nov-26 04:00:00 PST. "
     "The current time is Friday, 20-Nov-26 05:12:41 PST."
 )
+_MESSENGER_MAX_TEXT = 2000  # Send API reference: message.text "has a 2000 character limit"
 _RATE_MESSAGES = {
     4: "(#4) Application request limit reached",
     17: "(#17) User request limit reached",
@@ -275,6 +276,11 @@ class GraphApiPeer(ServedPeer):
             )
         if not isinstance(text, str) or not text:
             return _error(400, 100, "(#100) Must send either message or sender action", "OAuthException")
+        if len(text) > _MESSENGER_MAX_TEXT:
+            message = (
+                f"(#100) Length of param message[text] must be less than or equal to {_MESSENGER_MAX_TEXT}"
+            )
+            return _error(400, 100, message, "OAuthException")
         with self._cond:
             if psid in self._closed_windows:
                 return _error(

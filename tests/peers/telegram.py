@@ -3,6 +3,8 @@
 It parses what python-telegram-bot really sends (form-encoded fields, JSON inside some of them),
 answers with the Bot API's real response shapes, and injects the faults a channel must survive:
 429 with `retry_after`, a bot blocked by a user, an unknown chat, a bad token, a gateway down.
+It enforces the 4096-character limit and knows which messages exist, so a reply to a message
+that is not there fails as Telegram's does (unless `allow_sending_without_reply`).
 
 >>> with TelegramPeer() as peer:
 ...     settings = TelegramSettings(token="123:TEST", base_url=peer.base_url)
@@ -36,6 +38,8 @@ _JSON_FIELDS = frozenset({"link_preview_options", "reply_parameters", "reply_mar
 _HTML_TAGS = "b|strong|i|em|u|ins|s|strike|del|a|code|pre|tg-spoiler|span|blockquote|tg-emoji"
 _HTML_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?:\s[^<>]*)?>")
 _HTML_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+_MAX_TEXT = 4096  # https://core.telegram.org/bots/api#sendmessage, after entities parsing
+_MAX_LONG_POLL = 10.0  # seconds a getUpdates may wait here, whatever its timeout (bounded tests)
 _BAD_GATEWAY = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>nginx</body>\r\n</html>\r\n"
 
 
@@ -60,7 +64,10 @@ class TelegramPeer(ServedPeer):
     """A Bot API on 127.0.0.1; give `peer.base_url` to `TelegramSettings.base_url`.
 
     Faults: `latency`, `rate_limit_next(n)`, `block(chat_id)`, `known_chats`, `down`.
-    Records: `messages`, `requests`, `wait_for(count, timeout)`.
+    Seeds: `add_customer_message(chat_id)`. Records: `messages` (with `reply_to_message_id`,
+    the message actually quoted), `requests`, `wait_for(count, timeout)`.
+    Long polling: `queue_message(chat_id, text)` feeds getUpdates; `webhook_url` (setWebhook)
+    makes it answer 409; `get_updates_calls` records its parameters.
     """
 
     def __init__(
@@ -84,7 +91,13 @@ class TelegramPeer(ServedPeer):
         self._rate_limited = 0
         self._retry_after = 3
         self._next_id: dict[str, itertools.count[int]] = {}
+        self._existing: set[tuple[str, int]] = set()  # (chat, message id) of every message in a chat
         self._channel_ids: dict[str, int] = {}
+        # Long polling: updates waiting for getUpdates, and the webhook that makes it answer 409.
+        self.webhook_url = ""  # set by setWebhook, emptied by deleteWebhook
+        self.get_updates_calls: list[dict[str, Any]] = []  # the parameters of each getUpdates
+        self._updates: list[dict[str, Any]] = []
+        self._next_update_id = itertools.count(1)
         app = Starlette(routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])])
         self._server = ServerThread(app, "telegram-peer")
         self.port = self._server.port
@@ -103,6 +116,10 @@ class TelegramPeer(ServedPeer):
             self._blocked.clear()
             self._rate_limited = 0
             self._next_id.clear()
+            self._existing.clear()
+            self.webhook_url = ""
+            self.get_updates_calls.clear()
+            self._updates.clear()
 
     def rate_limit_next(self, n: int, retry_after: int = 3) -> None:
         """Answer the next `n` sendMessage calls with 429 and `retry_after` seconds."""
@@ -115,6 +132,11 @@ class TelegramPeer(ServedPeer):
         with self._cond:
             self._blocked.add(str(chat_id))
 
+    def add_customer_message(self, chat_id: int | str) -> int:
+        """A customer writes in `chat_id` (the bot may now quote it); returns the message id."""
+        with self._cond:
+            return self._new_message_id(str(chat_id))
+
     def wait_for(self, count: int, timeout: float) -> bool:
         """Wait until at least `count` messages were accepted; False after `timeout` seconds."""
         with self._cond:
@@ -124,6 +146,27 @@ class TelegramPeer(ServedPeer):
         """Texts accepted for one chat, in arrival order."""
         with self._cond:
             return [m["text"] for m in self.messages if m["chat_id"] == str(chat_id)]
+
+    def queue_message(self, chat_id: int, text: str, *, kind: str = "message", **sender: Any) -> int:
+        """A customer writes `text` to the bot in `chat_id`: getUpdates returns it. Returns its update_id.
+
+        `kind` "edited_message" makes it an edit; `sender` overrides fields of its `from` user.
+        """
+        with self._cond:
+            now = int(time.time())
+            message: dict[str, Any] = {
+                "message_id": self._new_message_id(str(chat_id)),
+                "from": {"id": abs(chat_id), "is_bot": False, "first_name": "Client", **sender},
+                "chat": self._chat(str(chat_id)),
+                "date": now,
+                "text": text,
+            }
+            if kind == "edited_message":
+                message["edit_date"] = now
+            update_id = next(self._next_update_id)
+            self._updates.append({"update_id": update_id, kind: message})
+            self._cond.notify_all()
+            return update_id
 
     # ----- HTTP ------------------------------------------------------------------------------
 
@@ -143,11 +186,58 @@ class TelegramPeer(ServedPeer):
             return _error(400, f"Bad Request: {exc}")
         if method == "getme":
             return _ok(self._bot_user())
+        if method in {"setwebhook", "deletewebhook"}:
+            with self._cond:
+                self.webhook_url = str(params.get("url", "")) if method == "setwebhook" else ""
+        if method == "getwebhookinfo":
+            return _ok(self._webhook_info())
+        if method == "getupdates":
+            return await self._get_updates(params)
         if method in {"deletewebhook", "close", "logout", "setwebhook"}:
             return _ok(True)
         if method == "sendmessage":
             return self._send_message(params)
         return _error(404, "Not Found")
+
+    async def _get_updates(self, params: dict[str, Any]) -> Response:
+        """Updates from `offset` on (earlier ones are confirmed and forgotten), as Telegram does.
+
+        With nothing pending it waits up to `timeout` seconds (at most `_MAX_LONG_POLL`) for one.
+        """
+        try:
+            offset = int(params.get("offset") or 0)
+            limit = min(max(int(params.get("limit") or 100), 1), 100)
+            timeout = min(max(float(params.get("timeout") or 0), 0.0), _MAX_LONG_POLL)
+            kinds = params.get("allowed_updates")
+            kinds = json.loads(kinds) if isinstance(kinds, str) else kinds
+        except ValueError:
+            return _error(400, "Bad Request: wrong getUpdates parameter")
+        with self._cond:
+            self.get_updates_calls.append({"offset": offset, "timeout": timeout, "allowed_updates": kinds})
+            if self.webhook_url:
+                return _error(
+                    409,
+                    "Conflict: can't use getUpdates method while webhook is active; "
+                    "use deleteWebhook to delete the webhook first",
+                )
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        # A worker thread waits on the condition that queue_message() notifies (bounded).
+        updates = await asyncio.to_thread(self._wait_for_updates, timeout)
+        wanted = [u for u in updates if not kinds or any(kind in u for kind in kinds)]
+        return _ok(wanted[:limit])
+
+    def _wait_for_updates(self, timeout: float) -> list[dict[str, Any]]:
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._updates), timeout=timeout)
+            return list(self._updates)
+
+    def _webhook_info(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "url": self.webhook_url,
+                "has_custom_certificate": False,
+                "pending_update_count": len(self._updates),
+            }
 
     def _bot_user(self) -> dict[str, Any]:
         return {
@@ -168,10 +258,17 @@ class TelegramPeer(ServedPeer):
         if not isinstance(text, str) or not text:
             return _error(400, "Bad Request: message text is empty")
         parse_mode = params.get("parse_mode")
-        if isinstance(parse_mode, str) and parse_mode.upper() == "HTML":
+        is_html = isinstance(parse_mode, str) and parse_mode.upper() == "HTML"
+        if is_html:
             problem = _html_error(text)
             if problem:
                 return _error(400, problem)
+        shown = _plain(text) if is_html else text
+        if len(shown.encode("utf-16-le")) // 2 > _MAX_TEXT:
+            return _error(400, "Bad Request: message is too long")
+        reply = params.get("reply_parameters")
+        if reply is not None and not isinstance(reply, dict):
+            return _error(400, "Bad Request: can't parse reply parameters JSON object")
         with self._cond:
             if self._rate_limited > 0:
                 self._rate_limited -= 1
@@ -181,7 +278,11 @@ class TelegramPeer(ServedPeer):
                 return _error(403, "Forbidden: bot was blocked by the user")
             if self.known_chats is not None and chat_key not in self.known_chats:
                 return _error(400, "Bad Request: chat not found")
-            message_id = next(self._next_id.setdefault(chat_key, itertools.count(1)))
+            wanted = reply.get("message_id") if reply is not None else None
+            quoted = wanted if (chat_key, wanted) in self._existing else None
+            if reply is not None and quoted is None and not reply.get("allow_sending_without_reply"):
+                return _error(400, "Bad Request: message to be replied not found")
+            message_id = self._new_message_id(chat_key)
             chat = self._chat(chat_key)
             now = time.time()
             self.messages.append(
@@ -191,21 +292,26 @@ class TelegramPeer(ServedPeer):
                     "parse_mode": parse_mode,
                     "message_id": message_id,
                     "link_preview_options": params.get("link_preview_options"),
+                    "reply_parameters": reply,
+                    "reply_to_message_id": quoted,
                     "received": time.monotonic(),
                 }
             )
             self._cond.notify_all()
-        result: dict[str, Any] = {
-            "message_id": message_id,
-            "date": int(now),
-            "chat": chat,
-            "text": _plain(text),
-        }
+        result: dict[str, Any] = {"message_id": message_id, "date": int(now), "chat": chat, "text": shown}
+        if quoted is not None:
+            result["reply_to_message"] = {"message_id": quoted, "date": int(now), "chat": chat}
         if chat["type"] == "channel":
             result["sender_chat"] = chat
         else:
             result["from"] = self._bot_user()
         return _ok(result)
+
+    def _new_message_id(self, chat_key: str) -> int:
+        """Message ids count per chat, the customer's and the bot's alike (caller holds the lock)."""
+        message_id = next(self._next_id.setdefault(chat_key, itertools.count(1)))
+        self._existing.add((chat_key, message_id))
+        return message_id
 
     def _chat(self, chat_key: str) -> dict[str, Any]:
         """The `chat` object of a response; @usernames get a stable -100… id (a channel)."""
