@@ -22,6 +22,7 @@ from broadcaster.models import Delivery, InboundRecord, Message, utcnow
 from channels.base import Reply
 
 QUEUED = "queued"
+BOT = "bot"  # the author of automatic answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +98,9 @@ async def queue_answers(
 
 
 def _delivery_row(answer: Answer, thread: _Thread, message_id: int, now: datetime) -> dict[str, Any]:
+    extra = {"auto_submitted": True} if answer.author == BOT else {}
     payload = RenderedMessage(
-        channel=thread.channel, locale=answer.locale, kind="reply", parts=(answer.text,)
+        channel=thread.channel, locale=answer.locale, kind="reply", parts=(answer.text,), extra=extra
     )
     reply = Reply(
         conversation_key=thread.key,

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.answers import Answer, queue_answers
+from broadcaster.answers import BOT, Answer, queue_answers
 from broadcaster.config import Settings
 from broadcaster.models import Conversation, Incident
 from broadcaster.reply_templates import IncidentState, ReplyTemplates
@@ -48,7 +48,7 @@ async def answer_linked_conversations(
             "resolution", language, incident=state, now=now, customer_name=row.customer_name,
             message=messages.get(language) or messages.get(default, ""),
         )  # fmt: skip
-        answers.append(Answer(row.id, text, language, "bot"))
+        answers.append(Answer(row.id, text, language, BOT))
     await queue_answers(connection, answers, now)
     await connection.execute(
         update(table).where(table.c.id.in_([r.id for r in rows])).values(status="pending")

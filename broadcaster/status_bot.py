@@ -23,7 +23,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.answers import Answer, queue_answers
+from broadcaster.answers import BOT, Answer, queue_answers
 from broadcaster.config import Settings
 from broadcaster.inbox import Thread
 from broadcaster.intent import Classification
@@ -73,7 +73,7 @@ class StatusBot:
             # The bot's answer settles the customer's latest message; anything else waits for an agent.
             thread.status = "pending" if text is not None else "open"
             if text is not None:
-                answers.append(Answer(thread.id, text, self._templates.language(thread.locale), "bot"))
+                answers.append(Answer(thread.id, text, self._templates.language(thread.locale), BOT))
         if not answers:
             return set()
         await queue_answers(connection, answers, now)
@@ -146,7 +146,9 @@ class StatusBot:
         """`/subscribe paiement` → "payment": a component by its name or its label in any language."""
         wanted = fold(argument).text
         for name, component in self._settings.components.items():
-            if wanted == fold(name).text or wanted in {fold(label).text for label in component.label.values()}:
+            if wanted == fold(name).text or wanted in {
+                fold(label).text for label in component.label.values()
+            }:
                 return name
         return None
 

@@ -123,6 +123,8 @@ def build_reply(
         email["Reply-To"] = f"reply+{to.reply_token}@{reply_domain}"
     email.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     email["Content-Language"] = to.locale.replace("_", "-")  # after set_content, as in build_email
+    if message.extra.get("auto_submitted"):  # the bot's answers (RFC 3834): out-of-office never loops
+        email["Auto-Submitted"] = "auto-replied"
     return email
 
 

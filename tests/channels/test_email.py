@@ -363,6 +363,18 @@ async def test_answer_is_threaded_under_the_customer_message(peer: SmtpPeer, cha
     assert not any(part.defects for part in msg.walk())
     assert result.provider_message_id == msg["Message-ID"] == message_id_for("m:1", "status@shop.example")
     assert isinstance(channel, Replying)
+    assert msg["Auto-Submitted"] is None  # an agent wrote it
+
+
+async def test_the_bots_answers_say_they_are_automatic(peer: SmtpPeer, channel: EmailChannel) -> None:
+    automatic = RenderedMessage(
+        "email", "fr", "reply", parts=("Tout fonctionne.",), extra={"auto_submitted": True}
+    )
+    await channel.reply(automatic, to_customer(customer_message()), idempotency_key="m:2")
+    assert peer.wait_for(1, WAIT)
+    assert (
+        peer.messages[0][2]["Auto-Submitted"] == "auto-replied"
+    )  # RFC 3834: out-of-office replies stay quiet
 
 
 async def test_answer_id_is_the_external_id_the_inbox_would_file(
