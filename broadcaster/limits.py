@@ -10,6 +10,7 @@ the preview read the same numbers.
 from __future__ import annotations
 
 import functools
+import html
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -273,6 +274,18 @@ def split_text(text: str, limit: int) -> list[str]:
         lambda word: _hard_cut(word, limit, _tg_tokens),
     )
     return _balance_tags(parts)
+
+
+def split_plain_text(text: str, limit: int) -> list[str]:
+    """Split plain text (an answer to a customer) into pieces of at most `limit` characters.
+
+    Escaped, plain text is tag-free Telegram HTML where `split_text` counts each `&…;` as one
+    character: the cuts fall where they would in the text itself (paragraphs, lines, words).
+
+    >>> split_plain_text("a <b> & c", 4096)
+    ['a <b> & c']
+    """
+    return [html.unescape(part) for part in split_text(html.escape(text, quote=False), limit)]
 
 
 def truncate_at_word(text: str, limit: int, ellipsis: str = "…") -> str:

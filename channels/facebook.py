@@ -10,7 +10,6 @@ Graph errors: https://developers.facebook.com/docs/graph-api/guides/error-handli
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
 import re
@@ -24,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from requests.utils import should_bypass_proxies
 
 from broadcaster.config import FacebookSettings
-from broadcaster.limits import split_text
+from broadcaster.limits import split_plain_text
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
@@ -208,7 +207,10 @@ class FacebookChannel:
         page_id = self._settings.page_id.strip()
         if not page_id:
             raise Unauthorized("no Facebook page configured: set channels.facebook.page_id")
-        mids = [await self._send_messenger_part(page_id, psid.strip(), part) for part in _split_plain(text)]
+        mids = [
+            await self._send_messenger_part(page_id, psid.strip(), part)
+            for part in split_plain_text(text, _MESSENGER_MAX_TEXT)
+        ]
         return SendResult(provider_message_id=mids[0], extra_ids=tuple(mids[1:]))
 
     async def _send_messenger_part(self, page_id: str, psid: str, text: str) -> str:
@@ -345,15 +347,6 @@ class FacebookChannel:
 
 class _MissingObject(Rejected):
     """The post or comment no longer exists (deleted, or hidden from the page token)."""
-
-
-def _split_plain(text: str) -> list[str]:
-    """Messenger-sized pieces of plain text, cut at paragraphs, lines, then words.
-
-    `split_text` measures Telegram HTML: escaped, plain text has no tags and each `&…;` counts
-    one character, so the cuts fall where they would in the text itself.
-    """
-    return [html.unescape(part) for part in split_text(html.escape(text, quote=False), _MESSENGER_MAX_TEXT)]
 
 
 def _id_of(created: object, what: str) -> str:

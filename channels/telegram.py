@@ -10,7 +10,6 @@ https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from telegram.error import (
 )
 
 from broadcaster.config import TelegramSettings
-from broadcaster.limits import split_text
+from broadcaster.limits import split_plain_text
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
@@ -211,7 +210,7 @@ class TelegramChannel:
         text = message.text.strip()
         if not text:
             raise Rejected("nothing to send: the Telegram answer is empty")
-        parts = _split_plain(text, self.capabilities.max_body)
+        parts = split_plain_text(text, self.capabilities.max_body)
         sent = await self._send_parts(chat, parts, parse_mode=None, quoting=quoted)
         ids = [f"{m.chat_id}:{m.message_id}" for m in sent]
         return SendResult(provider_message_id=ids[0], extra_ids=tuple(ids[1:]))
@@ -321,19 +320,6 @@ class TelegramChannel:
         transports, self._transports, self._bot = self._transports, [], None
         for transport in transports:
             await transport.shutdown()
-
-
-def _split_plain(text: str, limit: int) -> list[str]:
-    """Split plain text into messages of at most `limit` characters, as Telegram counts them.
-
-    Escaped, the text is Telegram HTML without tags, where `split_text` counts each `&…;` as
-    one character: the cuts fall where they would in the plain text, never inside a word
-    unless a word alone is too long.
-
-    >>> _split_plain("a <b> & c", 4096)
-    ['a <b> & c']
-    """
-    return [html.unescape(part) for part in split_text(html.escape(text, quote=False), limit)]
 
 
 def _message_id_in(chat: str, reference: str) -> int:
