@@ -36,10 +36,25 @@ class EmailSettings(Section):
     inbound_host: str = "127.0.0.1"
     inbound_port: Annotated[int, Field(ge=1, le=65535)] = 2525
     inbound_max_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    # Or, without a public SMTP listener: `serve` reads the mailbox the reply domain delivers to,
+    # over IMAP, every imap_poll_seconds (same rules as the listener; nothing is ever deleted).
+    imap_host: str = ""  # empty = off
+    imap_port: Annotated[int, Field(ge=1, le=65535)] = 993
+    imap_security: Literal["tls", "starttls", "none"] = "tls"
+    imap_username: str = ""
+    imap_password: SecretStr | None = None
+    imap_mailbox: Annotated[str, Field(min_length=1)] = "INBOX"
+    imap_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
+    imap_ca_file: str = ""  # extra CA to trust (a private IMAP server); empty = system CAs
 
     @property
     def live(self) -> bool:
         return self.enabled and not self.capture and bool(self.host)
+
+    @property
+    def imap_enabled(self) -> bool:
+        """Whether `serve` should poll a reply mailbox over IMAP."""
+        return self.enabled and bool(self.imap_host)
 
 
 class TelegramSettings(Section):
@@ -55,6 +70,8 @@ class TelegramSettings(Section):
     # secret_token); the webhook route refuses calls without it.
     webhook_secret: SecretStr | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+    # `serve --telegram-polling` (no webhook): how long one getUpdates call waits for news.
+    polling_timeout_seconds: Annotated[int, Field(ge=0, le=60)] = 25
 
     @property
     def live(self) -> bool:

@@ -192,7 +192,7 @@ def parse_settings(data: dict[str, Any], source: str) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         # Never echo a secret back: inputs under secret-looking keys are hidden.
-        if any(str(p) in {"password", "token"} for p in first["loc"]):
+        if any(str(p).endswith(("password", "token", "secret", "key")) for p in first["loc"]):
             first = {**first, "input": "***"}
         raise ConfigError(f"{source}: {_describe(first)}") from None
     return settings.model_copy(update={"source": source})

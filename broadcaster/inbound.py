@@ -16,10 +16,11 @@ from sqlmodel import col, select
 
 from broadcaster.db import SessionFactory, dialect_name
 from broadcaster.models import InboundRecord, PollCursor, Subscription, utcnow
-from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected
+from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
 
 log = logging.getLogger(__name__)
 
+UNAUTHORIZED_PAUSE_SECONDS = 60
 Poll = Callable[[str], Awaitable[tuple[list[InboundMessage], str]]]
 
 
@@ -162,6 +163,10 @@ class Poller:
             except Rejected as exc:  # e.g. a cursor too old for the provider: start again from now
                 log.warning("%s: %s; restarting from the latest messages", name, exc.reason)
                 await save_cursor(self._sessions, name, "")
+                continue
+            except Unauthorized as exc:  # a config problem (credentials, a webhook set): no hammering
+                self._paused_until[name] = loop.time() + UNAUTHORIZED_PAUSE_SECONDS
+                log.error("%s: %s; next try in %d s", name, exc.reason, UNAUTHORIZED_PAUSE_SECONDS)
                 continue
             except DeliveryError as exc:
                 log.warning("%s: %s", name, exc.reason)

@@ -14,6 +14,7 @@ from rich.table import Table
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from channels import build_channels
+from channels.email_imap import ImapMailbox
 
 CHECK_TIMEOUT = 30.0
 
@@ -27,8 +28,28 @@ class Diagnosis:
     fix: str = ""
 
 
+async def _mailbox_diagnosis(settings: Settings) -> list[Diagnosis]:
+    """The IMAP reply mailbox, when replies are polled rather than received on the listener."""
+    if not settings.channels.email.imap_enabled:
+        return []
+    mailbox = ImapMailbox(settings.channels.email)
+    try:
+        check = await asyncio.wait_for(mailbox.check(), CHECK_TIMEOUT)
+        return [Diagnosis("email (IMAP)", "live", check.ok, check.detail, check.fix)]
+    except TimeoutError:
+        return [Diagnosis("email (IMAP)", "live", False, f"no answer within {CHECK_TIMEOUT:g} s",
+                          "check channels.email.imap_host and imap_port")]  # fmt: skip
+    finally:
+        await mailbox.aclose()
+
+
 def _settings_diagnoses(settings: Settings) -> list[Diagnosis]:
     found = []
+    if not (settings.staff.email or settings.staff.telegram_chat_id):
+        found.append(Diagnosis(
+            "staff alerts", "settings", False, "no [staff] email or telegram_chat_id: alerts reach nobody",
+            "set staff.email (on-call address) and/or staff.telegram_chat_id (a staff group with the bot)",
+        ))  # fmt: skip
     base = settings.server.public_base_url
     if not base.startswith("https://"):
         found.append(Diagnosis(
@@ -57,7 +78,7 @@ async def diagnose(settings: Settings) -> list[Diagnosis]:
                                          "check the provider's base URL and the network"))  # fmt: skip
             finally:
                 await channel.aclose()
-    return results + _settings_diagnoses(settings)
+    return results + await _mailbox_diagnosis(settings) + _settings_diagnoses(settings)
 
 
 def register(root: typer.Typer) -> None:

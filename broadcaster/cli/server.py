@@ -62,14 +62,21 @@ def register(root: typer.Typer) -> None:
         ctx: typer.Context,
         host: Annotated[str | None, typer.Option(help="Bind address (default from config).")] = None,
         port: Annotated[int | None, typer.Option(help="Port (default from config).")] = None,
+        telegram_polling: Annotated[
+            bool,
+            typer.Option(
+                "--telegram-polling",
+                help="Pull Telegram messages with getUpdates instead of the webhook (no public URL needed).",
+            ),
+        ] = False,
     ) -> None:
-        """Serve the API and run the dispatch workers."""
+        """Serve the API, the public pages and webhooks; run the dispatch workers, the inbox and its bot."""
         import uvicorn
 
         from broadcaster.web import create_app
 
         settings = state(ctx).settings
-        app = create_app(settings)
+        app = create_app(settings, telegram_polling=telegram_polling)
         uvicorn.run(
             app, host=host or settings.server.host, port=port or settings.server.port, log_level="info"
         )

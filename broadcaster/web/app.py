@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,30 +16,16 @@ from sqlmodel import col, select
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
-from broadcaster.inbound import Poller, reply_token_exists, store_inbound
+from broadcaster.inbound import reply_token_exists, store_inbound
 from broadcaster.inbox import Filer
 from broadcaster.models import NOT_OPEN, Component, Incident, Subscription, utcnow
+from broadcaster.pollers import Pulled, build_pollers
 from broadcaster.status_bot import StatusBot
 from broadcaster.web.public import public_router
 from broadcaster.web.webhooks import webhook_router
-from channels import ChannelRuntime, build_channels
+from channels import build_channels
 from channels.base import InboundMessage
 from channels.email_inbound import InboundSmtpServer
-from channels.twitter import TwitterChannel
-
-
-def pollers(
-    settings: Settings,
-    sessions: SessionFactory,
-    runtimes: Mapping[str, ChannelRuntime],
-    on_stored: Callable[[], None] | None = None,
-) -> Poller | None:
-    """X mentions and DMs are pulled, not pushed: poll them when X is live."""
-    twitter = runtimes.get("twitter")
-    if twitter is None or not twitter.live or not isinstance(twitter.channel, TwitterChannel):
-        return None
-    polls = {"twitter:mentions": twitter.channel.poll_mentions, "twitter:dms": twitter.channel.poll_dms}
-    return Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds, on_stored)
 
 
 def inbound_email_listener(
@@ -63,8 +49,11 @@ def inbound_email_listener(
     )  # fmt: skip
 
 
-def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
-    """The service app; with `dispatch` the outbox workers run while it serves."""
+def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: bool = False) -> FastAPI:
+    """The service app; with `dispatch` the outbox workers, the inbox and its pollers run while it serves.
+
+    `telegram_polling`: pull Telegram messages with getUpdates (no public URL for the webhook).
+    """
     engine = create_engine(settings.database.url)
     sessions = session_factory(engine)
     runtimes = build_channels(settings, sessions) if dispatch else {}
@@ -74,7 +63,9 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
+        long_polls: list[asyncio.Task[None]] = []
+        pulled = Pulled()
         listener = None
         if dispatch:
             tasks.append(asyncio.create_task(dispatcher.run(stop)))
@@ -82,16 +73,22 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
             listener = inbound_email_listener(settings, sessions, filer.nudge)
             if listener is not None:
                 await listener.start()
-            poller = pollers(settings, sessions, runtimes, filer.nudge)
-            if poller is not None:
-                tasks.append(asyncio.create_task(poller.run(stop)))
+            pulled = build_pollers(
+                settings, sessions, runtimes, telegram_polling=telegram_polling, on_stored=filer.nudge
+            )
+            tasks.extend(asyncio.create_task(poller.run(stop)) for poller in pulled.pollers)
+            long_polls = [asyncio.create_task(poller.run(stop)) for poller in pulled.long_polls]
         try:
             yield
         finally:
             stop.set()
             if listener is not None:
                 await listener.stop()
-            await asyncio.gather(*tasks)
+            for task in long_polls:  # nothing is lost: updates are only confirmed by the next offset
+                task.cancel()
+            await asyncio.gather(*tasks, *long_polls, return_exceptions=True)
+            for client in pulled.clients:
+                await client.aclose()
             for runtime in runtimes.values():
                 await runtime.channel.aclose()
             await engine.dispose()

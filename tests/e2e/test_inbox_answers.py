@@ -171,3 +171,22 @@ async def test_serve_answers_a_status_question_in_the_customers_telegram_thread(
     assert answer["reply_to_message_id"] == asked
     assert answer["parse_mode"] is None  # plain text: nothing the customer wrote can inject markup
     assert "ongoing incident" in answer["text"] and "back to normal around" in answer["text"]
+
+
+async def test_serve_with_telegram_polling_answers_without_a_webhook(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    with TelegramPeer() as telegram:
+        settings = make_settings(database_url, channels={"telegram": {
+            "token": TOKEN, "base_url": telegram.base_url, "polling_timeout_seconds": 1,
+            "rate_per_second": 0, "per_chat_interval_seconds": 0,
+        }})  # fmt: skip
+        app = create_app(settings, telegram_polling=True)
+        async with app.router.lifespan_context(app):
+            telegram.queue_message(5151, "/status")
+            deadline = time.monotonic() + 30
+            while not telegram.texts(5151) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        (answer,) = telegram.texts(5151)
+    assert "tout fonctionne normalement" in answer  # no incident open: all is well, with the status link
+    assert settings.status_url in answer

@@ -1,0 +1,62 @@
+"""What `broadcaster serve` pulls rather than receives: X mentions and DMs, a reply mailbox over
+IMAP, and Telegram `getUpdates` for setups without a public URL (`serve --telegram-polling`).
+
+Each source is a `Poller` with its cursor in the database, so a restart neither misses nor
+repeats a message; `on_stored` nudges the inbox filer as soon as something new is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from broadcaster.config import Settings
+from broadcaster.db import SessionFactory
+from broadcaster.inbound import Poller, reply_token_exists
+from channels import ChannelRuntime
+from channels.email_imap import ImapMailbox
+from channels.telegram_polling import TelegramUpdates
+from channels.twitter import TwitterChannel
+
+
+@dataclass(slots=True)
+class Pulled:
+    """The pollers to run, and the clients to close when they stop."""
+
+    pollers: list[Poller] = field(default_factory=list)
+    long_polls: list[Poller] = field(default_factory=list)  # cancelled at shutdown: they block ~25 s
+    clients: list[ImapMailbox | TelegramUpdates] = field(default_factory=list)
+
+
+def build_pollers(
+    settings: Settings,
+    sessions: SessionFactory,
+    runtimes: Mapping[str, ChannelRuntime],
+    *,
+    telegram_polling: bool = False,
+    on_stored: Callable[[], None] | None = None,
+) -> Pulled:
+    pulled = Pulled()
+    twitter = runtimes.get("twitter")
+    if twitter is not None and twitter.live and isinstance(twitter.channel, TwitterChannel):
+        polls = {"twitter:mentions": twitter.channel.poll_mentions, "twitter:dms": twitter.channel.poll_dms}
+        pulled.pollers.append(
+            Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds, on_stored)
+        )
+    email = settings.channels.email
+    if email.imap_enabled:
+
+        async def known(token: str) -> bool:
+            return await reply_token_exists(sessions, token)
+
+        mailbox = ImapMailbox(email, known_token=known)
+        pulled.clients.append(mailbox)
+        pulled.pollers.append(
+            Poller(sessions, {"email:imap": mailbox.poll}, email.imap_poll_seconds, on_stored)
+        )
+    if telegram_polling and settings.channels.telegram.live:
+        updates = TelegramUpdates(settings.channels.telegram)
+        pulled.clients.append(updates)
+        # One getUpdates call holds up to polling_timeout_seconds; the 1 s interval only paces errors.
+        pulled.long_polls.append(Poller(sessions, {"telegram:updates": updates.poll}, 1.0, on_stored))
+    return pulled

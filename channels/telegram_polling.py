@@ -1,0 +1,172 @@
+"""Telegram customer messages pulled with getUpdates, for a bot that has no public webhook URL.
+
+    updates = TelegramUpdates(settings.channels.telegram)
+    messages, cursor = await updates.poll(cursor)  # broadcaster.inbound.Poller calls this
+    await updates.aclose()
+
+A call waits up to `polling_timeout_seconds` for news (long polling), so it runs on a Bot and a
+connection of its own, never the sender's pool. The cursor is the next `offset` (last
+`update_id` + 1): asking with it confirms every earlier update to Telegram, which then forgets
+them, so the poller stores messages before it saves the cursor. Updates become messages with the
+webhook's parser, `TelegramChannel.parse_inbound`.
+https://core.telegram.org/bots/api#getupdates
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from telegram import Bot, Update
+from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from broadcaster.config import TelegramSettings
+from channels.base import (
+    CheckResult,
+    DeliveryError,
+    InboundMessage,
+    RateLimited,
+    Rejected,
+    Unauthorized,
+    Unavailable,
+)
+from channels.telegram import TelegramChannel
+from channels.telegram_request import AiohttpRequest
+
+__all__ = ["TelegramUpdates"]
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ["message", "edited_message"]  # what the webhook's parser reads
+_TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
+_MAX_REASON = 300
+_WEBHOOK_IS_SET = (
+    "a webhook is set for this bot, and Telegram refuses getUpdates while it is: "
+    "call deleteWebhook (https://core.telegram.org/bots/api#deletewebhook) to poll instead, "
+    "or run `broadcaster serve` without --telegram-polling and keep the webhook"
+)
+_ANOTHER_POLLER = (
+    "another process is calling getUpdates with this bot token: "
+    "run a single `broadcaster serve --telegram-polling`"
+)
+
+
+class TelegramUpdates:
+    """Long polling of the Bot API (`channels.telegram` settings); the webhook's alternative.
+
+    The webhook is never deleted here: with a webhook set, `poll` raises `Unauthorized` saying
+    so, and `check` reports it.
+    """
+
+    def __init__(self, settings: TelegramSettings) -> None:
+        self._settings = settings
+        token = settings.token.get_secret_value() if settings.token is not None else ""
+        self._token = token.strip()
+        self._parser = TelegramChannel(settings)  # parse_inbound only: its Bot is never built
+        self._bot: Bot | None = None
+        self._transports: list[AiohttpRequest] = []
+
+    def __repr__(self) -> str:
+        state = "set" if self._token else "unset"
+        return f"TelegramUpdates(base_url={self._settings.base_url!r}, token=<{state}>)"
+
+    async def poll(self, cursor: str) -> tuple[list[InboundMessage], str]:
+        """Messages sent to the bot after `cursor` (the next offset; "" = every pending update).
+
+        Waits up to `polling_timeout_seconds` when there is nothing new; returns the cursor
+        unchanged then. An update the parser cannot read is skipped with a log line.
+        """
+        offset = _offset(cursor)
+        try:
+            updates = await self._get_bot().get_updates(
+                offset=offset,
+                timeout=self._settings.polling_timeout_seconds,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        except TelegramError as exc:
+            # `from None`: a transport cause may carry the request URL, hence the token.
+            raise self._poll_error(exc) from None
+        if not updates:
+            return [], cursor
+        found: list[InboundMessage] = []
+        for update in updates:
+            found.extend(self._messages(update))
+        return found, str(max(u.update_id for u in updates) + 1)
+
+    async def check(self) -> CheckResult:
+        """getMe then getWebhookInfo: polling works only while no webhook is set."""
+        try:
+            bot = self._get_bot()
+            me = await bot.get_me()
+            webhook = await bot.get_webhook_info()
+        except Unauthorized as exc:
+            return CheckResult(False, exc.reason, fix='set channels.telegram.token = "env:TELEGRAM_TOKEN"')
+        except TelegramError as exc:
+            error = self._poll_error(exc)
+            return CheckResult(False, error.reason, fix="check channels.telegram.token and base_url")
+        if webhook.url:
+            return CheckResult(False, f"@{me.username}: {_WEBHOOK_IS_SET}", fix="call deleteWebhook")
+        return CheckResult(True, f"ok: @{me.username}, no webhook set: getUpdates can be used")
+
+    async def aclose(self) -> None:
+        """Close the connections; a later poll opens new ones."""
+        transports, self._transports, self._bot = self._transports, [], None
+        for transport in transports:
+            await transport.shutdown()
+
+    def _get_bot(self) -> Bot:
+        """A Bot of our own, built on first use (no I/O); `Bot.initialize()` is never called."""
+        if self._bot is None:
+            if not self._token:
+                raise Unauthorized("no Telegram token configured: set channels.telegram.token")
+            timeout = self._settings.timeout_seconds
+            # PTB reads getUpdates' read timeout as this transport's plus the long-poll timeout.
+            self._transports = [AiohttpRequest(1, timeout), AiohttpRequest(1, timeout)]
+            self._bot = Bot(
+                self._token,
+                base_url=self._settings.base_url,
+                request=self._transports[0],
+                get_updates_request=self._transports[1],
+            )
+        return self._bot
+
+    def _messages(self, update: Update) -> list[InboundMessage]:
+        body = json.dumps(update.to_dict(), ensure_ascii=False).encode("utf-8")
+        try:
+            return self._parser.parse_inbound(body, {})
+        except ValueError as exc:  # the webhook answers 400 to such an update; here the cursor moves on
+            log.warning("Telegram update %d skipped: %s", update.update_id, exc)
+            return []
+
+    def _poll_error(self, exc: TelegramError) -> DeliveryError:
+        detail = self._scrub(exc.message)
+        if isinstance(exc, Conflict):
+            webhook = "webhook" in exc.message.lower()
+            return Unauthorized(_WEBHOOK_IS_SET) if webhook else Unavailable(_ANOTHER_POLLER)
+        if isinstance(exc, RetryAfter):
+            seconds = exc.retry_after
+            wait = seconds if isinstance(seconds, int | float) else seconds.total_seconds()
+            return RateLimited(f"Telegram flood control: retry after {wait:g} s", retry_after=float(wait))
+        if isinstance(exc, InvalidToken):
+            return Unauthorized("Telegram refused the bot token: set channels.telegram.token")
+        if isinstance(exc, TimedOut):
+            return Unavailable(f"Telegram timed out: {detail}")
+        if isinstance(exc, NetworkError):
+            return Unavailable(f"Telegram unreachable: {detail}")
+        return Unavailable(f"Telegram error: {detail}")
+
+    def _scrub(self, text: str) -> str:
+        if self._token:
+            text = text.replace(self._token, "***")
+        text = _TOKEN_IN_URL.sub("/bot***", text)
+        return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
+
+
+def _offset(cursor: str) -> int | None:
+    """ "" → None (every pending update); a number → itself; else `Rejected` (the poller resets it)."""
+    if not cursor:
+        return None
+    if not cursor.isdigit() or len(cursor) > 19:
+        raise Rejected(f"Telegram cursor {cursor[:40]!r} is not an update offset")
+    return int(cursor)
