@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from broadcaster.db import SessionFactory, dialect_name
-from broadcaster.models import InboundRecord, PollCursor, Subscription, utcnow
+from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,37 @@ async def reply_token_exists(sessions: SessionFactory, token: str) -> bool:
     async with sessions() as session:
         statement = select(col(Subscription.id)).where(Subscription.reply_token == token).limit(1)
         return (await session.exec(statement)).first() is not None
+
+
+async def reply_address_for(sessions: SessionFactory, message_ids: Sequence[str], reply_domain: str) -> str:
+    """The reply address of the first of `message_ids` we sent (a broadcast e-mail or an answer), or "".
+
+    For a customer whose mail client answered our From address instead of Reply-To: their
+    In-Reply-To / References still name our message, which says whose conversation it is.
+    """
+    if not message_ids:
+        return ""
+    found: dict[str, str] = {}
+    async with sessions() as session:
+        broadcasts = (
+            select(Delivery.provider_message_id, Delivery.update_id, Subscription.reply_token)
+            .join(Subscription, col(Subscription.id) == col(Delivery.subscription_id))
+            .where(Delivery.channel == "email", col(Delivery.provider_message_id).in_(message_ids))
+        )
+        for message_id, update_id, token in await session.exec(broadcasts):
+            found.setdefault(message_id, f"{update_id}.{token}")
+        answers = (
+            select(Message.external_id, Delivery.reply)
+            .join(Delivery, col(Delivery.message_id) == col(Message.id))
+            .where(Message.channel == "email", col(Message.external_id).in_(message_ids))
+        )
+        for answered, reply in await session.exec(answers):
+            if answered and reply.get("reply_token"):
+                found.setdefault(answered, reply["reply_token"])
+    for message_id in message_ids:
+        if message_id in found:
+            return f"reply+{found[message_id]}@{reply_domain}"
+    return ""
 
 
 async def load_cursor(sessions: SessionFactory, name: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import Poller, reply_token_exists
+from broadcaster.inbound import Poller, reply_address_for, reply_token_exists
 from channels import ChannelRuntime
 from channels.email_imap import ImapMailbox
 from channels.telegram_polling import TelegramUpdates
@@ -49,7 +49,10 @@ def build_pollers(
         async def known(token: str) -> bool:
             return await reply_token_exists(sessions, token)
 
-        mailbox = ImapMailbox(email, known_token=known)
+        async def thread_of(message_ids: list[str]) -> str:
+            return await reply_address_for(sessions, message_ids, email.reply_domain)
+
+        mailbox = ImapMailbox(email, known_token=known, thread_of=thread_of)
         pulled.clients.append(mailbox)
         pulled.pollers.append(
             Poller(sessions, {"email:imap": mailbox.poll}, email.imap_poll_seconds, on_stored)

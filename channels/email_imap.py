@@ -23,6 +23,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from typing import Any
@@ -32,13 +33,17 @@ from pydantic import SecretStr
 
 from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
-from channels.email_parse import is_automatic, parse_message, replies_from
+from channels.email_parse import is_automatic, parse_message, referenced_ids, replies_from
 
 __all__ = ["ImapMailbox"]
 
 log = logging.getLogger(__name__)
 
 KnownToken = Callable[[str], Awaitable[bool]]  # is this reply token one of ours?
+# The reply address ("reply+<update>.<token>@…") of the first of these Message-IDs that is one of
+# ours (a broadcast or an answer), or "".
+ThreadOf = Callable[[list[str]], Awaitable[str]]
+_NOT_ADDRESSED = "not addressed to a reply address"
 
 BACKFILL = 200  # a new or rebuilt mailbox (new UIDVALIDITY): read only its newest messages
 PER_POLL = 50  # messages fetched by one poll; the next poll goes on from the cursor
@@ -81,9 +86,16 @@ class ImapMailbox:
     replies whose token belongs to no subscription (the SMTP listener refuses those at RCPT).
     """
 
-    def __init__(self, settings: EmailSettings, *, known_token: KnownToken | None = None) -> None:
+    def __init__(
+        self,
+        settings: EmailSettings,
+        *,
+        known_token: KnownToken | None = None,
+        thread_of: ThreadOf | None = None,
+    ) -> None:
         self._settings = settings
         self._known_token = known_token
+        self._thread_of = thread_of
         self._where = f"{settings.imap_host}:{settings.imap_port}"
         self._tls_context: ssl.SSLContext | None = None
 
@@ -112,6 +124,18 @@ class ImapMailbox:
             found.extend(await self._replies(uid, raw))
         next_uid = batch[-1] if batch else after or 0
         return found, f"{uidvalidity}:{next_uid}"
+
+    async def _threaded(self, read: _Read, raw: bytes) -> tuple[list[InboundMessage], str]:
+        """A reply sent to our From address instead of Reply-To: thread it by the ids it answers."""
+        assert self._thread_of is not None
+        try:
+            address = await self._thread_of(referenced_ids(read.message))
+        except Exception:  # the database is unreachable: keep the cursor, read it again next poll
+            raise Unavailable("thread lookup failed: IMAP replies will be read again") from None
+        if not address:
+            return [], "not addressed to a reply address and answers none of our messages"
+        domain = self._settings.reply_domain
+        return replies_from(read.message, raw, [address], domain, mail_from=read.sender), ""
 
     async def check(self) -> CheckResult:
         """Connect, secure, log in, open the mailbox, log out; say what is wrong and what fixes it."""
@@ -322,10 +346,13 @@ class ImapMailbox:
     async def _replies(self, uid: int, raw: bytes) -> list[InboundMessage]:
         """The listener's rules, applied to one message; parsing runs off the event loop."""
         try:
-            replies, reason = await asyncio.to_thread(_read, raw, self._settings.reply_domain)
+            read = await asyncio.to_thread(_read, raw, self._settings.reply_domain)
         except Exception:  # a message we cannot read never becomes readable: skip it, keep polling
             log.warning("IMAP message UID %d could not be parsed: skipped", uid, exc_info=True)
             return []
+        replies, reason = read.replies, read.reason
+        if reason == _NOT_ADDRESSED and self._thread_of is not None:
+            replies, reason = await self._threaded(read, raw)
         if reason:
             # No addresses or tokens in the log: the reason is what an operator needs.
             log.info("IMAP message UID %d ignored: %s", uid, reason)
@@ -342,15 +369,23 @@ class ImapMailbox:
         return known
 
 
-def _read(raw: bytes, reply_domain: str) -> tuple[list[InboundMessage], str]:
+@dataclass(frozen=True, slots=True)
+class _Read:
+    message: EmailMessage
+    sender: str
+    replies: list[InboundMessage]
+    reason: str  # why there are no replies; "" when there are
+
+
+def _read(raw: bytes, reply_domain: str) -> _Read:
     """Replies in one message, or why there are none."""
     message = parse_message(raw)
     sender = _envelope_sender(message)
     reason = is_automatic(message, sender)
     if reason:
-        return [], f"automatic message ({reason})"
+        return _Read(message, sender, [], f"automatic message ({reason})")
     replies = replies_from(message, raw, _recipients(message), reply_domain, mail_from=sender)
-    return replies, "" if replies else "not addressed to a reply address"
+    return _Read(message, sender, replies, "" if replies else _NOT_ADDRESSED)
 
 
 def _envelope_sender(message: EmailMessage) -> str:

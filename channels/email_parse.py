@@ -157,6 +157,13 @@ def _header(message: EmailMessage, name: str) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
+def referenced_ids(message: EmailMessage) -> list[str]:
+    """The Message-IDs a message answers: In-Reply-To first, then References, newest first."""
+    ids = _MESSAGE_ID.findall(_header(message, "In-Reply-To"))
+    ids += reversed(_MESSAGE_ID.findall(_header(message, "References")))
+    return list(dict.fromkeys(ids))[:20]
+
+
 def _first_id(value: str) -> str:
     ids = _MESSAGE_ID.findall(value)
     return ids[0] if ids else ""

@@ -15,11 +15,14 @@ from sqlmodel import select
 
 from broadcaster.channel_settings import EmailSettings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import Poller, load_cursor
-from broadcaster.models import InboundRecord
+from broadcaster.inbound import Poller, load_cursor, reply_address_for
+from broadcaster.models import Delivery, InboundRecord, Subscription
+from broadcaster.subscribers import NewSubscriber
 from channels.base import Rejected, Unauthorized, Unavailable
 from channels.email_imap import PER_POLL, ImapMailbox
+from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe
 from tests.peers.imap import ImapPeer
+from tests.peers.smtp import SmtpPeer
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads" / "email"
 DOMAIN = "reply.shop.example"
@@ -35,7 +38,7 @@ def payload(name: str) -> bytes:
 
 def reply(
     body: str = "Toujours en panne ?", *, to: str = REPLY_ADDRESS, message_id: str = "<r1@gmail.example>",
-    **headers: str,
+    in_reply_to: str = OUR_MESSAGE_ID, **headers: str,
 ) -> bytes:  # fmt: skip
     email = EmailMessage()
     email["Return-Path"] = "<marie.dupont@gmail.example>"
@@ -43,7 +46,8 @@ def reply(
     email["To"] = to
     email["Subject"] = "Re: Incident en cours"
     email["Message-ID"] = message_id
-    email["In-Reply-To"] = OUR_MESSAGE_ID
+    if in_reply_to:
+        email["In-Reply-To"] = in_reply_to
     email["Date"] = "Tue, 12 Nov 2026 14:07:18 +0100"
     for name, value in headers.items():
         email[name.replace("_", "-")] = value
@@ -378,3 +382,31 @@ async def test_the_poller_stores_a_reply_once_across_two_polls(
     assert (record.channel, record.conversation_key) == ("email", TOKEN)
     assert record.text.startswith("Bonjour,")
     assert (await load_cursor(sessions, "email:imap")).endswith(":2")
+
+
+async def test_a_reply_sent_to_our_from_address_is_threaded_by_the_message_it_answers(
+    database_url: str, sessions: SessionFactory, peer: ImapPeer
+) -> None:
+    with SmtpPeer() as smtp:
+        settings = live_settings(database_url, smtp, None)
+        await subscribe(
+            sessions, settings, [NewSubscriber("marie.dupont@gmail.example", "", "fr", [], "Marie", 2)]
+        )
+        opening = draft("investigating", "Paiement en panne, désolés.", "Sorry.")
+        opened = await open_(sessions, settings, opening, force=True)
+        await deliver(sessions, settings, opened)
+    async with sessions() as session:
+        sent = (await session.exec(select(Delivery).where(Delivery.channel == "email"))).one()
+        subscription = (await session.exec(select(Subscription))).one()
+    # Her client ignored Reply-To: the reply goes to status@ — only In-Reply-To names our e-mail.
+    peer.append(reply(to="status@shop.example", in_reply_to="", References=sent.provider_message_id))
+
+    async def thread_of(message_ids: list[str]) -> str:
+        return await reply_address_for(sessions, message_ids, DOMAIN)
+
+    box = ImapMailbox(settings_for(peer), thread_of=thread_of)
+    [message], _cursor = await box.poll("")
+    assert message.conversation_key == subscription.reply_token
+    assert message.raw["update_id"] == opened.update.id  # linked to the incident it answers
+    peer.append(reply(to="status@shop.example", message_id="<r2@gmail.example>", in_reply_to="<x@elsewhere>"))
+    assert (await box.poll(_cursor))[0] == []  # answers nothing of ours: not a reply
