@@ -35,11 +35,12 @@ from broadcaster.models import (
     Message,
     utcnow,
 )
+from broadcaster.spikes import SPIKE_INTENTS
 
 if TYPE_CHECKING:
     from broadcaster.status_bot import StatusBot
 
-OUTAGE_INTENTS = frozenset({"status_question", "complaint"})
+OUTAGE_INTENTS = frozenset(SPIKE_INTENTS)
 BATCH = 500
 
 

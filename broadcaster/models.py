@@ -241,7 +241,10 @@ class Conversation(SQLModel, table=True):
 class Message(SQLModel, table=True):
     """A message in a conversation, in (from the customer) or out (bot or agent)."""
 
-    __table_args__ = (sa.UniqueConstraint("channel", "external_id", name="uq_message_external_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("channel", "external_id", name="uq_message_external_id"),
+        sa.Index("ix_message_intent_created_at", "intent", "created_at"),  # spike detection's count
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversation.id", index=True)

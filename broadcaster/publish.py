@@ -2,6 +2,8 @@
 
 Nothing is written when the input is bad or the linter finds errors (unless forced): the update,
 its renditions (one per channel × locale) and every Delivery row are committed together.
+A draft (not public, e.g. made by the spike detector) is published as an incident's first
+update, or discarded.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster import outbox
@@ -29,15 +33,19 @@ from broadcaster.drafting import (
 )
 from broadcaster.lint import Finding, has_errors
 from broadcaster.message import MessageKind
-from broadcaster.models import Component, Incident, IncidentUpdate, Rendition, utcnow
+from broadcaster.models import Component, Conversation, Incident, IncidentUpdate, Message, Rendition, utcnow
+from broadcaster.resolution_answers import answer_linked_conversations
+from broadcaster.spikes import SPIKE_INTENTS
 
 __all__ = [
     "LintRefused",
     "PublishError",
     "Published",
     "UpdateDraft",
+    "discard_draft",
     "open_incident",
     "post_update",
+    "publish_draft",
     "resolve_incident",
     "sync_components",
 ]
@@ -171,6 +179,19 @@ async def sync_components(session: AsyncSession, settings: Settings) -> None:
     await session.commit()
 
 
+def _check_opening(
+    settings: Settings, *, title: str, impact: str, components: Sequence[str], draft: UpdateDraft
+) -> None:
+    """What an incident's first update needs: a title, a known impact, status and components."""
+    if not title.strip():
+        raise PublishError("the incident needs a title (--title)")
+    if impact not in IMPACTS:
+        raise PublishError(f"unknown impact {impact!r} (choose from {', '.join(IMPACTS)})")
+    if draft.status not in INCIDENT_STATUSES:
+        raise PublishError(f"unknown status {draft.status!r} (choose from {', '.join(INCIDENT_STATUSES)})")
+    check_components(settings, components)
+
+
 async def open_incident(
     session: AsyncSession,
     settings: Settings,
@@ -181,17 +202,21 @@ async def open_incident(
     components: Sequence[str],
     draft: UpdateDraft,
     force: bool = False,
+    answer_conversations: bool = True,
 ) -> Published:
-    """Create an incident and publish its first update to every enabled channel."""
-    if not title.strip():
-        raise PublishError("the incident needs a title (--title)")
-    if impact not in IMPACTS:
-        raise PublishError(f"unknown impact {impact!r} (choose from {', '.join(IMPACTS)})")
-    if draft.status not in INCIDENT_STATUSES:
-        raise PublishError(f"unknown status {draft.status!r} (choose from {', '.join(INCIDENT_STATUSES)})")
-    check_components(settings, components)
+    """Create an incident and publish its first update to every enabled channel.
+
+    `answer_conversations=False`: at resolution, customers who wrote about it get no personal answer.
+    """
+    _check_opening(settings, title=title, impact=impact, components=components, draft=draft)
     await sync_components(session, settings)
-    incident = Incident(title=title.strip(), status=draft.status, impact=impact, components=list(components))
+    incident = Incident(
+        title=title.strip(),
+        status=draft.status,
+        impact=impact,
+        components=list(components),
+        answer_conversations=answer_conversations,
+    )
     async with _all_or_nothing(session):
         session.add(incident)
         await session.flush()
@@ -200,12 +225,105 @@ async def open_incident(
         )
 
 
+async def _load_draft(session: AsyncSession, incident_id: int) -> Incident:
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        raise PublishError(f"no incident #{incident_id}")
+    if incident.status != "draft":
+        raise PublishError(f"incident #{incident_id} is not a draft (it is {incident.status})")
+    return incident
+
+
+async def publish_draft(
+    session: AsyncSession,
+    settings: Settings,
+    composer: Composer,
+    incident_id: int,
+    *,
+    title: str | None,
+    impact: str | None,
+    components: Sequence[str] | None,
+    draft: UpdateDraft,
+    force: bool = False,
+) -> Published:
+    """Make a draft (e.g. the spike detector's) a public incident with its first update.
+
+    `None` keeps the draft's title, impact or components. The draft is taken with a conditional
+    UPDATE, so two people publishing the same draft at once publish it once.
+    """
+    incident = await _load_draft(session, incident_id)
+    title = incident.title if title is None else title
+    impact = incident.impact if impact is None else impact
+    components = list(incident.components if components is None else components)
+    _check_opening(settings, title=title, impact=impact, components=components, draft=draft)
+    await sync_components(session, settings)
+    async with _all_or_nothing(session):
+        await _take_draft(session, incident_id, draft.status)
+        await _link_reports(session, settings, incident)
+        incident.title, incident.impact, incident.components = title.strip(), impact, components
+        incident.created_at = utcnow()  # the public story starts with its first update
+        return await _write_update(
+            session, settings, composer, incident, draft, "update", is_first=True, force=force
+        )
+
+
+async def _link_reports(session: AsyncSession, settings: Settings, incident: Incident) -> None:
+    """The customers whose reports made the draft now follow the incident (answered at resolution)."""
+    since = incident.created_at - timedelta(minutes=settings.inbox.spike_window_minutes)
+    reporters = select(col(Message.conversation_id)).where(
+        Message.direction == "in", col(Message.intent).in_(SPIKE_INTENTS), col(Message.created_at) >= since
+    )
+    await (await session.connection()).execute(
+        sql_update(Conversation)
+        .where(
+            col(Conversation.incident_id).is_(None),
+            col(Conversation.status) != "closed",
+            col(Conversation.id).in_(reporters),
+        )
+        .values(incident_id=incident.id)
+    )
+
+
+async def _take_draft(session: AsyncSession, incident_id: int, status: str) -> None:
+    """Leave the draft state, unless someone else published or discarded the draft meanwhile."""
+    taken = await (await session.connection()).execute(
+        sql_update(Incident)
+        .where(col(Incident.id) == incident_id, col(Incident.status) == "draft")
+        .values(status=status)
+    )
+    if taken.rowcount != 1:
+        raise _no_longer_a_draft(incident_id)
+
+
+def _no_longer_a_draft(incident_id: int) -> PublishError:
+    return PublishError(
+        f"incident #{incident_id} is no longer a draft: someone else published or discarded it"
+    )
+
+
+async def discard_draft(session: AsyncSession, incident_id: int) -> Incident:
+    """Delete a draft nobody wants to publish; return what it was."""
+    incident = await _load_draft(session, incident_id)
+    async with _all_or_nothing(session):
+        deleted = await (await session.connection()).execute(
+            sql_delete(Incident).where(col(Incident.id) == incident_id, col(Incident.status) == "draft")
+        )
+        if deleted.rowcount != 1:
+            raise _no_longer_a_draft(incident_id)
+        await session.commit()
+    return incident
+
+
 async def _load_open(session: AsyncSession, incident_id: int) -> Incident:
     incident = await session.get(Incident, incident_id)
     if incident is None:
         raise PublishError(f"no incident #{incident_id}")
     if incident.status == "resolved":
         raise PublishError(f"incident #{incident_id} is already resolved")
+    if incident.status == "draft":
+        raise PublishError(
+            f"incident #{incident_id} is a draft: publish it first (broadcaster incident publish)"
+        )
     return incident
 
 
@@ -236,12 +354,22 @@ async def resolve_incident(
     draft: UpdateDraft,
     *,
     force: bool = False,
+    answer_conversations: bool = True,
 ) -> Published:
-    """Publish the resolution (thanks, compensation) and mark components operational."""
+    """Publish the resolution (thanks, compensation) and mark components operational.
+
+    Unless the incident or this call opts out, every open conversation about the incident gets
+    a personal answer in its own thread, in the same transaction.
+    """
     incident = await _load_open(session, incident_id)
     resolved = replace(draft, status="resolved", eta_at=None, next_update_at=None)
     async with _all_or_nothing(session):
         incident.resolved_at = utcnow()
+        if draft.compensation:
+            incident.compensation = draft.compensation
+        if answer_conversations and incident.answer_conversations:
+            messages = draft_messages(settings, resolved)
+            await answer_linked_conversations(session, settings, incident, messages, incident.resolved_at)
         return await _write_update(
             session, settings, composer, incident, resolved, "resolved", is_first=False, force=force
         )

@@ -1,4 +1,8 @@
-"""`broadcaster preview` and `broadcaster incident open|update|resolve|list|show`."""
+"""`broadcaster incident open|publish|discard|update|resolve|list|show`.
+
+A draft (made by the spike detector) is not public until `incident publish`, which takes the
+same options and checks as `incident open`; `incident discard` deletes it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlmodel import col, select
 
 from broadcaster import outbox
@@ -42,13 +48,25 @@ from broadcaster.models import Incident, IncidentUpdate
 from broadcaster.publish import (
     LintRefused,
     Published,
+    discard_draft,
     open_incident,
     post_update,
+    publish_draft,
     resolve_incident,
 )
+from broadcaster.spikes import publish_command
 from channels import build_channels
 
 app = typer.Typer(help="Open, update, resolve and inspect incidents.", no_args_is_help=True)
+
+AnswerConversations = Annotated[
+    bool,
+    typer.Option(
+        "--answer-conversations/--no-answer-conversations",
+        help="At resolution, answer every customer who wrote about the incident, in their own thread.",
+    ),
+]
+Components = Annotated[list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")]
 
 
 def _show_refusal(exc: LintRefused) -> None:
@@ -145,9 +163,7 @@ def open_(
     ctx: typer.Context,
     title: Annotated[str, typer.Option(help="Short public title, e.g. 'Paiement indisponible'.")],
     message: Message,
-    component: Annotated[
-        list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")
-    ],
+    component: Components,
     impact: Annotated[str, typer.Option(help="none, minor, major or critical.")] = "major",
     status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")] = "investigating",
     translation: Translation = None,
@@ -155,6 +171,7 @@ def open_(
     next_update: NextUpdate = None,
     alternative: Alternative = None,
     channel: Channels = None,
+    answer_conversations: AnswerConversations = True,
     force: Force = False,
     no_wait: NoWait = False,
     as_json: AsJson = False,
@@ -182,9 +199,85 @@ def open_(
             components=component,
             draft=draft,
             force=force,
+            answer_conversations=answer_conversations,
         )
 
     run(_publish_and_deliver(ctx, action, no_wait, as_json))
+
+
+@app.command("publish")
+@user_errors
+def publish(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(help="The draft's number (`incident list` shows drafts).")],
+    message: Message,
+    title: Annotated[str | None, typer.Option(help="Public title (default: the draft's).")] = None,
+    component: Annotated[
+        list[str] | None,
+        typer.Option("--component", "-c", help="Affected component (repeatable; default: the draft's)."),
+    ] = None,
+    impact: Annotated[
+        str | None, typer.Option(help="none, minor, major or critical (default: the draft's).")
+    ] = None,
+    status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")] = "investigating",
+    translation: Translation = None,
+    eta: Eta = None,
+    next_update: NextUpdate = None,
+    alternative: Alternative = None,
+    channel: Channels = None,
+    force: Force = False,
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
+) -> None:
+    """Publish a draft incident: its first update goes to every channel, as with `incident open`."""
+    settings = state(ctx).settings
+    draft = build_draft(
+        settings,
+        status=status,
+        message=message,
+        translation=translation,
+        eta=eta,
+        next_update=next_update,
+        alternative=alternative,
+        channels=channel,
+    )
+
+    async def action(session, runtime):  # type: ignore[no-untyped-def]
+        return await publish_draft(
+            session,
+            settings,
+            runtime.composer,
+            incident_id,
+            title=title,
+            impact=impact,
+            components=component or None,
+            draft=draft,
+            force=force,
+        )
+
+    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+
+
+@app.command("discard")
+@user_errors
+def discard(
+    ctx: typer.Context,
+    incident_id: Annotated[int, typer.Argument(help="The draft's number.")],
+    as_json: AsJson = False,
+) -> None:
+    """Delete a draft incident that turned out not to be one. Nothing was ever public."""
+
+    async def action() -> Incident:
+        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
+            return await discard_draft(session, incident_id)
+
+    incident = run(action())
+    if as_json:
+        console.print_json(
+            json.dumps({"incident_id": incident.id, "title": incident.title, "discarded": True})
+        )
+        return
+    console.print(f"Draft [bold]#{incident.id}[/] «{escape(incident.title)}» discarded.")
 
 
 @app.command("update")
@@ -233,6 +326,7 @@ def resolve_(
     ] = None,
     translation: Translation = None,
     channel: Channels = None,
+    answer_conversations: AnswerConversations = True,
     force: Force = False,
     no_wait: NoWait = False,
     as_json: AsJson = False,
@@ -251,7 +345,15 @@ def resolve_(
     )
 
     async def action(session, runtime):  # type: ignore[no-untyped-def]
-        return await resolve_incident(session, settings, runtime.composer, incident_id, draft, force=force)
+        return await resolve_incident(
+            session,
+            settings,
+            runtime.composer,
+            incident_id,
+            draft,
+            force=force,
+            answer_conversations=answer_conversations,
+        )
 
     run(_publish_and_deliver(ctx, action, no_wait, as_json))
 
@@ -263,7 +365,7 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """List open incidents (or all of them)."""
+    """List open incidents and drafts (or all of them)."""
 
     async def fetch() -> list[Incident]:
         async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
@@ -276,20 +378,23 @@ def list_(
     if as_json:
         console.print_json(json.dumps([_incident_dict(i) for i in incidents]))
         return
-    table = Table(title="Incidents" if all_ else "Open incidents")
+    table = Table(title="Incidents" if all_ else "Open incidents and drafts")
     for column in ("#", "title", "status", "impact", "components", "opened", "next update"):
         table.add_column(column)
     for i in incidents:
         table.add_row(
             str(i.id),
             escape(i.title),
-            i.status,
+            DRAFT_LABEL if i.status == "draft" else i.status,
             i.impact,
             ", ".join(i.components),
             i.created_at.strftime("%Y-%m-%d %H:%M UTC"),
             i.next_update_at.strftime("%H:%M UTC") if i.next_update_at else "—",
         )
     console.print(table if incidents else "No incidents." if all_ else "No open incident: all is well.")
+
+
+DRAFT_LABEL = "[bold yellow]draft (not public)[/]"
 
 
 def _incident_dict(i: Incident) -> dict[str, object]:
@@ -304,6 +409,8 @@ def _incident_dict(i: Incident) -> dict[str, object]:
         "resolved_at": iso(i.resolved_at),
         "next_update_at": iso(i.next_update_at),
         "compensation": i.compensation,
+        "answer_conversations": i.answer_conversations,
+        "notes": i.notes,
     }
 
 
@@ -348,10 +455,17 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
         }
         console.print_json(json.dumps(data))
         return
+    status = DRAFT_LABEL if incident.status == "draft" else incident.status
     console.print(
-        f"[bold]#{incident.id} {escape(incident.title)}[/] — {incident.status} ({incident.impact}), "
-        f"components: {', '.join(incident.components)}"
+        f"[bold]#{incident.id} {escape(incident.title)}[/] — {status} ({incident.impact}), "
+        f"components: {', '.join(incident.components) or '—'}"
     )
+    if incident.notes:  # customer text: a Text, never parsed as markup
+        console.print(Panel(Text(incident.notes), title="Staff notes", expand=True))
+    if incident.status == "draft":
+        command = escape(publish_command(incident_id))
+        console.print(f"Publish it: {command}\nDiscard it: broadcaster incident discard {incident_id}")
+        return
     table = Table(title="Timeline")
     for column in ("update", "at (UTC)", "status", "message", "ETA", "next update"):
         table.add_column(column)

@@ -20,6 +20,7 @@ from broadcaster.inbound import reply_token_exists, store_inbound
 from broadcaster.inbox import Filer
 from broadcaster.models import NOT_OPEN, Component, Incident, Subscription, utcnow
 from broadcaster.pollers import Pulled, build_pollers
+from broadcaster.spikes import draft_if_spike
 from broadcaster.status_bot import StatusBot
 from broadcaster.web.public import public_router
 from broadcaster.web.webhooks import webhook_router
@@ -58,7 +59,14 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     sessions = session_factory(engine)
     runtimes = build_channels(settings, sessions) if dispatch else {}
     dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
-    filer = Filer(sessions, bot=StatusBot(settings, dispatcher.wake))
+
+    async def draft_on_spike() -> None:
+        async with sessions() as session:
+            if await draft_if_spike(session, settings, utcnow()) is not None:
+                dispatcher.wake("email")  # the staff alert
+                dispatcher.wake("telegram")
+
+    filer = Filer(sessions, bot=StatusBot(settings, dispatcher.wake), after_batch=draft_on_spike)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -22,7 +22,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.dispatch import Dispatcher
 from broadcaster.inbound import store_inbound
 from broadcaster.inbox import file_pending
-from broadcaster.models import Conversation, Message, utcnow
+from broadcaster.models import Conversation, Incident, Message, utcnow
 from broadcaster.web import create_app
 from channels import build_channels
 from channels.base import InboundMessage
@@ -190,3 +190,38 @@ async def test_serve_with_telegram_polling_answers_without_a_webhook(
         (answer,) = telegram.texts(5151)
     assert "tout fonctionne normalement" in answer  # no incident open: all is well, with the status link
     assert settings.status_url in answer
+
+
+async def test_serve_turns_a_spike_of_reports_into_one_draft_and_one_staff_alert(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    staff_chat = "-1007770001"
+    with TelegramPeer() as telegram:
+        settings = make_settings(database_url, staff={"telegram_chat_id": staff_chat}, channels={"telegram": {
+            "token": TOKEN, "base_url": telegram.base_url, "webhook_secret": SECRET,
+            "rate_per_second": 0, "per_chat_interval_seconds": 0,
+        }})  # fmt: skip
+        app = create_app(settings)
+        customers = [9100 + n for n in range(12)]
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+        ):
+            for n, chat in enumerate(customers):
+                asked = telegram.add_customer_message(chat)
+                response = await client.post(
+                    "/webhooks/telegram",
+                    content=webhook_update(100 + n, chat, asked, "le site est en panne ?", "fr"),
+                    headers={"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"},
+                )
+                assert response.status_code == 200
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (
+                telegram.texts(staff_chat) and all(telegram.texts(chat) for chat in customers)
+            ):
+                await asyncio.sleep(0.05)
+        (alert,) = telegram.texts(staff_chat)  # one alert, not twelve
+    assert "broadcaster incident publish" in alert
+    async with sessions() as session:
+        (drafted,) = await session.exec(select(Incident).where(Incident.status == "draft"))
+    assert "le site est en panne" in drafted.notes

@@ -42,10 +42,12 @@ def upgrade() -> None:
             sa.Column('delivery_status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default='')
         )
         batch_op.add_column(sa.Column('delivery_error', sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default=''))
+        batch_op.create_index('ix_message_intent_created_at', ['intent', 'created_at'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_intent_created_at')
         batch_op.drop_column('delivery_error')
         batch_op.drop_column('delivery_status')
 
