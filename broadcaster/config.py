@@ -78,6 +78,18 @@ class StaffSettings(_Section):
     email: str = ""  # the on-call address
     telegram_chat_id: str = ""  # a staff group the bot is a member of
 
+    @field_validator("email")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        from email_validator import EmailNotValidError, validate_email
+
+        if not value:
+            return value
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"not an e-mail address: {exc}") from None
+
 
 class InboxSettings(_Section):
     bot_enabled: bool = True  # the status bot answers status questions and chat commands

@@ -265,31 +265,6 @@ async def _incident_for(session: AsyncSession, record: Row[Any]) -> int | None:
     return update.incident_id if update is not None else None
 
 
-async def list_conversations(
-    sessions: SessionFactory, *, open_only: bool = False, incident_id: int | None = None, limit: int = 100
-) -> list[tuple[Conversation, Message | None]]:
-    """Conversations, most recent first, each with its latest message."""
-    async with sessions() as session:
-        statement = select(Conversation).order_by(col(Conversation.last_message_at).desc()).limit(limit)
-        if open_only:
-            statement = statement.where(Conversation.status == "open")
-        if incident_id is not None:
-            statement = statement.where(Conversation.incident_id == incident_id)
-        conversations = list(await session.exec(statement))
-        result = []
-        for conversation in conversations:
-            latest = (
-                await session.exec(
-                    select(Message)
-                    .where(Message.conversation_id == conversation.id)
-                    .order_by(col(Message.created_at).desc(), col(Message.id).desc())
-                    .limit(1)
-                )
-            ).first()
-            result.append((conversation, latest))
-        return result
-
-
 async def conversation_with_messages(
     sessions: SessionFactory, conversation_id: int
 ) -> tuple[Conversation, list[Message]] | None:
@@ -301,7 +276,7 @@ async def conversation_with_messages(
             await session.exec(
                 select(Message)
                 .where(Message.conversation_id == conversation_id)
-                .order_by(col(Message.created_at), col(Message.id))
+                .order_by(col(Message.id))  # the order they reached us: provider clocks tick in seconds
             )
         )
         return conversation, messages
@@ -318,6 +293,7 @@ def conversation_dict(conversation: Conversation, latest: Message | None = None)
         "status": conversation.status,
         "assignee": conversation.assignee,
         "labels": conversation.labels,
+        "handed_off": conversation.handed_off,
         "last_message_at": conversation.last_message_at.isoformat(),
     }
     if latest is not None:
@@ -326,8 +302,10 @@ def conversation_dict(conversation: Conversation, latest: Message | None = None)
 
 
 def message_dict(message: Message) -> dict[str, object]:
-    return {
+    """A message as JSON; an outgoing one says whether it went out and, if not, why."""
+    data: dict[str, object] = {
         "id": message.id,
+        "channel": message.channel,
         "direction": message.direction,
         "text": message.text,
         "intent": message.intent,
@@ -335,6 +313,9 @@ def message_dict(message: Message) -> dict[str, object]:
         "author": message.author,
         "created_at": message.created_at.isoformat(),
     }
+    if message.direction == "out":
+        data |= {"delivery_status": message.delivery_status, "delivery_error": message.delivery_error}
+    return data
 
 
 class Filer:

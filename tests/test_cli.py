@@ -49,6 +49,12 @@ def test_init_reports_capture_mode_for_channels_without_credentials(workdir: Pat
         ),
         ("[brand\nname = 1\n", "config.toml: not valid TOML"),
         ("[components.x]\ncritical = true\n", "config.toml: components.x.label: required key is missing"),
+        ("[staff]\nemail = 'oncall'\n", "config.toml: staff.email: not an e-mail address"),
+        (
+            "[inbox]\nspike_threshold = 0\n",
+            "config.toml: inbox.spike_threshold: Input should be greater than",
+        ),
+        ("[api]\ntoken = 42\n", "config.toml: api.token: Input should be a valid string (got '***')"),
     ],
 )
 def test_bad_config_fails_with_one_line_naming_file_and_key(

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from broadcaster.cli import app
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending, list_conversations
+from broadcaster.inbox import file_pending
+from broadcaster.inbox_actions import find_conversations
 from broadcaster.models import Delivery, Message
 from broadcaster.subscribers import NewSubscriber
 from channels.base import InboundMessage
@@ -53,7 +54,7 @@ async def test_one_conversation_per_customer_and_channel_and_no_duplicates(sessi
     )  # replayed
     assert await file_pending(sessions) == 3
     assert await file_pending(sessions) == 0
-    rows = await list_conversations(sessions)
+    rows = await find_conversations(sessions)
     assert sorted((c.channel, c.conversation_key) for c, _ in rows) == [
         ("telegram", "42"),
         ("twitter", "conv-9"),
@@ -75,9 +76,9 @@ async def test_messages_about_the_outage_are_linked_to_the_open_incident(
         ],
     )
     await file_pending(sessions)
-    linked = {c.channel: c.incident_id for c, _ in await list_conversations(sessions)}
+    linked = {c.channel: c.incident_id for c, _ in await find_conversations(sessions)}
     assert linked == {"twitter": opened.incident.id, "facebook": None}
-    assert {m.intent for _c, m in await list_conversations(sessions) if m} >= {"status_question", "thanks"}
+    assert {m.intent for _c, m in await find_conversations(sessions) if m} >= {"status_question", "thanks"}
 
 
 async def test_a_reply_to_a_broadcast_is_linked_even_after_resolution(
@@ -102,7 +103,7 @@ async def test_a_reply_to_a_broadcast_is_linked_even_after_resolution(
         [inbound("telegram", "777:50", "Merci pour l'info", key="777", reply_to=sent.provider_message_id)],
     )
     await file_pending(sessions)
-    ((conversation, _),) = await list_conversations(sessions)
+    ((conversation, _),) = await find_conversations(sessions)
     assert conversation.incident_id == opened.incident.id
 
 
@@ -116,7 +117,7 @@ def test_html_is_stored_as_text_and_shown_escaped(
         sessions = session_factory(engine)
         await store_inbound(sessions, [inbound("telegram", "9:1", hostile, key="9")])
         await file_pending(sessions)
-        ((conversation, latest),) = await list_conversations(sessions)
+        ((conversation, latest),) = await find_conversations(sessions)
         await engine.dispose()
         assert conversation.id is not None and latest is not None
         return conversation.id, latest.text, latest.intent

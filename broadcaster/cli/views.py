@@ -10,6 +10,7 @@ from rich.text import Text
 
 from broadcaster.lint import Finding
 from broadcaster.message import RenderedMessage
+from broadcaster.models import Conversation, Message
 
 STATUS_STYLES = {"sent": "green", "pending": "yellow", "sending": "cyan", "failed": "red", "dead": "bold red"}
 DELIVERY_COLUMNS = ("sent", "pending", "sending", "failed", "dead")
@@ -55,3 +56,74 @@ def delivery_table(counts: Mapping[str, Mapping[str, int]], title: str = "Delive
         row = counts[channel]
         table.add_row(channel, *(str(row.get(s, 0)) for s in DELIVERY_COLUMNS), str(sum(row.values())))
     return table
+
+
+ANSWER_STYLES = {"queued": "yellow", "sent": "green", "failed": "red"}
+CONVERSATION_STYLES = {"open": "bold yellow", "pending": "cyan", "closed": "dim"}
+
+
+def answer_status(message: Message) -> Text:
+    """How an outgoing message fared: queued, sent, or failed with the provider's reason."""
+    if message.direction != "out":
+        return Text()
+    text = Text(message.delivery_status or "queued", style=ANSWER_STYLES.get(message.delivery_status, ""))
+    if message.delivery_status == "failed" and message.delivery_error:
+        text.append(f": {message.delivery_error}", style="red")
+    return text
+
+
+def inbox_table(rows: Sequence[tuple[Conversation, Message | None]]) -> Table:
+    """Conversations with their last message; customer text is `Text`, so markup in it stays literal."""
+    table = Table(title="Inbox")
+    for column in ("#", "channel", "customer", "status", "assignee", "labels", "incident", "last message"):
+        table.add_column(column)
+    for conversation, latest in rows:
+        table.add_row(
+            str(conversation.id), conversation.channel,
+            Text(conversation.customer_name or conversation.customer_handle),
+            Text(conversation.status, style=CONVERSATION_STYLES.get(conversation.status, "")),
+            Text(conversation.assignee or "—"), Text(", ".join(conversation.labels) or "—"),
+            f"#{conversation.incident_id}" if conversation.incident_id else "—",
+            _last_message(latest),
+        )  # fmt: skip
+    return table
+
+
+def _last_message(message: Message | None) -> Text:
+    if message is None:
+        return Text()
+    text = Text("← " if message.direction == "in" else "→ ")
+    text.append(" ".join(message.text.split())[:80])
+    if message.direction == "out":
+        text.append(" · ")
+        text.append_text(answer_status(message))
+    return text
+
+
+def conversation_text(conversation: Conversation, messages: Sequence[Message]) -> Text:
+    """One conversation: a header, then every message with who wrote it and, if ours, its fate."""
+    text = Text()
+    text.append(f"#{conversation.id} ", style="bold")
+    text.append(f"{conversation.channel} · {conversation.customer_name or conversation.customer_handle} · ")
+    text.append(conversation.status, style=CONVERSATION_STYLES.get(conversation.status, ""))
+    details = [
+        f"assigned to {conversation.assignee}" if conversation.assignee else "unassigned",
+        f"labels: {', '.join(conversation.labels)}" if conversation.labels else "",
+        f"incident #{conversation.incident_id}" if conversation.incident_id else "",
+        "bot quiet (an agent answered)" if conversation.handed_off else "",
+    ]
+    text.append(" · " + " · ".join(d for d in details if d) + "\n", style="dim")
+    for message in messages:
+        text.append(f"{message.created_at:%Y-%m-%d %H:%M} ")
+        if message.direction == "in":
+            text.append("← ")
+            text.append(f"{message.intent} ", style="dim")
+            text.append(message.text + "\n")
+            continue
+        text.append(f"→ {message.author or 'bot'}: ", style="bold")
+        text.append(message.text + " ")
+        text.append("[")
+        text.append_text(answer_status(message))
+        text.append("]\n")
+    text.rstrip()
+    return text

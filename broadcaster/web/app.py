@@ -22,6 +22,7 @@ from broadcaster.models import NOT_OPEN, Component, Incident, Subscription, utcn
 from broadcaster.pollers import Pulled, build_pollers
 from broadcaster.spikes import draft_if_spike
 from broadcaster.status_bot import StatusBot
+from broadcaster.web.inbox_api import inbox_router
 from broadcaster.web.public import public_router
 from broadcaster.web.webhooks import webhook_router
 from channels import build_channels
@@ -179,4 +180,5 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
 
     app.include_router(public_router(settings, sessions))
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
+    app.include_router(inbox_router(settings, sessions, dispatcher.wake if dispatch else None))
     return app

@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import select
 
 from broadcaster.db import SessionFactory
-from broadcaster.inbox import file_pending, list_conversations
+from broadcaster.inbox import file_pending
+from broadcaster.inbox_actions import find_conversations
 from broadcaster.models import Delivery, Subscription
 from broadcaster.subscribers import NewSubscriber
 from broadcaster.web.app import inbound_email_listener
@@ -71,6 +72,6 @@ async def test_reply_to_a_broadcast_lands_in_the_inbox_and_strangers_are_refused
             await client.quit()
 
     assert await file_pending(sessions) == 1
-    ((conversation, latest),) = await list_conversations(sessions)
+    ((conversation, latest),) = await find_conversations(sessions)
     assert conversation.channel == "email" and conversation.incident_id == opened.incident.id
     assert latest is not None and latest.text == "Est-ce que je peux commander par téléphone ?"

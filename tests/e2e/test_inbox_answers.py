@@ -225,3 +225,51 @@ async def test_serve_turns_a_spike_of_reports_into_one_draft_and_one_staff_alert
     async with sessions() as session:
         (drafted,) = await session.exec(select(Incident).where(Incident.status == "draft"))
     assert "le site est en panne" in drafted.notes
+
+
+async def test_an_agents_api_reply_goes_out_in_the_thread_and_silences_the_bot(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    chat = 6060
+    with TelegramPeer() as telegram:
+        settings = make_settings(database_url, api={"token": "staff-api-token"}, channels={"telegram": {
+            "token": TOKEN, "base_url": telegram.base_url, "webhook_secret": SECRET,
+            "rate_per_second": 0, "per_chat_interval_seconds": 0,
+        }})  # fmt: skip
+        app = create_app(settings)
+        hook = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+        staff = {"Authorization": "Bearer staff-api-token"}
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+        ):
+            first = telegram.add_customer_message(chat)
+            text = "ma commande 4521 n'est pas arrivée"
+            await client.post(
+                "/webhooks/telegram", content=webhook_update(1, chat, first, text, "fr"), headers=hook
+            )
+            deadline = time.monotonic() + 30
+            listed: list[dict[str, object]] = []
+            while not listed and time.monotonic() < deadline:
+                listed = (await client.get("/api/v1/inbox", headers=staff)).json()
+                await asyncio.sleep(0.05)
+            (conversation,) = listed
+            answer = {"text": "Bonjour, je regarde votre commande 4521 tout de suite.", "author": "Camille"}
+            reply = await client.post(f"/api/v1/inbox/{conversation['id']}/reply", json=answer, headers=staff)
+            assert reply.status_code == 202
+            while not telegram.texts(chat) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            second = telegram.add_customer_message(chat)
+            question = webhook_update(2, chat, second, "le site est en panne ?", "fr")
+            await client.post("/webhooks/telegram", content=question, headers=hook)
+            shown: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                shown = (await client.get(f"/api/v1/inbox/{conversation['id']}", headers=staff)).json()
+                if len(shown["messages"]) == 3 and shown["status"] == "open":  # type: ignore[arg-type]
+                    break
+                await asyncio.sleep(0.05)
+        (sent,) = [m for m in telegram.messages if m["chat_id"] == str(chat)]  # the bot stayed quiet
+    assert sent["reply_to_message_id"] == first and "4521" in sent["text"]
+    messages = shown["messages"]
+    assert [m["direction"] for m in messages] == ["in", "out", "in"]  # type: ignore[index, union-attr]
+    assert messages[1]["author"] == "Camille" and messages[1]["delivery_status"] == "sent"  # type: ignore[index]

@@ -1,0 +1,171 @@
+"""The staff API of the shared inbox (`/api/v1/inbox`): what `broadcaster inbox` does, over HTTP.
+
+Every route needs `Authorization: Bearer <[api] token>`. Without a configured token the API
+stays closed (503): customer messages are never served to an unauthenticated caller. Answers
+are JSON only, so a customer's `<script>` comes back as a JSON string, never as a page.
+Errors: 401 bad or missing token, 404 unknown conversation, 400 a refused action (the
+`InboxError` message), 422 a malformed request naming the field.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+from broadcaster import inbox_actions
+from broadcaster.config import Settings
+from broadcaster.db import SessionFactory
+from broadcaster.inbox import conversation_dict, conversation_with_messages, message_dict
+from broadcaster.inbox_actions import (
+    MAX_LIMIT,
+    MAX_TEXT,
+    InboxError,
+    UnknownConversation,
+)
+
+JsonObject = dict[str, object]
+T = TypeVar("T")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReplyBody(_Body):
+    """`text` or `canned` (a canned reply's name), and the agent who answers."""
+
+    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    canned: str | None = Field(default=None, max_length=64)
+    author: str = Field(min_length=1, max_length=120)
+
+
+class AssignBody(_Body):
+    assignee: str = Field(max_length=120)  # "" unassigns
+
+
+class LabelsBody(_Body):
+    add: list[str] = Field(default_factory=list, max_length=50)
+    remove: list[str] = Field(default_factory=list, max_length=50)
+
+
+def staff_route(settings: Settings) -> type[APIRoute]:
+    """A route class that checks the bearer token before anything else, even reading the body."""
+
+    def check(request: Request) -> None:
+        token = settings.api.token
+        if token is None:
+            raise HTTPException(
+                status_code=503,
+                detail="the staff API is closed: set [api] token in the configuration to open it",
+            )
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected):
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    class StaffRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def guarded(request: Request) -> Response:
+                check(request)
+                response = await handler(request)
+                response.headers["Cache-Control"] = "no-store"  # customer messages: keep out of caches
+                return response
+
+            return guarded
+
+    return StaffRoute
+
+
+def inbox_router(
+    settings: Settings, sessions: SessionFactory, wake: Callable[[str], None] | None = None
+) -> APIRouter:
+    """The `/api/v1/inbox` routes, each behind the staff bearer token."""
+    router = APIRouter(prefix="/api/v1/inbox", route_class=staff_route(settings))
+
+    @router.get("")
+    async def list_conversations(
+        status: Literal["open", "pending", "closed"] | None = None,
+        incident: int | None = None,
+        assignee: str | None = None,
+        label: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+    ) -> list[JsonObject]:
+        """Conversations matching every filter given, most recent first, with their last message."""
+        rows = await _refusing_errors(
+            inbox_actions.find_conversations(
+                sessions, status=status, incident_id=incident, assignee=assignee, label=label, limit=limit
+            )
+        )
+        return [conversation_dict(c, m) for c, m in rows]
+
+    @router.get("/canned")
+    async def canned(locale: Annotated[str | None, Query(max_length=16)] = None) -> list[JsonObject]:
+        """The canned replies, each rendered for the current state of things."""
+        previews = await inbox_actions.canned_previews(
+            sessions, settings, locale or settings.brand.default_locale
+        )
+        return [{"name": p.name, "text": p.text, "problem": p.problem} for p in previews]
+
+    @router.get("/{conversation_id}")
+    async def show(conversation_id: int) -> JsonObject:
+        """One conversation and every message in it, in order."""
+        found = await conversation_with_messages(sessions, conversation_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no conversation #{conversation_id}")
+        conversation, messages = found
+        return conversation_dict(conversation) | {"messages": [message_dict(m) for m in messages]}
+
+    @router.post("/{conversation_id}/reply", status_code=202)
+    async def reply(conversation_id: int, body: ReplyBody) -> JsonObject:
+        """Queue an answer in the customer's thread (202: the dispatcher sends it)."""
+        message = await _refusing_errors(
+            inbox_actions.reply(
+                sessions, settings, conversation_id, text=body.text, canned=body.canned, author=body.author
+            )
+        )
+        if wake is not None:  # in `serve`: send it now rather than at the next poll
+            wake(message.channel)
+        return message_dict(message)
+
+    @router.post("/{conversation_id}/assign")
+    async def assign(conversation_id: int, body: AssignBody) -> JsonObject:
+        return conversation_dict(
+            await _refusing_errors(inbox_actions.assign(sessions, conversation_id, body.assignee))
+        )
+
+    @router.post("/{conversation_id}/labels")
+    async def labels(conversation_id: int, body: LabelsBody) -> JsonObject:
+        return conversation_dict(
+            await _refusing_errors(inbox_actions.label(sessions, conversation_id, body.add, body.remove))
+        )
+
+    @router.post("/{conversation_id}/close")
+    async def close(conversation_id: int) -> JsonObject:
+        return conversation_dict(await _refusing_errors(inbox_actions.close(sessions, conversation_id)))
+
+    @router.post("/{conversation_id}/reopen")
+    async def reopen(conversation_id: int) -> JsonObject:
+        return conversation_dict(await _refusing_errors(inbox_actions.reopen(sessions, conversation_id)))
+
+    return router
+
+
+async def _refusing_errors(action: Awaitable[T]) -> T:
+    """Run an inbox action; its refusals become 404 (unknown conversation) or 400 (the reason)."""
+    try:
+        return await action
+    except UnknownConversation as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except InboxError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
