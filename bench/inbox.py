@@ -1,14 +1,29 @@
-"""Inbox ingest benchmark: Telegram webhook calls per second, stored and then filed into the inbox.
+"""Inbox benchmark: Telegram webhook messages/s ingested, and the status bot's answer latency.
 
-A real `broadcaster serve` process (uvicorn, SQLite, its workers and inbox filer running) receives
-N distinct Telegram updates from 50 concurrent clients over HTTP, with the secret header. Printed:
-webhook acknowledgements per second, and messages filed into conversations per second end to end
-(first request → last message filed). Target (issue #4): ≥ 500 messages/s filed.
+Each phase runs a real `broadcaster serve` process (uvicorn, a fresh SQLite database, its workers
+and inbox filer running) and talks to it over HTTP with the webhook secret header.
 
-    .venv/bin/python bench/inbox.py                 # 5,000 updates
-    .venv/bin/python bench/inbox.py --count 1000 --json
+- ingest: N distinct Telegram updates from 50 concurrent clients. Printed: webhook
+  acknowledgements per second, and messages filed into conversations per second end to end
+  (first request → last message filed). Target (issue #4): ≥ 500 messages/s filed.
+- bot: Telegram is live, its `base_url` a local Bot API peer that answers at once (so the
+  provider's own time is excluded), its rate limits lifted (Telegram's 30 msg/s bucket would
+  otherwise set the figure: 50 waiting customers / 30 per s ≈ 1.7 s). N customers, each its own
+  chat, ask one status question (French or English, or /status); 50 are waiting for their answer
+  at any time: a customer asks the next question only once answered (a closed loop, so latency ≈
+  50 / answers per second, and p99 ≤ 100 ms needs ≥ 500 answers/s). Latency = from just before
+  the customer's POST until the peer receives the bot's sendMessage for that chat. Target (issue
+  #4): p99 ≤ 100 ms. Also printed: answers/s, and where the time goes, stage by stage, from the
+  timestamps the product stores (see `STAGES`).
 
-The status-bot latency half of issue #4's benchmark waits for the bot.
+The peer runs in its own process (bench/peers.py) and stamps each sendMessage with time.time() as
+it arrives; the customers stamp their POST with time.time() too, a clock shared by every process
+of the machine. In this process the peer would share the GIL with 50 customers, and its stamps
+would wait behind them. A customer learns its answer arrived a few ms after the fact (the peer
+reports in batches): that delays its next question, never the latency measured.
+
+    .venv/bin/python bench/inbox.py                              # both phases
+    .venv/bin/python bench/inbox.py --phase bot --customers 300 --json
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -23,14 +39,45 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: `python bench/inbox.py` from anywhere
+
+from bench.peers import TELEGRAM_TOKEN, PeerProcess  # noqa: E402
+
+Result = dict[str, Any]
+
 SECRET = "bench-webhook-secret"
 CLIENTS = 50
-TARGET = 500.0
+HTTP_TIMEOUT = 30.0  # seconds a webhook call may take before the benchmark fails
+TARGET = 500.0  # messages filed per second
+TARGET_P99_MS = 100.0
+ANSWER_TIMEOUT = 10.0  # a customer gives up waiting for the bot after this many seconds
+FIRST_CHAT = 500_000
+QUESTIONS = (
+    "le site est en panne ?",
+    "is checkout down?",
+    "Le paiement ne marche pas ?",
+    "is the website down?",
+    "/status",
+)
+# (stage, the stamp it starts at, the one it ends at): the customer's "sent" and "arrived", and
+# the product's own, read from the database by `stage_stamps`.
+STAGES = (
+    ("webhook: POST → write begins", "sent", "stored"),
+    ("commit, filer → answer queued", "stored", "queued"),
+    ("rest of the filer batch", "queued", "filed"),
+    ("commit, claim, sendMessage → peer", "filed", "arrived"),
+)
 
 
 def free_port() -> int:
@@ -39,20 +86,77 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def update(i: int) -> bytes:
-    chat = 10_000 + i % 2_000  # 2,000 customers, several messages each
-    text = "le site est en panne ?" if i % 3 else "is checkout down?"
+def telegram_update(update_id: int, chat: int, text: str, date: int) -> bytes:
     return json.dumps({
-        "update_id": 900_000 + i,
-        "message": {"message_id": i, "date": 1_795_000_000 + i, "text": text,
+        "update_id": update_id,
+        "message": {"message_id": update_id, "date": date, "text": text,
                     "chat": {"id": chat, "type": "private", "first_name": "Client"},
                     "from": {"id": chat, "is_bot": False, "first_name": "Client", "language_code": "fr"}},
     }).encode()  # fmt: skip
 
 
+def update(i: int) -> bytes:
+    """The ingest phase's i-th update: 2,000 customers, several messages each."""
+    text = "le site est en panne ?" if i % 3 else "is checkout down?"
+    return telegram_update(900_000 + i, 10_000 + i % 2_000, text, 1_795_000_000 + i)
+
+
 def filed(db: Path) -> int:
+    """Customer messages filed (the table also holds the bot's answers)."""
     with sqlite3.connect(db) as connection:
-        return int(connection.execute("SELECT count(*) FROM message").fetchone()[0])
+        query = "SELECT count(*) FROM message WHERE direction = 'in'"
+        return int(connection.execute(query).fetchone()[0])
+
+
+@contextmanager
+def serving(tmp: Path, telegram: str = "") -> Iterator[tuple[str, Path]]:
+    """`broadcaster init` and `serve` on a fresh SQLite database; yields (base URL, database file).
+
+    `telegram` is extra TOML for `[channels.telegram]`. The server is stopped on the way out.
+    """
+    port, db = free_port(), tmp / "inbox.db"
+    config = tmp / "config.toml"
+    config.write_text(
+        f'[server]\nport = {port}\n[database]\nurl = "sqlite+aiosqlite:///{db}"\n'
+        f'[channels.telegram]\nwebhook_secret = "{SECRET}"\n{telegram}',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "BROADCASTER_CONFIG": str(config)}
+    cli = [sys.executable, "-m", "broadcaster"]
+    init = subprocess.run([*cli, "init"], env=env, capture_output=True, cwd=ROOT, timeout=120)
+    if init.returncode != 0:
+        raise RuntimeError(f"broadcaster init failed:\n{init.stderr.decode(errors='replace')[-2000:]}")
+    with (tmp / "serve.log").open("wb") as log:
+        server = subprocess.Popen([*cli, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=log, stdin=subprocess.DEVNULL)  # fmt: skip
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_until_healthy(base_url, server, tmp / "serve.log")
+            yield base_url, db
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+
+
+def wait_until_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait (30 s at most) for /healthz; raise with the end of the server's log if it never answers."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+    raise RuntimeError(f"broadcaster serve did not become healthy within 30 s:\n{tail}")
+
+
+# -- phase 1: ingest ----------------------------------------------------------------------------
 
 
 async def send_all(base_url: str, count: int) -> float:
@@ -68,7 +172,10 @@ async def send_all(base_url: str, count: int) -> float:
         queue.put_nowait(i)
     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=CLIENTS)
-    async with aiohttp.ClientSession(base_url, headers=headers, connector=connector) as client:
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
+    async with aiohttp.ClientSession(
+        base_url, headers=headers, connector=connector, timeout=timeout
+    ) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -81,58 +188,215 @@ async def send_all(base_url: str, count: int) -> float:
         return time.perf_counter() - started
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=5000, help="Telegram updates to send")
-    parser.add_argument("--timeout", type=float, default=300, help="give up after this many seconds")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        port, db = free_port(), Path(tmp) / "inbox.db"
-        config = Path(tmp) / "config.toml"
-        config.write_text(
-            f'[server]\nport = {port}\n[database]\nurl = "sqlite+aiosqlite:///{db}"\n'
-            f'[channels.telegram]\nwebhook_secret = "{SECRET}"\n',
-            encoding="utf-8",
-        )
-        env = {**os.environ, "BROADCASTER_CONFIG": str(config)}
-        cli = [sys.executable, "-m", "broadcaster"]
-        subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, cwd=ROOT, timeout=120)
-        server = subprocess.Popen([*cli, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)  # fmt: skip
-        try:
-            base_url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            started = time.perf_counter()
-            sent_in = asyncio.run(send_all(base_url, args.count))
-            deadline = time.monotonic() + args.timeout
-            while filed(db) < args.count and time.monotonic() < deadline:
-                time.sleep(0.05)
-            total = time.perf_counter() - started
-            count_filed = filed(db)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    result = {
-        "updates": args.count,
-        "webhook_acks_per_s": round(args.count / sent_in),
+def run_ingest(count: int, timeout: float) -> Result:
+    with tempfile.TemporaryDirectory() as tmp, serving(Path(tmp)) as (base_url, db):
+        started = time.perf_counter()
+        sent_in = asyncio.run(send_all(base_url, count))
+        deadline = time.monotonic() + timeout
+        while filed(db) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        total = time.perf_counter() - started
+        count_filed = filed(db)
+    return {
+        "updates": count,
+        "webhook_acks_per_s": round(count / sent_in),
         "filed": count_filed,
         "filed_per_s_end_to_end": round(count_filed / total),
         "target_filed_per_s": TARGET,
-        "met": count_filed == args.count and count_filed / total >= TARGET,
+        "met": count_filed == count and count_filed / total >= TARGET,
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
+
+
+# -- phase 2: the status bot's answer latency ---------------------------------------------------
+
+
+@dataclass(slots=True)
+class Asked:
+    """One customer's question: when it was sent, and when the bot's answer reached the peer."""
+
+    sent: float
+    arrived: float | None = None
+
+
+async def ask_all(base_url: str, peer: PeerProcess, customers: int, deadline: float) -> dict[str, Asked]:
+    """Every customer asks once, CLIENTS waiting for their answer at a time; returns them by chat id.
+
+    A customer waits at most ANSWER_TIMEOUT for the answer; none starts after `deadline`
+    (time.monotonic()).
+    """
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    asked: dict[str, Asked] = {}
+    answered: dict[str, asyncio.Future[float]] = {}
+    pending = iter(range(customers))
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=CLIENTS)
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
+    async with aiohttp.ClientSession(
+        base_url, headers=headers, connector=connector, timeout=timeout
+    ) as client:
+
+        async def customer() -> None:
+            for i in pending:
+                if time.monotonic() > deadline:
+                    return
+                chat = FIRST_CHAT + i
+                body = telegram_update(700_000 + i, chat, QUESTIONS[i % len(QUESTIONS)], int(time.time()))
+                answer = answered[str(chat)] = loop.create_future()
+                question = asked[str(chat)] = Asked(sent=time.time())
+                async with client.post("/webhooks/telegram", data=body) as response:
+                    response.raise_for_status()
+                try:
+                    question.arrived = await asyncio.wait_for(answer, ANSWER_TIMEOUT)
+                except TimeoutError:
+                    continue  # unanswered: counted as such
+
+        done = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            watcher = group.create_task(watch_arrivals(peer, answered, done))
+            await asyncio.gather(*(customer() for _ in range(CLIENTS)))
+            done.set()
+        watcher.result()
+    return asked
+
+
+async def watch_arrivals(
+    peer: PeerProcess, answered: dict[str, asyncio.Future[float]], done: asyncio.Event
+) -> None:
+    """Resolve each customer's future with the time the peer received the bot's answer to it."""
+    seen = 0
+    while not done.is_set():
+        arrivals = await asyncio.to_thread(peer.arrivals, seen, 0.2)  # a bounded wait in the child
+        seen += len(arrivals)
+        for chat, at in arrivals:
+            future = answered.get(chat)
+            if future is not None and not future.done():  # the first answer counts
+                future.set_result(at)
+
+
+def stage_stamps(db: Path) -> dict[str, dict[str, float]]:
+    """Per chat, the time.time() of the steps the product stores: stored, queued, filed.
+
+    stored: the webhook's write begins (inbound_message.created_at); queued: the bot's answer
+    (its message's created_at); filed: the filer batch's processed_at, just before it commits.
+    (The claim leaves no trace once the row is sent: lease_until is cleared.)
+    """
+    query = """
+        SELECT r.conversation_key, r.created_at, m.created_at, r.processed_at
+          FROM inbound_message r
+          JOIN conversation c ON c.channel = r.channel AND c.conversation_key = r.conversation_key
+          JOIN message m ON m.conversation_id = c.id AND m.direction = 'out'
+         WHERE r.channel = 'telegram' AND r.processed_at IS NOT NULL
+    """
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(query).fetchall()
+    return {
+        chat: {"stored": _epoch(stored), "queued": _epoch(queued), "filed": _epoch(processed)}
+        for chat, stored, queued, processed in rows
+    }
+
+
+def _epoch(stored: str) -> float:
+    """A naive-UTC time as SQLite holds it, as time.time() would have said it."""
+    return datetime.fromisoformat(stored).replace(tzinfo=UTC).timestamp()
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile (`share` 0.99 → p99) of non-empty `values`."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def breakdown(asked: dict[str, Asked], stamps: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """p50 / p99 milliseconds of every stage in `STAGES`, over the answered customers."""
+    result = {}
+    for name, start, end in STAGES:
+        spans = []
+        for chat, question in asked.items():
+            if question.arrived is None or chat not in stamps:
+                continue
+            points = {**stamps[chat], "sent": question.sent, "arrived": question.arrived}
+            spans.append((points[end] - points[start]) * 1000)
+        if spans:
+            result[name] = {
+                "p50_ms": round(percentile(spans, 0.5), 1),
+                "p99_ms": round(percentile(spans, 0.99), 1),
+            }
+    return result
+
+
+def run_bot(customers: int, timeout: float) -> Result:
+    with tempfile.TemporaryDirectory() as tmp, PeerProcess("telegram") as peer:
+        # Telegram's limits are the provider's; each customer is its own chat: the pacer never waits anyway.
+        telegram = (
+            f'token = "{TELEGRAM_TOKEN}"\nbase_url = "{peer.url}"\n'
+            "rate_per_second = 0\nper_chat_interval_seconds = 0\n"
+        )
+        with serving(Path(tmp), telegram) as (base_url, db):
+            asked = asyncio.run(ask_all(base_url, peer, customers, time.monotonic() + timeout))
+        stamps = stage_stamps(db)
+    answered = [(q.sent, q.arrived) for q in asked.values() if q.arrived is not None]
+    latencies = [(arrived - sent) * 1000 for sent, arrived in answered]
+    result: Result = {
+        "customers": customers,
+        "in_flight": CLIENTS,
+        "answered": len(latencies),
+        "provider": "local Bot API peer answering at once: provider time excluded",
+        "telegram_limits": "lifted: rate_per_second = 0, per_chat_interval_seconds = 0",
+    }
+    if latencies:  # none at all: the phase failed, `met` says so
+        span = max(arrived for _, arrived in answered) - min(sent for sent, _ in answered)
+        result["answers_per_s"] = round(len(latencies) / span) if span > 0 else None
+        for label, share in (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99), ("max_ms", 1.0)):
+            result[label] = round(percentile(latencies, share), 1)
+    result["target_p99_ms"] = TARGET_P99_MS
+    result["met"] = len(latencies) == customers and percentile(latencies, 0.99) <= TARGET_P99_MS
+    result["stages"] = breakdown(asked, stamps)
+    return result
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def print_phase(title: str, result: Result) -> None:
+    print(title)
+    for key, value in result.items():
+        if key == "stages":
+            print(f"{'where the time goes':>24}: p50 / p99 ms")
+            for stage, spans in value.items():
+                print(f"{stage:>40}: {spans['p50_ms']:>7} / {spans['p99_ms']}")
+        else:
             print(f"{key:>24}: {value}")
-    return 0 if result["met"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", choices=["ingest", "bot", "both"], default="both")
+    parser.add_argument("--count", type=int, default=5000, help="Telegram updates to send (ingest)")
+    parser.add_argument("--customers", type=int, default=1000, help="customers asking the bot (bot)")
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="give up on a phase after this many seconds"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.customers < 1:
+        parser.error("--count and --customers must be at least 1")
+    results: dict[str, Result] = {}
+    if args.phase in ("ingest", "both"):
+        results["ingest"] = run_ingest(args.count, args.timeout)
+    if args.phase in ("bot", "both"):
+        results["bot"] = run_bot(args.customers, args.timeout)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        titles = {
+            "ingest": f"ingest: {args.count:,} Telegram updates, {CLIENTS} clients",
+            "bot": f"status bot: {args.customers:,} customers, {CLIENTS} waiting at a time, Telegram live",
+        }
+        for name, result in results.items():
+            print_phase(titles[name], result)
+    return 0 if all(result["met"] for result in results.values()) else 1
 
 
 if __name__ == "__main__":

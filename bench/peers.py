@@ -6,7 +6,13 @@ peer as much as the broadcaster. The child speaks a line protocol on stdin/stdou
     child → READY <port> <url>      once it accepts connections
     parent → count                  child → COUNT <messages accepted so far>
     parent → wait <n> <seconds>     child → COUNT <n'> once n' >= n, or at the timeout
+    parent → arrivals <i> <seconds> child → ARRIVALS <chat>@<time> … : every sendMessage from the
+                                    i-th on (waiting up to <seconds> for one), stamped by the peer
+                                    with time.time() as it arrived (Telegram only)
     parent → quit (or stdin EOF)    child stops; so a killed parent never leaves a peer behind
+
+Arrival times are time.time(): a system-wide clock, so the parent can subtract its own
+time.time() from them (bench/inbox.py measures the status bot's answer latency per chat so).
 
 Kinds: "telegram" (tests.peers.telegram.TelegramPeer), "smtp" (tests.peers.smtp.SmtpPeer, which
 parses every message) and "smtp-fast" (aiosmtpd that only counts messages: see `_CountingSmtp`).
@@ -88,6 +94,22 @@ class PeerProcess:
         """Wait until the peer accepted at least `count` messages (or `timeout`); return its count."""
         return self._ask(f"wait {count} {timeout}", timeout=timeout + 10.0)
 
+    def arrivals(self, since: int, timeout: float) -> list[tuple[str, float]]:
+        """(chat id, time.time() it arrived) of each sendMessage from the `since`-th on.
+
+        Waits up to `timeout` for at least one; an empty list means none came meanwhile.
+        """
+        if self.kind != "telegram":
+            raise PeerError(f"only the telegram peer records arrivals, not {self.kind}")
+        words = self._command(f"arrivals {since} {timeout}", timeout=timeout + 10.0)
+        if not words or words[0] != "ARRIVALS":
+            raise PeerError(f"{self.kind} peer answered {' '.join(words)[:200]!r} to 'arrivals'")
+        found = []
+        for word in words[1:]:
+            chat, _, at = word.rpartition("@")  # a chat may be "@channel": its time is after the last @
+            found.append((chat, float(at)))
+        return found
+
     def stop(self) -> None:
         """Ask the child to quit; kill it if it does not within 10 s."""
         proc, self._proc = self._proc, None
@@ -108,14 +130,18 @@ class PeerProcess:
             proc.stdout.close()
 
     def _ask(self, command: str, timeout: float) -> int:
+        words = self._command(command, timeout)
+        if len(words) != 2 or words[0] != "COUNT":
+            raise PeerError(f"{self.kind} peer answered {' '.join(words)!r} to {command!r}")
+        return int(words[1])
+
+    def _command(self, command: str, timeout: float) -> list[str]:
+        """Send one command line; the words of the child's one-line answer."""
         if self._proc is None or self._proc.stdin is None:
             raise PeerError(f"{self.kind} peer is not running")
         self._proc.stdin.write(command + "\n")
         self._proc.stdin.flush()
-        words = self._read_line(timeout).split()
-        if len(words) != 2 or words[0] != "COUNT":
-            raise PeerError(f"{self.kind} peer answered {' '.join(words)!r} to {command!r}")
-        return int(words[1])
+        return self._read_line(timeout).split()
 
     def _read_line(self, timeout: float) -> str:
         assert self._proc is not None and self._proc.stdout is not None
@@ -264,6 +290,14 @@ class _Adapter:
         return bool(self._peer.wait_for(count, timeout))
 
 
+class _TelegramAdapter(_Adapter):
+    """The Bot API peer, which also tells when each sendMessage arrived."""
+
+    def arrivals(self, since: int) -> list[tuple[str, float]]:
+        to_wall_clock = time.time() - time.monotonic()  # the peer stamps messages with time.monotonic()
+        return [(m["chat_id"], m["received"] + to_wall_clock) for m in self._peer.messages[since:]]
+
+
 def _start(kind: str, latency: float) -> _Served:
     from tests.peers.smtp import SmtpPeer
     from tests.peers.telegram import TelegramPeer
@@ -275,7 +309,7 @@ def _start(kind: str, latency: float) -> _Served:
         smtp.start()
         return _Adapter(smtp, smtp.port, f"smtp://127.0.0.1:{smtp.port}", smtp.stop)
     telegram = TelegramPeer(valid_tokens=(TELEGRAM_TOKEN,), latency=latency).start()
-    return _Adapter(telegram, telegram.port, telegram.base_url, telegram.stop)
+    return _TelegramAdapter(telegram, telegram.port, telegram.base_url, telegram.stop)
 
 
 def _serve(kind: str, latency: float) -> None:
@@ -287,11 +321,22 @@ def _serve(kind: str, latency: float) -> None:
             words = line.split()
             if not words or words[0] == "quit":
                 break
+            if words[0] == "arrivals":
+                print(_arrivals(peer, int(words[1]), float(words[2]), parent), flush=True)
+                continue
             if words[0] == "wait":
                 _wait(peer, int(words[1]), float(words[2]), parent)
             print(f"COUNT {peer.count()}", flush=True)
     finally:
         peer.stop()
+
+
+def _arrivals(peer: _Served, since: int, timeout: float, parent: int) -> str:
+    """The ARRIVALS line: sendMessage calls from the `since`-th on, once there is one (or at the timeout)."""
+    if not isinstance(peer, _TelegramAdapter):
+        return "ERROR only the telegram peer records arrivals"
+    _wait(peer, since + 1, timeout, parent)
+    return " ".join(["ARRIVALS", *(f"{chat}@{at:.6f}" for chat, at in peer.arrivals(since))])
 
 
 def _wait(peer: _Served, count: int, timeout: float, parent: int) -> None:
