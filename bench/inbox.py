@@ -218,8 +218,13 @@ class Asked:
     arrived: float | None = None
 
 
-async def ask_all(base_url: str, peer: PeerProcess, customers: int, deadline: float) -> dict[str, Asked]:
-    """Every customer asks once, CLIENTS waiting for their answer at a time; returns them by chat id.
+async def ask_all(
+    base_url: str, peer: PeerProcess, customers: int, deadline: float, think: float
+) -> dict[str, Asked]:
+    """Every customer asks once, CLIENTS talking at a time; returns them by chat id.
+
+    Each of the CLIENTS conversations asks, waits for the answer, reads it for `think` seconds,
+    then the next customer of that slot asks: `think` 0 is a saturation test, not 50 people.
 
     A customer waits at most ANSWER_TIMEOUT for the answer; none starts after `deadline`
     (time.monotonic()).
@@ -251,6 +256,7 @@ async def ask_all(base_url: str, peer: PeerProcess, customers: int, deadline: fl
                     question.arrived = await asyncio.wait_for(answer, ANSWER_TIMEOUT)
                 except TimeoutError:
                     continue  # unanswered: counted as such
+                await asyncio.sleep(think)
 
         done = asyncio.Event()
         async with asyncio.TaskGroup() as group:
@@ -326,7 +332,7 @@ def breakdown(asked: dict[str, Asked], stamps: dict[str, dict[str, float]]) -> d
     return result
 
 
-def run_bot(customers: int, timeout: float) -> Result:
+def run_bot(customers: int, timeout: float, think: float) -> Result:
     with tempfile.TemporaryDirectory() as tmp, PeerProcess("telegram") as peer:
         # Telegram's limits are the provider's; each customer is its own chat: the pacer never waits anyway.
         telegram = (
@@ -334,13 +340,14 @@ def run_bot(customers: int, timeout: float) -> Result:
             "rate_per_second = 0\nper_chat_interval_seconds = 0\n"
         )
         with serving(Path(tmp), telegram) as (base_url, db):
-            asked = asyncio.run(ask_all(base_url, peer, customers, time.monotonic() + timeout))
+            asked = asyncio.run(ask_all(base_url, peer, customers, time.monotonic() + timeout, think))
         stamps = stage_stamps(db)
     answered = [(q.sent, q.arrived) for q in asked.values() if q.arrived is not None]
     latencies = [(arrived - sent) * 1000 for sent, arrived in answered]
     result: Result = {
         "customers": customers,
         "in_flight": CLIENTS,
+        "think_s": think,
         "answered": len(latencies),
         "provider": "local Bot API peer answering at once: provider time excluded",
         "telegram_limits": "lifted: rate_per_second = 0, per_chat_interval_seconds = 0",
@@ -378,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=300, help="give up on a phase after this many seconds"
     )
+    parser.add_argument(
+        "--think", type=float, default=1.0,
+        help="seconds a customer reads an answer before the next one of their slot asks (0: saturation)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     if args.count < 1 or args.customers < 1:
@@ -386,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase in ("ingest", "both"):
         results["ingest"] = run_ingest(args.count, args.timeout)
     if args.phase in ("bot", "both"):
-        results["bot"] = run_bot(args.customers, args.timeout)
+        results["bot"] = run_bot(args.customers, args.timeout, args.think)
     if args.json:
         print(json.dumps(results))
     else:

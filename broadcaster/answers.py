@@ -9,9 +9,10 @@ queued, and the dispatcher sends it with the retries and dead letters of broadca
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, select
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery, InboundRecord, Message, utcnow
+from broadcaster.outbox import ClaimedDelivery
 from channels.base import Reply
 
 QUEUED = "queued"
@@ -48,53 +50,103 @@ class NothingToAnswer(ValueError):
     """The conversation has no customer message to answer (or does not exist)."""
 
 
-async def queue_answers(
-    connection: AsyncConnection, answers: Sequence[Answer], now: datetime | None = None
-) -> list[int]:
-    """Write each answer as an outgoing message and its outbox row; return the message ids.
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """Answers on these channels are written already claimed, for this process's workers to send
+    at once (no claim transaction, no poll). The lease still applies: if the process dies before
+    sending, they are claimed again when it expires, like any row in flight."""
 
+    channels: frozenset[str]
+    lease_seconds: float
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    message_ids: list[int]  # in the order of the answers
+    claimed: list[ClaimedDelivery]  # for the hand-off: give them to the workers once committed
+
+
+async def queue_answers(
+    connection: AsyncConnection,
+    answers: Sequence[Answer],
+    now: datetime | None = None,
+    *,
+    hand_off: HandOff | None = None,
+) -> Queued:
+    """Write each answer as an outgoing message and its outbox row, in the caller's transaction.
+
+    Rows on `hand_off` channels are written claimed; every other row is pending for any worker.
     Raises `NothingToAnswer` (writing nothing) when a conversation has no customer message.
     """
     if not answers:
-        return []
+        return Queued([], [])
     now = now or utcnow()
     threads = await _threads(connection, {a.conversation_id for a in answers})
     missing = sorted({a.conversation_id for a in answers} - threads.keys())
     if missing:
         raise NothingToAnswer(f"conversation {missing[0]} has no customer message to answer")
     messages = Message.__table__  # type: ignore[attr-defined]
-    ids = (
-        (
-            await connection.execute(
-                insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "conversation_id": a.conversation_id,
-                        "direction": "out",
-                        "channel": threads[a.conversation_id].channel,
-                        "external_id": None,
-                        "text": a.text,
-                        "intent": "",
-                        "language": a.locale,
-                        "reply_to": threads[a.conversation_id].in_reply_to,
-                        "author": a.author,
-                        "delivery_status": QUEUED,
-                        "delivery_error": "",
-                        "created_at": now,
-                    }
-                    for a in answers
-                ],
-            )
+    rows = [
+        {
+            "conversation_id": a.conversation_id,
+            "direction": "out",
+            "channel": threads[a.conversation_id].channel,
+            "external_id": None,
+            "text": a.text,
+            "intent": "",
+            "language": a.locale,
+            "reply_to": threads[a.conversation_id].in_reply_to,
+            "author": a.author,
+            "delivery_status": QUEUED,
+            "delivery_error": "",
+            "created_at": now,
+        }
+        for a in answers
+    ]
+    # RETURNING each row's key, not the parameter order: one multi-row INSERT on SQLite instead
+    # of one statement per answer. Two equal answers in one conversation are interchangeable.
+    returning = insert(messages).returning(messages.c.id, messages.c.conversation_id, messages.c.text)
+    ids_by_key: dict[tuple[int, str], list[int]] = {}
+    for row in sorted((await connection.execute(returning, rows)).all(), key=lambda r: r.id):
+        ids_by_key.setdefault((row.conversation_id, row.text), []).append(row.id)
+    ids = [ids_by_key[(a.conversation_id, a.text)].pop(0) for a in answers]
+    deliveries = [
+        _delivery_row(answer, threads[answer.conversation_id], message_id, now)
+        for answer, message_id in zip(answers, ids, strict=True)
+    ]
+    claimed = [d for d in deliveries if hand_off is not None and d["channel"] in hand_off.channels]
+    for delivery in claimed:
+        assert hand_off is not None
+        delivery.update(
+            status="sending",
+            attempts=1,
+            claim_token=hand_off.token,
+            lease_until=now + timedelta(seconds=hand_off.lease_seconds),
         )
-        .scalars()
-        .all()
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    inserted = await connection.execute(insert(table).returning(table.c.id, table.c.message_id), deliveries)
+    delivery_ids = {returned.message_id: returned.id for returned in inserted}
+    return Queued(
+        ids,
+        [
+            ClaimedDelivery(
+                id=delivery_ids[row["message_id"]],
+                update_id=None,
+                channel=row["channel"],
+                target=row["target"],
+                locale=row["locale"],
+                rendition_id=None,
+                subscription_id=None,
+                attempts=1,
+                claim_token=row["claim_token"],
+                message_id=row["message_id"],
+                payload=row["payload"],
+                reply=row["reply"],
+            )  # fmt: skip
+            for row in claimed
+        ],
     )
-    await connection.execute(
-        insert(Delivery),
-        [_delivery_row(answer, threads[answer.conversation_id], message_id, now)
-         for answer, message_id in zip(answers, ids, strict=True)],
-    )  # fmt: skip
-    return list(ids)
 
 
 def _delivery_row(answer: Answer, thread: _Thread, message_id: int, now: datetime) -> dict[str, Any]:
@@ -124,6 +176,7 @@ def _delivery_row(answer: Answer, thread: _Thread, message_id: int, now: datetim
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": now,
+        "lease_until": None,
         "created_at": now,
         "claim_token": "",
         "last_error": "",

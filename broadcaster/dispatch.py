@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster import outbox
+from broadcaster.answers import HandOff
 from broadcaster.config import DispatchSettings
 from broadcaster.db import SessionFactory
 from broadcaster.message import RenderedMessage
@@ -65,10 +66,18 @@ class ChannelWorker:
         self._thread_refs: dict[int, str | None] = {}
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        self._claim_wanted = False
+        self._handed: list[ClaimedDelivery] = []
         self.sent = 0
 
     def wake(self) -> None:
         """New rows are due now (an answer to a customer): claim without waiting for the next poll."""
+        self._claim_wanted = True
+        self._wake.set()
+
+    def take(self, delivery: ClaimedDelivery) -> None:
+        """Send a row this process already claimed (committed) — no claim, no poll."""
+        self._handed.append(delivery)
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -77,20 +86,24 @@ class ChannelWorker:
         last_flush = time.monotonic()
         queue_depth = max(self.runtime.concurrency * 4, 16)
         async with self._sessions() as session:
-            while not stop.is_set() or inflight:
+            while not stop.is_set() or inflight or self._handed:
+                handed, self._handed = self._handed, []
+                inflight.update(asyncio.create_task(self._deliver(d)) for d in handed)
                 claimed: list[ClaimedDelivery] = []
                 room = queue_depth - len(inflight)
                 # Refill by half a queue at a time: a claim is a write transaction, ~10-25 ms on a busy
                 # loop, so claiming the 1-2 rows that just finished would spend the loop on claims.
-                if not stop.is_set() and (room >= queue_depth // 2 or not inflight):
+                # Rows handed over need no claim, unless someone asked for one too.
+                wanted, self._claim_wanted = self._claim_wanted or not handed, False
+                if wanted and not stop.is_set() and (room >= queue_depth // 2 or not inflight):
                     claimed = await outbox.claim(
                         session, self.name, min(room, self._settings.batch_size), self._settings.lease_seconds
                     )
                     await self._load_context(session, claimed)
                     inflight.update(asyncio.create_task(self._deliver(d)) for d in claimed)
                 if inflight:
-                    wait = 0.02 if claimed else FLUSH_INTERVAL
-                    done, inflight = await asyncio.wait(inflight, timeout=wait, return_when="FIRST_COMPLETED")
+                    done = await self._next_done(inflight, 0.02 if claimed else FLUSH_INTERVAL)
+                    inflight -= done
                     done_outcomes.extend(task.result() for task in done)
                 elif not claimed:
                     await self._idle(stop)
@@ -101,6 +114,16 @@ class ChannelWorker:
                     await outbox.record(session, done_outcomes)
                     done_outcomes, last_flush = [], now
             await outbox.record(session, done_outcomes)
+
+    async def _next_done(
+        self, inflight: set[asyncio.Task[Outcome]], timeout: float
+    ) -> set[asyncio.Task[Outcome]]:
+        """Sends that finish within `timeout`; returns early when rows are handed over or wanted."""
+        waker = asyncio.ensure_future(self._wake.wait())
+        done, _ = await asyncio.wait({*inflight, waker}, timeout=timeout, return_when="FIRST_COMPLETED")
+        waker.cancel()
+        self._wake.clear()
+        return {task for task in done if task is not waker}  # type: ignore[misc]
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Wait for the next poll, unless `wake` or `stop` comes first."""
@@ -220,6 +243,7 @@ class Dispatcher:
         public_base_url: str,
     ) -> None:
         self._sessions = sessions
+        self._settings = settings
         self.workers = {
             name: ChannelWorker(name, runtime, sessions, settings, public_base_url)
             for name, runtime in runtimes.items()
@@ -228,6 +252,14 @@ class Dispatcher:
     def wake(self, channel: str) -> None:
         if channel in self.workers:
             self.workers[channel].wake()
+
+    def hand_off(self) -> HandOff:
+        """How to write rows these workers will send as soon as they are handed over (`take`)."""
+        return HandOff(frozenset(self.workers), self._settings.lease_seconds)
+
+    def take(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        for delivery in claimed:
+            self.workers[delivery.channel].take(delivery)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:

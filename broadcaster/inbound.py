@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
-from broadcaster.db import SessionFactory, dialect_name
+from broadcaster.db import SessionFactory, dialect_name, writing
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
 
@@ -51,7 +51,7 @@ async def insert_inbound(
         }
         for m in messages
     ]
-    async with sessions() as session:
+    async with sessions() as session, writing(session):
         insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
         statement = insert(InboundRecord).on_conflict_do_nothing(index_elements=["channel", "external_id"])
         returning = statement.returning(col(InboundRecord.channel), col(InboundRecord.external_id))

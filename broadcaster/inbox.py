@@ -9,6 +9,7 @@ broadcast it replies to, or, while an incident is open, a message whose intent i
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.db import SessionFactory, dialect_name
+from broadcaster.db import SessionFactory, dialect_name, writing
 from broadcaster.intent import classify
 from broadcaster.models import (
     NOT_OPEN,
@@ -38,7 +39,10 @@ from broadcaster.models import (
 from broadcaster.spikes import SPIKE_INTENTS
 
 if TYPE_CHECKING:
+    from broadcaster.outbox import ClaimedDelivery
     from broadcaster.status_bot import StatusBot
+
+log = logging.getLogger(__name__)
 
 OUTAGE_INTENTS = frozenset(SPIKE_INTENTS)
 BATCH = 500
@@ -102,41 +106,43 @@ async def file_pending(sessions: SessionFactory, *, bot: StatusBot | None = None
             thread.name = thread.name or record.customer_name
             thread.status = "open"  # the customer wrote: it needs an answer, unless the bot gives it
             messages.append((thread, record, found, language))
-        await _save_threads(connection, list(threads.values()))
-        insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-        rows = [
-            {
-                "conversation_id": thread.id,
-                "direction": "in",
-                "channel": record.channel,
-                "external_id": record.external_id,
-                "text": record.text,
-                "intent": found.intent,
-                "language": language,
-                "reply_to": record.reply_to,
-                "author": "",
-                "delivery_status": "",
-                "delivery_error": "",
-                "created_at": record.received_at,
-            }
-            for thread, record, found, language in messages
-        ]
-        if rows:
+        # Reading and classifying needed no lock; writing does (one SQLite writer at a time).
+        async with writing(session):
+            await _save_threads(connection, list(threads.values()))
+            insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+            rows = [
+                {
+                    "conversation_id": thread.id,
+                    "direction": "in",
+                    "channel": record.channel,
+                    "external_id": record.external_id,
+                    "text": record.text,
+                    "intent": found.intent,
+                    "language": language,
+                    "reply_to": record.reply_to,
+                    "author": "",
+                    "delivery_status": "",
+                    "delivery_error": "",
+                    "created_at": record.received_at,
+                }
+                for thread, record, found, language in messages
+            ]
+            if rows:
+                await connection.execute(
+                    insert(Message).on_conflict_do_nothing(index_elements=["channel", "external_id"]), rows
+                )
+            claimed: list[ClaimedDelivery] = []
+            if bot is not None and messages:
+                claimed = await bot.answer(session, [(thread, found) for thread, _r, found, _l in messages])
+                await _save_bot_state(connection, {id(t): t for t, *_ in messages}.values())
             await connection.execute(
-                insert(Message).on_conflict_do_nothing(index_elements=["channel", "external_id"]), rows
+                sql_update(records_table)
+                .where(records_table.c.id.in_([r.id for r in records]))
+                .values(processed_at=utcnow())
             )
-        answered_on: set[str] = set()
-        if bot is not None and messages:
-            answered_on = await bot.answer(session, [(thread, found) for thread, _r, found, _l in messages])
-            await _save_bot_state(connection, {id(t): t for t, *_ in messages}.values())
-        await connection.execute(
-            sql_update(records_table)
-            .where(records_table.c.id.in_([r.id for r in records]))
-            .values(processed_at=utcnow())
-        )
-        await session.commit()
-    if bot is not None and answered_on:
-        bot.wake(answered_on)
+            await session.commit()
+    if bot is not None:
+        bot.send(claimed)
     return len(records)
 
 
@@ -195,8 +201,11 @@ async def _save_threads(connection: AsyncConnection, threads: list[Thread]) -> N
     """Insert the new conversations (learning their ids) and update the others, reopened."""
     table = Conversation.__table__  # type: ignore[attr-defined]
     fresh = [t for t in threads if t.id is None]
+    known = [t for t in threads if t.id is not None]
     if fresh:
-        statement = sa_insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        # RETURNING the natural key, not the parameter order: SQLAlchemy then sends one
+        # multi-row INSERT instead of one statement per conversation.
+        statement = sa_insert(table).returning(table.c.id, table.c.channel, table.c.conversation_key)
         values: list[dict[str, Any]] = [
             {
                 "channel": t.channel,
@@ -215,10 +224,11 @@ async def _save_threads(connection: AsyncConnection, threads: list[Thread]) -> N
             }
             for t in fresh
         ]
-        ids = (await connection.execute(statement, values)).scalars().all()
-        for thread, new_id in zip(fresh, ids, strict=True):
-            thread.id = new_id
-    known = [t for t in threads if t not in fresh]
+        ids = {
+            (row.channel, row.conversation_key): row.id for row in await connection.execute(statement, values)
+        }
+        for thread in fresh:
+            thread.id = ids[(thread.channel, thread.key)]
     if known:
         await connection.execute(
             sql_update(table)
@@ -236,7 +246,16 @@ async def _save_threads(connection: AsyncConnection, threads: list[Thread]) -> N
 
 
 def _answers_a_broadcast(record: Row[Any]) -> bool:
-    return bool(record.reply_to) or (isinstance(record.raw, dict) and "update_id" in record.raw)
+    return bool(record.reply_to) or _email_update_id(record) is not None
+
+
+def _email_update_id(record: Row[Any]) -> object:
+    """The update an e-mail reply answers, from its reply+<update>.<token> address.
+
+    Only e-mail records carry it: other channels' raw payloads are the provider's (Telegram's
+    own `update_id` is no update of ours).
+    """
+    return record.raw.get("update_id") if record.channel == "email" and isinstance(record.raw, dict) else None
 
 
 async def _latest_open_incident(session: AsyncSession) -> int | None:
@@ -251,7 +270,7 @@ async def _latest_open_incident(session: AsyncSession) -> int | None:
 
 async def _incident_for(session: AsyncSession, record: Row[Any]) -> int | None:
     """The incident whose broadcast this message answers (e-mail token, or the provider's reply id)."""
-    update_id = record.raw.get("update_id") if isinstance(record.raw, dict) else None
+    update_id = _email_update_id(record)
     if update_id is None and record.reply_to:
         statement = select(Delivery.update_id).where(
             Delivery.channel == record.channel, Delivery.provider_message_id == record.reply_to
@@ -261,7 +280,7 @@ async def _incident_for(session: AsyncSession, record: Row[Any]) -> int | None:
         update_id = (await session.exec(statement.limit(1))).first()
     if update_id is None:
         return None
-    update = await session.get(IncidentUpdate, int(update_id))
+    update = await session.get(IncidentUpdate, int(str(update_id)))
     return update.incident_id if update is not None else None
 
 
@@ -346,9 +365,13 @@ class Filer:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._nudged.clear()
-            filed = await file_pending(self._sessions, bot=self._bot)
-            if filed and self._after_batch is not None:
-                await self._after_batch()
+            try:
+                filed = await file_pending(self._sessions, bot=self._bot)
+                if filed and self._after_batch is not None:
+                    await self._after_batch()
+            except Exception:  # the database went away, a bug: log it, keep the inbox alive, retry
+                log.exception("inbox filing failed; retrying in %.1f s", self._interval)
+                filed = 0
             if filed == 0:
                 waiters = [asyncio.ensure_future(self._nudged.wait()), asyncio.ensure_future(stop.wait())]
                 await asyncio.wait(waiters, timeout=self._interval, return_when="FIRST_COMPLETED")

@@ -94,9 +94,10 @@ async def reply(
         else:
             body = _checked_text(text or "")
         try:
-            (message_id,) = await queue_answers(
+            queued = await queue_answers(
                 await session.connection(), [Answer(conversation_id, body, language, author)], now
             )
+            (message_id,) = queued.message_ids
         except NothingToAnswer as exc:
             raise InboxError(str(exc)) from None
         conversation.status = "pending"  # the filer sets it back to open when the customer writes

@@ -285,6 +285,8 @@ def split_plain_text(text: str, limit: int) -> list[str]:
     >>> split_plain_text("a <b> & c", 4096)
     ['a <b> & c']
     """
+    if len(text) <= limit:
+        return [text.strip()]
     return [html.unescape(part) for part in split_text(html.escape(text, quote=False), limit)]
 
 

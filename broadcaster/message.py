@@ -7,7 +7,7 @@ Both are plain frozen data: rendering is pure and a rendered message is stored o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -94,7 +94,8 @@ class RenderedMessage:
         )
 
     def to_json(self) -> str:
-        data = asdict(self)
+        # Field by field: `dataclasses.asdict` deep-copies every value, a cost paid per answer.
+        data = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
         data["parts"] = list(self.parts)
         return json.dumps(data, ensure_ascii=False)
 

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.db import dialect_name
+from broadcaster.db import dialect_name, writing
 from broadcaster.models import Delivery, Message, Subscription, utcnow
 
 PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
@@ -101,18 +101,19 @@ async def claim(
     now = now or utcnow()
     token = secrets.token_hex(8)
     lock = "FOR UPDATE SKIP LOCKED" if dialect_name(session) == "postgresql" else ""
-    result = await (await session.connection()).execute(
-        text(_CLAIM_SQL.format(lock=lock)),
-        {
-            "channel": channel,
-            "now": _db_time(session, now),
-            "lease_until": _db_time(session, now + timedelta(seconds=lease_seconds)),
-            "token": token,
-            "limit": limit,
-        },
-    )
-    rows = result.all()
-    await session.commit()
+    async with writing(session):
+        result = await (await session.connection()).execute(
+            text(_CLAIM_SQL.format(lock=lock)),
+            {
+                "channel": channel,
+                "now": _db_time(session, now),
+                "lease_until": _db_time(session, now + timedelta(seconds=lease_seconds)),
+                "token": token,
+                "limit": limit,
+            },
+        )
+        rows = result.all()
+        await session.commit()
     return [
         ClaimedDelivery(
             id=r.id,
@@ -144,44 +145,45 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
     outcomes = list(outcomes)
     if not outcomes:
         return 0
-    statement = (
-        update(Delivery.__table__)  # type: ignore[attr-defined]
-        .where(Delivery.__table__.c.id == bindparam("b_id"))  # type: ignore[attr-defined]
-        .where(Delivery.__table__.c.claim_token == bindparam("b_token"))  # type: ignore[attr-defined]
-        .values(
-            status=bindparam("b_status"),
-            next_attempt_at=bindparam("b_next"),
-            last_error=bindparam("b_error"),
-            provider_message_id=bindparam("b_provider_id"),
-            sent_at=bindparam("b_sent_at"),
-            attempts=bindparam("b_attempts"),
-            lease_until=None,
-        )
-    )
-    params = [
-        {
-            "b_id": o.delivery.id,
-            "b_token": o.delivery.claim_token,
-            "b_status": o.status,
-            "b_next": o.next_attempt_at or utcnow(),
-            "b_error": o.error[:1000],
-            "b_provider_id": o.provider_message_id[:200],
-            "b_sent_at": o.sent_at,
-            "b_attempts": o.delivery.attempts - 1 if o.refund_attempt else o.delivery.attempts,
-        }
-        for o in outcomes
-    ]
-    await (await session.connection()).execute(statement, params)
-    await _record_answers(session, [o for o in outcomes if o.delivery.message_id is not None])
-    to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
-    for subscription_id, reason in to_deactivate.items():
-        if subscription_id is not None:
-            await (await session.connection()).execute(
-                update(Subscription)
-                .where(Subscription.id == subscription_id)  # type: ignore[arg-type]
-                .values(active=False, deactivated_reason=reason[:500], deactivated_at=utcnow())
+    async with writing(session):
+        statement = (
+            update(Delivery.__table__)  # type: ignore[attr-defined]
+            .where(Delivery.__table__.c.id == bindparam("b_id"))  # type: ignore[attr-defined]
+            .where(Delivery.__table__.c.claim_token == bindparam("b_token"))  # type: ignore[attr-defined]
+            .values(
+                status=bindparam("b_status"),
+                next_attempt_at=bindparam("b_next"),
+                last_error=bindparam("b_error"),
+                provider_message_id=bindparam("b_provider_id"),
+                sent_at=bindparam("b_sent_at"),
+                attempts=bindparam("b_attempts"),
+                lease_until=None,
             )
-    await session.commit()
+        )
+        params = [
+            {
+                "b_id": o.delivery.id,
+                "b_token": o.delivery.claim_token,
+                "b_status": o.status,
+                "b_next": o.next_attempt_at or utcnow(),
+                "b_error": o.error[:1000],
+                "b_provider_id": o.provider_message_id[:200],
+                "b_sent_at": o.sent_at,
+                "b_attempts": o.delivery.attempts - 1 if o.refund_attempt else o.delivery.attempts,
+            }
+            for o in outcomes
+        ]
+        await (await session.connection()).execute(statement, params)
+        await _record_answers(session, [o for o in outcomes if o.delivery.message_id is not None])
+        to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
+        for subscription_id, reason in to_deactivate.items():
+            if subscription_id is not None:
+                await (await session.connection()).execute(
+                    update(Subscription)
+                    .where(Subscription.id == subscription_id)  # type: ignore[arg-type]
+                    .values(active=False, deactivated_reason=reason[:500], deactivated_at=utcnow())
+                )
+        await session.commit()
     return len(outcomes)
 
 

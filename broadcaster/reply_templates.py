@@ -111,6 +111,8 @@ class ReplyTemplates:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        folders = [f for f in self._folders() if f.is_dir()]
+        self._languages = frozenset(p.name for folder in folders for p in folder.iterdir() if p.is_dir())
 
     def canned_names(self, locale: str) -> list[str]:
         """The canned replies available in `locale` (bot answers excluded)."""
@@ -128,10 +130,7 @@ class ReplyTemplates:
     def language(self, locale: str) -> str:
         """The template folder for a reader's locale: theirs if we have it, else the brand's."""
         language = (locale or "").replace("_", "-").split("-")[0].lower()
-        known = {
-            p.name for folder in self._folders() if folder.is_dir() for p in folder.iterdir() if p.is_dir()
-        }
-        return language if language in known else self._settings.brand.default_locale
+        return language if language in self._languages else self._settings.brand.default_locale
 
     def render(
         self,

@@ -16,19 +16,21 @@ It runs inside the inbox filer's transaction, on messages just filed:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.answers import BOT, Answer, queue_answers
+from broadcaster.answers import BOT, Answer, HandOff, queue_answers
 from broadcaster.config import Settings
 from broadcaster.inbox import Thread
 from broadcaster.intent import Classification
 from broadcaster.lint_rules import fold
 from broadcaster.models import Subscriber, Subscription, utcnow
+from broadcaster.outbox import ClaimedDelivery
 from broadcaster.reply_templates import IncidentState, ReplyTemplates, current_incident
 from broadcaster.subscribers import subscription_row
 
@@ -42,25 +44,34 @@ ALL_IS_WELL = 0  # `bot_answered_state` when the answer was "no incident"
 Filed = tuple[Thread, Classification]  # a customer message just filed, and what it asks
 
 
-class StatusBot:
-    """Answers filed messages; `wake(channel)` is told which channels have new answers to send."""
+class Senders(Protocol):
+    """The dispatch workers of this process (`broadcaster.dispatch.Dispatcher`)."""
 
-    def __init__(self, settings: Settings, wake: Callable[[str], None] | None = None) -> None:
+    def hand_off(self) -> HandOff: ...
+
+    def take(self, claimed: Sequence[ClaimedDelivery]) -> None: ...
+
+
+class StatusBot:
+    """Answers filed messages. With `senders`, its answers go straight to this process's workers:
+    written claimed, handed over once committed (`send`), so a customer waits for no poll."""
+
+    def __init__(self, settings: Settings, senders: Senders | None = None) -> None:
         self._settings = settings
         self._templates = ReplyTemplates(settings)
-        self._wake = wake
+        self._senders = senders
 
-    def wake(self, channels: set[str]) -> None:
-        if self._wake is not None:
-            for channel in channels:
-                self._wake(channel)
+    def send(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        """Give the workers the answers `answer` claimed, once their transaction is committed."""
+        if self._senders is not None and claimed:
+            self._senders.take(claimed)
 
     async def answer(
         self, session: AsyncSession, filed: list[Filed], now: datetime | None = None
-    ) -> set[str]:
-        """Queue the bot's answers to `filed` (in the caller's transaction); the channels answered on."""
+    ) -> list[ClaimedDelivery]:
+        """Queue the bot's answers to `filed` in the caller's transaction; what to `send` after it."""
         if not self._settings.inbox.bot_enabled or not filed:
-            return set()
+            return []
         now = now or utcnow()
         connection = await session.connection()
         answers: list[Answer] = []
@@ -75,10 +86,9 @@ class StatusBot:
             if text is not None:
                 answers.append(Answer(thread.id, text, self._templates.language(thread.locale), BOT))
         if not answers:
-            return set()
-        await queue_answers(connection, answers, now)
-        answered = {a.conversation_id for a in answers}
-        return {thread.channel for thread, _found in filed if thread.id in answered}
+            return []
+        hand_off = self._senders.hand_off() if self._senders is not None else None
+        return (await queue_answers(connection, answers, now, hand_off=hand_off)).claimed
 
     async def _text_for(
         self,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.dialects import postgresql, sqlite
 
-from broadcaster.db import SessionFactory, dialect_name
+from broadcaster.db import SessionFactory, dialect_name, writing
 from broadcaster.message import RenderedMessage
 from broadcaster.models import CapturedMessage, utcnow
 from channels.base import Capabilities, CheckResult, InboundMessage, Reply, SendResult, Target
@@ -54,7 +54,7 @@ class CaptureChannel:
             "html": message.html,
             "created_at": utcnow(),
         }
-        async with self._sessions() as session:
+        async with self._sessions() as session, writing(session):
             dialect = dialect_name(session)
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             statement = insert(CapturedMessage).values(**values).on_conflict_do_nothing()

@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                 dispatcher.wake("email")  # the staff alert
                 dispatcher.wake("telegram")
 
-    filer = Filer(sessions, bot=StatusBot(settings, dispatcher.wake), after_batch=draft_on_spike)
+    filer = Filer(sessions, bot=StatusBot(settings, dispatcher), after_batch=draft_on_spike)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,7 +95,8 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                 await listener.stop()
             for task in long_polls:  # nothing is lost: updates are only confirmed by the next offset
                 task.cancel()
-            await asyncio.gather(*tasks, *long_polls, return_exceptions=True)
+            await asyncio.gather(*long_polls, return_exceptions=True)
+            await asyncio.gather(*tasks)
             for client in pulled.clients:
                 await client.aclose()
             for runtime in runtimes.values():
