@@ -65,6 +65,9 @@ class TelegramSettings(Section):
     channel_id: str = ""
     rate_per_second: Annotated[float, Field(ge=0)] = 30.0
     per_chat_interval_seconds: Annotated[float, Field(ge=0)] = 1.0
+    per_group_per_minute: Annotated[int, Field(ge=0)] = (
+        20  # Bot API: 20 messages a minute in a group; 0 = off
+    )
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
     # Telegram sends it in X-Telegram-Bot-Api-Secret-Token on every webhook call (setWebhook's
     # secret_token); the webhook route refuses calls without it.

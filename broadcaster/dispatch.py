@@ -27,7 +27,16 @@ from broadcaster.models import Rendition, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery, Outcome
 from broadcaster.ratelimit import TokenBucket
 from channels import ChannelRuntime
-from channels.base import DeliveryError, RateLimited, Rejected, Reply, Replying, SendResult, Target
+from channels.base import (
+    DeliveryError,
+    RateLimited,
+    Rejected,
+    Reply,
+    Replying,
+    SendResult,
+    Target,
+    TargetBusy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +191,8 @@ class ChannelWorker:
             async with self._slots:
                 result = await self._send(delivery)
         except RateLimited as exc:
-            self._bucket.pause(exc.retry_after)
+            if not isinstance(exc, TargetBusy):
+                self._bucket.pause(exc.retry_after)
             return Outcome(
                 delivery,
                 outbox.PENDING,

@@ -127,6 +127,11 @@ class RateLimited(DeliveryError):
         self.retry_after = retry_after
 
 
+class TargetBusy(RateLimited):
+    """This one target is at its own limit (a Telegram group's 20 messages a minute): only its
+    message waits `retry_after` seconds; the rest of the channel goes on."""
+
+
 class Unauthorized(DeliveryError):
     """Credentials refused: nothing sent on this channel will work until config is fixed."""
 

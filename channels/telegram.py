@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -46,6 +46,7 @@ from channels.base import (
     Reply,
     SendResult,
     Target,
+    TargetBusy,
     Unauthorized,
     Unavailable,
 )
@@ -89,11 +90,12 @@ for _logger_name in ("httpx", "telegram.Bot"):
 class _ChatSlot:
     """One chat's turn: a lock keeps parts of two messages from interleaving."""
 
-    __slots__ = ("lock", "last_sent")
+    __slots__ = ("lock", "last_sent", "minute")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.last_sent = float("-inf")
+        self.minute: deque[float] = deque()  # a group's sends of the last 60 s
 
 
 class _ChatPacer:
@@ -103,8 +105,9 @@ class _ChatPacer:
     information, so it is forgotten first.
     """
 
-    def __init__(self, interval: float, max_chats: int = 10_000) -> None:
+    def __init__(self, interval: float, per_group_per_minute: int = 0, max_chats: int = 10_000) -> None:
         self.interval = interval
+        self.per_group_per_minute = per_group_per_minute
         self.max_chats = max_chats
         self._slots: OrderedDict[str, _ChatSlot] = OrderedDict()
 
@@ -118,11 +121,29 @@ class _ChatPacer:
         async with slot.lock:
             yield slot
 
+    def check_group_room(self, chat: str, slot: _ChatSlot, parts: int) -> None:
+        """Raise `TargetBusy` when a group has no room for `parts` more messages this minute.
+
+        Groups and supergroups have negative ids (channels are "@name" or -100…); private chats
+        are positive. Waiting a minute inside a send would outlast the delivery's lease.
+        """
+        limit = self.per_group_per_minute
+        if not limit or not chat.startswith("-"):
+            return
+        now = time.monotonic()
+        while slot.minute and slot.minute[0] <= now - 60:
+            slot.minute.popleft()
+        excess = len(slot.minute) + parts - limit
+        if excess > 0 and slot.minute:  # a message longer than the limit goes out in a quiet minute
+            wait = slot.minute[min(excess, len(slot.minute)) - 1] + 60 - now
+            raise TargetBusy(f"Telegram group {chat}: {limit} messages a minute reached", max(wait, 1.0))
+
     async def wait_turn(self, slot: _ChatSlot) -> None:
         # Rate pacing (Telegram's per-chat limit), not synchronisation.
         delay = slot.last_sent + self.interval - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        slot.minute.append(time.monotonic())
 
     def _prune(self, room_for: int) -> None:
         excess = len(self._slots) + room_for - self.max_chats
@@ -156,7 +177,7 @@ class TelegramChannel:
         self._token = token.strip()
         self._bot: Bot | None = None
         self._transports: list[AiohttpRequest] = []
-        self._pacer = _ChatPacer(settings.per_chat_interval_seconds)
+        self._pacer = _ChatPacer(settings.per_chat_interval_seconds, settings.per_group_per_minute)
 
     def __repr__(self) -> str:
         state = "set" if self._token else "unset"
@@ -225,6 +246,7 @@ class TelegramChannel:
         """
         sent: list[Message] = []
         async with self._pacer.hold(chat) as slot:
+            self._pacer.check_group_room(chat, slot, len(parts))
             for part in parts:
                 await self._pacer.wait_turn(slot)
                 quote = None

@@ -16,7 +16,16 @@ from pydantic import SecretStr
 
 from broadcaster.config import TelegramSettings
 from broadcaster.message import RenderedMessage
-from channels.base import RateLimited, Rejected, Reply, Replying, Target, Unauthorized, Unavailable
+from channels.base import (
+    RateLimited,
+    Rejected,
+    Reply,
+    Replying,
+    Target,
+    TargetBusy,
+    Unauthorized,
+    Unavailable,
+)
 from channels.telegram import TelegramChannel, _ChatPacer
 from tests.peers.telegram import TelegramPeer
 
@@ -408,3 +417,31 @@ def test_name_capabilities_repr() -> None:
     tg = TelegramChannel(settings_for("http://127.0.0.1:9/bot"))
     assert (tg.name, tg.capabilities.max_body) == ("telegram", 4096)
     assert "token=<set>" in repr(tg)
+
+
+async def test_a_group_gets_at_most_its_per_minute_limit_and_then_only_it_waits(peer: TelegramPeer) -> None:
+    settings = settings_for(peer.base_url).model_copy(update={"per_group_per_minute": 3})
+    tg = TelegramChannel(settings)
+    try:
+        for n in range(3):
+            await tg.send(rendered(f"g{n}"), Target("-1001234"), idempotency_key=f"g{n}")
+        with pytest.raises(TargetBusy) as busy:
+            await tg.send(rendered("g3"), Target("-1001234"), idempotency_key="g3")
+        assert 1.0 <= busy.value.retry_after <= 60.0
+        assert "20" not in busy.value.reason and "3 messages a minute" in busy.value.reason
+        for n in range(5):  # a private chat is not a group: no such limit
+            await tg.send(rendered(f"p{n}"), Target("42"), idempotency_key=f"p{n}")
+    finally:
+        await tg.aclose()
+    assert peer.texts("-1001234") == ["g0", "g1", "g2"] and len(peer.texts("42")) == 5
+
+
+async def test_a_message_with_more_parts_than_room_left_waits_whole(peer: TelegramPeer) -> None:
+    tg = TelegramChannel(settings_for(peer.base_url).model_copy(update={"per_group_per_minute": 3}))
+    try:
+        await tg.send(rendered("g0", "g1"), Target("-1005"), idempotency_key="a")
+        with pytest.raises(TargetBusy):
+            await tg.send(rendered("h0", "h1"), Target("-1005"), idempotency_key="b")  # never half sent
+    finally:
+        await tg.aclose()
+    assert peer.texts("-1005") == ["g0", "g1"]

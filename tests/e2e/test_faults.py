@@ -184,3 +184,35 @@ async def test_exhausted_retries_go_dead_with_the_reason(
     assert delivery.attempts == 2
     assert delivery.last_error.startswith("gave up after 2 attempts: unavailable:")
     assert "421" in delivery.last_error
+
+
+async def test_a_group_at_its_minute_limit_waits_alone_while_the_channel_goes_on(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    with TelegramPeer() as telegram:
+        settings = live_settings(database_url, None, telegram)
+        group = settings.channels.telegram.model_copy(
+            update={"channel_id": "-1009", "per_group_per_minute": 1}
+        )
+        settings = settings.model_copy(
+            update={"channels": settings.channels.model_copy(update={"telegram": group})}
+        )
+        await subscribe(sessions, settings, [p for p in people(16) if p.telegram_chat_id])  # 8 private chats
+        payment = draft("investigating", "Paiement en panne, désolés.", "Sorry.")
+        delivery = draft("investigating", "Livraison en retard, désolés.", "Sorry.")
+        first = await open_(sessions, settings, payment, force=True)
+        second = await open_(sessions, settings, delivery, title="Retards", force=True)
+        runtimes = build_channels(settings, sessions)
+        dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, "http://t")
+        try:
+            assert first.update.id is not None and second.update.id is not None
+            counts = await dispatcher.deliver([first.update.id, second.update.id], retry_horizon=5)
+        finally:
+            for runtime in runtimes.values():
+                await runtime.channel.aclose()
+    assert counts["telegram"] == {"sent": 17, "pending": 1}  # 16 private messages + one group post
+    assert len(telegram.texts("-1009")) == 1
+    async with sessions() as session:
+        (waiting,) = await session.exec(select(Delivery).where(Delivery.status == "pending"))
+    assert waiting.target == "-1009" and waiting.attempts == 0  # waiting is not a failed try
+    assert "messages a minute" in waiting.last_error
