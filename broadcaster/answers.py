@@ -10,7 +10,7 @@ queued, and the dispatcher sends it with the retries and dead letters of broadca
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery, InboundRecord, Message, utcnow
-from broadcaster.outbox import ClaimedDelivery
+from broadcaster.outbox import ClaimedDelivery, new_delivery
 from channels.base import Reply
 
 QUEUED = "queued"
@@ -38,7 +38,9 @@ class Answer:
 
 
 @dataclass(frozen=True, slots=True)
-class _Thread:
+class Answered:
+    """The customer message an answer replies to, in its conversation."""
+
     channel: str
     key: str
     handle: str
@@ -73,16 +75,23 @@ async def queue_answers(
     now: datetime | None = None,
     *,
     hand_off: HandOff | None = None,
+    replying_to: Mapping[int, Answered] | None = None,
 ) -> Queued:
     """Write each answer as an outgoing message and its outbox row, in the caller's transaction.
 
     Rows on `hand_off` channels are written claimed; every other row is pending for any worker.
-    Raises `NothingToAnswer` (writing nothing) when a conversation has no customer message.
+    `replying_to`: the message each conversation's answer replies to, when the caller has just
+    filed it (else it is read). Raises `NothingToAnswer` (writing nothing) when a conversation
+    has no customer message.
     """
     if not answers:
         return Queued([], [])
     now = now or utcnow()
-    threads = await _threads(connection, {a.conversation_id for a in answers})
+    wanted = {a.conversation_id for a in answers}
+    if replying_to is not None and wanted <= replying_to.keys():
+        threads = {conversation_id: replying_to[conversation_id] for conversation_id in wanted}
+    else:
+        threads = await _threads(connection, wanted)
     missing = sorted({a.conversation_id for a in answers} - threads.keys())
     if missing:
         raise NothingToAnswer(f"conversation {missing[0]} has no customer message to answer")
@@ -149,7 +158,7 @@ async def queue_answers(
     )
 
 
-def _delivery_row(answer: Answer, thread: _Thread, message_id: int, now: datetime) -> dict[str, Any]:
+def _delivery_row(answer: Answer, thread: Answered, message_id: int, now: datetime) -> dict[str, Any]:
     extra = {"auto_submitted": True} if answer.author == BOT else {}
     payload = RenderedMessage(
         channel=thread.channel, locale=answer.locale, kind="reply", parts=(answer.text,), extra=extra
@@ -163,25 +172,15 @@ def _delivery_row(answer: Answer, thread: _Thread, message_id: int, now: datetim
         references=str(thread.raw.get("references") or ""),
         reply_token=_reply_token(thread.raw),
     )
-    return {
-        "update_id": None,
-        "channel": thread.channel,
-        "target": thread.key,
-        "locale": answer.locale,
-        "rendition_id": None,
-        "subscription_id": None,
-        "message_id": message_id,
-        "payload": payload.to_json(),
-        "reply": reply.to_dict(),
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "lease_until": None,
-        "created_at": now,
-        "claim_token": "",
-        "last_error": "",
-        "provider_message_id": "",
-    }
+    return new_delivery(
+        channel=thread.channel,
+        target=thread.key,
+        locale=answer.locale,
+        now=now,
+        message_id=message_id,
+        payload=payload.to_json(),
+        reply=reply.to_dict(),
+    )
 
 
 def _reply_token(raw: dict[str, Any]) -> str:
@@ -190,7 +189,7 @@ def _reply_token(raw: dict[str, Any]) -> str:
     return f"{update_id}.{token}" if token and update_id is not None else ""
 
 
-async def _threads(connection: AsyncConnection, conversation_ids: set[int]) -> dict[int, _Thread]:
+async def _threads(connection: AsyncConnection, conversation_ids: set[int]) -> dict[int, Answered]:
     """Each conversation's latest customer message: what an answer replies to."""
     messages = Message.__table__  # type: ignore[attr-defined]
     conversations = messages.metadata.tables["conversation"]
@@ -218,7 +217,7 @@ async def _threads(connection: AsyncConnection, conversation_ids: set[int]) -> d
         )
     )
     return {
-        row.id: _Thread(
+        row.id: Answered(
             row.channel,
             row.conversation_key,
             row.customer_handle,

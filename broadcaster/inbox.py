@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.answers import Answered
 from broadcaster.db import SessionFactory, dialect_name, writing
 from broadcaster.intent import classify
 from broadcaster.models import (
@@ -76,23 +77,29 @@ async def file_pending(sessions: SessionFactory, *, bot: StatusBot | None = None
     records_table = InboundRecord.__table__  # type: ignore[attr-defined]
     async with sessions() as session:
         connection = await session.connection()
+        filed = Message.__table__.alias("filed")  # type: ignore[attr-defined]
         statement = (
-            sa_select(records_table)
+            # `filed_id`: a message with this provider id exists — our own answer, echoed back.
+            sa_select(records_table, filed.c.id.label("filed_id"))
+            .outerjoin(
+                filed,
+                (filed.c.channel == records_table.c.channel)
+                & (filed.c.external_id == records_table.c.external_id),
+            )
             .where(records_table.c.processed_at.is_(None))
             .order_by(records_table.c.id)
             .limit(limit)
         )
         if dialect_name(session) == "postgresql":  # several nodes: each record filed by one of them
-            statement = statement.with_for_update(skip_locked=True)
+            statement = statement.with_for_update(of=records_table, skip_locked=True)
         records = (await connection.execute(statement)).all()
         if not records:
             return 0
         threads = await _threads_for(connection, records)
         open_incident = await _latest_open_incident(session)
-        echoes = await _already_filed(connection, records)
         messages = []
         for record in records:
-            if (record.channel, record.external_id) in echoes:
+            if record.filed_id is not None:
                 continue  # our own answer, echoed back by the provider
             thread = threads[(record.channel, record.conversation_key)]
             found = classify(record.text)
@@ -133,7 +140,8 @@ async def file_pending(sessions: SessionFactory, *, bot: StatusBot | None = None
                 )
             claimed: list[ClaimedDelivery] = []
             if bot is not None and messages:
-                claimed = await bot.answer(session, [(thread, found) for thread, _r, found, _l in messages])
+                filed = [(thread, found) for thread, _r, found, _l in messages]
+                claimed = await bot.answer(session, filed, replying_to=_answered(messages))
                 await _save_bot_state(connection, {id(t): t for t, *_ in messages}.values())
             await connection.execute(
                 sql_update(records_table)
@@ -146,17 +154,15 @@ async def file_pending(sessions: SessionFactory, *, bot: StatusBot | None = None
     return len(records)
 
 
-async def _already_filed(connection: AsyncConnection, records: Sequence[Row[Any]]) -> set[tuple[str, str]]:
-    """(channel, external_id) of records whose message exists: echoes of our own answers."""
-    table = Message.__table__  # type: ignore[attr-defined]
-    found: set[tuple[str, str]] = set()
-    for channel in {r.channel for r in records}:
-        ids = [r.external_id for r in records if r.channel == channel]
-        statement = sa_select(table.c.external_id).where(
-            table.c.channel == channel, table.c.external_id.in_(ids)
-        )
-        found.update((channel, external_id) for (external_id,) in await connection.execute(statement))
-    return found
+def _answered(messages: Sequence[tuple[Thread, Row[Any], object, str]]) -> dict[int, Answered]:
+    """Each conversation's latest message of this batch: what an answer to it replies to."""
+    latest: dict[int, Answered] = {}
+    for thread, record, _found, _language in messages:  # in the order they were stored
+        assert thread.id is not None
+        raw = record.raw if record.channel == "email" and isinstance(record.raw, dict) else {}
+        latest[thread.id] = Answered(record.channel, record.conversation_key, thread.handle,
+                                     record.external_id, raw)  # fmt: skip
+    return latest
 
 
 async def _save_bot_state(connection: AsyncConnection, threads: Iterable[Thread]) -> None:

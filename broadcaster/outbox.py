@@ -64,6 +64,45 @@ class Outcome:
     deactivate_subscription: bool = False
 
 
+def new_delivery(
+    *,
+    channel: str,
+    target: str,
+    locale: str,
+    now: datetime,
+    update_id: int | None = None,
+    rendition_id: int | None = None,
+    subscription_id: int | None = None,
+    message_id: int | None = None,
+    payload: str = "",
+    reply: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A pending outbox row, every column given (bulk inserts need the same keys in every row).
+
+    A broadcast names its update and rendition; an answer its message, payload and reply; an
+    alert only its payload.
+    """
+    return {
+        "update_id": update_id,
+        "channel": channel,
+        "target": target,
+        "locale": locale,
+        "rendition_id": rendition_id,
+        "subscription_id": subscription_id,
+        "message_id": message_id,
+        "payload": payload,
+        "reply": reply or {},
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "claim_token": "",
+        "last_error": "",
+        "provider_message_id": "",
+        "created_at": now,
+    }
+
+
 async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Bulk-insert delivery rows (executemany) inside the caller's transaction."""
     if rows:

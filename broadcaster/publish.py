@@ -128,21 +128,15 @@ async def _write_update(
         return renditions.get((channel, locale)) or renditions[(channel, default_locale)]
 
     rows = [
-        {
-            "update_id": update.id,
-            "channel": r.channel,
-            "target": r.target,
-            "locale": rendition_for(r.channel, r.locale).locale,
-            "rendition_id": rendition_for(r.channel, r.locale).id,
-            "subscription_id": r.subscription_id,
-            "status": outbox.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "claim_token": "",
-            "last_error": "",
-            "provider_message_id": "",
-        }
+        outbox.new_delivery(
+            channel=r.channel,
+            target=r.target,
+            locale=rendition_for(r.channel, r.locale).locale,
+            now=now,
+            update_id=update.id,
+            rendition_id=rendition_for(r.channel, r.locale).id,
+            subscription_id=r.subscription_id,
+        )
         for r in recipients
     ]
     await outbox.insert_deliveries(session, rows)

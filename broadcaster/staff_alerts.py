@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import logging
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +19,7 @@ from broadcaster.config import Settings
 from broadcaster.limits import fit_subject, split_text
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery
+from broadcaster.outbox import new_delivery
 from channels.capabilities import CAPABILITIES
 
 __all__ = ["queue_staff_alert", "staff_messages"]
@@ -79,27 +79,11 @@ async def queue_staff_alert(
             subject,
         )
         return 0
-    rows = [_row(channel, address, message, now) for (channel, address), message in messages.items()]
+    rows = [
+        new_delivery(
+            channel=channel, target=address, locale=message.locale, now=now, payload=message.to_json()
+        )
+        for (channel, address), message in messages.items()
+    ]
     await connection.execute(insert(Delivery), rows)
     return len(rows)
-
-
-def _row(channel: str, address: str, message: RenderedMessage, now: datetime) -> dict[str, Any]:
-    return {
-        "update_id": None,
-        "channel": channel,
-        "target": address,
-        "locale": message.locale,
-        "rendition_id": None,
-        "subscription_id": None,
-        "message_id": None,
-        "payload": message.to_json(),
-        "reply": {},
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "claim_token": "",
-        "last_error": "",
-        "provider_message_id": "",
-    }

@@ -16,7 +16,7 @@ It runs inside the inbox filer's transaction, on messages just filed:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -24,7 +24,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.answers import BOT, Answer, HandOff, queue_answers
+from broadcaster.answers import BOT, Answer, Answered, HandOff, queue_answers
 from broadcaster.config import Settings
 from broadcaster.inbox import Thread
 from broadcaster.intent import Classification
@@ -67,7 +67,11 @@ class StatusBot:
             self._senders.take(claimed)
 
     async def answer(
-        self, session: AsyncSession, filed: list[Filed], now: datetime | None = None
+        self,
+        session: AsyncSession,
+        filed: list[Filed],
+        now: datetime | None = None,
+        replying_to: Mapping[int, Answered] | None = None,
     ) -> list[ClaimedDelivery]:
         """Queue the bot's answers to `filed` in the caller's transaction; what to `send` after it."""
         if not self._settings.inbox.bot_enabled or not filed:
@@ -88,7 +92,8 @@ class StatusBot:
         if not answers:
             return []
         hand_off = self._senders.hand_off() if self._senders is not None else None
-        return (await queue_answers(connection, answers, now, hand_off=hand_off)).claimed
+        queued = await queue_answers(connection, answers, now, hand_off=hand_off, replying_to=replying_to)
+        return queued.claimed
 
     async def _text_for(
         self,
@@ -104,11 +109,9 @@ class StatusBot:
             return await self._subscribe(connection, thread, "", now)
         if found.intent == "unsubscribe":
             return await self._unsubscribe(connection, thread, now)
-        if found.intent == "status_question" and not thread.handed_off:
-            state = incident.latest_update_id if incident is not None else ALL_IS_WELL
-            if thread.bot_answered_state != state:
-                thread.bot_answered_state = state
-                return self._status(thread, incident, now)
+        asked = found.intent == "status_question" and not thread.handed_off
+        if asked and thread.bot_answered_state != _state_of(incident):  # once per incident update
+            return self._status(thread, incident, now)
         return None
 
     async def _command(
@@ -121,7 +124,6 @@ class StatusBot:
     ) -> str:
         match found.command:
             case "/status":
-                thread.bot_answered_state = incident.latest_update_id if incident else ALL_IS_WELL
                 return self._status(thread, incident, now)
             case "/start":
                 return self._render("start", thread, now, incident=incident)
@@ -139,6 +141,7 @@ class StatusBot:
                 return self._render("help", thread, now, unknown=unknown, components=self._components(thread))
 
     def _status(self, thread: Thread, incident: IncidentState | None, now: datetime) -> str:
+        thread.bot_answered_state = _state_of(incident)
         return self._render("status_incident" if incident else "status_ok", thread, now, incident=incident)
 
     def _render(self, name: str, thread: Thread, now: datetime, **extra: object) -> str:
@@ -232,3 +235,8 @@ class StatusBot:
                 .where(subscribers.c.id == existing.subscriber_id)
                 .values(locale=thread.locale)
             )
+
+
+def _state_of(incident: IncidentState | None) -> int:
+    """What a status answer is about: the incident's latest update, or "all is well"."""
+    return incident.latest_update_id if incident is not None else ALL_IS_WELL

@@ -51,7 +51,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
-from channels.telegram_request import AiohttpRequest
+from channels.telegram_request import AiohttpRequest, aiohttp_bot
 
 __all__ = ["TelegramChannel"]
 
@@ -184,25 +184,13 @@ class TelegramChannel:
         return f"TelegramChannel(base_url={self._settings.base_url!r}, token=<{state}>)"
 
     def _get_bot(self) -> Bot:
-        """The Bot, built on first use (no I/O).
-
-        PTB's `Bot.initialize()` is not needed to send and it would put the token in its
-        InvalidToken message, so it is never called.
-        """
+        """The Bot, built on first use (no I/O)."""
         if self._bot is None:
             if not self._token:
                 raise Unauthorized("no Telegram token configured: set channels.telegram.token")
-            timeout = self._settings.timeout_seconds
-            # PTB wants a getUpdates transport too; broadcasts never poll, so a tiny one.
-            self._transports = [
-                AiohttpRequest(self._settings.concurrency, timeout),
-                AiohttpRequest(1, timeout),
-            ]
-            self._bot = Bot(
-                self._token,
-                base_url=self._settings.base_url,
-                request=self._transports[0],
-                get_updates_request=self._transports[1],
+            s = self._settings
+            self._bot, self._transports = aiohttp_bot(
+                self._token, s.base_url, s.timeout_seconds, s.concurrency
             )
         return self._bot
 

@@ -32,7 +32,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.telegram import TelegramChannel
-from channels.telegram_request import AiohttpRequest
+from channels.telegram_request import AiohttpRequest, aiohttp_bot
 
 __all__ = ["TelegramUpdates"]
 
@@ -120,15 +120,9 @@ class TelegramUpdates:
         if self._bot is None:
             if not self._token:
                 raise Unauthorized("no Telegram token configured: set channels.telegram.token")
-            timeout = self._settings.timeout_seconds
             # PTB reads getUpdates' read timeout as this transport's plus the long-poll timeout.
-            self._transports = [AiohttpRequest(1, timeout), AiohttpRequest(1, timeout)]
-            self._bot = Bot(
-                self._token,
-                base_url=self._settings.base_url,
-                request=self._transports[0],
-                get_updates_request=self._transports[1],
-            )
+            s = self._settings
+            self._bot, self._transports = aiohttp_bot(self._token, s.base_url, s.timeout_seconds, 1)
         return self._bot
 
     def _messages(self, update: Update) -> list[InboundMessage]:

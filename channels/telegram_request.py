@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+from telegram import Bot
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
@@ -70,3 +71,16 @@ class AiohttpRequest(BaseRequest):
             raise TimedOut("Timed out") from None
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp: {type(exc).__name__}") from None
+
+
+def aiohttp_bot(
+    token: str, base_url: str, timeout: float, concurrency: int
+) -> tuple[Bot, list[AiohttpRequest]]:
+    """A PTB Bot over aiohttp (built without I/O), and its two transports to shut down.
+
+    `Bot.initialize()` is never needed to call the API, and it would put the token in its
+    InvalidToken message, so it is never called. The second transport serves getUpdates.
+    """
+    transports = [AiohttpRequest(concurrency, timeout), AiohttpRequest(1, timeout)]
+    bot = Bot(token, base_url=base_url, request=transports[0], get_updates_request=transports[1])
+    return bot, transports

@@ -78,8 +78,8 @@ async def test_at_resolution_every_open_conversation_gets_one_answer_in_its_thre
             )
         messages.append(InboundMessage("telegram", "99:1", "99", "fan", "Merci beaucoup !", utcnow()))
         await store_inbound(sessions, messages)
-        while await file_pending(sessions):
-            pass
+        filed = [await file_pending(sessions) for _batch in range(3)]  # 501 messages: two batches
+        assert filed == [500, CUSTOMERS + 1 - 500, 0]
         await send_answers(sessions, settings, telegram, 1)  # the incident's channel post
         before = len(telegram.messages)
         assert opened.incident.id is not None
