@@ -9,11 +9,13 @@ and inbox filer running) and talks to it over HTTP with the webhook secret heade
 - bot: Telegram is live, its `base_url` a local Bot API peer that answers at once (so the
   provider's own time is excluded), its rate limits lifted (Telegram's 30 msg/s bucket would
   otherwise set the figure: 50 waiting customers / 30 per s ≈ 1.7 s). N customers, each its own
-  chat, ask one status question (French or English, or /status); 50 are waiting for their answer
-  at any time: a customer asks the next question only once answered (a closed loop, so latency ≈
-  50 / answers per second, and p99 ≤ 100 ms needs ≥ 500 answers/s). Latency = from just before
-  the customer's POST until the peer receives the bot's sendMessage for that chat. Target (issue
-  #4): p99 ≤ 100 ms. Also printed: answers/s, and where the time goes, stage by stage, from the
+  chat, ask one status question (French or English, or /status); 50 conversations at a time,
+  each asking, waiting for the answer, reading it (`--think`, 1 s: a random 0.5–1.5 s per
+  reading, seeded, as load testers such as Locust model people), then the next customer of that
+  slot asks (`--think 0`: saturation, 50 questions always in flight). `--lockstep`: the worst
+  case, all 50 ask at the same instant every round. Latency = from just before the customer's
+  POST until the peer receives the bot's sendMessage for that chat. Target (issue #4): p99 ≤
+  100 ms. Also printed: answers/s, and where the time goes, stage by stage, from the
   timestamps the product stores (see `STAGES`).
 
 The peer runs in its own process (bench/peers.py) and stamps each sendMessage with time.time() as
@@ -33,6 +35,7 @@ import asyncio
 import json
 import math
 import os
+import random
 import socket
 import sqlite3
 import subprocess
@@ -281,12 +284,16 @@ class Asked:
 
 
 async def ask_all(
-    base_url: str, peer: PeerProcess, customers: int, deadline: float, think: float
+    base_url: str, peer: PeerProcess, customers: int, deadline: float, think: float, lockstep: bool = False
 ) -> dict[str, Asked]:
     """Every customer asks once, CLIENTS talking at a time; returns them by chat id.
 
     Each of the CLIENTS conversations asks, waits for the answer, reads it for `think` seconds,
     then the next customer of that slot asks: `think` 0 is a saturation test, not 50 people.
+    People read at their own pace: each reads for a random time between 0.5 and 1.5 × `think`
+    (seeded, as Locust's `between`), and the slots start spread over one `think`. With
+    `lockstep`, every slot starts at once and reads exactly `think`: the CLIENTS questions then
+    arrive in one burst each round, the worst case.
 
     A customer waits at most ANSWER_TIMEOUT for the answer; none starts after `deadline`
     (time.monotonic()).
@@ -304,7 +311,10 @@ async def ask_all(
         base_url, headers=headers, connector=connector, timeout=timeout
     ) as client:
 
-        async def customer() -> None:
+        async def customer(slot: int) -> None:
+            reading = random.Random(slot)  # reproducible: the same pauses on every run
+            if not lockstep:
+                await asyncio.sleep(think * slot / CLIENTS)
             for i in pending:
                 if time.monotonic() > deadline:
                     return
@@ -318,12 +328,12 @@ async def ask_all(
                     question.arrived = await asyncio.wait_for(answer, ANSWER_TIMEOUT)
                 except TimeoutError:
                     continue  # unanswered: counted as such
-                await asyncio.sleep(think)
+                await asyncio.sleep(think if lockstep else think * reading.uniform(0.5, 1.5))
 
         done = asyncio.Event()
         async with asyncio.TaskGroup() as group:
             watcher = group.create_task(watch_arrivals(peer, answered, done))
-            await asyncio.gather(*(customer() for _ in range(CLIENTS)))
+            await asyncio.gather(*(customer(slot) for slot in range(CLIENTS)))
             done.set()
         watcher.result()
     return asked
@@ -394,14 +404,17 @@ def breakdown(asked: dict[str, Asked], stamps: dict[str, dict[str, float]]) -> d
     return result
 
 
-def run_bot(customers: int, timeout: float, think: float, database_url: str) -> Result:
+def run_bot(
+    customers: int, timeout: float, think: float, database_url: str, lockstep: bool = False
+) -> Result:
     # Telegram's limits are the provider's; each customer is its own chat: the pacer never waits anyway.
     with (
         tempfile.TemporaryDirectory() as tmp,
         PeerProcess("telegram") as peer,
         serving(Path(tmp), live_telegram(peer), database_url) as (base_url, db),
     ):
-        asked = asyncio.run(ask_all(base_url, peer, customers, time.monotonic() + timeout, think))
+        deadline = time.monotonic() + timeout
+        asked = asyncio.run(ask_all(base_url, peer, customers, deadline, think, lockstep))
         stamps = stage_stamps(db)
     answered = [(q.sent, q.arrived) for q in asked.values() if q.arrived is not None]
     latencies = [(arrived - sent) * 1000 for sent, arrived in answered]
@@ -410,6 +423,9 @@ def run_bot(customers: int, timeout: float, think: float, database_url: str) -> 
         "customers": customers,
         "in_flight": CLIENTS,
         "think_s": think,
+        "arrivals": "lockstep: all 50 ask at the same instant each round"
+        if lockstep
+        else "independent: each reads 0.5-1.5 x think, seeded",
         "answered": len(latencies),
         "provider": "local Bot API peer answering at once: provider time excluded",
         "telegram_limits": "lifted: rate_per_second = 0, per_chat_interval_seconds = 0",
@@ -456,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
         help="a PostgreSQL server to run on (postgresql+asyncpg://user@host/db): a fresh database is "
         "created beside it and dropped; default a SQLite file",
     )  # fmt: skip
+    parser.add_argument(
+        "--lockstep", action="store_true",
+        help="the worst case: every customer asks at the same instant each round (bot)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
     if args.count < 1 or args.customers < 1:
@@ -465,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         results["ingest"] = run_ingest(args.count, args.timeout, args.database_url, bot=False)
         results["ingest_with_bot"] = run_ingest(args.count, args.timeout, args.database_url, bot=True)
     if args.phase in ("bot", "both"):
-        results["bot"] = run_bot(args.customers, args.timeout, args.think, args.database_url)
+        results["bot"] = run_bot(args.customers, args.timeout, args.think, args.database_url, args.lockstep)
     if args.json:
         print(json.dumps(results))
     else:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import Connection, and_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broadcaster.message import RenderedMessage
@@ -77,6 +77,20 @@ async def queue_answers(
     hand_off: HandOff | None = None,
     replying_to: Mapping[int, Answered] | None = None,
 ) -> Queued:
+    """`queue_answers_sync` in the caller's transaction on an async connection."""
+    return await connection.run_sync(
+        lambda sync: queue_answers_sync(sync, answers, now, hand_off=hand_off, replying_to=replying_to)
+    )
+
+
+def queue_answers_sync(
+    connection: Connection,
+    answers: Sequence[Answer],
+    now: datetime | None = None,
+    *,
+    hand_off: HandOff | None = None,
+    replying_to: Mapping[int, Answered] | None = None,
+) -> Queued:
     """Write each answer as an outgoing message and its outbox row, in the caller's transaction.
 
     Rows on `hand_off` channels are written claimed; every other row is pending for any worker.
@@ -91,7 +105,7 @@ async def queue_answers(
     if replying_to is not None and wanted <= replying_to.keys():
         threads = {conversation_id: replying_to[conversation_id] for conversation_id in wanted}
     else:
-        threads = await _threads(connection, wanted)
+        threads = _threads(connection, wanted)
     missing = sorted({a.conversation_id for a in answers} - threads.keys())
     if missing:
         raise NothingToAnswer(f"conversation {missing[0]} has no customer message to answer")
@@ -117,7 +131,7 @@ async def queue_answers(
     # of one statement per answer. Two equal answers in one conversation are interchangeable.
     returning = insert(messages).returning(messages.c.id, messages.c.conversation_id, messages.c.text)
     ids_by_key: dict[tuple[int, str], list[int]] = {}
-    for row in sorted((await connection.execute(returning, rows)).all(), key=lambda r: r.id):
+    for row in sorted(connection.execute(returning, rows).all(), key=lambda r: r.id):
         ids_by_key.setdefault((row.conversation_id, row.text), []).append(row.id)
     ids = [ids_by_key[(a.conversation_id, a.text)].pop(0) for a in answers]
     deliveries = [
@@ -134,7 +148,7 @@ async def queue_answers(
             lease_until=now + timedelta(seconds=hand_off.lease_seconds),
         )
     table = Delivery.__table__  # type: ignore[attr-defined]
-    inserted = await connection.execute(insert(table).returning(table.c.id, table.c.message_id), deliveries)
+    inserted = connection.execute(insert(table).returning(table.c.id, table.c.message_id), deliveries)
     delivery_ids = {returned.message_id: returned.id for returned in inserted}
     return Queued(
         ids,
@@ -189,7 +203,7 @@ def _reply_token(raw: dict[str, Any]) -> str:
     return f"{update_id}.{token}" if token and update_id is not None else ""
 
 
-async def _threads(connection: AsyncConnection, conversation_ids: set[int]) -> dict[int, Answered]:
+def _threads(connection: Connection, conversation_ids: set[int]) -> dict[int, Answered]:
     """Each conversation's latest customer message: what an answer replies to."""
     messages = Message.__table__  # type: ignore[attr-defined]
     conversations = messages.metadata.tables["conversation"]
@@ -224,5 +238,5 @@ async def _threads(connection: AsyncConnection, conversation_ids: set[int]) -> d
             row.external_id or "",
             row.raw if isinstance(row.raw, dict) else {},
         )
-        for row in await connection.execute(statement)
+        for row in connection.execute(statement)
     }

@@ -6,19 +6,23 @@ PostgreSQL (asyncpg) serves several nodes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import weakref
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import make_url
+import aiologic
+from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SessionFactory = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -52,9 +56,72 @@ def create_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-_WRITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
+def create_sync_engine(url: str, *, busy_timeout_ms: int = 15_000) -> Engine:
+    """A synchronous engine on the SQLite file of `url`, same PRAGMAs (the inbox filer's).
+
+    `busy_timeout_ms` 0: a write fails at once ("database is locked") while another process
+    writes, instead of blocking the event loop that calls it.
+    """
+    if not is_sqlite(url):
+        backend = make_url(url).get_backend_name()
+        raise ValueError(f"a synchronous engine is only made for SQLite, not {backend}")
+    _prepare_sqlite_file(url)
+    engine = sa_create_engine(
+        make_url(url).set(drivername="sqlite"), connect_args={"timeout": busy_timeout_ms / 1000}
+    )
+
+    def tune(dbapi_connection: Any, record: Any) -> None:
+        _tune_sqlite(dbapi_connection, record)
+        dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+
+    event.listen(engine, "connect", tune)
+    return engine
+
+
+_WRITERS: dict[str, aiologic.Lock] = {}
+
+
+def sqlite_writer(url: URL) -> aiologic.Lock:
+    """The writer lock of a SQLite file: `async with` it on an event loop, `with` it in a thread."""
+    return _WRITERS.setdefault(str(url.database), aiologic.Lock())
+
+
+def is_locked(exc: OperationalError) -> bool:
+    """SQLite refused at once because another connection (another process) is writing."""
+    return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+
+
+class LoopWriter:
+    """Short SQLite write transactions run as plain synchronous calls on the event loop.
+
+    Through aiosqlite each statement is a round trip to its thread and back to the loop, behind
+    every request being handled, all while the process's writer lock is held. Here the lock is
+    awaited, then `fn` runs and commits at once (a millisecond or two). The connection never
+    waits for SQLite's own lock: while another process writes, `fallback` (the aiosqlite way,
+    which waits in its thread) runs instead. PostgreSQL: always `fallback`.
+    """
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        bind = sessions.kw.get("bind")
+        url = bind.url.render_as_string(hide_password=False) if isinstance(bind, AsyncEngine) else ""
+        self._engine = create_sync_engine(url, busy_timeout_ms=0) if url and is_sqlite(url) else None
+        if self._engine is not None:
+            weakref.finalize(self, self._engine.dispose)
+
+    async def run(self, fn: Callable[[Connection], T], fallback: Callable[[], Awaitable[T]]) -> T:
+        """`fn(connection)` then commit, under the writer lock; or `fallback()` (see the class)."""
+        if self._engine is None:
+            return await fallback()
+        try:
+            async with sqlite_writer(self._engine.url):
+                with self._engine.connect() as connection:
+                    result = fn(connection)
+                    connection.commit()
+                    return result
+        except OperationalError as exc:
+            if not is_locked(exc):
+                raise
+        return await fallback()
 
 
 def writing(session: AsyncSession) -> AbstractAsyncContextManager[object]:
@@ -62,13 +129,12 @@ def writing(session: AsyncSession) -> AbstractAsyncContextManager[object]:
 
     SQLite allows one writer; a second one waits in SQLite's busy handler, which sleeps 1, 2, 5…
     100 ms between tries — hundreds of milliseconds under load. Queueing the writers here instead
-    hands the lock over at once. PostgreSQL has row locks: nothing to wait for.
+    hands the lock over at once, to a writer of any thread and event loop of this process (the
+    scheduler runs on a thread of its own). PostgreSQL has row locks: nothing to wait for.
     """
     if dialect_name(session) != "sqlite":
         return contextlib.nullcontext()
-    engine = session.get_bind()
-    locks = _WRITERS.setdefault(asyncio.get_running_loop(), {})
-    return locks.setdefault(id(engine), asyncio.Lock())
+    return sqlite_writer(session.get_bind().engine.url)
 
 
 def dialect_name(session: AsyncSession) -> str:

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from broadcaster import outbox
 from broadcaster.answers import HandOff
 from broadcaster.config import DispatchSettings
-from broadcaster.db import SessionFactory
+from broadcaster.db import LoopWriter, SessionFactory
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Rendition, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery, Outcome
@@ -62,8 +62,10 @@ class ChannelWorker:
         settings: DispatchSettings,
         public_base_url: str,
         rng: random.Random | None = None,
+        writer: LoopWriter | None = None,
     ) -> None:
         self.name = name
+        self._writer = writer
         self.runtime = runtime
         self._sessions = sessions
         self._settings = settings
@@ -93,6 +95,7 @@ class ChannelWorker:
         inflight: set[asyncio.Task[Outcome]] = set()
         done_outcomes: list[Outcome] = []
         last_flush = time.monotonic()
+        last_claim, more_due = 0.0, False
         queue_depth = max(self.runtime.concurrency * 4, 16)
         async with self._sessions() as session:
             while not stop.is_set() or inflight or self._handed:
@@ -102,12 +105,15 @@ class ChannelWorker:
                 room = queue_depth - len(inflight)
                 # Refill by half a queue at a time: a claim is a write transaction, ~10-25 ms on a busy
                 # loop, so claiming the 1-2 rows that just finished would spend the loop on claims.
-                # Rows handed over need no claim, unless someone asked for one too.
-                wanted, self._claim_wanted = self._claim_wanted or not handed, False
+                # Rows handed over need no claim; nor does a send that finished, unless the last
+                # claim was full (more rows are due), someone asked (`wake`) or the poll is due:
+                # an empty claim is a write transaction that the inbox and the webhooks wait for.
+                poll_due = time.monotonic() - last_claim >= self._settings.poll_interval_seconds
+                wanted, self._claim_wanted = self._claim_wanted or more_due or poll_due, False
                 if wanted and not stop.is_set() and (room >= queue_depth // 2 or not inflight):
-                    claimed = await outbox.claim(
-                        session, self.name, min(room, self._settings.batch_size), self._settings.lease_seconds
-                    )
+                    limit = min(room, self._settings.batch_size)
+                    claimed = await outbox.claim(session, self.name, limit, self._settings.lease_seconds)
+                    last_claim, more_due = time.monotonic(), len(claimed) == limit
                     await self._load_context(session, claimed)
                     inflight.update(asyncio.create_task(self._deliver(d)) for d in claimed)
                 if inflight:
@@ -120,9 +126,21 @@ class ChannelWorker:
                 if done_outcomes and (
                     len(done_outcomes) >= FLUSH_EVERY or now - last_flush >= FLUSH_INTERVAL or not inflight
                 ):
-                    await outbox.record(session, done_outcomes)
+                    await self._record(session, done_outcomes)
                     done_outcomes, last_flush = [], now
-            await outbox.record(session, done_outcomes)
+            await self._record(session, done_outcomes)
+
+    async def _record(self, session: AsyncSession, outcomes: list[Outcome]) -> None:
+        """Write outcomes back: one synchronous call on the loop on SQLite (`LoopWriter`)."""
+        if not outcomes:
+            return
+        if self._writer is None:
+            await outbox.record(session, outcomes)
+            return
+        await self._writer.run(
+            lambda connection: outbox.record_sync(connection, outcomes),
+            lambda: outbox.record(session, outcomes),
+        )
 
     async def _next_done(
         self, inflight: set[asyncio.Task[Outcome]], timeout: float
@@ -254,8 +272,9 @@ class Dispatcher:
     ) -> None:
         self._sessions = sessions
         self._settings = settings
+        writer = LoopWriter(sessions) if runtimes else None
         self.workers = {
-            name: ChannelWorker(name, runtime, sessions, settings, public_base_url)
+            name: ChannelWorker(name, runtime, sessions, settings, public_base_url, writer=writer)
             for name, runtime in runtimes.items()
         }
 

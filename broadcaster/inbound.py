@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
-from broadcaster.db import SessionFactory, dialect_name, writing
+from broadcaster.db import LoopWriter, SessionFactory, writing
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
 
@@ -30,9 +32,12 @@ async def store_inbound(sessions: SessionFactory, messages: Sequence[InboundMess
 
 
 async def insert_inbound(
-    sessions: SessionFactory, messages: Sequence[InboundMessage]
+    sessions: SessionFactory, messages: Sequence[InboundMessage], writer: LoopWriter | None = None
 ) -> set[tuple[str, str]]:
-    """Insert new messages in one transaction; return the (channel, external_id) of those that were new."""
+    """Insert new messages in one transaction; return the (channel, external_id) of those that were new.
+
+    With a `writer`, as one synchronous call on the loop (SQLite; see `LoopWriter`).
+    """
     if not messages:
         return set()
     rows = [
@@ -51,14 +56,23 @@ async def insert_inbound(
         }
         for m in messages
     ]
-    async with sessions() as session, writing(session):
-        insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-        statement = insert(InboundRecord).on_conflict_do_nothing(index_elements=["channel", "external_id"])
-        returning = statement.returning(col(InboundRecord.channel), col(InboundRecord.external_id))
-        result = await (await session.connection()).execute(returning, rows)
-        inserted = {(channel, external_id) for channel, external_id in result.all()}
-        await session.commit()
-    return inserted
+
+    async def through_session() -> set[tuple[str, str]]:
+        async with sessions() as session, writing(session):
+            inserted = await (await session.connection()).run_sync(_insert_records, rows)
+            await session.commit()
+        return inserted
+
+    if writer is None:
+        return await through_session()
+    return await writer.run(lambda connection: _insert_records(connection, rows), through_session)
+
+
+def _insert_records(connection: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(InboundRecord).on_conflict_do_nothing(index_elements=["channel", "external_id"])
+    returning = statement.returning(col(InboundRecord.channel), col(InboundRecord.external_id))
+    return {(channel, external_id) for channel, external_id in connection.execute(returning, rows).all()}
 
 
 class GroupCommit:
@@ -71,6 +85,7 @@ class GroupCommit:
 
     def __init__(self, sessions: SessionFactory, on_stored: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
+        self._writer = LoopWriter(sessions)
         self._on_stored = on_stored
         self._waiting: list[tuple[Sequence[InboundMessage], asyncio.Future[int]]] = []
         self._lock = asyncio.Lock()
@@ -89,7 +104,9 @@ class GroupCommit:
 
     async def _write(self, batch: list[tuple[Sequence[InboundMessage], asyncio.Future[int]]]) -> None:
         try:
-            inserted = await insert_inbound(self._sessions, [m for messages, _ in batch for m in messages])
+            inserted = await insert_inbound(
+                self._sessions, [m for messages, _ in batch for m in messages], self._writer
+            )
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

@@ -8,39 +8,39 @@ broadcast it replies to, or, while an incident is open, a message whose intent i
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, bindparam
+from sqlalchemy import Connection, Row, Select, bindparam
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.answers import Answered
-from broadcaster.db import SessionFactory, dialect_name, writing
-from broadcaster.intent import classify
+from broadcaster.db import SessionFactory, writing
+from broadcaster.intent import Classification, classify
 from broadcaster.models import (
-    NOT_OPEN,
     Conversation,
     Delivery,
     InboundRecord,
-    Incident,
     IncidentUpdate,
     Message,
     utcnow,
 )
+from broadcaster.outbox import ClaimedDelivery
+from broadcaster.reply_templates import latest_open_incident
 from broadcaster.spikes import SPIKE_INTENTS
 
 if TYPE_CHECKING:
-    from broadcaster.outbox import ClaimedDelivery
     from broadcaster.status_bot import StatusBot
 
 log = logging.getLogger(__name__)
@@ -66,95 +66,178 @@ class Thread:
     status: str = "open"
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one filing batch did: records filed, answers to hand over, and whether the spike
+    detector should look (outage reports filed while no incident is open)."""
+
+    filed: int
+    claimed: list[ClaimedDelivery] = field(default_factory=list)
+    unexplained_reports: bool = False
+
+
+NOTHING = Batch(0)
+
+
 async def file_pending(sessions: SessionFactory, *, bot: StatusBot | None = None, limit: int = BATCH) -> int:
     """File stored messages not yet in the inbox, a batch at a time; returns how many were filed.
 
-    One transaction per batch, with set-based statements: records read in one query, new
-    conversations inserted and existing ones updated in one statement each, messages in one.
-    With a `bot`, its answers to the batch are queued in the same transaction; the dispatcher
-    is woken for them once it commits.
+    The batch (`file_batch`) runs as one synchronous call in the connection's thread. With a
+    `bot`, its answers are queued in the same transaction and handed over once it commits.
     """
-    records_table = InboundRecord.__table__  # type: ignore[attr-defined]
+    return (await file_pending_batch(sessions, bot=bot, limit=limit)).filed
+
+
+async def file_pending_batch(
+    sessions: SessionFactory, *, bot: StatusBot | None = None, limit: int = BATCH
+) -> Batch:
+    """`file_pending`, returning the whole `Batch`."""
     async with sessions() as session:
-        connection = await session.connection()
-        filed = Message.__table__.alias("filed")  # type: ignore[attr-defined]
-        statement = (
-            # `filed_id`: a message with this provider id exists — our own answer, echoed back.
-            sa_select(records_table, filed.c.id.label("filed_id"))
-            .outerjoin(
-                filed,
-                (filed.c.channel == records_table.c.channel)
-                & (filed.c.external_id == records_table.c.external_id),
+        engine = session.bind
+        assert isinstance(engine, AsyncEngine), "the session factory is bound to one engine"
+        # On SQLite the writer lock is held for the whole call: the batch cannot wait for it
+        # half-way without blocking the event loop. (`broadcaster serve` files in a thread instead.)
+        async with writing(session), engine.connect() as connection:
+            batch = await connection.run_sync(
+                lambda sync: file_batch(sync, bot=bot, limit=limit, write_lock=contextlib.nullcontext())
             )
-            .where(records_table.c.processed_at.is_(None))
-            .order_by(records_table.c.id)
-            .limit(limit)
-        )
-        if dialect_name(session) == "postgresql":  # several nodes: each record filed by one of them
-            statement = statement.with_for_update(of=records_table, skip_locked=True)
-        records = (await connection.execute(statement)).all()
-        if not records:
-            return 0
-        threads = await _threads_for(connection, records)
-        open_incident = await _latest_open_incident(session)
-        messages = []
-        for record in records:
-            if record.filed_id is not None:
-                continue  # our own answer, echoed back by the provider
-            thread = threads[(record.channel, record.conversation_key)]
-            found = classify(record.text)
-            language = record.language.split("-")[0].lower() or found.language or thread.locale
-            linked = await _incident_for(session, record) if _answers_a_broadcast(record) else None
-            if linked is None and found.intent in OUTAGE_INTENTS:
-                linked = open_incident
-            thread.incident_id = linked or thread.incident_id
-            thread.locale = language or thread.locale
-            thread.last_message_at = max(thread.last_message_at, record.received_at)
-            thread.name = thread.name or record.customer_name
-            thread.status = "open"  # the customer wrote: it needs an answer, unless the bot gives it
-            messages.append((thread, record, found, language))
-        # Reading and classifying needed no lock; writing does (one SQLite writer at a time).
-        async with writing(session):
-            await _save_threads(connection, list(threads.values()))
-            insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
-            rows = [
-                {
-                    "conversation_id": thread.id,
-                    "direction": "in",
-                    "channel": record.channel,
-                    "external_id": record.external_id,
-                    "text": record.text,
-                    "intent": found.intent,
-                    "language": language,
-                    "reply_to": record.reply_to,
-                    "author": "",
-                    "delivery_status": "",
-                    "delivery_error": "",
-                    "created_at": record.received_at,
-                }
-                for thread, record, found, language in messages
-            ]
-            if rows:
-                await connection.execute(
-                    insert(Message).on_conflict_do_nothing(index_elements=["channel", "external_id"]), rows
-                )
-            claimed: list[ClaimedDelivery] = []
-            if bot is not None and messages:
-                filed = [(thread, found) for thread, _r, found, _l in messages]
-                claimed = await bot.answer(session, filed, replying_to=_answered(messages))
-                await _save_bot_state(connection, {id(t): t for t, *_ in messages}.values())
-            await connection.execute(
-                sql_update(records_table)
-                .where(records_table.c.id.in_([r.id for r in records]))
-                .values(processed_at=utcnow())
-            )
-            await session.commit()
     if bot is not None:
-        bot.send(claimed)
-    return len(records)
+        bot.send(batch.claimed)
+    return batch
 
 
-def _answered(messages: Sequence[tuple[Thread, Row[Any], object, str]]) -> dict[int, Answered]:
+@dataclass(slots=True)
+class Reading:
+    """A batch read and classified, not written yet (`read_batch` → `write_batch`)."""
+
+    records: Sequence[Row[Any]]
+    threads: dict[tuple[str, str], Thread]
+    messages: list[tuple[Thread, Row[Any], Classification, str]]
+    open_incident: int | None
+    reports: bool  # outage reports among the messages
+
+
+def file_batch(
+    connection: Connection,
+    *,
+    bot: StatusBot | None = None,
+    limit: int = BATCH,
+    write_lock: AbstractContextManager[object],
+) -> Batch:
+    """File one batch in the connection's transaction and commit it; the caller hands over the answers.
+
+    Only the writes hold `write_lock` (SQLite: the process's writer lock).
+    """
+    reading = read_batch(connection, limit)
+    if reading is None:
+        return NOTHING
+    with write_lock:
+        return write_batch(connection, reading, bot)
+
+
+def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
+    """Read and classify up to `limit` stored records not filed yet (None: there are none).
+
+    Set-based: records read in one query, their conversations in one per channel.
+    """
+    statement = _pending_records(limit, connection.dialect.name == "postgresql")
+    records = connection.execute(statement).all()
+    if not records:
+        connection.rollback()
+        return None
+    threads = _threads_for(connection, records)
+    open_incident = latest_open_incident(connection)
+    messages = []
+    reports = False
+    for thread in threads.values():
+        thread.status = "open"  # the customer wrote: it needs an answer, unless the bot gives it
+    for record in records:
+        if record.filed_id is not None:
+            continue  # our own answer, echoed back by the provider
+        thread = threads[(record.channel, record.conversation_key)]
+        found = classify(record.text)
+        language = record.language.split("-")[0].lower() or found.language or thread.locale
+        linked = _incident_for(connection, record) if _answers_a_broadcast(record) else None
+        if found.intent in OUTAGE_INTENTS:
+            reports = True
+            if linked is None:
+                linked = open_incident
+        thread.incident_id = linked or thread.incident_id
+        thread.locale = language or thread.locale
+        thread.last_message_at = max(thread.last_message_at, record.received_at)
+        thread.name = thread.name or record.customer_name
+        messages.append((thread, record, found, language))
+    return Reading(records, threads, messages, open_incident, reports)
+
+
+@functools.cache
+def _pending_records(limit: int, postgres: bool) -> Select[Any]:
+    """The records not filed yet, oldest first (built once: an alias costs more than the query)."""
+    records_table = InboundRecord.__table__  # type: ignore[attr-defined]
+    filed_table = Message.__table__.alias("filed")  # type: ignore[attr-defined]
+    statement = (
+        # `filed_id`: a message with this provider id exists — our own answer, echoed back.
+        sa_select(records_table, filed_table.c.id.label("filed_id"))
+        .outerjoin(
+            filed_table,
+            (filed_table.c.channel == records_table.c.channel)
+            & (filed_table.c.external_id == records_table.c.external_id),
+        )
+        .where(records_table.c.processed_at.is_(None))
+        .order_by(records_table.c.id)
+        .limit(limit)
+    )
+    if postgres:  # several nodes: each record filed by one of them
+        statement = statement.with_for_update(of=records_table, skip_locked=True)
+    return statement
+
+
+def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None = None) -> Batch:
+    """Write a batch read by `read_batch` and commit: new conversations inserted in one statement,
+    messages in one, the bot's answers queued, every conversation updated in one. Hold the writer
+    lock around it (`db.writing`, `db.sqlite_writer`)."""
+    records, threads, messages = reading.records, reading.threads, reading.messages
+    _insert_threads(connection, [t for t in threads.values() if t.id is None])
+    rows = [
+        {
+            "conversation_id": thread.id,
+            "direction": "in",
+            "channel": record.channel,
+            "external_id": record.external_id,
+            "text": record.text,
+            "intent": found.intent,
+            "language": language,
+            "reply_to": record.reply_to,
+            "author": "",
+            "delivery_status": "",
+            "delivery_error": "",
+            "created_at": record.received_at,
+        }
+        for thread, record, found, language in messages
+    ]
+    if rows:
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        connection.execute(
+            insert(Message).on_conflict_do_nothing(index_elements=["channel", "external_id"]), rows
+        )
+    claimed: list[ClaimedDelivery] = []
+    if bot is not None and messages:
+        filed = [(thread, found) for thread, _r, found, _l in messages]
+        claimed = bot.answer_sync(
+            connection, filed, replying_to=_answered(messages), latest_open=reading.open_incident
+        )
+    _update_threads(connection, list(threads.values()))
+    records_table = InboundRecord.__table__  # type: ignore[attr-defined]
+    connection.execute(
+        sql_update(records_table)
+        .where(records_table.c.id.in_([r.id for r in records]))
+        .values(processed_at=utcnow())
+    )
+    connection.commit()
+    return Batch(len(records), claimed, reading.reports and reading.open_incident is None)
+
+
+def _answered(messages: Sequence[tuple[Thread, Row[Any], Classification, str]]) -> dict[int, Answered]:
     """Each conversation's latest message of this batch: what an answer to it replies to."""
     latest: dict[int, Answered] = {}
     for thread, record, _found, _language in messages:  # in the order they were stored
@@ -165,21 +248,7 @@ def _answered(messages: Sequence[tuple[Thread, Row[Any], object, str]]) -> dict[
     return latest
 
 
-async def _save_bot_state(connection: AsyncConnection, threads: Iterable[Thread]) -> None:
-    table = Conversation.__table__  # type: ignore[attr-defined]
-    await connection.execute(
-        sql_update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(status=bindparam("b_status"), locale=bindparam("b_locale"),
-                bot_answered_state=bindparam("b_state")),
-        [{"b_id": t.id, "b_status": t.status, "b_locale": t.locale, "b_state": t.bot_answered_state}
-         for t in threads],
-    )  # fmt: skip
-
-
-async def _threads_for(
-    connection: AsyncConnection, records: Sequence[Row[Any]]
-) -> dict[tuple[str, str], Thread]:
+def _threads_for(connection: Connection, records: Sequence[Row[Any]]) -> dict[tuple[str, str], Thread]:
     """The conversation of every record's customer: loaded in one query per channel, or new."""
     table = Conversation.__table__  # type: ignore[attr-defined]
     keys = {(r.channel, r.conversation_key) for r in records}
@@ -187,7 +256,7 @@ async def _threads_for(
     for channel in {c for c, _ in keys}:
         wanted = [k for c, k in keys if c == channel]
         statement = sa_select(table).where(table.c.channel == channel, table.c.conversation_key.in_(wanted))
-        for row in await connection.execute(statement):
+        for row in connection.execute(statement):
             threads[(row.channel, row.conversation_key)] = Thread(
                 row.channel, row.conversation_key, row.customer_handle, row.customer_name, row.locale,
                 row.incident_id, row.last_message_at, row.id, row.bot_answered_state, row.handed_off,
@@ -203,52 +272,54 @@ async def _threads_for(
     return threads
 
 
-async def _save_threads(connection: AsyncConnection, threads: list[Thread]) -> None:
-    """Insert the new conversations (learning their ids) and update the others, reopened."""
+def _insert_threads(connection: Connection, fresh: list[Thread]) -> None:
+    """Insert the new conversations, learning their ids."""
+    if not fresh:
+        return
     table = Conversation.__table__  # type: ignore[attr-defined]
-    fresh = [t for t in threads if t.id is None]
-    known = [t for t in threads if t.id is not None]
-    if fresh:
-        # RETURNING the natural key, not the parameter order: SQLAlchemy then sends one
-        # multi-row INSERT instead of one statement per conversation.
-        statement = sa_insert(table).returning(table.c.id, table.c.channel, table.c.conversation_key)
-        values: list[dict[str, Any]] = [
-            {
-                "channel": t.channel,
-                "conversation_key": t.key,
-                "customer_handle": t.handle,
-                "customer_name": t.name,
-                "locale": t.locale,
-                "incident_id": t.incident_id,
-                "status": "open",
-                "assignee": "",
-                "labels": [],
-                "bot_answered_state": None,
-                "handed_off": False,
-                "created_at": t.last_message_at,
-                "last_message_at": t.last_message_at,
-            }
-            for t in fresh
-        ]
-        ids = {
-            (row.channel, row.conversation_key): row.id for row in await connection.execute(statement, values)
+    # RETURNING the natural key, not the parameter order: SQLAlchemy then sends one
+    # multi-row INSERT instead of one statement per conversation.
+    statement = sa_insert(table).returning(table.c.id, table.c.channel, table.c.conversation_key)
+    values: list[dict[str, Any]] = [
+        {
+            "channel": t.channel,
+            "conversation_key": t.key,
+            "customer_handle": t.handle,
+            "customer_name": t.name,
+            "locale": t.locale,
+            "incident_id": t.incident_id,
+            "status": "open",
+            "assignee": "",
+            "labels": [],
+            "bot_answered_state": None,
+            "handed_off": False,
+            "created_at": t.last_message_at,
+            "last_message_at": t.last_message_at,
         }
-        for thread in fresh:
-            thread.id = ids[(thread.channel, thread.key)]
-    if known:
-        await connection.execute(
-            sql_update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                status="open",  # the customer wrote again: it needs an answer
-                locale=bindparam("b_locale"),
-                incident_id=bindparam("b_incident"),
-                last_message_at=bindparam("b_last"),
-                customer_name=bindparam("b_name"),
-            ),
-            [{"b_id": t.id, "b_locale": t.locale, "b_incident": t.incident_id, "b_last": t.last_message_at,
-              "b_name": t.name} for t in known],
-        )  # fmt: skip
+        for t in fresh
+    ]
+    ids = {(row.channel, row.conversation_key): row.id for row in connection.execute(statement, values)}
+    for thread in fresh:
+        thread.id = ids[(thread.channel, thread.key)]
+
+
+def _update_threads(connection: Connection, threads: list[Thread]) -> None:
+    """Write what the batch changed of every conversation (and the bot's state), in one statement."""
+    table = Conversation.__table__  # type: ignore[attr-defined]
+    connection.execute(
+        sql_update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status"),
+            locale=bindparam("b_locale"),
+            incident_id=bindparam("b_incident"),
+            last_message_at=bindparam("b_last"),
+            customer_name=bindparam("b_name"),
+            bot_answered_state=bindparam("b_state"),
+        ),
+        [{"b_id": t.id, "b_status": t.status, "b_locale": t.locale, "b_incident": t.incident_id,
+          "b_last": t.last_message_at, "b_name": t.name, "b_state": t.bot_answered_state} for t in threads],
+    )  # fmt: skip
 
 
 def _answers_a_broadcast(record: Row[Any]) -> bool:
@@ -264,30 +335,23 @@ def _email_update_id(record: Row[Any]) -> object:
     return record.raw.get("update_id") if record.channel == "email" and isinstance(record.raw, dict) else None
 
 
-async def _latest_open_incident(session: AsyncSession) -> int | None:
-    latest_open = (
-        select(col(Incident.id))
-        .where(col(Incident.status).not_in(NOT_OPEN))
-        .order_by(col(Incident.id).desc())
-        .limit(1)
-    )
-    return (await session.exec(latest_open)).first()
-
-
-async def _incident_for(session: AsyncSession, record: Row[Any]) -> int | None:
+def _incident_for(connection: Connection, record: Row[Any]) -> int | None:
     """The incident whose broadcast this message answers (e-mail token, or the provider's reply id)."""
     update_id = _email_update_id(record)
     if update_id is None and record.reply_to:
-        statement = select(Delivery.update_id).where(
-            Delivery.channel == record.channel, Delivery.provider_message_id == record.reply_to
+        deliveries = Delivery.__table__  # type: ignore[attr-defined]
+        statement = sa_select(deliveries.c.update_id).where(
+            deliveries.c.channel == record.channel, deliveries.c.provider_message_id == record.reply_to
         )
         if record.channel == "telegram":  # Telegram message ids are only unique within a chat
-            statement = statement.where(Delivery.target == record.conversation_key)
-        update_id = (await session.exec(statement.limit(1))).first()
+            statement = statement.where(deliveries.c.target == record.conversation_key)
+        update_id = connection.execute(statement.limit(1)).scalar()
     if update_id is None:
         return None
-    update = await session.get(IncidentUpdate, int(str(update_id)))
-    return update.incident_id if update is not None else None
+    updates = IncidentUpdate.__table__  # type: ignore[attr-defined]
+    return connection.execute(
+        sa_select(updates.c.incident_id).where(updates.c.id == int(str(update_id)))
+    ).scalar()
 
 
 async def conversation_with_messages(
@@ -341,45 +405,3 @@ def message_dict(message: Message) -> dict[str, object]:
     if message.direction == "out":
         data |= {"delivery_status": message.delivery_status, "delivery_error": message.delivery_error}
     return data
-
-
-class Filer:
-    """Files new messages inside `broadcaster serve`: at once when `nudge`d, else every `interval`.
-
-    Webhooks, pollers and the e-mail listener nudge it after they commit, so the status bot's
-    answer is queued within milliseconds; the interval catches messages stored by other nodes.
-    `after_batch` runs after each filed batch (spike detection).
-    """
-
-    def __init__(
-        self,
-        sessions: SessionFactory,
-        *,
-        bot: StatusBot | None = None,
-        after_batch: Callable[[], Awaitable[object]] | None = None,
-        interval: float = 0.5,
-    ) -> None:
-        self._sessions = sessions
-        self._bot = bot
-        self._after_batch = after_batch
-        self._interval = interval
-        self._nudged = asyncio.Event()
-
-    def nudge(self) -> None:
-        self._nudged.set()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self._nudged.clear()
-            try:
-                filed = await file_pending(self._sessions, bot=self._bot)
-                if filed and self._after_batch is not None:
-                    await self._after_batch()
-            except Exception:  # the database went away, a bug: log it, keep the inbox alive, retry
-                log.exception("inbox filing failed; retrying in %.1f s", self._interval)
-                filed = 0
-            if filed == 0:
-                waiters = [asyncio.ensure_future(self._nudged.wait()), asyncio.ensure_future(stop.wait())]
-                await asyncio.wait(waiters, timeout=self._interval, return_when="FIRST_COMPLETED")
-                for waiter in waiters:
-                    waiter.cancel()

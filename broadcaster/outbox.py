@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -185,72 +185,88 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
     if not outcomes:
         return 0
     async with writing(session):
-        statement = (
-            update(Delivery.__table__)  # type: ignore[attr-defined]
-            .where(Delivery.__table__.c.id == bindparam("b_id"))  # type: ignore[attr-defined]
-            .where(Delivery.__table__.c.claim_token == bindparam("b_token"))  # type: ignore[attr-defined]
-            .values(
-                status=bindparam("b_status"),
-                next_attempt_at=bindparam("b_next"),
-                last_error=bindparam("b_error"),
-                provider_message_id=bindparam("b_provider_id"),
-                sent_at=bindparam("b_sent_at"),
-                attempts=bindparam("b_attempts"),
-                lease_until=None,
-            )
-        )
-        params = [
-            {
-                "b_id": o.delivery.id,
-                "b_token": o.delivery.claim_token,
-                "b_status": o.status,
-                "b_next": o.next_attempt_at or utcnow(),
-                "b_error": o.error[:1000],
-                "b_provider_id": o.provider_message_id[:200],
-                "b_sent_at": o.sent_at,
-                "b_attempts": o.delivery.attempts - 1 if o.refund_attempt else o.delivery.attempts,
-            }
-            for o in outcomes
-        ]
-        await (await session.connection()).execute(statement, params)
-        await _record_answers(session, [o for o in outcomes if o.delivery.message_id is not None])
-        to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
-        for subscription_id, reason in to_deactivate.items():
-            if subscription_id is not None:
-                await (await session.connection()).execute(
-                    update(Subscription)
-                    .where(Subscription.id == subscription_id)  # type: ignore[arg-type]
-                    .values(active=False, deactivated_reason=reason[:500], deactivated_at=utcnow())
-                )
+        # One round trip to the database thread for every statement: the writer lock is held
+        # for as short a time as possible (the inbox filer and the webhooks wait for it).
+        await (await session.connection()).run_sync(record_sync, outcomes)
         await session.commit()
+    return len(outcomes)
+
+
+def record_sync(connection: Connection, outcomes: Sequence[Outcome]) -> int:
+    """`record`'s statements in the caller's transaction (the caller commits, under the writer lock)."""
+    now = utcnow()
+    deliveries = Delivery.__table__  # type: ignore[attr-defined]
+    statement = (
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("b_id"))
+        .where(deliveries.c.claim_token == bindparam("b_token"))
+        .values(
+            status=bindparam("b_status"),
+            next_attempt_at=bindparam("b_next"),
+            last_error=bindparam("b_error"),
+            provider_message_id=bindparam("b_provider_id"),
+            sent_at=bindparam("b_sent_at"),
+            attempts=bindparam("b_attempts"),
+            lease_until=None,
+        )
+    )
+    params = [
+        {
+            "b_id": o.delivery.id,
+            "b_token": o.delivery.claim_token,
+            "b_status": o.status,
+            "b_next": o.next_attempt_at or now,
+            "b_error": o.error[:1000],
+            "b_provider_id": o.provider_message_id[:200],
+            "b_sent_at": o.sent_at,
+            "b_attempts": o.delivery.attempts - 1 if o.refund_attempt else o.delivery.attempts,
+        }
+        for o in outcomes
+    ]
+    connection.execute(statement, params)
+    _record_answers(connection, [o for o in outcomes if o.delivery.message_id is not None])
+    to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
+    subscriptions = Subscription.__table__  # type: ignore[attr-defined]
+    for subscription_id, reason in to_deactivate.items():
+        if subscription_id is not None:
+            connection.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == subscription_id)
+                .values(active=False, deactivated_reason=reason[:500], deactivated_at=now)
+            )
     return len(outcomes)
 
 
 ANSWER_STATUS = {SENT: "sent", FAILED: "failed", DEAD: "failed", PENDING: "queued"}
 
 
-async def _record_answers(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+def _record_answers(connection: Connection, outcomes: Sequence[Outcome]) -> None:
     """Show on each inbox answer whether it went out, and keep its provider id (echoes are ignored)."""
     if not outcomes:
         return
     table = Message.__table__  # type: ignore[attr-defined]
-    connection = await session.connection()
-    for outcome in outcomes:
-        values: dict[str, Any] = {
-            "delivery_status": ANSWER_STATUS[outcome.status],
-            "delivery_error": outcome.error[:1000],
-        }
-        statement = update(table).where(table.c.id == outcome.delivery.message_id)
-        await connection.execute(statement.values(values))
-        if outcome.status == SENT and outcome.provider_message_id:
-            echo = select(table.c.id).where(
-                table.c.channel == outcome.delivery.channel,
-                table.c.external_id == outcome.provider_message_id[:200],
-            )
-            # An echo of this answer filed first keeps the id; ours stays without one.
-            await connection.execute(
-                statement.where(~echo.exists()).values(external_id=outcome.provider_message_id[:200])
-            )
+    connection.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(delivery_status=bindparam("b_status"), delivery_error=bindparam("b_error")),
+        [{"b_id": o.delivery.message_id, "b_status": ANSWER_STATUS[o.status], "b_error": o.error[:1000]}
+         for o in outcomes],
+    )  # fmt: skip
+    sent = [o for o in outcomes if o.status == SENT and o.provider_message_id]
+    if not sent:
+        return
+    filed = table.alias("filed")
+    echo = select(filed.c.id).where(
+        filed.c.channel == bindparam("b_channel"), filed.c.external_id == bindparam("b_external")
+    )
+    # An echo of this answer filed first keeps the id; ours stays without one.
+    connection.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"), ~echo.exists())
+        .values(external_id=bindparam("b_external")),
+        [{"b_id": o.delivery.message_id, "b_channel": o.delivery.channel,
+          "b_external": o.provider_message_id[:200]} for o in sent],
+    )  # fmt: skip
 
 
 async def counts_by_channel(session: AsyncSession, update_ids: Sequence[int]) -> dict[str, dict[str, int]]:

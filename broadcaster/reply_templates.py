@@ -14,15 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Final
 
 import jinja2
-from sqlmodel import col, select
+from sqlalchemy import Connection
+from sqlalchemy import select as sa_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import message_templates
 from broadcaster.compose import format_when, status_words
 from broadcaster.config import Settings
 from broadcaster.models import NOT_OPEN, Incident, IncidentUpdate
+
+_incidents = Incident.__table__  # type: ignore[attr-defined]
+_updates = IncidentUpdate.__table__  # type: ignore[attr-defined]
 
 BUILT_IN = Path(message_templates.__file__).parent / "replies"
 #: Answers the product itself sends; every other template of the folder is a canned reply.
@@ -52,49 +57,77 @@ class IncidentState:
     compensation: str
 
 
-async def incident_state(session: AsyncSession, incident_id: int) -> IncidentState | None:
-    incident = await session.get(Incident, incident_id)
-    if incident is None or incident.status == "draft":
-        return None
-    latest = (
-        await session.exec(
-            select(IncidentUpdate)
-            .where(IncidentUpdate.incident_id == incident_id)
-            .order_by(col(IncidentUpdate.id).desc())
-            .limit(1)
+def incident_state_sync(connection: Connection, incident_id: int) -> IncidentState | None:
+    """The incident's latest published state, in one statement (None: a draft, or no update yet)."""
+    row = connection.execute(
+        sa_select(
+            _incidents.c.title, _incidents.c.status, _incidents.c.impact, _incidents.c.components,
+            _incidents.c.workaround, _incidents.c.compensation, _updates.c.id.label("update_id"),
+            _updates.c.eta_at, _updates.c.next_update_at,
         )
-    ).first()
-    if latest is None or latest.id is None:
+        .join(_updates, _updates.c.incident_id == _incidents.c.id)
+        .where(_incidents.c.id == incident_id)
+        .order_by(_updates.c.id.desc())
+        .limit(1)
+    ).first()  # fmt: skip
+    if row is None or row.status == "draft":
         return None
     return IncidentState(
         id=incident_id,
-        title=incident.title,
-        status=incident.status,
-        impact=incident.impact,
-        components=tuple(incident.components),
-        latest_update_id=latest.id,
-        eta_at=latest.eta_at,
-        next_update_at=latest.next_update_at,
-        alternative=next(iter(incident.workaround.values()), ""),
-        compensation=incident.compensation or "",
+        title=row.title,
+        status=row.status,
+        impact=row.impact,
+        components=tuple(row.components),
+        latest_update_id=row.update_id,
+        eta_at=row.eta_at,
+        next_update_at=row.next_update_at,
+        alternative=next(iter((row.workaround or {}).values()), ""),
+        compensation=row.compensation or "",
     )
 
 
-async def current_incident(session: AsyncSession, linked_id: int | None) -> IncidentState | None:
-    """The incident a customer asks about: theirs if still open, else the latest open one."""
+def latest_open_incident(connection: Connection) -> int | None:
+    """The id of the most recent incident still open, if any."""
+    return connection.execute(
+        sa_select(_incidents.c.id)
+        .where(_incidents.c.status.not_in(NOT_OPEN))
+        .order_by(_incidents.c.id.desc())
+        .limit(1)
+    ).scalar()
+
+
+#: `current_incident_sync`'s `latest_open` when the caller has not read it.
+UNREAD: Final = -1
+
+
+def current_incident_sync(
+    connection: Connection, linked_id: int | None, latest_open: int | None = UNREAD
+) -> IncidentState | None:
+    """The incident a customer asks about: theirs if still open, else the latest open one.
+
+    `latest_open`: the latest open incident's id when the caller just read it (the inbox filer).
+    """
     if linked_id is not None:
-        incident = await session.get(Incident, linked_id)
-        if incident is not None and incident.status not in NOT_OPEN:
-            return await incident_state(session, linked_id)
-    latest_open = (
-        await session.exec(
-            select(col(Incident.id))
-            .where(col(Incident.status).not_in(NOT_OPEN))
-            .order_by(col(Incident.id).desc())
-            .limit(1)
-        )
-    ).first()
-    return await incident_state(session, latest_open) if latest_open is not None else None
+        status = connection.execute(
+            sa_select(_incidents.c.status).where(_incidents.c.id == linked_id)
+        ).scalar()
+        if status is not None and status not in NOT_OPEN:
+            return incident_state_sync(connection, linked_id)
+    if latest_open == UNREAD:
+        latest_open = latest_open_incident(connection)
+    return incident_state_sync(connection, latest_open) if latest_open is not None else None
+
+
+async def incident_state(session: AsyncSession, incident_id: int) -> IncidentState | None:
+    """`incident_state_sync` in the session's transaction."""
+    connection = await session.connection()
+    return await connection.run_sync(incident_state_sync, incident_id)
+
+
+async def current_incident(session: AsyncSession, linked_id: int | None) -> IncidentState | None:
+    """`current_incident_sync` in the session's transaction."""
+    connection = await session.connection()
+    return await connection.run_sync(current_incident_sync, linked_id)
 
 
 class ReplyTemplates:

@@ -20,18 +20,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.answers import BOT, Answer, Answered, HandOff, queue_answers
+from broadcaster.answers import BOT, Answer, Answered, HandOff, queue_answers_sync
 from broadcaster.config import Settings
 from broadcaster.inbox import Thread
 from broadcaster.intent import Classification
 from broadcaster.lint_rules import fold
 from broadcaster.models import Subscriber, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery
-from broadcaster.reply_templates import IncidentState, ReplyTemplates, current_incident
+from broadcaster.reply_templates import UNREAD, IncidentState, ReplyTemplates, current_incident_sync
 from broadcaster.subscribers import subscription_row
 
 log = logging.getLogger(__name__)
@@ -73,18 +72,34 @@ class StatusBot:
         now: datetime | None = None,
         replying_to: Mapping[int, Answered] | None = None,
     ) -> list[ClaimedDelivery]:
-        """Queue the bot's answers to `filed` in the caller's transaction; what to `send` after it."""
+        """`answer_sync` in the session's transaction."""
+        connection = await session.connection()
+        return await connection.run_sync(lambda sync: self.answer_sync(sync, filed, now, replying_to))
+
+    def answer_sync(
+        self,
+        connection: Connection,
+        filed: list[Filed],
+        now: datetime | None = None,
+        replying_to: Mapping[int, Answered] | None = None,
+        latest_open: int | None = UNREAD,
+    ) -> list[ClaimedDelivery]:
+        """Queue the bot's answers to `filed` in the caller's transaction; what to `send` after it.
+
+        `latest_open`: the latest open incident's id, when the caller has just read it.
+        """
         if not self._settings.inbox.bot_enabled or not filed:
             return []
         now = now or utcnow()
-        connection = await session.connection()
         answers: list[Answer] = []
         states: dict[int | None, IncidentState | None] = {}
         for thread, found in filed:
             assert thread.id is not None
             if thread.incident_id not in states:
-                states[thread.incident_id] = await current_incident(session, thread.incident_id)
-            text = await self._text_for(connection, thread, found, states[thread.incident_id], now)
+                states[thread.incident_id] = current_incident_sync(
+                    connection, thread.incident_id, latest_open
+                )
+            text = self._text_for(connection, thread, found, states[thread.incident_id], now)
             # The bot's answer settles the customer's latest message; anything else waits for an agent.
             thread.status = "pending" if text is not None else "open"
             if text is not None:
@@ -92,31 +107,31 @@ class StatusBot:
         if not answers:
             return []
         hand_off = self._senders.hand_off() if self._senders is not None else None
-        queued = await queue_answers(connection, answers, now, hand_off=hand_off, replying_to=replying_to)
+        queued = queue_answers_sync(connection, answers, now, hand_off=hand_off, replying_to=replying_to)
         return queued.claimed
 
-    async def _text_for(
+    def _text_for(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         thread: Thread,
         found: Classification,
         incident: IncidentState | None,
         now: datetime,
     ) -> str | None:
         if found.command:
-            return await self._command(connection, thread, found, incident, now)
+            return self._command(connection, thread, found, incident, now)
         if found.intent == "subscribe":
-            return await self._subscribe(connection, thread, "", now)
+            return self._subscribe(connection, thread, "", now)
         if found.intent == "unsubscribe":
-            return await self._unsubscribe(connection, thread, now)
+            return self._unsubscribe(connection, thread, now)
         asked = found.intent == "status_question" and not thread.handed_off
         if asked and thread.bot_answered_state != _state_of(incident):  # once per incident update
             return self._status(thread, incident, now)
         return None
 
-    async def _command(
+    def _command(
         self,
-        connection: AsyncConnection,
+        connection: Connection,
         thread: Thread,
         found: Classification,
         incident: IncidentState | None,
@@ -128,12 +143,12 @@ class StatusBot:
             case "/start":
                 return self._render("start", thread, now, incident=incident)
             case "/subscribe":
-                return await self._subscribe(connection, thread, found.argument, now)
+                return self._subscribe(connection, thread, found.argument, now)
             case "/unsubscribe" | "/stop":
-                return await self._unsubscribe(connection, thread, now)
+                return self._unsubscribe(connection, thread, now)
             case "/lang" if found.argument in self._settings.brand.locales:
                 thread.locale = found.argument
-                await self._set_subscriber_locale(connection, thread)
+                self._set_subscriber_locale(connection, thread)
                 return self._render("language_set", thread, now)
             case "/help" | "/lang":
                 return self._render("help", thread, now, unknown="", components=self._components(thread))
@@ -165,18 +180,16 @@ class StatusBot:
                 return name
         return None
 
-    async def _subscription(self, connection: AsyncConnection, thread: Thread) -> Subscription | None:
+    def _subscription(self, connection: Connection, thread: Thread) -> Subscription | None:
         table = Subscription.__table__  # type: ignore[attr-defined]
         if thread.channel == "email":  # the conversation key is the subscription's reply token
             where = table.c.reply_token == thread.key
         else:
             where = (table.c.channel == thread.channel) & (table.c.address == thread.key)
-        row = (await connection.execute(select(table).where(where).limit(1))).first()
+        row = (connection.execute(select(table).where(where).limit(1))).first()
         return Subscription.model_validate(row._mapping) if row is not None else None
 
-    async def _subscribe(
-        self, connection: AsyncConnection, thread: Thread, argument: str, now: datetime
-    ) -> str:
+    def _subscribe(self, connection: Connection, thread: Thread, argument: str, now: datetime) -> str:
         if thread.channel not in SUBSCRIBABLE:
             return self._render("subscribe_elsewhere", thread, now)
         components: list[str] = []
@@ -187,16 +200,16 @@ class StatusBot:
                                     components=self._components(thread))  # fmt: skip
             components = [component]
         table = Subscription.__table__  # type: ignore[attr-defined]
-        existing = await self._subscription(connection, thread)
+        existing = self._subscription(connection, thread)
         if existing is not None:
-            await connection.execute(
+            connection.execute(
                 update(table)
                 .where(table.c.id == existing.id)
                 .values(active=True, components=components, deactivated_reason="", deactivated_at=None)
             )
         elif thread.channel == "telegram":
             subscriber_id = (
-                await connection.execute(
+                connection.execute(
                     insert(Subscriber.__table__).returning(Subscriber.__table__.c.id),  # type: ignore[attr-defined]
                     {
                         "name": thread.name,
@@ -205,7 +218,7 @@ class StatusBot:
                     },
                 )  # fmt: skip
             ).scalar_one()
-            await connection.execute(
+            connection.execute(
                 insert(table), subscription_row(subscriber_id, "telegram", thread.key, components)
             )
         else:  # an e-mail conversation always comes from a subscription; it was deleted meanwhile
@@ -214,23 +227,23 @@ class StatusBot:
         labels = ", ".join(self._settings.component_label(c, language) for c in components)
         return self._render("subscribed", thread, now, components=labels)
 
-    async def _unsubscribe(self, connection: AsyncConnection, thread: Thread, now: datetime) -> str:
-        existing = await self._subscription(connection, thread) if thread.channel in SUBSCRIBABLE else None
+    def _unsubscribe(self, connection: Connection, thread: Thread, now: datetime) -> str:
+        existing = self._subscription(connection, thread) if thread.channel in SUBSCRIBABLE else None
         if existing is None or not existing.active:
             return self._render("not_subscribed", thread, now)
         table = Subscription.__table__  # type: ignore[attr-defined]
-        await connection.execute(
+        connection.execute(
             update(table)
             .where(table.c.id == existing.id)
             .values(active=False, deactivated_reason="unsubscribed from a chat", deactivated_at=now)
         )
         return self._render("unsubscribed", thread, now)
 
-    async def _set_subscriber_locale(self, connection: AsyncConnection, thread: Thread) -> None:
-        existing = await self._subscription(connection, thread) if thread.channel in SUBSCRIBABLE else None
+    def _set_subscriber_locale(self, connection: Connection, thread: Thread) -> None:
+        existing = self._subscription(connection, thread) if thread.channel in SUBSCRIBABLE else None
         if existing is not None:
             subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-            await connection.execute(
+            connection.execute(
                 update(subscribers)
                 .where(subscribers.c.id == existing.subscriber_id)
                 .values(locale=thread.locale)
