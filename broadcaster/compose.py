@@ -51,6 +51,7 @@ _STATUS_WORDS: dict[str, dict[str, str]] = {
         "in_progress": "Maintenance en cours",
         "verifying": "Vérifications en cours",
         "completed": "Maintenance terminée",
+        "cancelled": "Maintenance annulée",
     },
     "en": {
         "investigating": "We're investigating",
@@ -61,6 +62,7 @@ _STATUS_WORDS: dict[str, dict[str, str]] = {
         "in_progress": "Maintenance in progress",
         "verifying": "Checking everything works",
         "completed": "Maintenance complete",
+        "cancelled": "Maintenance cancelled",
     },
 }
 _IMPACT_WORDS: dict[str, dict[str, str]] = {

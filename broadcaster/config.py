@@ -41,6 +41,7 @@ __all__ = [
     "EmailSettings",
     "FacebookSettings",
     "PushSettings",
+    "ScheduleSettings",
     "Settings",
     "TelegramSettings",
     "TwitterSettings",
@@ -101,6 +102,55 @@ class InboxSettings(_Section):
     canned_dir: str = ""  # your own canned replies: <dir>/<locale>/<name>.j2, beside the built-in ones
 
 
+def _default_ladder() -> dict[str, list[str]]:
+    return {"72": ["email"], "24": ["push"], "1": ["twitter", "facebook", "telegram"]}
+
+
+class ScheduleSettings(_Section):
+    """Promises kept on time: next updates, maintenance notices, postmortem reminders."""
+
+    # The next update promised when an update names none, by the incident's impact (minutes).
+    cadence_minutes: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: {"critical": 30.0, "major": 60.0, "minor": 120.0, "none": 120.0}
+    )
+    # A promise not kept: staff reminded at the promised time, the holding message posted this much later.
+    holding_grace_minutes: Annotated[float, Field(ge=0)] = 10.0
+    # The approved holding message, per locale; the templates add the next update time.
+    holding_message: LocalisedText = Field(
+        default_factory=lambda: {
+            "fr": "Nos équipes sont toujours mobilisées sur ce problème.",
+            "en": "Our teams are still working on this problem.",
+        }
+    )
+    # Maintenance notices: hours before the start → the channels notified then.
+    maintenance_ladder: dict[str, list[str]] = Field(default_factory=_default_ladder)
+    postmortem_delay_hours: Annotated[float, Field(ge=0)] = 24.0
+    # How often the scheduler reads the plan (incidents changed by the CLI or another node), in seconds.
+    sync_seconds: Annotated[float, Field(gt=0)] = 15.0
+    # How late a job may still run after a restart (minutes), per kind; later, it is reported missed.
+    # A maintenance notice may run late until the maintenance starts, never after.
+    grace_minutes: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"reminder": 60.0, "holding": 30.0, "start": 60.0, "end": 240.0,
+                                 "postmortem": 1440.0}
+    )  # fmt: skip
+
+    @field_validator("maintenance_ladder")
+    @classmethod
+    def _hours_and_channels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        from channels import CHANNEL_NAMES
+
+        for hours, names in value.items():
+            try:
+                if float(hours) <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{hours!r} is not a number of hours before the start (> 0)") from None
+            unknown = sorted(set(names) - set(CHANNEL_NAMES))
+            if unknown:
+                raise ValueError(f"unknown channel(s) {', '.join(unknown)} for the {hours} h notice")
+        return value
+
+
 class ApiSettings(_Section):
     # Bearer token of the staff API (/api/v1/inbox): customer messages are never served without it.
     token: SecretStr | None = None
@@ -157,6 +207,7 @@ class Settings(_Section):
     staff: StaffSettings = Field(default_factory=StaffSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     templates_dir: str = ""
     components: dict[str, ComponentSettings] = Field(default_factory=_default_components)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)

@@ -42,6 +42,12 @@ class UpdateDraft:
     compensation: str | None = None
     channels: tuple[str, ...] = ()  # empty: every enabled channel
     author: str = ""
+    # Maintenance notices only: the ladder step and the window (see `MessageContext`).
+    phase: str = ""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    previous_starts_at: datetime | None = None
+    previous_ends_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +140,27 @@ def _context(
         compensation=draft.compensation or None,
         is_first_update=facts.is_first,
         incident_url=f"{base_url}/incidents/{facts.incident_id}" if facts.incident_id else "",
+        phase=draft.phase,
+        starts_at=draft.starts_at,
+        ends_at=draft.ends_at,
+        previous_starts_at=draft.previous_starts_at,
+        previous_ends_at=draft.previous_ends_at,
+        duration=duration_words(draft.starts_at, draft.ends_at, locale),
     )
+
+
+def duration_words(starts_at: datetime | None, ends_at: datetime | None, locale: str) -> str:
+    """A window's length as customers read it: "2 h", "2 h 30" (fr), "2 h 30 min" (en), "45 min"."""
+    if starts_at is None or ends_at is None or ends_at <= starts_at:
+        return ""
+    minutes = round((ends_at - starts_at).total_seconds() / 60)
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{rest} min"
+    if not rest:
+        return f"{hours} h"
+    french = locale.replace("-", "_").split("_")[0].lower() == "fr"
+    return f"{hours} h {rest:02d}" if french else f"{hours} h {rest} min"
 
 
 def render_update(
@@ -164,6 +190,8 @@ def render_update(
             critical_components_down=critical,
             has_alternative=has_alternative,
             has_compensation=bool(draft.compensation),
+            phase=draft.phase,
+            has_schedule=draft.starts_at is not None and draft.ends_at is not None,
         ),
         [m for per_locale in renders.values() for m in per_locale.values()],
     )

@@ -38,6 +38,7 @@ RULES: tuple[str, ...] = (
     "no-next-update",
     "no-alternative",
     "no-thanks",
+    "no-when",
     "empty",
     "over-length",
     "facts-differ",
@@ -61,9 +62,12 @@ class Draft:
     critical_components_down: bool = False  # checkout / payment affected
     has_alternative: bool = False
     has_compensation: bool = False
+    phase: str = ""  # maintenance notices: notice, started, completed, rescheduled, extended, cancelled
+    has_schedule: bool = False  # maintenance notices: the window's start and end are known
 
     def __post_init__(self) -> None:
-        if self.kind not in ("update", "resolved"):
+        # postmortem: tone and length rules only; maintenance_notice: no outage rules (apology, ETA)
+        if self.kind not in ("update", "resolved", "postmortem", "maintenance_notice"):
             raise ValueError(f"unknown message kind {self.kind!r}")
 
 
@@ -114,6 +118,14 @@ def lint(draft: Draft, rendered: Iterable[RenderedMessage] = ()) -> list[Finding
                 "no-next-update",
                 "warning",
                 "No next-update time: promise when the next update will come, and keep that promise.",
+            )
+        )
+    if draft.kind == "maintenance_notice" and draft.phase != "completed" and not draft.has_schedule:
+        found.append(
+            Finding(
+                "no-when",
+                "error",
+                "A maintenance notice must say when: give the start and the end of the window.",
             )
         )
     found.extend(_over_length(draft, rendered))
@@ -218,7 +230,8 @@ def _text_findings(draft: Draft, locale: str, folded: Folded) -> list[Finding]:
         for hit in _hits(folded, phrases):
             message = f'{explain[0]}: "{hit.excerpt}"{explain[1] or "; " + hit.advice + "."}'
             out.append(Finding(rule, severity, message, locale=locale, excerpt=hit.excerpt))
-    if draft.is_first_update and not _hits(folded, _APOLOGY):
+    # An apology belongs to an outage's first update, not to a maintenance announced in advance.
+    if draft.is_first_update and draft.kind == "update" and not _hits(folded, _APOLOGY):
         out.append(
             Finding(
                 "no-apology",
@@ -228,7 +241,12 @@ def _text_findings(draft: Draft, locale: str, folded: Folded) -> list[Finding]:
                 locale=locale,
             )
         )
-    if draft.critical_components_down and not draft.has_alternative and not _hits(folded, _ALTERNATIVE):
+    if (
+        draft.kind != "postmortem"  # a report after the fact: no alternative to offer any more
+        and draft.critical_components_down
+        and not draft.has_alternative
+        and not _hits(folded, _ALTERNATIVE)
+    ):
         out.append(
             Finding(
                 "no-alternative",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-MessageKind = Literal["update", "resolved"]
+MessageKind = Literal["update", "resolved", "maintenance_notice", "postmortem"]
 
 #: Placeholders a rendered message may contain; the dispatcher replaces them per recipient.
 UNSUBSCRIBE_PLACEHOLDER = "__UNSUBSCRIBE_URL__"
@@ -53,6 +53,13 @@ class MessageContext:
     is_first_update: bool = False
     incident_url: str = ""
     unsubscribe_url: str = UNSUBSCRIBE_PLACEHOLDER
+    # Maintenance notices (kind "maintenance_notice"): which step of the ladder, and the window.
+    phase: str = ""  # notice | started | completed | rescheduled | extended | cancelled
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    previous_starts_at: datetime | None = None  # before a rescheduling
+    previous_ends_at: datetime | None = None  # before a rescheduling or an extension
+    duration: str = ""  # the window's length in words, in `locale` ("2 h 30", "45 min")
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,8 +58,9 @@ class Component(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
-#: Incident statuses that are not "open": a draft is not public yet, a resolved one is over.
-NOT_OPEN = ("draft", "resolved")
+#: Incident statuses that are not "open": a draft is not public yet, a resolved one is over; a
+#: maintenance is open only while in progress (scheduled: upcoming; completed or cancelled: over).
+NOT_OPEN = ("draft", "resolved", "scheduled", "completed", "cancelled")
 
 
 class Incident(SQLModel, table=True):
@@ -77,6 +78,7 @@ class Incident(SQLModel, table=True):
     postmortem: str | None = None
     notes: str = ""  # staff-only: e.g. the customer messages that made the spike detector draft it
     answer_conversations: bool = True  # at resolution, answer every open conversation linked to it
+    holding_messages: bool = True  # a missed promise posts the holding message; False: staff reminded only
     created_at: datetime = _created()
     resolved_at: datetime | None = _when()
 
@@ -86,7 +88,7 @@ class IncidentUpdate(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)
-    kind: str = Field(default="update", max_length=16)
+    kind: str = Field(default="update", max_length=32)  # update, resolved, maintenance_notice, postmortem
     status: str = Field(max_length=32)
     messages: dict[str, str] = _json(dict)
     eta_at: datetime | None = _when()
@@ -203,6 +205,21 @@ class InboundRecord(SQLModel, table=True):
     raw: dict[str, Any] = _json(dict)
     created_at: datetime = _created()
     processed_at: datetime | None = _when(index=True)  # set when the inbox has filed it
+
+
+class ScheduledRun(SQLModel, table=True):
+    """A scheduled job that acted, or was missed: its key is inserted in the transaction of what the
+    job does, so a job fired twice (two nodes, a retry) acts once."""
+
+    __tablename__ = "scheduled_run"
+
+    key: str = Field(primary_key=True, max_length=200)  # the job id, e.g. "notice:12:72"
+    kind: str = Field(max_length=32)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    outcome: str = Field(max_length=16)  # done | missed | skipped
+    detail: str = ""
+    due_at: datetime = _created()
+    ran_at: datetime = _created()
 
 
 class PollCursor(SQLModel, table=True):

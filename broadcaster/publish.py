@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
@@ -88,9 +88,15 @@ async def _write_update(
     *,
     is_first: bool,
     force: bool,
+    now: datetime | None = None,
+    component_status: str | None = None,
 ) -> Published:
+    """`component_status`: what the components become (default: by kind and impact; a maintenance
+    notice leaves them alone unless told)."""
     assert incident.id is not None
-    now = utcnow()
+    now = now or utcnow()
+    if kind == "update" and draft.next_update_at is None:
+        draft = replace(draft, next_update_at=promised_update_at(settings, incident.impact, now))
     facts = IncidentFacts(incident.id, incident.title, incident.impact, tuple(incident.components), is_first)
     rendered = render_update(settings, composer, facts, draft, kind, now)
     if has_errors(rendered.findings) and not force:
@@ -146,12 +152,17 @@ async def _write_update(
         incident.workaround = {settings.brand.default_locale: draft.alternative}
     if draft.compensation:
         incident.compensation = draft.compensation
-    component_status = "operational" if kind == "resolved" else COMPONENT_STATUS_BY_IMPACT[incident.impact]
-    await (await session.connection()).execute(
-        sql_update(Component)
-        .where(Component.name.in_(incident.components))  # type: ignore[attr-defined]
-        .values(status=component_status, updated_at=now)
-    )
+    if component_status is None and kind not in ("postmortem", "maintenance_notice"):
+        # a report after the fact leaves today's component status alone
+        component_status = (
+            "operational" if kind == "resolved" else COMPONENT_STATUS_BY_IMPACT[incident.impact]
+        )
+    if component_status is not None:
+        await (await session.connection()).execute(
+            sql_update(Component)
+            .where(Component.name.in_(incident.components))  # type: ignore[attr-defined]
+            .values(status=component_status, updated_at=now)
+        )
     session.add(incident)
     await session.commit()
     counts: dict[str, int] = {}
@@ -171,6 +182,13 @@ async def sync_components(session: AsyncSession, settings: Settings) -> None:
                 )
             )
     await session.commit()
+
+
+def promised_update_at(settings: Settings, impact: str, now: datetime) -> datetime:
+    """When the next update is due if the writer named no time: `[schedule] cadence_minutes` by impact."""
+    cadence = settings.schedule.cadence_minutes
+    minutes = cadence.get(impact, max(cadence.values(), default=60.0))
+    return now + timedelta(minutes=minutes)
 
 
 def _check_opening(
@@ -197,10 +215,12 @@ async def open_incident(
     draft: UpdateDraft,
     force: bool = False,
     answer_conversations: bool = True,
+    holding_messages: bool = True,
 ) -> Published:
     """Create an incident and publish its first update to every enabled channel.
 
     `answer_conversations=False`: at resolution, customers who wrote about it get no personal answer.
+    `holding_messages=False`: a missed next-update promise only reminds the staff, nothing is posted.
     """
     _check_opening(settings, title=title, impact=impact, components=components, draft=draft)
     await sync_components(session, settings)
@@ -210,6 +230,7 @@ async def open_incident(
         impact=impact,
         components=list(components),
         answer_conversations=answer_conversations,
+        holding_messages=holding_messages,
     )
     async with _all_or_nothing(session):
         session.add(incident)

@@ -161,3 +161,21 @@ def free_port() -> Iterator[Callable[[], int]]:
             return int(sock.getsockname()[1])
 
     yield pick
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh folder with the example config (every channel in capture mode) and an initialised db,
+    for CLI tests (wide Rich tables)."""
+    from typer.testing import CliRunner
+
+    from broadcaster.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BROADCASTER_CONFIG", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    example = Path(__file__).parent.parent / "config.example.toml"
+    (tmp_path / "config.toml").write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    return tmp_path

@@ -15,18 +15,6 @@ runner = CliRunner()
 GOOD = "Le paiement échoue pour une partie des clients. Nous sommes désolés, nous enquêtons."
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh folder with the example config (every channel in capture mode) and an initialised db."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("BROADCASTER_CONFIG", raising=False)
-    example = Path(__file__).parent.parent / "config.example.toml"
-    (tmp_path / "config.toml").write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
-    result = runner.invoke(app, ["init"])
-    assert result.exit_code == 0, result.output
-    return tmp_path
-
-
 def rows(workdir: Path, table: str) -> int:
     with sqlite3.connect(workdir / "data" / "broadcaster.db") as db:
         return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

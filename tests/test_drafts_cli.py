@@ -12,7 +12,6 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from broadcaster.cli import app
@@ -27,19 +26,6 @@ from channels.base import InboundMessage
 runner = CliRunner()
 GOOD = "Le paiement échoue pour une partie des clients. Nous sommes désolés, nous enquêtons."
 HOSTILE = "[bold]le site[/bold] est en panne ? <b>vraiment</b>"
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh folder with the example config (every channel in capture mode) and an initialised db."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("BROADCASTER_CONFIG", raising=False)
-    monkeypatch.setenv("COLUMNS", "200")
-    example = Path(__file__).parent.parent / "config.example.toml"
-    (tmp_path / "config.toml").write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
-    result = runner.invoke(app, ["init"])
-    assert result.exit_code == 0, result.output
-    return tmp_path
 
 
 def count(workdir: Path, sql: str) -> int:

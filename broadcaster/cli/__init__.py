@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from broadcaster.cli import deliveries, doctor, inbox, incidents, preview, server, subscribers
+from broadcaster.cli import (
+    deliveries,
+    doctor,
+    inbox,
+    incidents,
+    postmortem,
+    preview,
+    schedule,
+    server,
+    subscribers,
+)
+from broadcaster.cli import maintenance as maintenance_cli
 from broadcaster.cli.runtime import CliState
 
 __all__ = ["app", "main"]
@@ -18,12 +29,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(incidents.app, name="incident")
+postmortem.register(incidents.app)
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(inbox.app, name="inbox")
+app.add_typer(maintenance_cli.app, name="maintenance")
 preview.register(app)
 deliveries.register(app)
 server.register(app)
 doctor.register(app)
+schedule.register(app)
 
 
 @app.callback()

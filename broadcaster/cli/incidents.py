@@ -66,6 +66,13 @@ AnswerConversations = Annotated[
         help="At resolution, answer every customer who wrote about the incident, in their own thread.",
     ),
 ]
+HoldingMessages = Annotated[
+    bool,
+    typer.Option(
+        "--holding-messages/--no-holding-messages",
+        help="When a promised update is late, post the approved holding message (else only remind staff).",
+    ),
+]
 Components = Annotated[list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")]
 
 
@@ -172,11 +179,15 @@ def open_(
     alternative: Alternative = None,
     channel: Channels = None,
     answer_conversations: AnswerConversations = True,
+    holding_messages: HoldingMessages = True,
     force: Force = False,
     no_wait: NoWait = False,
     as_json: AsJson = False,
 ) -> None:
-    """Open an incident and send its first update to every channel."""
+    """Open an incident and send its first update to every channel.
+
+    Without --next-update the next update is promised by `[schedule] cadence_minutes` for the impact.
+    """
     settings = state(ctx).settings
     draft = build_draft(
         settings,
@@ -200,6 +211,7 @@ def open_(
             draft=draft,
             force=force,
             answer_conversations=answer_conversations,
+            holding_messages=holding_messages,
         )
 
     run(_publish_and_deliver(ctx, action, no_wait, as_json))
@@ -410,6 +422,7 @@ def _incident_dict(i: Incident) -> dict[str, object]:
         "next_update_at": iso(i.next_update_at),
         "compensation": i.compensation,
         "answer_conversations": i.answer_conversations,
+        "holding_messages": i.holding_messages,
         "notes": i.notes,
     }
 

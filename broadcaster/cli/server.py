@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
+from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal, state, user_errors
 from broadcaster.db import upgrade
 from broadcaster.dispatch import Dispatcher
 from broadcaster.publish import sync_components
@@ -87,11 +86,7 @@ def register(root: typer.Typer) -> None:
         """Run only the dispatch workers (several nodes on PostgreSQL, or a separate process)."""
         settings = state(ctx).settings
 
-        async def main() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+        async def main(stop: asyncio.Event) -> None:
             async with open_runtime(settings) as runtime:
                 runtimes = build_channels(settings, runtime.sessions)
                 console.print(f"Dispatching {', '.join(runtimes)}; Ctrl-C to stop.")
@@ -103,4 +98,4 @@ def register(root: typer.Typer) -> None:
                     for rt in runtimes.values():
                         await rt.channel.aclose()
 
-        run(main())
+        run_until_signal(main)

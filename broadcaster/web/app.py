@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from broadcaster.compose import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
@@ -21,8 +22,11 @@ from broadcaster.inbound import reply_token_exists, store_inbound
 from broadcaster.inbox_filer import InboxFiling
 from broadcaster.models import NOT_OPEN, Component, Incident, Subscription, utcnow
 from broadcaster.pollers import Pulled, build_pollers
+from broadcaster.scheduler import SchedulerThread
 from broadcaster.web.inbox_api import inbox_router
+from broadcaster.web.maintenance import maintenance_router
 from broadcaster.web.public import public_router
+from broadcaster.web.schedule_api import schedule_router
 from broadcaster.web.webhooks import webhook_router
 from channels import build_channels
 from channels.base import InboundMessage
@@ -69,7 +73,10 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
         long_polls: list[asyncio.Task[None]] = []
         pulled = Pulled()
         listener = None
+        composer = Composer(settings.templates_dir or None, default_locale=settings.brand.default_locale)
+        scheduler = SchedulerThread(settings, composer, dispatcher.wake)
         if dispatch:
+            scheduler.start()
             tasks.append(asyncio.create_task(dispatcher.run(stop)))
             await filer.start()
             listener = inbound_email_listener(settings, sessions, filer.nudge)
@@ -88,6 +95,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
             yield
         finally:
             stop.set()
+            await scheduler.stop()
             await filer.stop()
             gc.unfreeze()  # collectable again once the app stops (tests run many apps)
             if listener is not None:
@@ -179,6 +187,8 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
         )
 
     app.include_router(public_router(settings, sessions))
+    app.include_router(maintenance_router(settings, sessions))
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
+    app.include_router(schedule_router(settings, sessions))
     app.include_router(inbox_router(settings, sessions, dispatcher.wake if dispatch else None))
     return app

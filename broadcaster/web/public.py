@@ -24,7 +24,7 @@ from broadcaster.compose import status_words
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.message import RenderedMessage
-from broadcaster.models import Component, Incident, IncidentUpdate, Rendition, utcnow
+from broadcaster.models import NOT_OPEN, Component, Incident, IncidentUpdate, Rendition, utcnow
 
 HISTORY_DAYS = 30
 COMPONENT_WORDS = {
@@ -37,10 +37,13 @@ PAGE_WORDS = {
     "fr": {"all_good": "Tous nos services fonctionnent normalement.", "incident": "Incident en cours",
            "components": "Services", "history": f"Incidents des {HISTORY_DAYS} derniers jours",
            "none": "Aucun incident.", "updated": "Mis à jour", "feed": "Flux Atom",
-           "back": "État des services"},
+           "back": "État des services", "upcoming": "Maintenances prévues", "from": "du", "to": "au",
+           "maintenance": "Maintenance en cours"},
     "en": {"all_good": "All our services are working normally.", "incident": "Ongoing incident",
            "components": "Services", "history": f"Incidents in the last {HISTORY_DAYS} days",
-           "none": "No incidents.", "updated": "Updated", "feed": "Atom feed", "back": "Service status"},
+           "none": "No incidents.", "updated": "Updated", "feed": "Atom feed", "back": "Service status",
+           "upcoming": "Scheduled maintenance", "from": "from", "to": "to",
+           "maintenance": "Maintenance in progress"},
 }  # fmt: skip
 
 _templates = Environment(
@@ -117,8 +120,10 @@ def public_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
         return render(
             "status.html.j2", locale,
             components=rows,
-            ongoing=[i for i in incidents if i.status != "resolved"],
-            history=[i for i in incidents if i.status == "resolved"],
+            ongoing=[i for i in incidents if i.status not in NOT_OPEN],
+            upcoming=sorted((i for i in incidents if i.status == "scheduled" and i.scheduled_start_at),
+                            key=lambda i: i.scheduled_start_at or i.created_at),
+            history=[i for i in incidents if i.status in NOT_OPEN and i.status != "scheduled"],
             labels=labels,
         )  # fmt: skip
 

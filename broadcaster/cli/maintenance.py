@@ -1,0 +1,224 @@
+"""`broadcaster maintenance schedule|reschedule|cancel|list`: planned maintenance windows.
+
+Scheduling sends nothing: the scheduler (`broadcaster serve`) sends the notice ladder, then
+"started" and "completed". Rescheduling and cancelling send their notice at once, like
+`incident update` (queued, then delivered with a progress bar unless `--no-wait`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from sqlmodel import col, select
+
+from broadcaster.cli.incidents import _deliver_with_progress, _report, _show_refusal
+from broadcaster.cli.options import AsJson, Force, Message, NoWait, Translation, iso, parse_translations
+from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
+from broadcaster.config import Settings
+from broadcaster.drafting import LintRefused, enabled_channels
+from broadcaster.maintenance import (
+    cancel_maintenance,
+    reschedule_maintenance,
+    schedule_maintenance,
+)
+from broadcaster.models import Incident, utcnow
+from broadcaster.publish import Published
+from broadcaster.timeparse import parse_when
+
+app = typer.Typer(help="Schedule, move, cancel and list maintenance windows.", no_args_is_help=True)
+
+AUTHOR = "cli"
+_TIME_HELP = "ISO 8601 (2026-11-25T02:00, in the brand's time zone unless it has an offset), or 14:30, 2h."
+Starts = Annotated[str, typer.Option("--starts", help=f"When it starts: {_TIME_HELP}")]
+Ends = Annotated[str, typer.Option("--ends", help=f"When it ends: {_TIME_HELP}")]
+Components = Annotated[
+    list[str], typer.Option("--component", "-c", help="Component under maintenance (repeatable).")
+]
+IncidentId = Annotated[int, typer.Argument(help="The maintenance's number (`maintenance list`).")]
+
+
+def parse_time(settings: Settings, option: str, value: str, now: datetime) -> datetime:
+    """An option's time as aware UTC; the error names the option."""
+    try:
+        return parse_when(value, now=now, timezone=settings.brand.timezone)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
+
+
+def _local(settings: Settings, value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.astimezone(ZoneInfo(settings.brand.timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def _ladder(settings: Settings, incident: Incident) -> list[tuple[datetime, list[str]]]:
+    """When each rung of the notice ladder goes out for this window, earliest first."""
+    assert incident.scheduled_start_at is not None
+    enabled = set(enabled_channels(settings))
+    rungs = []
+    for hours, channels in settings.schedule.maintenance_ladder.items():
+        chosen = [c for c in channels if c in enabled]
+        if chosen:
+            at = max(incident.scheduled_start_at - timedelta(hours=float(hours)), incident.created_at)
+            rungs.append((at, chosen))
+    return sorted(rungs, key=lambda rung: rung[0])
+
+
+def _maintenance_dict(i: Incident) -> dict[str, object]:
+    return {
+        "id": i.id,
+        "title": i.title,
+        "status": i.status,
+        "components": i.components,
+        "starts_at": iso(i.scheduled_start_at),
+        "ends_at": iso(i.scheduled_end_at),
+        "created_at": iso(i.created_at),
+    }
+
+
+@app.command("schedule")
+@user_errors
+def schedule(
+    ctx: typer.Context,
+    title: Annotated[str, typer.Option(help="Short public title, e.g. 'Mise à jour du paiement'.")],
+    starts: Starts,
+    ends: Ends,
+    component: Components,
+    message: Message,
+    translation: Translation = None,
+    force: Force = False,
+    as_json: AsJson = False,
+) -> None:
+    """Plan a maintenance window; its notices go out on the ladder (72 h e-mail, 24 h push, 1 h social)."""
+    settings = state(ctx).settings
+    now = utcnow()
+    starts_at = parse_time(settings, "--starts", starts, now)
+    ends_at = parse_time(settings, "--ends", ends, now)
+    texts = {settings.brand.default_locale: message, **parse_translations(translation)}
+
+    async def action() -> Incident:
+        async with open_runtime(settings) as runtime, runtime.sessions() as session:
+            try:
+                return await schedule_maintenance(
+                    session, settings, title=title, starts_at=starts_at, ends_at=ends_at,
+                    components=component, message=texts, author=AUTHOR, now=now, force=force,
+                )  # fmt: skip
+            except LintRefused as exc:
+                _show_refusal(exc)
+                raise
+
+    incident = run(action())
+    ladder = _ladder(settings, incident)
+    if as_json:
+        notices = [{"at": iso(at), "channels": channels} for at, channels in ladder]
+        console.print_json(json.dumps(_maintenance_dict(incident) | {"notices": notices}))
+        return
+    console.print(
+        f"Maintenance [bold]#{incident.id}[/] «{escape(incident.title)}» scheduled: "
+        f"{_local(settings, incident.scheduled_start_at)} → {_local(settings, incident.scheduled_end_at)} "
+        f"({settings.brand.timezone})"
+    )
+    table = Table(title="Notices (sent by `broadcaster serve`)")
+    for column in ("at", "channels"):
+        table.add_column(column)
+    for at, channels in ladder:
+        table.add_row(_local(settings, at), ", ".join(channels))
+    table.add_row(_local(settings, incident.scheduled_start_at), "started: every channel")
+    table.add_row(_local(settings, incident.scheduled_end_at), "completed: every channel")
+    console.print(table)
+
+
+async def _notify(ctx: typer.Context, action, no_wait: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    settings = state(ctx).settings
+    async with open_runtime(settings) as runtime:
+        async with runtime.sessions() as session:
+            published: Published = await action(session)
+        counts = None if no_wait else await _deliver_with_progress(runtime, published, as_json)
+        _report(runtime, published, counts, as_json)
+
+
+@app.command("reschedule")
+@user_errors
+def reschedule(
+    ctx: typer.Context,
+    incident_id: IncidentId,
+    starts: Annotated[str | None, typer.Option("--starts", help=f"New start: {_TIME_HELP}")] = None,
+    ends: Annotated[str | None, typer.Option("--ends", help=f"New end: {_TIME_HELP}")] = None,
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
+) -> None:
+    """Move a planned window ("rescheduled" notice), or extend a running one's end ("extended" notice)."""
+    settings = state(ctx).settings
+    now = utcnow()
+    starts_at = parse_time(settings, "--starts", starts, now) if starts else None
+    ends_at = parse_time(settings, "--ends", ends, now) if ends else None
+
+    async def action(session):  # type: ignore[no-untyped-def]
+        return await reschedule_maintenance(
+            session, settings, incident_id, starts_at=starts_at, ends_at=ends_at, now=now, author=AUTHOR
+        )
+
+    run(_notify(ctx, action, no_wait, as_json))
+
+
+@app.command("cancel")
+@user_errors
+def cancel(
+    ctx: typer.Context, incident_id: IncidentId, no_wait: NoWait = False, as_json: AsJson = False
+) -> None:
+    """Call a maintenance off and tell every channel; a running one gives its components back."""
+    settings = state(ctx).settings
+
+    async def action(session):  # type: ignore[no-untyped-def]
+        return await cancel_maintenance(session, settings, incident_id, now=utcnow(), author=AUTHOR)
+
+    run(_notify(ctx, action, no_wait, as_json))
+
+
+@app.command("list")
+@user_errors
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include completed and cancelled ones.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Planned and running maintenance windows (or all of them), soonest first."""
+    settings = state(ctx).settings
+
+    async def fetch() -> list[Incident]:
+        async with open_runtime(settings) as runtime, runtime.sessions() as session:
+            statement = (
+                select(Incident)
+                .where(Incident.kind == "maintenance")
+                .order_by(col(Incident.scheduled_start_at), col(Incident.id))
+            )
+            if not all_:
+                statement = statement.where(col(Incident.status).in_(("scheduled", "in_progress")))
+            return list(await session.exec(statement))
+
+    rows = run(fetch())
+    if as_json:
+        console.print_json(json.dumps([_maintenance_dict(i) for i in rows]))
+        return
+    if not rows:
+        console.print("No maintenance." if all_ else "No maintenance planned or running.")
+        return
+    table = Table(title=f"Maintenance windows ({settings.brand.timezone})")
+    for column in ("#", "title", "status", "starts", "ends", "components"):
+        table.add_column(column)
+    for i in rows:
+        table.add_row(
+            str(i.id),
+            escape(i.title),
+            i.status,
+            _local(settings, i.scheduled_start_at),
+            _local(settings, i.scheduled_end_at),
+            ", ".join(i.components),
+        )
+    console.print(table)

@@ -1,0 +1,399 @@
+"""Maintenance windows (issue #5): schedule, announce, start, complete, reschedule, cancel.
+
+The scheduler calls these at the notice ladder's times; the CLI calls them for people. Each public
+function validates first and raises `MaintenanceError` before writing anything, then commits once,
+at the end, all or nothing: a caller may `session.add()` a row beforehand (the scheduler's run key)
+and it is committed atomically with what the function does, also when it returns None (nothing to
+do). The community manager's text is kept in the maintenance's first update ("scheduled", sent to
+no channel) and every notice reuses it.
+
+    incident = await schedule_maintenance(session, settings, title="Mise à jour du paiement",
+        starts_at=start, ends_at=end, components=["checkout"], message={"fr": "…"}, author="cm", now=now)
+    await post_notice(session, settings, incident.id, phase="notice", channels=["email"], now=now)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import update as sql_update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from broadcaster.compose import Composer
+from broadcaster.config import Settings
+from broadcaster.drafting import (
+    IncidentFacts,
+    LintRefused,
+    PublishError,
+    UpdateDraft,
+    check_components,
+    enabled_channels,
+    render_update,
+)
+from broadcaster.lint import has_errors
+from broadcaster.models import Component, Incident, IncidentUpdate
+from broadcaster.publish import Published, _all_or_nothing, _write_update
+
+__all__ = [
+    "PHASES",
+    "MaintenanceError",
+    "cancel_maintenance",
+    "complete_maintenance",
+    "post_notice",
+    "reschedule_maintenance",
+    "schedule_maintenance",
+    "start_maintenance",
+]
+
+#: What a maintenance notice announces, in the order a window lives through them.
+PHASES = ("notice", "rescheduled", "started", "extended", "completed", "cancelled")
+MAINTENANCE_IMPACT = "none"  # a planned window is not an outage; components show "maintenance"
+OVER = ("completed", "cancelled")
+
+
+class MaintenanceError(PublishError):
+    """Bad maintenance input (times, components, state): nothing was written."""
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_composer(templates_dir: str, default_locale: str) -> Composer:
+    return Composer(Path(templates_dir) if templates_dir else None, default_locale=default_locale)
+
+
+def composer_for(settings: Settings) -> Composer:
+    """The composer of `settings` (templates folder, default locale), built once per process."""
+    return _cached_composer(str(settings.templates_dir or ""), settings.brand.default_locale)
+
+
+def _aware(value: datetime, option: str) -> None:
+    if value.tzinfo is None:
+        raise MaintenanceError(f"{option} {value.isoformat()} has no time zone")
+
+
+def _check_window(starts_at: datetime, ends_at: datetime, now: datetime, *, check_start: bool = True) -> None:
+    """The end after the start; the start still ahead (unless the window is already running)."""
+    _aware(starts_at, "--starts")
+    _aware(ends_at, "--ends")
+    if ends_at <= starts_at:
+        raise MaintenanceError(
+            f"--ends ({ends_at.isoformat()}) must be after --starts ({starts_at.isoformat()})"
+        )
+    if check_start and starts_at <= now:
+        raise MaintenanceError(
+            f"--starts ({starts_at.isoformat()}) is in the past: a maintenance is announced before it begins"
+        )
+    if ends_at <= now:
+        raise MaintenanceError(f"--ends ({ends_at.isoformat()}) is in the past")
+
+
+def _check_messages(settings: Settings, message: Mapping[str, str]) -> dict[str, str]:
+    default = settings.brand.default_locale
+    if not message.get(default, "").strip():
+        raise MaintenanceError(
+            f"the message in {default!r} is empty (--message): say what the maintenance brings customers"
+        )
+    unknown = [locale for locale in message if locale not in settings.brand.locales]
+    if unknown:
+        locales = ", ".join(settings.brand.locales)
+        raise MaintenanceError(f"message for unknown locale(s) {', '.join(unknown)} (locales: {locales})")
+    return {locale: text.strip() for locale, text in message.items() if text.strip()}
+
+
+def _draft(
+    settings: Settings,
+    messages: Mapping[str, str],
+    incident: Incident,
+    *,
+    phase: str,
+    status: str,
+    channels: Sequence[str],
+    author: str,
+    previous_starts_at: datetime | None = None,
+    previous_ends_at: datetime | None = None,
+) -> UpdateDraft:
+    default = settings.brand.default_locale
+    return UpdateDraft(
+        status=status,
+        message=messages[default],
+        translations={loc: text for loc, text in messages.items() if loc != default},
+        channels=tuple(channels),
+        author=author,
+        phase=phase,
+        starts_at=incident.scheduled_start_at,
+        ends_at=incident.scheduled_end_at,
+        previous_starts_at=previous_starts_at,
+        previous_ends_at=previous_ends_at,
+    )
+
+
+async def schedule_maintenance(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    title: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    components: Sequence[str],
+    message: Mapping[str, str],
+    author: str,
+    now: datetime,
+    force: bool = False,
+) -> Incident:
+    """Record a maintenance window (status "scheduled"); the scheduler sends its notices.
+
+    The notice is rendered and linted now, so a problem shows up while someone can fix it
+    (`LintRefused` unless `force`); nothing is sent here.
+    """
+    if not title.strip():
+        raise MaintenanceError("the maintenance needs a title (--title)")
+    _check_window(starts_at, ends_at, now)
+    try:
+        check_components(settings, components)
+    except PublishError as exc:
+        raise MaintenanceError(str(exc)) from None
+    messages = _check_messages(settings, message)
+    incident = Incident(
+        kind="maintenance",
+        title=title.strip(),
+        status="scheduled",
+        impact=MAINTENANCE_IMPACT,
+        components=list(dict.fromkeys(components)),
+        scheduled_start_at=starts_at,
+        scheduled_end_at=ends_at,
+        created_at=now,
+    )
+    draft = _draft(
+        settings, messages, incident, phase="notice", status="scheduled", channels=(), author=author
+    )
+    facts = IncidentFacts(0, incident.title, incident.impact, tuple(incident.components), False)
+    preview = render_update(settings, composer_for(settings), facts, draft, "maintenance_notice", now)
+    if has_errors(preview.findings) and not force:
+        raise LintRefused(preview.findings)
+    async with _all_or_nothing(session):
+        await _add_missing_components(session, settings)
+        session.add(incident)
+        await session.flush()
+        assert incident.id is not None
+        session.add(
+            IncidentUpdate(
+                incident_id=incident.id,
+                kind="maintenance_notice",
+                status="scheduled",
+                messages=messages,
+                channels=[],  # the record of the announcement; the ladder's notices carry the deliveries
+                author=author,
+                created_at=now,
+            )
+        )
+        await session.commit()
+    return incident
+
+
+async def _add_missing_components(session: AsyncSession, settings: Settings) -> None:
+    """Like `publish.sync_components`, without its commit: the caller's transaction commits once."""
+    existing = set((await session.exec(select(Component.name))).all())
+    default = settings.brand.default_locale
+    for name in settings.components:
+        if name not in existing:
+            session.add(Component(name=name, description=settings.component_label(name, default)))
+
+
+async def _load(session: AsyncSession, incident_id: int) -> Incident:
+    incident = await session.get(Incident, incident_id)
+    if incident is None or incident.kind != "maintenance":
+        raise MaintenanceError(f"no maintenance #{incident_id}")
+    return incident
+
+
+async def _announced_messages(session: AsyncSession, incident_id: int) -> dict[str, str]:
+    first = (
+        await session.exec(
+            select(IncidentUpdate)
+            .where(IncidentUpdate.incident_id == incident_id)
+            .order_by(col(IncidentUpdate.id))
+            .limit(1)
+        )
+    ).first()
+    if first is None or not first.messages:
+        raise MaintenanceError(f"maintenance #{incident_id} has no message to announce")
+    return dict(first.messages)
+
+
+async def _publish(
+    session: AsyncSession,
+    settings: Settings,
+    incident: Incident,
+    *,
+    phase: str,
+    status: str,
+    channels: Sequence[str],
+    author: str,
+    now: datetime,
+    component_status: str | None = None,
+    previous_starts_at: datetime | None = None,
+    previous_ends_at: datetime | None = None,
+) -> Published:
+    """One maintenance notice through the outbox (renditions, Delivery rows), then the one commit."""
+    assert incident.id is not None
+    messages = await _announced_messages(session, incident.id)
+    draft = _draft(
+        settings, messages, incident, phase=phase, status=status, channels=channels, author=author,
+        previous_starts_at=previous_starts_at, previous_ends_at=previous_ends_at,
+    )  # fmt: skip
+    # The text was linted when the maintenance was scheduled; a job cannot ask anyone to fix it now.
+    return await _write_update(
+        session, settings, composer_for(settings), incident, draft, "maintenance_notice",
+        is_first=False, force=True, now=now, component_status=component_status,
+    )  # fmt: skip
+
+
+async def _nothing(session: AsyncSession) -> None:
+    await session.commit()  # what the caller added (a run key) is still committed
+
+
+async def post_notice(
+    session: AsyncSession,
+    settings: Settings,
+    incident_id: int,
+    *,
+    phase: str,
+    channels: Sequence[str],
+    now: datetime,
+    author: str = "scheduler",
+) -> Published | None:
+    """Send one notice of a maintenance on `channels` (those enabled; none enabled: None).
+
+    A "notice" for a maintenance that is no longer scheduled (started, cancelled) does nothing: None.
+    """
+    if phase not in PHASES:
+        raise MaintenanceError(f"unknown maintenance phase {phase!r} (choose from {', '.join(PHASES)})")
+    incident = await _load(session, incident_id)
+    enabled = enabled_channels(settings)
+    unknown = [c for c in channels if c not in ("twitter", "facebook", "telegram", "email", "push", "blog")]
+    if unknown:
+        raise MaintenanceError(f"unknown channel(s): {', '.join(unknown)}")
+    chosen = [c for c in enabled if c in channels]
+    if not chosen or (phase == "notice" and incident.status != "scheduled"):
+        await _nothing(session)
+        return None
+    async with _all_or_nothing(session):
+        return await _publish(
+            session, settings, incident, phase=phase, status=incident.status, channels=chosen,
+            author=author, now=now,
+        )  # fmt: skip
+
+
+async def _take(session: AsyncSession, incident_id: int, *, expected: str, status: str) -> bool:
+    """Move the status on, unless someone (a second firing, a person) already did."""
+    taken = await (await session.connection()).execute(
+        sql_update(Incident)
+        .where(col(Incident.id) == incident_id, col(Incident.status) == expected)
+        .values(status=status)
+    )
+    return bool(taken.rowcount == 1)
+
+
+async def start_maintenance(
+    session: AsyncSession, settings: Settings, incident_id: int, now: datetime
+) -> Published | None:
+    """The window opens: components → maintenance, status → in_progress, "started" on every channel.
+
+    None (nothing done) if the maintenance is not scheduled any more (cancelled, already started).
+    """
+    incident = await _load(session, incident_id)
+    async with _all_or_nothing(session):
+        if incident.status != "scheduled" or not await _take(
+            session, incident_id, expected="scheduled", status="in_progress"
+        ):
+            await _nothing(session)
+            return None
+        return await _publish(
+            session, settings, incident, phase="started", status="in_progress",
+            channels=enabled_channels(settings), author="scheduler", now=now, component_status="maintenance",
+        )  # fmt: skip
+
+
+async def complete_maintenance(
+    session: AsyncSession, settings: Settings, incident_id: int, now: datetime
+) -> Published | None:
+    """The window closes: components → operational, status → completed, "completed" notice.
+
+    None (nothing done) when it is not in progress, or when its end was moved later (extended).
+    """
+    incident = await _load(session, incident_id)
+    end = incident.scheduled_end_at
+    async with _all_or_nothing(session):
+        if (
+            incident.status != "in_progress"
+            or (end is not None and end > now)
+            or not await _take(session, incident_id, expected="in_progress", status="completed")
+        ):
+            await _nothing(session)
+            return None
+        incident.resolved_at = now
+        return await _publish(
+            session, settings, incident, phase="completed", status="completed",
+            channels=enabled_channels(settings), author="scheduler", now=now, component_status="operational",
+        )  # fmt: skip
+
+
+async def reschedule_maintenance(
+    session: AsyncSession,
+    settings: Settings,
+    incident_id: int,
+    *,
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+    now: datetime,
+    author: str,
+) -> Published:
+    """Move a scheduled window ("rescheduled" notice), or extend a running one ("extended" notice).
+
+    While in progress only the end may move; once completed or cancelled nothing moves.
+    """
+    incident = await _load(session, incident_id)
+    if incident.status in OVER:
+        raise MaintenanceError(f"maintenance #{incident_id} is {incident.status}: it cannot be rescheduled")
+    if starts_at is None and ends_at is None:
+        raise MaintenanceError("give a new start (--starts), a new end (--ends) or both")
+    old_start, old_end = incident.scheduled_start_at, incident.scheduled_end_at
+    assert old_start is not None and old_end is not None
+    running = incident.status == "in_progress"
+    if running and starts_at is not None and starts_at != old_start:
+        raise MaintenanceError(
+            f"maintenance #{incident_id} has already started: only its end can move (--ends)"
+        )
+    new_start, new_end = starts_at or old_start, ends_at or old_end
+    _check_window(new_start, new_end, now, check_start=not running)
+    if (new_start, new_end) == (old_start, old_end):
+        raise MaintenanceError("these are the maintenance's current times: nothing to reschedule")
+    async with _all_or_nothing(session):
+        incident.scheduled_start_at, incident.scheduled_end_at = new_start, new_end
+        return await _publish(
+            session, settings, incident, phase="extended" if running else "rescheduled",
+            status=incident.status, channels=enabled_channels(settings), author=author, now=now,
+            previous_starts_at=old_start, previous_ends_at=old_end,
+        )  # fmt: skip
+
+
+async def cancel_maintenance(
+    session: AsyncSession, settings: Settings, incident_id: int, *, now: datetime, author: str
+) -> Published:
+    """Call a maintenance off: status cancelled, "cancelled" notice; if it was running, components back."""
+    incident = await _load(session, incident_id)
+    if incident.status in OVER:
+        raise MaintenanceError(f"maintenance #{incident_id} is already {incident.status}")
+    running = incident.status == "in_progress"
+    async with _all_or_nothing(session):
+        if not await _take(session, incident_id, expected=incident.status, status="cancelled"):
+            raise MaintenanceError(f"maintenance #{incident_id} changed meanwhile: look at it again")
+        incident.resolved_at = now
+        return await _publish(
+            session, settings, incident, phase="cancelled", status="cancelled",
+            channels=enabled_channels(settings), author=author, now=now,
+            component_status="operational" if running else None,
+        )  # fmt: skip
