@@ -207,23 +207,27 @@ def wait_until_healthy(base_url: str, server: subprocess.Popen[bytes], log: Path
 # -- phase 1: ingest ----------------------------------------------------------------------------
 
 
-async def send_all(base_url: str, count: int) -> float:
-    """POST every update with CLIENTS in flight; returns the seconds it took.
+def webhook_client(base_url: str) -> Any:
+    """An aiohttp session posting to the Telegram webhook with its secret, CLIENTS connections.
 
     aiohttp, not httpx, on the client side: httpcore's pool costs ~2.5 ms of CPU per request at 50
     connections, which would measure the client instead of the server.
     """
     import aiohttp
 
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+    return aiohttp.ClientSession(
+        base_url, headers=headers, connector=aiohttp.TCPConnector(limit=CLIENTS),
+        timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT),
+    )  # fmt: skip
+
+
+async def send_all(base_url: str, count: int) -> float:
+    """POST every update with CLIENTS in flight; returns the seconds it took."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
-    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=CLIENTS)
-    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
-    async with aiohttp.ClientSession(
-        base_url, headers=headers, connector=connector, timeout=timeout
-    ) as client:
+    async with webhook_client(base_url) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -288,8 +292,8 @@ async def ask_all(
 ) -> dict[str, Asked]:
     """Every customer asks once, CLIENTS talking at a time; returns them by chat id.
 
-    Each of the CLIENTS conversations asks, waits for the answer, reads it for `think` seconds,
-    then the next customer of that slot asks: `think` 0 is a saturation test, not 50 people.
+    Each of the CLIENTS conversations asks, waits for the answer, reads it, then the next
+    customer of that slot asks: `think` 0 is a saturation test, not 50 people.
     People read at their own pace: each reads for a random time between 0.5 and 1.5 × `think`
     (seeded, as Locust's `between`), and the slots start spread over one `think`. With
     `lockstep`, every slot starts at once and reads exactly `think`: the CLIENTS questions then
@@ -298,18 +302,12 @@ async def ask_all(
     A customer waits at most ANSWER_TIMEOUT for the answer; none starts after `deadline`
     (time.monotonic()).
     """
-    import aiohttp
 
     loop = asyncio.get_running_loop()
     asked: dict[str, Asked] = {}
     answered: dict[str, asyncio.Future[float]] = {}
     pending = iter(range(customers))
-    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=CLIENTS)
-    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT)
-    async with aiohttp.ClientSession(
-        base_url, headers=headers, connector=connector, timeout=timeout
-    ) as client:
+    async with webhook_client(base_url) as client:
 
         async def customer(slot: int) -> None:
             reading = random.Random(slot)  # reproducible: the same pauses on every run

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import aiologic
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -135,6 +136,11 @@ def writing(session: AsyncSession) -> AbstractAsyncContextManager[object]:
     if dialect_name(session) != "sqlite":
         return contextlib.nullcontext()
     return sqlite_writer(session.get_bind().engine.url)
+
+
+def upsert_insert(dialect: str) -> Callable[[Any], Any]:
+    """The `insert` with `on_conflict_do_nothing` of `dialect` ('postgresql' or 'sqlite')."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def dialect_name(session: AsyncSession) -> str:

@@ -13,10 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
-from broadcaster.db import LoopWriter, SessionFactory, writing
+from broadcaster.db import LoopWriter, SessionFactory, upsert_insert, writing
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
 
@@ -69,7 +68,7 @@ async def insert_inbound(
 
 
 def _insert_records(connection: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    insert = upsert_insert(connection.dialect.name)
     statement = insert(InboundRecord).on_conflict_do_nothing(index_elements=["channel", "external_id"])
     returning = statement.returning(col(InboundRecord.channel), col(InboundRecord.external_id))
     return {(channel, external_id) for channel, external_id in connection.execute(returning, rows).all()}

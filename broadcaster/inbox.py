@@ -21,12 +21,11 @@ from sqlalchemy import Connection, Row, Select, bindparam
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sql_update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from broadcaster.answers import Answered
-from broadcaster.db import SessionFactory, writing
+from broadcaster.db import SessionFactory, upsert_insert, writing
 from broadcaster.intent import Classification, classify
 from broadcaster.models import (
     Conversation,
@@ -216,7 +215,7 @@ def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None 
         for thread, record, found, language in messages
     ]
     if rows:
-        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        insert = upsert_insert(connection.dialect.name)
         connection.execute(
             insert(Message).on_conflict_do_nothing(index_elements=["channel", "external_id"]), rows
         )

@@ -13,13 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.compose import Composer, format_when
 from broadcaster.config import Settings
-from broadcaster.db import SessionFactory, dialect_name
+from broadcaster.db import SessionFactory, dialect_name, upsert_insert
 from broadcaster.drafting import UpdateDraft
 from broadcaster.models import Incident, ScheduledRun
 from broadcaster.publish import post_update, promised_update_at
@@ -69,7 +68,7 @@ async def record_missed(context: JobContext, job: PlannedJob, now: datetime) -> 
            "detail": f"due at {job.run_at.isoformat()}, past its grace of {job.grace_seconds:.0f} s",
            "due_at": job.run_at, "ran_at": now}  # fmt: skip
     async with context.sessions() as session:
-        insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+        insert = upsert_insert(dialect_name(session))
         await session.exec(insert(ScheduledRun).values(row).on_conflict_do_nothing(index_elements=["key"]))
         await session.commit()
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import col, select
 
-from broadcaster.cli.incidents import _deliver_with_progress, _report, _show_refusal
+from broadcaster.cli.incidents import _publish_and_deliver, _show_refusal
 from broadcaster.cli.options import AsJson, Force, Message, NoWait, Translation, iso, parse_translations
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
@@ -28,7 +28,6 @@ from broadcaster.maintenance import (
     schedule_maintenance,
 )
 from broadcaster.models import Incident, utcnow
-from broadcaster.publish import Published
 from broadcaster.timeparse import parse_when
 
 app = typer.Typer(help="Schedule, move, cancel and list maintenance windows.", no_args_is_help=True)
@@ -134,15 +133,6 @@ def schedule(
     console.print(table)
 
 
-async def _notify(ctx: typer.Context, action, no_wait: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
-    settings = state(ctx).settings
-    async with open_runtime(settings) as runtime:
-        async with runtime.sessions() as session:
-            published: Published = await action(session)
-        counts = None if no_wait else await _deliver_with_progress(runtime, published, as_json)
-        _report(runtime, published, counts, as_json)
-
-
 @app.command("reschedule")
 @user_errors
 def reschedule(
@@ -159,12 +149,12 @@ def reschedule(
     starts_at = parse_time(settings, "--starts", starts, now) if starts else None
     ends_at = parse_time(settings, "--ends", ends, now) if ends else None
 
-    async def action(session):  # type: ignore[no-untyped-def]
+    async def action(session, _runtime):  # type: ignore[no-untyped-def]
         return await reschedule_maintenance(
             session, settings, incident_id, starts_at=starts_at, ends_at=ends_at, now=now, author=AUTHOR
         )
 
-    run(_notify(ctx, action, no_wait, as_json))
+    run(_publish_and_deliver(ctx, action, no_wait, as_json))
 
 
 @app.command("cancel")
@@ -175,10 +165,10 @@ def cancel(
     """Call a maintenance off and tell every channel; a running one gives its components back."""
     settings = state(ctx).settings
 
-    async def action(session):  # type: ignore[no-untyped-def]
+    async def action(session, _runtime):  # type: ignore[no-untyped-def]
         return await cancel_maintenance(session, settings, incident_id, now=utcnow(), author=AUTHOR)
 
-    run(_notify(ctx, action, no_wait, as_json))
+    run(_publish_and_deliver(ctx, action, no_wait, as_json))
 
 
 @app.command("list")
