@@ -79,3 +79,13 @@ async def subscriber_recipients(
             continue
         recipients.append(Recipient(channel, address, resolve_locale(locale, settings), sid))
     return recipients
+
+
+async def readers_by_locale(
+    session: AsyncSession, settings: Settings, channels: Iterable[str], components: Sequence[str]
+) -> dict[str, int]:
+    """How many subscriptions of each locale an update on `channels` about `components` reaches."""
+    readers: dict[str, int] = {}
+    for recipient in await subscriber_recipients(session, settings, channels, components):
+        readers[recipient.locale] = readers.get(recipient.locale, 0) + 1
+    return readers

@@ -2,7 +2,7 @@
 
 Templates see every `MessageContext` field plus `lang` (the template's locale folder) and
 `status_link` (the incident page, else the status page); filters `when`, `and_list`,
-`sentence`, `lcfirst`, `tg`, `tg_attr`, `html_paragraphs`; globals `status_words`, `impact_words`.
+`sentence`, `lcfirst`, `tg`, `tg_attr`, `html_paragraphs`, `plain`; globals `status_words`, `impact_words`.
 Length limits from `CAPABILITIES` are applied after rendering: templates never count characters.
 
     messages = Composer(settings.templates_dir or None).render_all(context)
@@ -202,6 +202,11 @@ def _html_paragraphs(text: str) -> Markup:
     )
 
 
+def _plain(text: str) -> str:
+    """A shared phrase macro's output as plain text, so the HTML template using it escapes it."""
+    return str(text)  # a macro called from an HTML template returns Markup it never escaped
+
+
 def _finalize(value: Any) -> Any:
     # A bare None printed as "None" would reach customers: force templates to guard optional fields.
     if value is None:
@@ -243,6 +248,7 @@ class Composer:
             tg=_tg,
             tg_attr=_tg_attr,
             html_paragraphs=_html_paragraphs,
+            plain=_plain,
         )
         self._env.globals.update(status_words=status_words, impact_words=impact_words)
         # commonmark without raw HTML: a CM's "<script>" must reach the blog as text, not markup.

@@ -5,7 +5,7 @@ Pure: nothing here touches the database, so `preview` and publication share exac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -40,6 +40,10 @@ class UpdateDraft:
     next_update_at: datetime | None = None
     alternative: str | None = None
     compensation: str | None = None
+    # The alternative and the compensation in other locales (`alternative`/`compensation` are
+    # in the brand's default locale), as `translations` is for the message.
+    alternative_translations: dict[str, str] = field(default_factory=dict)
+    compensation_translations: dict[str, str] = field(default_factory=dict)
     channels: tuple[str, ...] = ()  # empty: every enabled channel
     author: str = ""
     # Maintenance notices only: the ladder step and the window (see `MessageContext`).
@@ -54,15 +58,60 @@ class UpdateDraft:
 class Preview:
     renders: dict[str, dict[str, RenderedMessage]]  # channel -> locale -> message
     findings: list[Finding]
+    #: locale -> the texts its readers get in the brand's default locale ("message", "title"…)
+    untranslated: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """`readers` subscribers of `locale` will read `missing` texts in the brand's default locale."""
+
+    locale: str
+    readers: int
+    missing: tuple[str, ...]
+
+
+#: The option that gives each text in another locale.
+TRANSLATION_OPTIONS = {
+    "message": "--translation",
+    "title": "--title-translation",
+    "alternative": "--alternative-translation",
+    "compensation": "--compensation-translation",
+}
+
+
+def fallbacks(untranslated: Mapping[str, tuple[str, ...]], readers: Mapping[str, int]) -> list[Fallback]:
+    """Who will read which texts in the fallback language, from the readers per locale."""
+    return [
+        Fallback(locale, readers[locale], missing)
+        for locale, missing in untranslated.items()
+        if missing and readers.get(locale)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
 class IncidentFacts:
+    """What an update says about its incident, beyond what the community manager wrote.
+
+    `titles`: the title per locale (the default locale's is `title`). A follow-up that changed
+    the incident says what changed: `previous_impact` (empty: unchanged), `added` and `removed`
+    components. A resolution names the components something else open still affects
+    (`still_affected`), so it never says they work again.
+    """
+
     incident_id: int
     title: str
     impact: str
     components: tuple[str, ...]
     is_first: bool
+    titles: Mapping[str, str] = field(default_factory=dict)
+    previous_impact: str = ""
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    still_affected: tuple[str, ...] = ()
+
+    def title_in(self, locale: str) -> str:
+        return self.titles.get(locale) or self.title
 
 
 def enabled_channels(settings: Settings, chosen: Sequence[str] = ()) -> list[str]:
@@ -90,18 +139,39 @@ def check_components(settings: Settings, components: Sequence[str]) -> None:
         raise PublishError(f"unknown component(s): {', '.join(unknown)} (known: {known})")
 
 
-def draft_messages(settings: Settings, draft: UpdateDraft) -> dict[str, str]:
-    if not draft.message.strip():
-        raise PublishError("the message is empty: write what customers should know")
-    messages = {settings.brand.default_locale: draft.message.strip()}
-    for locale, text in draft.translations.items():
+def localized(
+    settings: Settings, text: str | None, translations: Mapping[str, str], option: str
+) -> dict[str, str]:
+    """A text per locale: `text` in the brand's default locale, `translations` in others.
+
+    Blank texts are left out; a translation into a locale the brand does not publish in is an
+    error naming `option` (e.g. "--title-translation").
+    """
+    texts = {settings.brand.default_locale: text.strip()} if text and text.strip() else {}
+    for locale, translated in translations.items():
         if locale not in settings.brand.locales:
-            raise PublishError(
-                f"translation for unknown locale {locale!r} (locales: {settings.brand.locales})"
-            )
-        if text.strip():
-            messages[locale] = text.strip()
+            locales = ", ".join(settings.brand.locales)
+            raise PublishError(f"{option}: unknown locale {locale!r} (locales: {locales})")
+        if translated.strip():
+            texts[locale] = translated.strip()
+    if texts and settings.brand.default_locale not in texts:
+        raise PublishError(
+            f"{option} gives other locales but no text in {settings.brand.default_locale!r}, "
+            "the brand's default locale, which every reader falls back to"
+        )
+    return texts
+
+
+def draft_messages(settings: Settings, draft: UpdateDraft, *, may_be_empty: bool = False) -> dict[str, str]:
+    """The message per locale; empty only when `may_be_empty` (a follow-up that changes facts)."""
+    messages = localized(settings, draft.message, draft.translations, "--translation")
+    if not messages and not may_be_empty:
+        raise PublishError("the message is empty: write what customers should know")
     return messages
+
+
+def _in(texts: Mapping[str, str], locale: str, default_locale: str) -> str | None:
+    return texts.get(locale) or texts.get(default_locale) or None
 
 
 def _context(
@@ -114,9 +184,14 @@ def _context(
     published_at: datetime,
 ) -> MessageContext:
     brand = settings.brand
-    alternative = (
-        draft.alternative or brand.alternative.get(locale) or brand.alternative.get(brand.default_locale)
-    )
+    default = brand.default_locale
+    alternatives = localized(settings, draft.alternative, draft.alternative_translations, "--alternative")
+    compensations = localized(settings, draft.compensation, draft.compensation_translations, "--compensation")
+    alternative = _in(alternatives, locale, default) or _in(brand.alternative, locale, default)
+
+    def labels(names: Sequence[str]) -> tuple[str, ...]:
+        return tuple(settings.component_label(c, locale) for c in names)
+
     base_url = settings.server.public_base_url.rstrip("/")
     return MessageContext(
         brand=Brand(
@@ -128,16 +203,20 @@ def _context(
         locale=locale,
         kind=kind,
         incident_id=facts.incident_id,
-        title=facts.title,
+        title=facts.title_in(locale),
         impact=facts.impact,
         status=draft.status,
-        message=messages.get(locale) or messages[brand.default_locale],
+        message=messages.get(locale) or messages.get(default, ""),
         published_at=published_at,
-        components=tuple(settings.component_label(c, locale) for c in facts.components),
+        components=labels(facts.components),
         eta_at=draft.eta_at,
         next_update_at=draft.next_update_at,
-        alternative=alternative or None,
-        compensation=draft.compensation or None,
+        alternative=alternative,
+        compensation=_in(compensations, locale, default),
+        previous_impact=facts.previous_impact,
+        added_components=labels(facts.added),
+        removed_components=labels(facts.removed),
+        still_affected=labels(facts.still_affected),
         is_first_update=facts.is_first,
         incident_url=f"{base_url}/incidents/{facts.incident_id}" if facts.incident_id else "",
         phase=draft.phase,
@@ -163,6 +242,46 @@ def duration_words(starts_at: datetime | None, ends_at: datetime | None, locale:
     return f"{hours} h {rest:02d}" if french else f"{hours} h {rest} min"
 
 
+def untranslated_texts(
+    settings: Settings,
+    facts: IncidentFacts,
+    draft: UpdateDraft,
+    kind: MessageKind,
+    messages: Mapping[str, str],
+) -> dict[str, tuple[str, ...]]:
+    """For each locale but the default, the texts of this update it has no translation of."""
+    result: dict[str, tuple[str, ...]] = {}
+    for locale in settings.brand.locales:
+        if locale == settings.brand.default_locale:
+            continue
+        has_own = {
+            "message": not messages or locale in messages,
+            "title": locale in facts.titles,
+            "alternative": kind not in ("update", "maintenance_notice")
+            or _has_own_alternative(settings, draft, locale),
+            "compensation": not draft.compensation or locale in draft.compensation_translations,
+        }
+        result[locale] = tuple(name for name, own in has_own.items() if not own)
+    return result
+
+
+def _has_own_alternative(settings: Settings, draft: UpdateDraft, locale: str) -> bool:
+    if draft.alternative:
+        return locale in draft.alternative_translations
+    return locale in settings.brand.alternative or not settings.brand.alternative
+
+
+def rendered_locales(
+    settings: Settings, facts: IncidentFacts, draft: UpdateDraft, messages: Mapping[str, str]
+) -> list[str]:
+    """The default locale and every locale with a text of its own, in the brand's order; every
+    locale when the update has no message (the templates' words are all it says)."""
+    own = {*messages, *facts.titles, *draft.alternative_translations, *draft.compensation_translations}
+    default = settings.brand.default_locale
+    others = [loc for loc in settings.brand.locales if loc != default and (loc in own or not messages)]
+    return [default, *others]
+
+
 def render_update(
     settings: Settings,
     composer: Composer,
@@ -171,10 +290,12 @@ def render_update(
     kind: MessageKind,
     published_at: datetime,
 ) -> Preview:
-    messages = draft_messages(settings, draft)
+    follow_up = kind == "update" and not facts.is_first
+    messages = draft_messages(settings, draft, may_be_empty=follow_up)
     channels = enabled_channels(settings, draft.channels)
     renders: dict[str, dict[str, RenderedMessage]] = {}
-    for locale in messages:  # a locale without its own text gets the default locale's message
+    # A locale without its own text gets the default locale's rendering (`fallback_readers` counts them).
+    for locale in rendered_locales(settings, facts, draft, messages):
         context = _context(settings, facts, draft, kind, locale, messages, published_at)
         for channel in channels:
             renders.setdefault(channel, {})[locale] = composer.render(channel, context)
@@ -190,12 +311,14 @@ def render_update(
             critical_components_down=critical,
             has_alternative=has_alternative,
             has_compensation=bool(draft.compensation),
+            message_optional=follow_up,
             phase=draft.phase,
             has_schedule=draft.starts_at is not None and draft.ends_at is not None,
         ),
         [m for per_locale in renders.values() for m in per_locale.values()],
     )
-    return Preview(renders=renders, findings=findings)
+    untranslated = untranslated_texts(settings, facts, draft, kind, messages)
+    return Preview(renders=renders, findings=findings, untranslated=untranslated)
 
 
 def preview(
@@ -208,8 +331,10 @@ def preview(
     draft: UpdateDraft,
     kind: MessageKind = "update",
     is_first: bool = True,
+    title_translations: Mapping[str, str] | None = None,
 ) -> Preview:
     """Render every channel × locale and lint, without writing anything."""
     check_components(settings, components)
-    facts = IncidentFacts(0, title, impact, tuple(components), is_first)
+    titles = localized(settings, title, title_translations or {}, "--title-translation")
+    facts = IncidentFacts(0, title, impact, tuple(components), is_first, titles=titles)
     return render_update(settings, composer, facts, draft, kind, utcnow())

@@ -64,6 +64,7 @@ class Draft:
     has_compensation: bool = False
     phase: str = ""  # maintenance notices: notice, started, completed, rescheduled, extended, cancelled
     has_schedule: bool = False  # maintenance notices: the window's start and end are known
+    message_optional: bool = False  # a follow-up may say only what changed (status, impact, times…)
 
     def __post_init__(self) -> None:
         # postmortem: tone and length rules only; maintenance_notice: no outage rules (apology, ETA)
@@ -95,7 +96,7 @@ def lint(draft: Draft, rendered: Iterable[RenderedMessage] = ()) -> list[Finding
     """
     found: list[Finding] = []
     folded: dict[str, Folded] = {}
-    if not draft.messages:
+    if not draft.messages and not draft.message_optional:
         found.append(Finding("empty", "error", "The draft has no message: write the update in one language."))
     for locale in sorted(draft.messages):
         text = draft.messages[locale]

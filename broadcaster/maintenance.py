@@ -35,8 +35,8 @@ from broadcaster.drafting import (
     render_update,
 )
 from broadcaster.lint import has_errors
-from broadcaster.models import Component, Incident, IncidentUpdate
-from broadcaster.publish import Published, _all_or_nothing, _write_update
+from broadcaster.models import Incident, IncidentUpdate
+from broadcaster.update_writer import Published, add_missing_components, one_transaction, write_update
 
 __all__ = [
     "PHASES",
@@ -173,8 +173,8 @@ async def schedule_maintenance(
     preview = render_update(settings, composer_for(settings), facts, draft, "maintenance_notice", now)
     if has_errors(preview.findings) and not force:
         raise LintRefused(preview.findings)
-    async with _all_or_nothing(session):
-        await _add_missing_components(session, settings)
+    async with one_transaction(session):
+        await add_missing_components(session, settings)
         session.add(incident)
         await session.flush()
         assert incident.id is not None
@@ -189,17 +189,7 @@ async def schedule_maintenance(
                 created_at=now,
             )
         )
-        await session.commit()
     return incident
-
-
-async def _add_missing_components(session: AsyncSession, settings: Settings) -> None:
-    """Like `publish.sync_components`, without its commit: the caller's transaction commits once."""
-    existing = set((await session.exec(select(Component.name))).all())
-    default = settings.brand.default_locale
-    for name in settings.components:
-        if name not in existing:
-            session.add(Component(name=name, description=settings.component_label(name, default)))
 
 
 async def _load(session: AsyncSession, incident_id: int) -> Incident:
@@ -233,7 +223,6 @@ async def _publish(
     channels: Sequence[str],
     author: str,
     now: datetime,
-    component_status: str | None = None,
     previous_starts_at: datetime | None = None,
     previous_ends_at: datetime | None = None,
 ) -> Published:
@@ -245,9 +234,9 @@ async def _publish(
         previous_starts_at=previous_starts_at, previous_ends_at=previous_ends_at,
     )  # fmt: skip
     # The text was linted when the maintenance was scheduled; a job cannot ask anyone to fix it now.
-    return await _write_update(
+    return await write_update(
         session, settings, composer_for(settings), incident, draft, "maintenance_notice",
-        is_first=False, force=True, now=now, component_status=component_status,
+        is_first=False, force=True, now=now,
     )  # fmt: skip
 
 
@@ -280,7 +269,7 @@ async def post_notice(
     if not chosen or (phase == "notice" and incident.status != "scheduled"):
         await _nothing(session)
         return None
-    async with _all_or_nothing(session):
+    async with one_transaction(session):
         return await _publish(
             session, settings, incident, phase=phase, status=incident.status, channels=chosen,
             author=author, now=now,
@@ -305,7 +294,7 @@ async def start_maintenance(
     None (nothing done) if the maintenance is not scheduled any more (cancelled, already started).
     """
     incident = await _load(session, incident_id)
-    async with _all_or_nothing(session):
+    async with one_transaction(session):
         if incident.status != "scheduled" or not await _take(
             session, incident_id, expected="scheduled", status="in_progress"
         ):
@@ -313,7 +302,7 @@ async def start_maintenance(
             return None
         return await _publish(
             session, settings, incident, phase="started", status="in_progress",
-            channels=enabled_channels(settings), author="scheduler", now=now, component_status="maintenance",
+            channels=enabled_channels(settings), author="scheduler", now=now,
         )  # fmt: skip
 
 
@@ -326,7 +315,7 @@ async def complete_maintenance(
     """
     incident = await _load(session, incident_id)
     end = incident.scheduled_end_at
-    async with _all_or_nothing(session):
+    async with one_transaction(session):
         if (
             incident.status != "in_progress"
             or (end is not None and end > now)
@@ -337,7 +326,7 @@ async def complete_maintenance(
         incident.resolved_at = now
         return await _publish(
             session, settings, incident, phase="completed", status="completed",
-            channels=enabled_channels(settings), author="scheduler", now=now, component_status="operational",
+            channels=enabled_channels(settings), author="scheduler", now=now,
         )  # fmt: skip
 
 
@@ -371,7 +360,7 @@ async def reschedule_maintenance(
     _check_window(new_start, new_end, now, check_start=not running)
     if (new_start, new_end) == (old_start, old_end):
         raise MaintenanceError("these are the maintenance's current times: nothing to reschedule")
-    async with _all_or_nothing(session):
+    async with one_transaction(session):
         incident.scheduled_start_at, incident.scheduled_end_at = new_start, new_end
         return await _publish(
             session, settings, incident, phase="extended" if running else "rescheduled",
@@ -387,13 +376,11 @@ async def cancel_maintenance(
     incident = await _load(session, incident_id)
     if incident.status in OVER:
         raise MaintenanceError(f"maintenance #{incident_id} is already {incident.status}")
-    running = incident.status == "in_progress"
-    async with _all_or_nothing(session):
+    async with one_transaction(session):
         if not await _take(session, incident_id, expected=incident.status, status="cancelled"):
             raise MaintenanceError(f"maintenance #{incident_id} changed meanwhile: look at it again")
         incident.resolved_at = now
         return await _publish(
             session, settings, incident, phase="cancelled", status="cancelled",
             channels=enabled_channels(settings), author=author, now=now,
-            component_status="operational" if running else None,
         )  # fmt: skip

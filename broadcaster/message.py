@@ -53,6 +53,13 @@ class MessageContext:
     is_first_update: bool = False
     incident_url: str = ""
     unsubscribe_url: str = UNSUBSCRIBE_PLACEHOLDER
+    # What a follow-up changed (labels in `locale`): the impact before it (empty: unchanged),
+    # the components it now also affects and those it no longer affects.
+    previous_impact: str = ""
+    added_components: tuple[str, ...] = ()
+    removed_components: tuple[str, ...] = ()
+    # A resolution: the incident's components that something else open still affects.
+    still_affected: tuple[str, ...] = ()
     # Maintenance notices (kind "maintenance_notice"): which step of the ladder, and the window.
     phase: str = ""  # notice | started | completed | rescheduled | extended | cancelled
     starts_at: datetime | None = None

@@ -66,13 +66,15 @@ NOT_OPEN = ("draft", "resolved", "scheduled", "completed", "cancelled")
 class Incident(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(default="incident", max_length=16)
-    title: str = Field(max_length=200)
+    title: str = Field(max_length=200)  # in the brand's default locale
+    title_translations: dict[str, str] = _json(dict)  # locale -> title, for the other locales
     status: str = Field(max_length=32, index=True)
     impact: str = Field(default="major", max_length=16)
     components: list[str] = _json(list)
     next_update_at: datetime | None = _when()
-    workaround: dict[str, str] = _json(dict)
-    compensation: str | None = None
+    workaround: dict[str, str] = _json(dict)  # locale -> the alternative
+    compensation: str | None = None  # in the brand's default locale
+    compensation_translations: dict[str, str] = _json(dict)
     scheduled_start_at: datetime | None = _when()
     scheduled_end_at: datetime | None = _when()
     postmortem: str | None = None
@@ -81,6 +83,10 @@ class Incident(SQLModel, table=True):
     holding_messages: bool = True  # a missed promise posts the holding message; False: staff reminded only
     created_at: datetime = _created()
     resolved_at: datetime | None = _when()
+
+    def title_in(self, locale: str) -> str:
+        """The title readers of `locale` see: its translation, else the default locale's."""
+        return self.title_translations.get(locale) or self.title
 
 
 class IncidentUpdate(SQLModel, table=True):
@@ -94,6 +100,8 @@ class IncidentUpdate(SQLModel, table=True):
     eta_at: datetime | None = _when()
     next_update_at: datetime | None = _when()
     channels: list[str] = _json(list)
+    impact: str = Field(default="", max_length=16)  # the incident's, as of this update
+    components: list[str] = _json(list)  # the incident's, as of this update
     author: str = Field(default="", max_length=120)
     created_at: datetime = _created()
 

@@ -30,7 +30,7 @@ from broadcaster.config import Settings
 from broadcaster.drafting import PublishError, UpdateDraft, enabled_channels
 from broadcaster.message import MessageKind
 from broadcaster.models import Conversation, Incident, IncidentUpdate, Message
-from broadcaster.publish import Published, _all_or_nothing, _write_update
+from broadcaster.update_writer import Published, one_transaction, write_update
 
 __all__ = [
     "PLACEHOLDERS",
@@ -312,8 +312,8 @@ async def publish_postmortem(
             f"the postmortem of incident #{incident_id} is already published; use --force to post it again"
         )
     draft = UpdateDraft(status="resolved", message=markdown, channels=("blog",), author=author)
-    async with _all_or_nothing(session):
-        return await _write_update(
+    async with one_transaction(session):
+        return await write_update(
             session,
             settings,
             composer,

@@ -11,7 +11,8 @@ all is well — so "the current ETA" in a canned reply is always the current one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Final
@@ -32,8 +33,8 @@ _updates = IncidentUpdate.__table__  # type: ignore[attr-defined]
 BUILT_IN = Path(message_templates.__file__).parent / "replies"
 #: Answers the product itself sends; every other template of the folder is a canned reply.
 BOT_TEMPLATES = frozenset(
-    {"status_incident", "status_ok", "subscribed", "unsubscribed", "not_subscribed", "language_set",
-     "help", "start", "subscribe_elsewhere", "resolution", "unknown_component"}
+    {"status_incident", "status_ok", "status_suspected", "subscribed", "unsubscribed", "not_subscribed",
+     "language_set", "help", "start", "subscribe_elsewhere", "resolution", "unknown_component"}
 )  # fmt: skip
 
 
@@ -53,8 +54,14 @@ class IncidentState:
     latest_update_id: int
     eta_at: datetime | None
     next_update_at: datetime | None
-    alternative: str
-    compensation: str
+    alternative: str  # in the brand's default locale
+    compensation: str  # in the brand's default locale
+    titles: Mapping[str, str] = field(default_factory=dict)  # the title in other locales
+    alternatives: Mapping[str, str] = field(default_factory=dict)  # locale -> alternative
+    compensations: Mapping[str, str] = field(default_factory=dict)  # locale -> compensation
+
+    def title_in(self, locale: str) -> str:
+        return self.titles.get(locale) or self.title
 
 
 def incident_state_sync(connection: Connection, incident_id: int) -> IncidentState | None:
@@ -62,7 +69,8 @@ def incident_state_sync(connection: Connection, incident_id: int) -> IncidentSta
     row = connection.execute(
         sa_select(
             _incidents.c.title, _incidents.c.status, _incidents.c.impact, _incidents.c.components,
-            _incidents.c.workaround, _incidents.c.compensation, _updates.c.id.label("update_id"),
+            _incidents.c.workaround, _incidents.c.compensation, _incidents.c.title_translations,
+            _incidents.c.compensation_translations, _updates.c.id.label("update_id"),
             _updates.c.eta_at, _updates.c.next_update_at,
         )
         .join(_updates, _updates.c.incident_id == _incidents.c.id)
@@ -83,6 +91,9 @@ def incident_state_sync(connection: Connection, incident_id: int) -> IncidentSta
         next_update_at=row.next_update_at,
         alternative=next(iter((row.workaround or {}).values()), ""),
         compensation=row.compensation or "",
+        titles=row.title_translations or {},
+        alternatives=row.workaround or {},
+        compensations=row.compensation_translations or {},
     )
 
 
@@ -214,7 +225,7 @@ class ReplyTemplates:
             context |= {
                 "incident": {
                     "id": incident.id,
-                    "title": incident.title,
+                    "title": incident.title_in(language),
                     "status": status_words(incident.status, language),
                     "impact": incident.impact,
                     "url": f"{base}/incidents/{incident.id}",
@@ -224,7 +235,9 @@ class ReplyTemplates:
                 },
                 "eta": when(incident.eta_at, "around"),
                 "next_update": when(incident.next_update_at),
-                "alternative": incident.alternative or context["alternative"],
-                "compensation": incident.compensation,
+                "alternative": incident.alternatives.get(language)
+                or incident.alternative
+                or context["alternative"],
+                "compensation": incident.compensations.get(language) or incident.compensation,
             }
         return context

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +30,14 @@ from broadcaster.limits import truncate_at_word
 from broadcaster.models import NOT_OPEN, Conversation, Incident, Message
 from broadcaster.staff_alerts import queue_staff_alert
 
-__all__ = ["SPIKE_INTENTS", "SPIKE_LOCK_KEY", "draft_if_spike", "publish_command"]
+__all__ = [
+    "SPIKE_INTENTS",
+    "SPIKE_LOCK_KEY",
+    "Suspicion",
+    "draft_if_spike",
+    "outage_suspected_sync",
+    "publish_command",
+]
 
 #: What customers write when something is down (the inbox's outage intents).
 SPIKE_INTENTS = ("status_question", "complaint")
@@ -106,6 +113,38 @@ async def _reports_if_unexplained(
     )
     count, is_explained = (await connection.execute(select(reports, explained))).one()
     return None if count <= inbox.spike_threshold or is_explained else int(count)
+
+
+@dataclass(frozen=True, slots=True)
+class Suspicion:
+    """Customers report a problem that no open incident explains yet; `draft_id`: the spike's
+    draft waiting for the staff, if there is one."""
+
+    draft_id: int | None
+
+
+def outage_suspected_sync(connection: Connection, settings: Settings, now: datetime) -> Suspicion | None:
+    """A suspected outage: no incident open, and either a draft from reports younger than the
+    spike cooldown (the detector's own "explained" window) or more than half the spike
+    threshold of reports in the window. None otherwise (then nobody reports much)."""
+    if connection.execute(select(exists().where(_incidents.c.status.not_in(NOT_OPEN)))).scalar():
+        return None
+    inbox = settings.inbox
+    draft_id = connection.execute(
+        select(_incidents.c.id)
+        .where(
+            _incidents.c.status == "draft",
+            _incidents.c.created_at >= now - timedelta(minutes=inbox.spike_cooldown_minutes),
+        )
+        .order_by(_incidents.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if draft_id is not None:
+        return Suspicion(draft_id)
+    reports = connection.execute(
+        select(func.count()).select_from(_messages).where(*_in_window(settings, now))
+    ).scalar_one()
+    return Suspicion(None) if reports > inbox.spike_threshold / 2 else None
 
 
 def _in_window(settings: Settings, now: datetime) -> list[ColumnElement[bool]]:

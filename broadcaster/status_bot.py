@@ -3,9 +3,13 @@
 It runs inside the inbox filer's transaction, on messages just filed:
 
 - a status question gets the live incident state (plain-words status, ETA, next update,
-  alternative, link) or "everything works" with the status page — at most once per conversation
-  per incident update (`Conversation.bot_answered_state`), so two bots never loop, and never once
-  an agent has written in the conversation (`handed_off`: a human reply wins);
+  alternative, link); while no incident is open but customers report a problem (a spike's draft
+  waits for the staff, or reports are above half the spike threshold) it says so — several
+  customers report a problem, the team is checking — and links the conversation to the draft, so
+  the customer is answered when it is published and when it is resolved; otherwise that we know
+  of no incident, with the status page. It never denies an outage customers are reporting. At
+  most once per conversation per state (`Conversation.bot_answered_state`), so two bots never
+  loop, and never once an agent has written in the conversation (`handed_off`: a human reply wins);
 - commands `/start`, `/status`, `/help`, `/subscribe [component]`, `/unsubscribe` (`/stop`),
   `/lang fr|en`, and the same intents in plain words ("abonnez-moi", "stop") on every channel;
   subscribing from a chat creates the Subscription for that channel (Telegram: the chat; e-mail:
@@ -31,6 +35,7 @@ from broadcaster.lint_rules import fold
 from broadcaster.models import Subscriber, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery
 from broadcaster.reply_templates import UNREAD, IncidentState, ReplyTemplates, current_incident_sync
+from broadcaster.spikes import SPIKE_INTENTS, Suspicion, outage_suspected_sync
 from broadcaster.subscribers import subscription_row
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,7 @@ log = logging.getLogger(__name__)
 #: Channels whose customers can receive our alerts where they wrote to us.
 SUBSCRIBABLE = frozenset({"telegram", "email"})
 ALL_IS_WELL = 0  # `bot_answered_state` when the answer was "no incident"
+SUSPECTED = -1  # `bot_answered_state` when the answer was "customers report a problem, we check"
 
 
 Filed = tuple[Thread, Classification]  # a customer message just filed, and what it asks
@@ -93,13 +99,22 @@ class StatusBot:
         now = now or utcnow()
         answers: list[Answer] = []
         states: dict[int | None, IncidentState | None] = {}
+        suspicions: list[Suspicion | None] = []  # read once per batch, when needed
         for thread, found in filed:
             assert thread.id is not None
             if thread.incident_id not in states:
                 states[thread.incident_id] = current_incident_sync(
                     connection, thread.incident_id, latest_open
                 )
-            text = self._text_for(connection, thread, found, states[thread.incident_id], now)
+            incident = states[thread.incident_id]
+            suspicion = None
+            if incident is None and (found.intent in SPIKE_INTENTS or found.command == "/status"):
+                if not suspicions:
+                    suspicions.append(outage_suspected_sync(connection, self._settings, now))
+                suspicion = suspicions[0]
+                if suspicion is not None and suspicion.draft_id is not None:
+                    thread.incident_id = suspicion.draft_id  # answered at publication and resolution
+            text = self._text_for(connection, thread, found, incident, suspicion, now)
             # The bot's answer settles the customer's latest message; anything else waits for an agent.
             thread.status = "pending" if text is not None else "open"
             if text is not None:
@@ -116,17 +131,18 @@ class StatusBot:
         thread: Thread,
         found: Classification,
         incident: IncidentState | None,
+        suspicion: Suspicion | None,
         now: datetime,
     ) -> str | None:
         if found.command:
-            return self._command(connection, thread, found, incident, now)
+            return self._command(connection, thread, found, incident, suspicion, now)
         if found.intent == "subscribe":
             return self._subscribe(connection, thread, "", now)
         if found.intent == "unsubscribe":
             return self._unsubscribe(connection, thread, now)
         asked = found.intent == "status_question" and not thread.handed_off
-        if asked and thread.bot_answered_state != _state_of(incident):  # once per incident update
-            return self._status(thread, incident, now)
+        if asked and thread.bot_answered_state != _state_of(incident, suspicion):  # once per state
+            return self._status(thread, incident, suspicion, now)
         return None
 
     def _command(
@@ -135,11 +151,12 @@ class StatusBot:
         thread: Thread,
         found: Classification,
         incident: IncidentState | None,
+        suspicion: Suspicion | None,
         now: datetime,
     ) -> str:
         match found.command:
             case "/status":
-                return self._status(thread, incident, now)
+                return self._status(thread, incident, suspicion, now)
             case "/start":
                 return self._render("start", thread, now, incident=incident)
             case "/subscribe":
@@ -155,9 +172,13 @@ class StatusBot:
             case unknown:
                 return self._render("help", thread, now, unknown=unknown, components=self._components(thread))
 
-    def _status(self, thread: Thread, incident: IncidentState | None, now: datetime) -> str:
-        thread.bot_answered_state = _state_of(incident)
-        return self._render("status_incident" if incident else "status_ok", thread, now, incident=incident)
+    def _status(
+        self, thread: Thread, incident: IncidentState | None, suspicion: Suspicion | None, now: datetime
+    ) -> str:
+        thread.bot_answered_state = _state_of(incident, suspicion)
+        if incident is not None:
+            return self._render("status_incident", thread, now, incident=incident)
+        return self._render("status_suspected" if suspicion else "status_ok", thread, now)
 
     def _render(self, name: str, thread: Thread, now: datetime, **extra: object) -> str:
         incident = extra.pop("incident", None)
@@ -250,6 +271,8 @@ class StatusBot:
             )
 
 
-def _state_of(incident: IncidentState | None) -> int:
-    """What a status answer is about: the incident's latest update, or "all is well"."""
-    return incident.latest_update_id if incident is not None else ALL_IS_WELL
+def _state_of(incident: IncidentState | None, suspicion: Suspicion | None) -> int:
+    """What a status answer is about: the incident's latest update, a suspected outage, or "all is well"."""
+    if incident is not None:
+        return incident.latest_update_id
+    return SUSPECTED if suspicion is not None else ALL_IS_WELL

@@ -272,7 +272,9 @@ async def test_the_customers_who_reported_the_spike_follow_the_published_inciden
         )  # fmt: skip
     async with sessions() as session:
         linked = list(await session.exec(select(Conversation.incident_id)))
+        told = list(await session.exec(select(Message).where(Message.direction == "out")))
     assert linked == [published.incident.id] * 12
+    assert len(told) == 12 and all("incident en cours" in m.text for m in told)  # told at publication
     async with sessions() as session:
         await resolve_incident(
             session,
@@ -284,4 +286,5 @@ async def test_the_customers_who_reported_the_spike_follow_the_published_inciden
         )
     async with sessions() as session:
         answers = list(await session.exec(select(Message).where(Message.direction == "out")))
-    assert len(answers) == 12  # each reporter is told it is fixed, in their own thread
+    assert len(answers) == 24  # each reporter is also told it is fixed, in their own thread
+    assert all("résolu" in m.text for m in answers[12:])

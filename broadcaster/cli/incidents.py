@@ -20,17 +20,21 @@ from sqlmodel import col, select
 from broadcaster import outbox
 from broadcaster.cli.options import (
     Alternative,
+    AlternativeTranslation,
     AsJson,
     Channels,
+    CompensationTranslation,
     Eta,
     Force,
     Message,
     NextUpdate,
     NoWait,
+    TitleTranslation,
     Translation,
     build_draft,
     finding_dict,
     iso,
+    parse_translations,
 )
 from broadcaster.cli.runtime import (
     Runtime,
@@ -42,7 +46,7 @@ from broadcaster.cli.runtime import (
     state,
     user_errors,
 )
-from broadcaster.cli.views import delivery_table, finding_lines
+from broadcaster.cli.views import delivery_table, fallback_lines, finding_lines
 from broadcaster.dispatch import Dispatcher
 from broadcaster.models import Incident, IncidentUpdate
 from broadcaster.publish import (
@@ -130,12 +134,18 @@ def _report(
                     "findings": [
                         f.__dict__ if hasattr(f, "__dict__") else finding_dict(f) for f in published.findings
                     ],
+                    "fallbacks": [
+                        {"locale": f.locale, "subscribers": f.readers, "missing": list(f.missing)}
+                        for f in published.fallbacks
+                    ],
                 }
             )
         )
         return
     if published.findings:
         console.print(finding_lines(published.findings))
+    if published.fallbacks:
+        console.print(fallback_lines(runtime.settings, published.fallbacks))
     console.print(
         f"Incident [bold]#{incident.id}[/] «{escape(incident.title)}» — {update.status}, update #{update.id}"
     )
@@ -174,9 +184,11 @@ def open_(
     impact: Annotated[str, typer.Option(help="none, minor, major or critical.")] = "major",
     status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")] = "investigating",
     translation: Translation = None,
+    title_translation: TitleTranslation = None,
     eta: Eta = None,
     next_update: NextUpdate = None,
     alternative: Alternative = None,
+    alternative_translation: AlternativeTranslation = None,
     channel: Channels = None,
     answer_conversations: AnswerConversations = True,
     holding_messages: HoldingMessages = True,
@@ -197,8 +209,10 @@ def open_(
         eta=eta,
         next_update=next_update,
         alternative=alternative,
+        alternative_translation=alternative_translation,
         channels=channel,
     )
+    titles = parse_translations(title_translation, "--title-translation")
 
     async def action(session, runtime):  # type: ignore[no-untyped-def]
         return await open_incident(
@@ -209,6 +223,7 @@ def open_(
             impact=impact,
             components=component,
             draft=draft,
+            title_translations=titles,
             force=force,
             answer_conversations=answer_conversations,
             holding_messages=holding_messages,
@@ -233,15 +248,20 @@ def publish(
     ] = None,
     status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")] = "investigating",
     translation: Translation = None,
+    title_translation: TitleTranslation = None,
     eta: Eta = None,
     next_update: NextUpdate = None,
     alternative: Alternative = None,
+    alternative_translation: AlternativeTranslation = None,
     channel: Channels = None,
     force: Force = False,
     no_wait: NoWait = False,
     as_json: AsJson = False,
 ) -> None:
-    """Publish a draft incident: its first update goes to every channel, as with `incident open`."""
+    """Publish a draft incident: its first update goes to every channel, as with `incident open`.
+
+    The customers whose reports made the draft are answered at once, in their own thread.
+    """
     settings = state(ctx).settings
     draft = build_draft(
         settings,
@@ -251,8 +271,10 @@ def publish(
         eta=eta,
         next_update=next_update,
         alternative=alternative,
+        alternative_translation=alternative_translation,
         channels=channel,
     )
+    titles = parse_translations(title_translation, "--title-translation")
 
     async def action(session, runtime):  # type: ignore[no-untyped-def]
         return await publish_draft(
@@ -264,6 +286,7 @@ def publish(
             impact=impact,
             components=component or None,
             draft=draft,
+            title_translations=titles,
             force=force,
         )
 
@@ -297,32 +320,51 @@ def discard(
 def update_(
     ctx: typer.Context,
     incident_id: Annotated[int, typer.Argument(help="Incident number.")],
-    message: Message,
-    status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")],
+    message: Annotated[
+        str, typer.Option("--message", "-m", help="What is new, in the brand's default locale.")
+    ] = "",
+    status: Annotated[
+        str | None, typer.Option(help="investigating, identified or monitoring (default: unchanged).")
+    ] = None,
+    impact: Annotated[
+        str | None, typer.Option(help="none, minor, major or critical (default: unchanged).")
+    ] = None,
+    component: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--component", "-c", help="Every component it affects now (repeatable; default: unchanged)."
+        ),
+    ] = None,
     translation: Translation = None,
     eta: Eta = None,
     next_update: NextUpdate = None,
     alternative: Alternative = None,
+    alternative_translation: AlternativeTranslation = None,
     channel: Channels = None,
     force: Force = False,
     no_wait: NoWait = False,
     as_json: AsJson = False,
 ) -> None:
-    """Post a follow-up on an open incident."""
+    """Post a follow-up on an open incident: a message, or a new status, impact, components, ETA or
+    next update (at least one thing new). The messages say what changed."""
     settings = state(ctx).settings
     draft = build_draft(
         settings,
-        status=status,
+        status=status or "",
         message=message,
         translation=translation,
         eta=eta,
         next_update=next_update,
         alternative=alternative,
+        alternative_translation=alternative_translation,
         channels=channel,
     )
 
     async def action(session, runtime):  # type: ignore[no-untyped-def]
-        return await post_update(session, settings, runtime.composer, incident_id, draft, force=force)
+        return await post_update(
+            session, settings, runtime.composer, incident_id, draft,
+            impact=impact, components=component or None, force=force,
+        )  # fmt: skip
 
     run(_publish_and_deliver(ctx, action, no_wait, as_json))
 
@@ -336,6 +378,7 @@ def resolve_(
     compensation: Annotated[
         str | None, typer.Option(help="What customers get, e.g. '-10 % avec le code MERCI10'.")
     ] = None,
+    compensation_translation: CompensationTranslation = None,
     translation: Translation = None,
     channel: Channels = None,
     answer_conversations: AnswerConversations = True,
@@ -353,6 +396,7 @@ def resolve_(
         eta=None,
         next_update=None,
         compensation=compensation,
+        compensation_translation=compensation_translation,
         channels=channel,
     )
 

@@ -17,6 +17,22 @@ Translation = Annotated[
     list[str] | None,
     typer.Option("--translation", "-t", help="Another locale's text, as LOCALE:TEXT (e.g. en:'We are…')."),
 ]
+TitleTranslation = Annotated[
+    list[str] | None,
+    typer.Option("--title-translation", help="The title in another locale, as LOCALE:TEXT (repeatable)."),
+]
+AlternativeTranslation = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--alternative-translation", help="The alternative in another locale, as LOCALE:TEXT (repeatable)."
+    ),
+]
+CompensationTranslation = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--compensation-translation", help="The compensation in another locale, as LOCALE:TEXT (repeatable)."
+    ),
+]
 Eta = Annotated[str | None, typer.Option(help="When service should be back: 30m, 2h, 14:30, ISO date-time.")]
 NextUpdate = Annotated[
     str | None, typer.Option("--next-update", help="When the next update will come (30m, 15:00…).")
@@ -30,12 +46,13 @@ NoWait = Annotated[bool, typer.Option("--no-wait", help="Only queue the deliveri
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def parse_translations(values: list[str] | None) -> dict[str, str]:
+def parse_translations(values: list[str] | None, option: str = "--translation") -> dict[str, str]:
+    """LOCALE:TEXT values of a repeatable option; the error names `option`."""
     result: dict[str, str] = {}
     for value in values or []:
         locale, sep, text = value.partition(":")
         if not sep or not locale.strip():
-            raise ValueError(f"--translation {value!r}: write LOCALE:TEXT, e.g. en:'Checkout is down'")
+            raise ValueError(f"{option} {value!r}: write LOCALE:TEXT, e.g. en:'Checkout is down'")
         result[locale.strip()] = text
     return result
 
@@ -51,6 +68,8 @@ def build_draft(
     alternative: str | None = None,
     compensation: str | None = None,
     channels: list[str] | None = None,
+    alternative_translation: list[str] | None = None,
+    compensation_translation: list[str] | None = None,
 ) -> UpdateDraft:
     now = utcnow()
     tz = settings.brand.timezone
@@ -62,6 +81,8 @@ def build_draft(
         next_update_at=parse_when(next_update, now=now, timezone=tz) if next_update else None,
         alternative=alternative,
         compensation=compensation,
+        alternative_translations=parse_translations(alternative_translation, "--alternative-translation"),
+        compensation_translations=parse_translations(compensation_translation, "--compensation-translation"),
         channels=tuple(channels or ()),
     )
 

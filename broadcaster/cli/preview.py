@@ -7,22 +7,38 @@ from typing import Annotated
 
 import typer
 
+from broadcaster.audience import readers_by_locale
 from broadcaster.cli.options import (
     Alternative,
+    AlternativeTranslation,
     AsJson,
     Channels,
+    CompensationTranslation,
     Eta,
     Message,
     NextUpdate,
+    TitleTranslation,
     Translation,
     build_draft,
     finding_dict,
+    parse_translations,
 )
-from broadcaster.cli.runtime import console, state, user_errors
-from broadcaster.cli.views import finding_lines, message_panel
+from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
+from broadcaster.cli.views import fallback_lines, finding_lines, message_panel
 from broadcaster.compose import Composer
-from broadcaster.drafting import preview
+from broadcaster.config import Settings
+from broadcaster.db import DatabaseNotReady
+from broadcaster.drafting import fallbacks, preview
 from broadcaster.message import MessageKind
+
+
+async def _readers(settings: Settings, channels: list[str], components: list[str]) -> dict[str, int]:
+    """Subscribers per locale who would receive it; none counted before `broadcaster init`."""
+    try:
+        async with open_runtime(settings) as runtime, runtime.sessions() as session:
+            return await readers_by_locale(session, settings, channels, components)
+    except DatabaseNotReady:
+        return {}
 
 
 def register(root: typer.Typer) -> None:
@@ -43,10 +59,13 @@ def register(root: typer.Typer) -> None:
             bool, typer.Option("--first/--follow-up", help="Is this the incident's first update?")
         ] = True,
         translation: Translation = None,
+        title_translation: TitleTranslation = None,
         eta: Eta = None,
         next_update: NextUpdate = None,
         alternative: Alternative = None,
+        alternative_translation: AlternativeTranslation = None,
         compensation: Annotated[str | None, typer.Option(help="Compensation (resolution).")] = None,
+        compensation_translation: CompensationTranslation = None,
         channel: Channels = None,
         as_json: AsJson = False,
     ) -> None:
@@ -61,6 +80,8 @@ def register(root: typer.Typer) -> None:
             next_update=next_update,
             alternative=alternative,
             compensation=compensation,
+            alternative_translation=alternative_translation,
+            compensation_translation=compensation_translation,
             channels=channel,
         )
         kind: MessageKind = "resolved" if status == "resolved" else "update"
@@ -74,7 +95,9 @@ def register(root: typer.Typer) -> None:
             draft=draft,
             kind=kind,
             is_first=first and kind == "update",
+            title_translations=parse_translations(title_translation, "--title-translation"),
         )
+        fallback = fallbacks(result.untranslated, run(_readers(settings, list(result.renders), component)))
         if as_json:
             console.print_json(
                 json.dumps(
@@ -87,6 +110,11 @@ def register(root: typer.Typer) -> None:
                             for ch, per in result.renders.items()
                         },
                         "findings": [finding_dict(f) for f in result.findings],
+                        "untranslated": {loc: list(names) for loc, names in result.untranslated.items()},
+                        "fallbacks": [
+                            {"locale": f.locale, "subscribers": f.readers, "missing": list(f.missing)}
+                            for f in fallback
+                        ],
                     }
                 )
             )
@@ -95,6 +123,8 @@ def register(root: typer.Typer) -> None:
             for message_ in per_locale.values():
                 sample = f"{settings.server.public_base_url.rstrip('/')}/unsubscribe/<token>"
                 console.print(message_panel(message_.personalise(unsubscribe_url=sample), result.findings))
+        if fallback:
+            console.print(fallback_lines(settings, fallback))
         general = [f for f in result.findings if not f.channel]
         if general:
             console.print(finding_lines(general))

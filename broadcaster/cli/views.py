@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from babel import Locale, UnknownLocaleError
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from broadcaster.config import Settings
+from broadcaster.drafting import TRANSLATION_OPTIONS, Fallback
 from broadcaster.lint import Finding
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Conversation, Message
@@ -24,6 +27,27 @@ def finding_lines(findings: Sequence[Finding]) -> Text:
         text.append(f"{finding.severity.upper():8}", style=style)
         text.append(f"{finding.rule:15}", style="bold")
         text.append(f"{finding.message}" + (f"  [{where}]" if where else "") + "\n")
+    return text
+
+
+def _language_name(locale: str) -> str:
+    try:
+        return str(Locale.parse(locale.replace("-", "_")).get_display_name("en"))
+    except (UnknownLocaleError, ValueError):
+        return locale
+
+
+def fallback_lines(settings: Settings, fallbacks: Sequence[Fallback]) -> Text:
+    """Who reads part of the update in the fallback language, and the options that would fix it."""
+    default = _language_name(settings.brand.default_locale)
+    text = Text()
+    for f in fallbacks:
+        options = ", ".join(f"{TRANSLATION_OPTIONS[name]} {f.locale}:…" for name in f.missing)
+        text.append(f"{'UNTRANSLATED':14}", style="yellow")
+        text.append(
+            f"{f.readers} message(s) to {f.locale} subscribers will show the {', '.join(f.missing)}"
+            f" in {default}: add {options}\n"
+        )
     return text
 
 
