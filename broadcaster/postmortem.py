@@ -106,6 +106,9 @@ def _environment(templates_dir: Path | str | None) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["oneline"] = lambda text: " ".join(str(text).split())
+    env.filters["and_list"] = jinja2.pass_context(
+        lambda ctx, items: format_list(list(items), locale=ctx["babel_locale"])
+    )
     env.globals.update(status_words=status_words, impact_words=impact_words)
     return env
 
@@ -177,6 +180,26 @@ def _delivery_lines(counts: dict[str, dict[str, int]], language: str) -> list[di
     ]
 
 
+def _what_changed(
+    settings: Settings, language: str, previous: IncidentUpdate | None, update: IncidentUpdate
+) -> dict[str, Any]:
+    """What an update changed of the incident, from the facts recorded with it and the one before."""
+    unchanged: dict[str, Any] = {"added": [], "removed": [], "impact": update.impact, "previous_impact": ""}
+    if previous is None or not (
+        previous.impact and update.impact and previous.components and update.components
+    ):
+        return unchanged  # the first update, or updates written before their facts were recorded
+
+    def labels(names: list[str]) -> list[str]:
+        return [settings.component_label(c, language) for c in names]
+
+    return unchanged | {
+        "added": labels([c for c in update.components if c not in previous.components]),
+        "removed": labels([c for c in previous.components if c not in update.components]),
+        "previous_impact": previous.impact if previous.impact != update.impact else "",
+    }
+
+
 async def draft_postmortem(
     session: AsyncSession,
     settings: Settings,
@@ -223,6 +246,7 @@ async def draft_postmortem(
         "resolved_time": clock(resolved),
         "same_day": same_day,
         "duration": _duration(resolved - started, language),
+        "babel_locale": babel_locale,
         "timeline": [
             {
                 "time": clock(u.created_at) if same_day else f"{day(u.created_at)}, {clock(u.created_at)}",
@@ -230,8 +254,9 @@ async def draft_postmortem(
                 "message": u.messages.get(language)
                 or u.messages.get(default)
                 or next(iter(u.messages.values()), ""),
+                **_what_changed(settings, language, previous, u),
             }
-            for u in updates
+            for previous, u in zip([None, *updates], updates, strict=False)
         ],
         "deliveries": _delivery_lines(counts, language),
         "sent_total": sum(per.get(outbox.SENT, 0) for per in counts.values()),
