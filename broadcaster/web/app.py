@@ -23,6 +23,7 @@ from broadcaster.inbox_filer import InboxFiling
 from broadcaster.models import NOT_OPEN, Component, Incident, Subscription, utcnow
 from broadcaster.pollers import Pulled, build_pollers
 from broadcaster.scheduler import SchedulerThread
+from broadcaster.web.feed import feed_router
 from broadcaster.web.inbox_api import inbox_router
 from broadcaster.web.maintenance import maintenance_router
 from broadcaster.web.public import public_router
@@ -120,18 +121,31 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
 
     @app.get("/api/v1/status")
     async def status() -> dict[str, Any]:
-        """Components and open incidents, for status widgets and the bot."""
+        """Components, open incidents and maintenance (running or planned), for widgets and the bot.
+
+        `status`: "incident" while an incident is open, else "maintenance" while one runs, else
+        "degraded" if a component is not operational, else "operational".
+        """
         async with sessions() as session:
             components = list(await session.exec(select(Component).order_by(col(Component.id))))
-            incidents = list(
+            current = list(
                 await session.exec(
-                    select(Incident).where(col(Incident.status).not_in(NOT_OPEN)).order_by(col(Incident.id))
+                    select(Incident)
+                    .where(col(Incident.status).not_in(NOT_OPEN) | (col(Incident.status) == "scheduled"))
+                    .order_by(col(Incident.id))
                 )
             )
-        worst = "operational" if all(c.status == "operational" for c in components) else "degraded"
+        incidents = [i for i in current if i.kind == "incident"]
+        maintenances = [i for i in current if i.kind == "maintenance"]
+        if incidents:
+            overall = "incident"
+        elif any(m.status != "scheduled" for m in maintenances):
+            overall = "maintenance"
+        else:
+            overall = "operational" if all(c.status == "operational" for c in components) else "degraded"
         return {
             "brand": settings.brand.name,
-            "status": worst if not incidents else "incident",
+            "status": overall,
             "components": [
                 {
                     "name": c.name,
@@ -152,6 +166,17 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                     "next_update_at": i.next_update_at.isoformat() if i.next_update_at else None,
                 }
                 for i in incidents
+            ],
+            "maintenances": [
+                {
+                    "id": m.id,
+                    "title": m.title,
+                    "status": m.status,
+                    "components": m.components,
+                    "starts_at": m.scheduled_start_at.isoformat() if m.scheduled_start_at else None,
+                    "ends_at": m.scheduled_end_at.isoformat() if m.scheduled_end_at else None,
+                }
+                for m in maintenances
             ],
         }
 
@@ -187,6 +212,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
         )
 
     app.include_router(public_router(settings, sessions))
+    app.include_router(feed_router(settings, sessions))
     app.include_router(maintenance_router(settings, sessions))
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
     app.include_router(schedule_router(settings, sessions))
