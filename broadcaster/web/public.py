@@ -28,7 +28,7 @@ from broadcaster.web.pages import Pages, visitor_locale
 from broadcaster.web.times import NBSP
 from broadcaster.web.words import HISTORY_DAYS, component_words, page_words
 
-__all__ = ["OVER", "blog_renditions", "public_router", "visitor_locale"]
+__all__ = ["blog_renditions", "public_router", "visitor_locale"]
 
 #: An incident or a maintenance in one of these statuses belongs to the history.
 OVER = ("resolved", "completed", "cancelled")
