@@ -26,7 +26,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from broadcaster.limits import fit_subject, split_text, split_x_thread, truncate_at_word
-from broadcaster.message import MessageContext, RenderedMessage
+from broadcaster.message import NOTICE_EXTRA, MessageContext, NoticeFacts, RenderedMessage
 from channels.capabilities import CAPABILITIES, CHANNEL_NAMES
 
 __all__ = ["Composer", "TemplateError", "impact_words", "status_words"]
@@ -314,8 +314,15 @@ def _message(
         parts=tuple(parts),
         title=title,
         html=html,
-        extra={"incident_url": context.incident_url or context.brand.status_url},  # where a tap leads
+        extra=_extra(context),
     )
+
+
+def _extra(context: MessageContext) -> dict[str, Any]:
+    extra: dict[str, Any] = {"incident_url": context.incident_url or context.brand.status_url}  # a tap
+    if context.kind == "maintenance_notice":  # the public page shows each notice once, with its times
+        extra[NOTICE_EXTRA] = NoticeFacts.of(context).to_extra()
+    return extra
 
 
 def _twitter(context: MessageContext, texts: dict[str, str], _md: Callable[[str], str]) -> RenderedMessage:

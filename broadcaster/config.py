@@ -214,8 +214,10 @@ class Settings(_Section):
     source: str = Field(default="(defaults)", exclude=True)
 
     def component_label(self, name: str, locale: str) -> str:
+        """The component's label for `locale`, else its language's ("en_GB" → "en"), else the default's."""
         labels = self.components[name].label
-        return labels.get(locale) or labels.get(self.brand.default_locale) or name
+        language = locale.replace("-", "_").split("_")[0]
+        return labels.get(locale) or labels.get(language) or labels.get(self.brand.default_locale) or name
 
     @property
     def status_url(self) -> str:

@@ -15,6 +15,8 @@ MessageKind = Literal["update", "resolved", "maintenance_notice", "postmortem"]
 
 #: Placeholders a rendered message may contain; the dispatcher replaces them per recipient.
 UNSUBSCRIBE_PLACEHOLDER = "__UNSUBSCRIBE_URL__"
+#: The `RenderedMessage.extra` key holding a maintenance notice's `NoticeFacts`.
+NOTICE_EXTRA = "notice"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +120,64 @@ class RenderedMessage:
         data = json.loads(raw)
         data["parts"] = tuple(data["parts"])
         return cls(**data)
+
+
+def _stamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeFacts:
+    """What one maintenance notice announced, kept as data beside its text (in `extra`).
+
+    The public pages read it back to show each notice once, with the window it gave and, for a
+    rescheduling or a moved end, the times it replaced.
+    """
+
+    phase: str
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    previous_starts_at: datetime | None = None
+    previous_ends_at: datetime | None = None
+
+    @classmethod
+    def of(cls, context: MessageContext) -> NoticeFacts:
+        """The facts of the notice `context` renders."""
+        return cls(
+            phase=context.phase,
+            starts_at=context.starts_at,
+            ends_at=context.ends_at,
+            previous_starts_at=context.previous_starts_at,
+            previous_ends_at=context.previous_ends_at,
+        )
+
+    def to_extra(self) -> dict[str, str | None]:
+        """JSON-ready: times as ISO 8601 with their offset."""
+        return {
+            "phase": self.phase,
+            "starts_at": _stamp(self.starts_at),
+            "ends_at": _stamp(self.ends_at),
+            "previous_starts_at": _stamp(self.previous_starts_at),
+            "previous_ends_at": _stamp(self.previous_ends_at),
+        }
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any]) -> NoticeFacts | None:
+        """The facts stored by `to_extra`, or None (not a maintenance notice, or rendered before)."""
+        data = extra.get(NOTICE_EXTRA)
+        if not isinstance(data, dict) or not isinstance(data.get("phase"), str):
+            return None
+        try:
+            return cls(
+                phase=data["phase"],
+                starts_at=_parse(data.get("starts_at")),
+                ends_at=_parse(data.get("ends_at")),
+                previous_starts_at=_parse(data.get("previous_starts_at")),
+                previous_ends_at=_parse(data.get("previous_ends_at")),
+            )
+        except ValueError:
+            return None

@@ -1,6 +1,6 @@
 """The blog channel: every update of an incident lands in ONE external post, newest update first.
 
-The built-in incident page and Atom feed (`broadcaster.web.public`) need no adapter; this one
+The built-in incident page and Atom feed (`broadcaster.web`) need no adapter; this one
 publishes on top of them to WordPress (`channels.wordpress`) or to a Hugo/Jekyll content folder
 (`channels.markdown_folder`). The first update creates the post; `target.thread_ref` then names it
 (a WordPress post id, a file name) and each follow-up puts its section on top of the timeline.

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import html
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse
-from sqlalchemy import update
+from fastapi import FastAPI
 from sqlmodel import col, select
 
 from broadcaster.compose import Composer
@@ -20,13 +17,15 @@ from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
 from broadcaster.inbound import reply_token_exists, store_inbound
 from broadcaster.inbox_filer import InboxFiling
-from broadcaster.models import NOT_OPEN, Component, Incident, Subscription, utcnow
+from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.pollers import Pulled, build_pollers
 from broadcaster.scheduler import SchedulerThread
+from broadcaster.web.feed import feed_router
 from broadcaster.web.inbox_api import inbox_router
 from broadcaster.web.maintenance import maintenance_router
 from broadcaster.web.public import public_router
 from broadcaster.web.schedule_api import schedule_router
+from broadcaster.web.unsubscribe import unsubscribe_router
 from broadcaster.web.webhooks import webhook_router
 from channels import build_channels
 from channels.base import InboundMessage
@@ -120,18 +119,31 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
 
     @app.get("/api/v1/status")
     async def status() -> dict[str, Any]:
-        """Components and open incidents, for status widgets and the bot."""
+        """Components, open incidents and maintenance (running or planned), for widgets and the bot.
+
+        `status`: "incident" while an incident is open, else "maintenance" while one runs, else
+        "degraded" if a component is not operational, else "operational".
+        """
         async with sessions() as session:
             components = list(await session.exec(select(Component).order_by(col(Component.id))))
-            incidents = list(
+            current = list(
                 await session.exec(
-                    select(Incident).where(col(Incident.status).not_in(NOT_OPEN)).order_by(col(Incident.id))
+                    select(Incident)
+                    .where(col(Incident.status).not_in(NOT_OPEN) | (col(Incident.status) == "scheduled"))
+                    .order_by(col(Incident.id))
                 )
             )
-        worst = "operational" if all(c.status == "operational" for c in components) else "degraded"
+        incidents = [i for i in current if i.kind == "incident"]
+        maintenances = [i for i in current if i.kind == "maintenance"]
+        if incidents:
+            overall = "incident"
+        elif any(m.status != "scheduled" for m in maintenances):
+            overall = "maintenance"
+        else:
+            overall = "operational" if all(c.status == "operational" for c in components) else "degraded"
         return {
             "brand": settings.brand.name,
-            "status": worst if not incidents else "incident",
+            "status": overall,
             "components": [
                 {
                     "name": c.name,
@@ -153,40 +165,22 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                 }
                 for i in incidents
             ],
+            "maintenances": [
+                {
+                    "id": m.id,
+                    "title": m.title,
+                    "status": m.status,
+                    "components": m.components,
+                    "starts_at": m.scheduled_start_at.isoformat() if m.scheduled_start_at else None,
+                    "ends_at": m.scheduled_end_at.isoformat() if m.scheduled_end_at else None,
+                }
+                for m in maintenances
+            ],
         }
 
-    async def _unsubscribe(token: str) -> Subscription:
-        async with sessions() as session:
-            subscription = (
-                await session.exec(select(Subscription).where(Subscription.unsubscribe_token == token))
-            ).first()
-            if subscription is None:
-                raise HTTPException(status_code=404, detail="unknown unsubscribe link")
-            await (await session.connection()).execute(
-                update(Subscription)
-                .where(col(Subscription.id) == subscription.id)
-                .values(active=False, deactivated_reason="unsubscribed", deactivated_at=utcnow())
-            )
-            await session.commit()
-            return subscription
-
-    @app.post("/unsubscribe/{token}")
-    async def unsubscribe_one_click(token: str) -> dict[str, str]:
-        """RFC 8058 one-click: mail clients POST `List-Unsubscribe=One-Click` here."""
-        subscription = await _unsubscribe(token)
-        return {"status": "unsubscribed", "channel": subscription.channel}
-
-    @app.get("/unsubscribe/{token}", response_class=HTMLResponse)
-    async def unsubscribe_page(token: str) -> str:
-        subscription = await _unsubscribe(token)
-        name = html.escape(settings.brand.name)
-        return (
-            f'<!doctype html><html lang="{settings.brand.default_locale}"><meta charset="utf-8">'
-            f"<title>{name}</title><p>{html.escape(subscription.address)} : désinscription effectuée. "
-            f"/ You are unsubscribed.</p></html>"
-        )
-
     app.include_router(public_router(settings, sessions))
+    app.include_router(feed_router(settings, sessions))
+    app.include_router(unsubscribe_router(settings, sessions))
     app.include_router(maintenance_router(settings, sessions))
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
     app.include_router(schedule_router(settings, sessions))

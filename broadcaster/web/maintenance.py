@@ -2,10 +2,11 @@
 
 Search engines read a 503 with `Retry-After` as "come back later" and keep the shop's pages; a 200
 or 404 maintenance page would replace or drop them. The page follows the visitor's language and
-names the shop, the planned end and the status page. `?component=checkout` answers 503 only when a
-running maintenance affects that component (a proxy in front of the checkout alone).
+names the shop, the planned end (in the brand's time zone, named: readers may be elsewhere) and
+the status page. `?component=checkout` answers 503 only when a running maintenance affects that
+component (a proxy in front of the checkout alone).
 
-    GET /maintenance  → 503, Retry-After: 5400, "Maison Exemple is under maintenance until 4:30 AM"
+    GET /maintenance  → 503, Retry-After: 5400, "… We will be back around 4:30 AM (Paris time)."
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import html
 import math
 from collections.abc import Callable
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -23,7 +25,8 @@ from broadcaster.compose import format_when
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import Incident, utcnow
-from broadcaster.web.public import visitor_locale
+from broadcaster.web.pages import visitor_locale
+from broadcaster.web.times import PageClock
 
 __all__ = ["OVERDUE_RETRY_SECONDS", "maintenance_router", "retry_after_seconds"]
 
@@ -55,14 +58,31 @@ def retry_after_seconds(ends_at: datetime | None, now: datetime) -> int:
     return max(1, math.ceil((ends_at - now).total_seconds()))
 
 
-def _page(locale: str, title: str, text: str, status_url: str, status_label: str) -> str:
+def _page(locale: str, title: str, paragraph: str, status_url: str, status_label: str) -> str:
+    """The page; `paragraph` is HTML already escaped."""
     return (
         f'<!doctype html><html lang="{html.escape(locale)}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="robots" content="noindex"><title>{html.escape(title)}</title></head>'
+        f'<meta name="robots" content="noindex"><title>{html.escape(title)}</title>'
+        "<style>time{white-space:nowrap}</style></head>"
         '<body style="font-family:Arial,Helvetica,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;">'
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
+        f"<h1>{html.escape(title)}</h1><p>{paragraph}</p>"
         f'<p><a href="{html.escape(status_url)}">{html.escape(status_label)}</a></p></body></html>'
+    )
+
+
+def _back_at(
+    words: dict[str, str], shop: str, end: datetime, timezone: str, locale: str, now: datetime
+) -> str:
+    """The "back around 4:30 AM (Paris time)" sentence as HTML, the time one unbreakable `<time>`."""
+    until = format_when(end, timezone=timezone, locale=locale, now=now, prep="around")
+    zone = PageClock(timezone, locale).zone_name(end)
+    stamp = end.astimezone(ZoneInfo(timezone)).isoformat(timespec="minutes")
+    before, _, after = words["body"].partition("{until}")
+    return (
+        html.escape(before.format(shop=shop))
+        + f'<time datetime="{stamp}">{html.escape(until)} ({html.escape(zone)})</time>'
+        + html.escape(after.format(shop=shop))
     )
 
 
@@ -96,15 +116,14 @@ def maintenance_router(
         incident = await running(component)
         headers = {"Cache-Control": "no-store", "Content-Language": locale}
         if incident is None:
-            text = words["ok"].format(shop=brand.name)
+            text = html.escape(words["ok"].format(shop=brand.name))
             page = _page(locale, brand.name, text, settings.status_url, words["status"])
             return HTMLResponse(page, status_code=200, headers=headers)
         end = incident.scheduled_end_at
         if end is not None and end > now:
-            until = format_when(end, timezone=brand.timezone, locale=locale, now=now, prep="around")
-            text = words["body"].format(shop=brand.name, until=until)
+            text = _back_at(words, brand.name, end, brand.timezone, locale, now)
         else:
-            text = words["soon"].format(shop=brand.name)
+            text = html.escape(words["soon"].format(shop=brand.name))
         headers["Retry-After"] = str(retry_after_seconds(end, now))
         page = _page(locale, words["title"], text, settings.status_url, words["status"])
         return HTMLResponse(page, status_code=503, headers=headers)

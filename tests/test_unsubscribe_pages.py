@@ -1,0 +1,138 @@
+"""`/unsubscribe/<token>`: a GET only asks, the POST (a button or RFC 8058 one-click) acts, undoable."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from broadcaster.config import Settings
+from broadcaster.db import SessionFactory
+from broadcaster.models import Subscription
+from broadcaster.subscribers import NewSubscriber
+from broadcaster.web import create_app
+from tests.conftest import make_settings
+from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe
+from tests.peers.smtp import SmtpPeer
+
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+async def _subscription(sessions: SessionFactory, address: str) -> Subscription:
+    async with sessions() as session:
+        return (await session.exec(select(Subscription).where(Subscription.address == address))).one()
+
+
+async def _token(sessions: SessionFactory, settings: Settings, address: str, locale: str = "fr") -> str:
+    await subscribe(sessions, settings, [NewSubscriber(email=address, locale=locale, line=2)])
+    return (await _subscription(sessions, address)).unsubscribe_token
+
+
+def _forms(page: str) -> list[tuple[str, str]]:
+    """(method, action) of every form of the page."""
+    return re.findall(r'<form method="(\w+)" action="([^"]+)">', page)
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(make_settings(database_url), dispatch=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+
+
+async def test_opening_the_link_only_asks_in_the_subscribers_language(
+    database_url: str, sessions: SessionFactory, client: httpx.AsyncClient
+) -> None:
+    settings = make_settings(database_url)
+    token = await _token(sessions, settings, "claire@example.com", locale="en")
+    for _scanner in range(3):  # a mail scanner prefetching the link, then the person
+        page = await client.get(f"/unsubscribe/{token}")
+        assert page.status_code == 200
+    assert (await _subscription(sessions, "claire@example.com")).active  # still subscribed
+    assert 'lang="en"' in page.text and "Stop receiving our incident and maintenance notices" in page.text
+    assert _forms(page.text) == [("post", f"{settings.server.public_base_url}/unsubscribe/{token}")]
+    assert '<button type="submit">Unsubscribe</button>' in page.text and "<script" not in page.text
+    assert "c•••@example.com" in page.text and "claire@" not in page.text  # a forwarded link shows no more
+    assert page.headers["Referrer-Policy"] == "no-referrer" and page.headers["Cache-Control"] == "no-store"
+
+    french = await _token(sessions, settings, "marc@example.com", locale="fr")
+    assert "Me désinscrire" in (await client.get(f"/unsubscribe/{french}")).text
+    german = await _token(sessions, settings, "hans@example.com", locale="de")  # no German pages
+    assert "Me désinscrire" in (await client.get(f"/unsubscribe/{german}")).text  # the brand's default
+
+
+async def test_the_button_unsubscribes_and_the_done_page_subscribes_again(
+    database_url: str, sessions: SessionFactory, client: httpx.AsyncClient
+) -> None:
+    settings = make_settings(database_url)
+    token = await _token(sessions, settings, "claire@example.com")
+    done = await client.post(f"/unsubscribe/{token}")
+    assert done.status_code == 200 and "Désinscription effectuée" in done.text
+    gone = await _subscription(sessions, "claire@example.com")
+    assert not gone.active and gone.deactivated_reason == "unsubscribed" and gone.deactivated_at is not None
+    assert "(heure\u00a0de\u00a0Paris)" in done.text  # when, on the brand's clock
+    base = settings.server.public_base_url
+    assert _forms(done.text) == [("post", f"{base}/unsubscribe/{token}/resubscribe")]
+    assert "Me réabonner" in done.text
+    # the link opened again later: still unsubscribed, and the offer to come back
+    again = await client.get(f"/unsubscribe/{token}")
+    assert "Désinscription effectuée" in again.text and _forms(again.text) == _forms(done.text)
+
+    back = await client.post(f"/unsubscribe/{token}/resubscribe")
+    assert back.status_code == 200 and "Abonnement rétabli" in back.text
+    subscription = await _subscription(sessions, "claire@example.com")
+    assert subscription.id == gone.id  # the same subscription, active again
+    assert (
+        subscription.active and subscription.deactivated_reason == "" and subscription.deactivated_at is None
+    )
+    assert _forms(back.text) == [("post", f"{base}/unsubscribe/{token}")]
+
+
+async def test_one_click_unsubscribes_without_a_page(
+    database_url: str, sessions: SessionFactory, client: httpx.AsyncClient
+) -> None:
+    settings = make_settings(database_url)
+    token = await _token(sessions, settings, "claire@example.com")
+    first = await client.post(f"/unsubscribe/{token}", data=ONE_CLICK)
+    assert first.status_code == 200
+    unsubscribed = await _subscription(sessions, "claire@example.com")
+    assert not unsubscribed.active
+    assert (await client.post(f"/unsubscribe/{token}", data=ONE_CLICK)).status_code == 200  # twice: same
+    assert (await _subscription(sessions, "claire@example.com")).deactivated_at == unsubscribed.deactivated_at
+
+
+@pytest.mark.parametrize("token", ["not-a-token", "x" * 65, "..%2F..%2Fstatus", "%00"])
+async def test_an_unknown_link_is_a_404_page_for_get_and_post(client: httpx.AsyncClient, token: str) -> None:
+    for response in (
+        await client.get(f"/unsubscribe/{token}"),
+        await client.post(f"/unsubscribe/{token}", data=ONE_CLICK),
+        await client.post(f"/unsubscribe/{token}/resubscribe"),
+    ):
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert "Lien inconnu" in response.text and "Traceback" not in response.text
+
+
+async def test_the_links_of_a_real_email_keep_working(database_url: str, sessions: SessionFactory) -> None:
+    with SmtpPeer() as smtp:
+        settings = live_settings(database_url, smtp, None)
+        await subscribe(sessions, settings, [NewSubscriber(email="claire@example.com", locale="en", line=2)])
+        opening = draft("investigating", "Le paiement échoue. Désolés.", "Payment fails. Sorry.")
+        published = await open_(sessions, settings, opening, force=True)
+        await deliver(sessions, settings, published)
+        assert smtp.wait_for(1, 10)
+        message = smtp.messages[0][2]
+    header = str(message["List-Unsubscribe"]).strip("<>")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    body = message.get_body(("plain",))
+    assert body is not None and header in body.get_content()  # the link people click is the same one
+    path = httpx.URL(header).path
+    app = create_app(settings, dispatch=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        assert "Stop receiving" in (await client.get(path)).text  # what a person (or a scanner) opens
+        assert (await _subscription(sessions, "claire@example.com")).active
+        assert (await client.post(path, data=ONE_CLICK)).status_code == 200  # what the mail provider sends
+    assert not (await _subscription(sessions, "claire@example.com")).active
