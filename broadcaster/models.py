@@ -85,8 +85,9 @@ class Incident(SQLModel, table=True):
     resolved_at: datetime | None = _when()
 
     def title_in(self, locale: str) -> str:
-        """The title readers of `locale` see: its translation, else the default locale's."""
-        return self.title_translations.get(locale) or self.title
+        """The title readers of `locale` see: its translation (en_GB, else en), else the default's."""
+        language = locale.replace("-", "_").split("_")[0].lower()
+        return self.title_translations.get(locale) or self.title_translations.get(language) or self.title
 
 
 class IncidentUpdate(SQLModel, table=True):

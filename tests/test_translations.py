@@ -9,7 +9,19 @@ import json
 import sqlite3
 from pathlib import Path
 
+import httpx
+from sqlmodel import select
+
 from broadcaster.cli import app
+from broadcaster.db import SessionFactory
+from broadcaster.inbound import store_inbound
+from broadcaster.inbox import file_pending
+from broadcaster.models import Message, utcnow
+from broadcaster.status_bot import StatusBot
+from broadcaster.web import create_app
+from channels.base import InboundMessage
+from tests.conftest import make_settings
+from tests.e2e.helpers import draft, open_
 from tests.test_cli import runner
 
 TITLE = ["--title", "Paiement indisponible", "--title-translation", "en:Payment unavailable"]
@@ -105,3 +117,28 @@ def test_a_translation_into_a_locale_the_brand_does_not_publish_in_is_refused(wo
     result = runner.invoke(app, [*OPEN[:-1], "--title-translation", "de:Zahlung"])
     assert result.exit_code == 2
     assert "--title-translation: unknown locale 'de'" in result.output
+
+
+async def test_pages_feed_and_bot_show_the_title_in_the_readers_language(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    settings = make_settings(database_url)
+    opened = await open_(
+        sessions, settings, draft("investigating", "Le paiement échoue, désolés.", "Payment fails, sorry."),
+        title="Paiement indisponible", title_translations={"en": "Payment unavailable"}, force=True,
+    )  # fmt: skip
+    app = create_app(settings, dispatch=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        english = (await client.get("/status", headers={"Accept-Language": "en"})).text
+        french = (await client.get("/status", headers={"Accept-Language": "fr"})).text
+        page = (await client.get(f"/incidents/{opened.incident.id}", headers={"Accept-Language": "en"})).text
+    assert "Payment unavailable" in english and "Paiement indisponible" not in english
+    assert "Ongoing incident: " in english  # English punctuation, not the French " : "
+    assert "Paiement indisponible" in french
+    assert "<h1>Payment unavailable</h1>" in page
+    customer = InboundMessage("telegram", "77:1", "77", "sam", "is checkout down?", utcnow())
+    await store_inbound(sessions, [customer])
+    await file_pending(sessions, bot=StatusBot(settings))
+    async with sessions() as session:
+        (answer,) = await session.exec(select(Message.text).where(Message.direction == "out"))
+    assert "Payment unavailable" in answer

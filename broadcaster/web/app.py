@@ -157,6 +157,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                 {
                     "id": i.id,
                     "title": i.title,
+                    "title_translations": i.title_translations,
                     "status": i.status,
                     "impact": i.impact,
                     "components": i.components,
@@ -169,6 +170,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                 {
                     "id": m.id,
                     "title": m.title,
+                    "title_translations": m.title_translations,
                     "status": m.status,
                     "components": m.components,
                     "starts_at": m.scheduled_start_at.isoformat() if m.scheduled_start_at else None,

@@ -73,7 +73,7 @@ def feed_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
                 continue
             rendition = renditions.get((update.id, locale))
             html = rendition.html if rendition else _markdown.render(next(iter(update.messages.values()), ""))
-            title = f"{incident.title} — {status_words(update.status, locale)}"
+            title = f"{incident.title_in(locale)} — {status_words(update.status, locale)}"
             entries.append(
                 _Entry(update.created_at, f"update-{update.id}", incident, title, html, "incident")
             )
@@ -85,7 +85,7 @@ def feed_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
                 html = Markup("").join(
                     Markup("<p>{}{}{}</p>").format(label, words["colon"], value) for label, value in lines
                 )
-                title = f"{incident.title} — {words[notice.kind]}"
+                title = f"{incident.title_in(locale)} — {words[notice.kind]}"
                 anchor = f"notice-{notice.update_id}"
                 entries.append(_Entry(notice.at, anchor, incident, title, str(html), "maintenance"))
         entries.sort(key=lambda e: e.at)

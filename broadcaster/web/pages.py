@@ -90,6 +90,7 @@ class Pages:
         """The page `name` in `locale`, with the shared context (brand, words, clock, links)."""
         html = _templates.get_template(name).render(
             brand=self.settings.brand,
+            locale=locale,
             lang=locale.replace("_", "-"),
             words=page_words(locale),
             clock=self.clock(locale),
