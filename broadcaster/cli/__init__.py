@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from broadcaster.cli import (
+    captured,
     deliveries,
     doctor,
     inbox,
@@ -35,6 +36,7 @@ app.add_typer(inbox.app, name="inbox")
 app.add_typer(maintenance_cli.app, name="maintenance")
 preview.register(app)
 deliveries.register(app)
+captured.register(app)
 server.register(app)
 doctor.register(app)
 schedule.register(app)
