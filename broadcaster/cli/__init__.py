@@ -12,6 +12,7 @@ from broadcaster.cli import (
     deliveries,
     doctor,
     inbox,
+    incident_delete,
     incidents,
     postmortem,
     preview,
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(incidents.app, name="incident")
 postmortem.register(incidents.app)
+incident_delete.register(incidents.app)
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(inbox.app, name="inbox")
 app.add_typer(maintenance_cli.app, name="maintenance")

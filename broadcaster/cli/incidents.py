@@ -378,12 +378,13 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """List open incidents and drafts (or all of them)."""
+    """List open incidents and drafts (or all of them); maintenance windows: `maintenance list`."""
     settings = state(ctx).settings
 
     async def fetch() -> list[Incident]:
         async with open_runtime(settings) as runtime, runtime.sessions() as session:
-            statement = select(Incident).order_by(col(Incident.id).desc())
+            # Maintenance windows have their own list (`maintenance list`).
+            statement = select(Incident).where(Incident.kind == "incident").order_by(col(Incident.id).desc())
             if not all_:
                 statement = statement.where(Incident.status != "resolved")
             return list(await session.exec(statement))
