@@ -1,4 +1,4 @@
-"""Times as a person reads them (CLI tables, errors, staff texts): in the brand's time zone, never UTC.
+"""Times as a person reads them (CLI tables and errors): in the brand's time zone, never UTC.
 
 Scripts get ISO 8601 with its offset (`--json`); people get the brand's wall clock:
 

@@ -165,9 +165,13 @@ async def delete_rehearsal(
     now = now or utcnow()
     async with writing(session):
         try:
+            connection = await session.connection()
+            # Write first: SQLite then holds its write lock (no worker claims a row meanwhile),
+            # PostgreSQL the incident's row (no update is published meanwhile); the check locks the rows.
+            hold = sql_update(Incident).where(col(Incident.id) == incident_id)
+            await connection.execute(hold.values(status=Incident.status))
             incident, update_ids = await _load(session, incident_id)
             await _refuse_if_it_went_out(session, settings, incident, update_ids, now)
-            connection = await session.connection()
 
             async def delete(model: type, where: ColumnElement[bool]) -> int:
                 return int((await connection.execute(sql_delete(model).where(where))).rowcount)
