@@ -226,9 +226,9 @@ class ChannelWorker:
             log.exception("%s adapter raised unexpectedly for delivery %s", self.name, delivery.id)
             return self._retry_or_die(delivery, f"internal error: {type(exc).__name__}")
         self.sent += 1
-        return Outcome(
-            delivery, outbox.SENT, provider_message_id=result.provider_message_id, sent_at=utcnow()
-        )
+        # A capture-mode channel stored the message instead of sending it: say so, never "sent".
+        status = outbox.SENT if self.runtime.live else outbox.CAPTURED
+        return Outcome(delivery, status, provider_message_id=result.provider_message_id, sent_at=utcnow())
 
     async def _send(self, delivery: ClaimedDelivery) -> SendResult:
         """A broadcast (its rendition, personalised), an answer in the customer's thread, or an alert."""

@@ -35,6 +35,7 @@ from broadcaster.drafting import (
     render_update,
 )
 from broadcaster.lint import has_errors
+from broadcaster.localtime import local_time
 from broadcaster.models import Incident, IncidentUpdate
 from broadcaster.update_writer import Published, add_missing_components, one_transaction, write_update
 
@@ -74,20 +75,28 @@ def _aware(value: datetime, option: str) -> None:
         raise MaintenanceError(f"{option} {value.isoformat()} has no time zone")
 
 
-def _check_window(starts_at: datetime, ends_at: datetime, now: datetime, *, check_start: bool = True) -> None:
-    """The end after the start; the start still ahead (unless the window is already running)."""
+def _check_window(
+    settings: Settings, starts_at: datetime, ends_at: datetime, now: datetime, *, check_start: bool = True
+) -> None:
+    """The end after the start; the start still ahead (unless the window is already running).
+
+    Errors show the times on the brand's clock and name its zone, never in UTC.
+    """
     _aware(starts_at, "--starts")
     _aware(ends_at, "--ends")
+    zone = settings.brand.timezone
+    start, end, clock = (
+        local_time(t, zone, locale=settings.brand.default_locale, now=now) for t in (starts_at, ends_at, now)
+    )
     if ends_at <= starts_at:
-        raise MaintenanceError(
-            f"--ends ({ends_at.isoformat()}) must be after --starts ({starts_at.isoformat()})"
-        )
+        raise MaintenanceError(f"--ends {end} must be after --starts {start} ({zone})")
     if check_start and starts_at <= now:
         raise MaintenanceError(
-            f"--starts ({starts_at.isoformat()}) is in the past: a maintenance is announced before it begins"
+            f"--starts {start} is in the past (it is now {clock}, {zone}): a maintenance is announced "
+            "before it begins"
         )
     if ends_at <= now:
-        raise MaintenanceError(f"--ends ({ends_at.isoformat()}) is in the past")
+        raise MaintenanceError(f"--ends {end} is in the past (it is now {clock}, {zone})")
 
 
 def _check_messages(settings: Settings, message: Mapping[str, str]) -> dict[str, str]:
@@ -150,7 +159,7 @@ async def schedule_maintenance(
     """
     if not title.strip():
         raise MaintenanceError("the maintenance needs a title (--title)")
-    _check_window(starts_at, ends_at, now)
+    _check_window(settings, starts_at, ends_at, now)
     try:
         check_components(settings, components)
     except PublishError as exc:
@@ -357,7 +366,7 @@ async def reschedule_maintenance(
             f"maintenance #{incident_id} has already started: only its end can move (--ends)"
         )
     new_start, new_end = starts_at or old_start, ends_at or old_end
-    _check_window(new_start, new_end, now, check_start=not running)
+    _check_window(settings, new_start, new_end, now, check_start=not running)
     if (new_start, new_end) == (old_start, old_end):
         raise MaintenanceError("these are the maintenance's current times: nothing to reschedule")
     async with one_transaction(session):

@@ -23,7 +23,49 @@ from broadcaster.db import dialect_name, writing
 from broadcaster.models import Delivery, Message, Subscription, utcnow
 
 PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
-TERMINAL = (SENT, FAILED, DEAD)
+#: Handed to a capture-mode channel: stored in `captured_message`, nothing left the machine.
+CAPTURED = "captured"
+#: Final states: nothing more will happen to the row.
+TERMINAL = (SENT, CAPTURED, FAILED, DEAD)
+#: Final and successful: the message went out (SENT) or would have (CAPTURED).
+DELIVERED = (SENT, CAPTURED)
+
+_REPLY_PREFIX, _ALERT_PREFIX = "reply:", "alert:"
+
+
+def broadcast_key_prefix(update_id: int) -> str:
+    """What the idempotency key of every broadcast row of `update_id` starts with."""
+    return f"{update_id}:"
+
+
+def answer_key(message_id: int) -> str:
+    """The idempotency key of the answer that sends inbox message `message_id`."""
+    return f"{_REPLY_PREFIX}{message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryKey:
+    """What an idempotency key names: a broadcast's update, an answer's message, or an alert's row."""
+
+    update_id: int | None = None
+    message_id: int | None = None
+    alert_id: int | None = None
+
+
+def parse_idempotency_key(key: str) -> DeliveryKey:
+    """The inverse of `ClaimedDelivery.idempotency_key`; a key of another shape names nothing.
+
+    >>> parse_idempotency_key("12:email:a@example.com")
+    DeliveryKey(update_id=12, message_id=None, alert_id=None)
+    """
+    if key.startswith(_REPLY_PREFIX):
+        number = key.removeprefix(_REPLY_PREFIX)
+        return DeliveryKey(message_id=int(number)) if number.isdigit() else DeliveryKey()
+    if key.startswith(_ALERT_PREFIX):
+        number = key.removeprefix(_ALERT_PREFIX)
+        return DeliveryKey(alert_id=int(number)) if number.isdigit() else DeliveryKey()
+    number = key.partition(":")[0]
+    return DeliveryKey(update_id=int(number)) if number.isdigit() else DeliveryKey()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +85,12 @@ class ClaimedDelivery:
 
     @property
     def idempotency_key(self) -> str:
+        """`<update>:<channel>:<target>` for a broadcast, `reply:<message>`, `alert:<delivery>`."""
         if self.message_id is not None:
-            return f"reply:{self.message_id}"
+            return answer_key(self.message_id)
         if self.update_id is None:
-            return f"alert:{self.id}"
-        return f"{self.update_id}:{self.channel}:{self.target}"
+            return f"{_ALERT_PREFIX}{self.id}"
+        return f"{broadcast_key_prefix(self.update_id)}{self.channel}:{self.target}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +280,7 @@ def record_sync(connection: Connection, outcomes: Sequence[Outcome]) -> int:
     return len(outcomes)
 
 
-ANSWER_STATUS = {SENT: "sent", FAILED: "failed", DEAD: "failed", PENDING: "queued"}
+ANSWER_STATUS = {SENT: "sent", CAPTURED: "captured", FAILED: "failed", DEAD: "failed", PENDING: "queued"}
 
 
 def _record_answers(connection: Connection, outcomes: Sequence[Outcome]) -> None:
@@ -252,7 +295,7 @@ def _record_answers(connection: Connection, outcomes: Sequence[Outcome]) -> None
         [{"b_id": o.delivery.message_id, "b_status": ANSWER_STATUS[o.status], "b_error": o.error[:1000]}
          for o in outcomes],
     )  # fmt: skip
-    sent = [o for o in outcomes if o.status == SENT and o.provider_message_id]
+    sent = [o for o in outcomes if o.status in DELIVERED and o.provider_message_id]
     if not sent:
         return
     filed = table.alias("filed")
@@ -318,4 +361,4 @@ async def thread_ref(session: AsyncSession, delivery: ClaimedDelivery) -> str | 
     row = (await (await session.connection()).execute(text(_PREVIOUS_IN_THREAD), params)).first()
     if row is None or row.status in (FAILED, DEAD):
         return ""
-    return row.provider_message_id if row.status == SENT else None
+    return row.provider_message_id if row.status in DELIVERED else None

@@ -171,6 +171,7 @@ def _delivery_lines(counts: dict[str, dict[str, int]], language: str) -> list[di
         {
             "label": labels.get(channel, channel),
             "sent": per.get(outbox.SENT, 0),
+            "captured": per.get(outbox.CAPTURED, 0),  # capture mode: stored, never sent to customers
             "not_delivered": sum(per.get(s, 0) for s in _NOT_DELIVERED),
             "waiting": sum(per.get(s, 0) for s in _WAITING),
         }
@@ -260,6 +261,7 @@ async def draft_postmortem(
         ],
         "deliveries": _delivery_lines(counts, language),
         "sent_total": sum(per.get(outbox.SENT, 0) for per in counts.values()),
+        "captured_total": sum(per.get(outbox.CAPTURED, 0) for per in counts.values()),
         "not_delivered_total": sum(per.get(s, 0) for per in counts.values() for s in _NOT_DELIVERED),
         "conversations": conversations,
         "customer_messages": customer_messages,

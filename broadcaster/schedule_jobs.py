@@ -65,7 +65,7 @@ async def record_missed(context: JobContext, job: PlannedJob, now: datetime) -> 
     log.warning("scheduled %s for incident #%d was due at %s: missed", job.kind, job.incident_id,
                 job.run_at.isoformat())  # fmt: skip
     row = {"key": job.run_key, "kind": job.kind, "incident_id": job.incident_id, "outcome": "missed",
-           "detail": f"due at {job.run_at.isoformat()}, past its grace of {job.grace_seconds:.0f} s",
+           "detail": f"not run within its grace of {job.grace_seconds:.0f} s (no scheduler was running)",
            "due_at": job.run_at, "ran_at": now}  # fmt: skip
     async with context.sessions() as session:
         insert = upsert_insert(dialect_name(session))

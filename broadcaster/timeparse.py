@@ -1,10 +1,20 @@
-"""Parse the times a community manager types: "30m", "2h", "1h30m", "14:30" or "14h30", or ISO."""
+"""Parse the times a community manager types: "30m", "2h", "1h30m", "14:30" or "14h30", or ISO.
+
+Every command option that promises something (an ETA, the next update, a maintenance window) goes
+through `parse_future`: a time in the past is refused with one line naming the option, the text as
+typed and the brand's clock — never a UTC time the user did not write.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from broadcaster.config import BrandSettings
+from broadcaster.localtime import local_time
+
+__all__ = ["parse_future", "parse_when"]
 
 _DURATION = re.compile(r"^\s*(?:(?P<h>\d+)\s*h)?\s*(?:(?P<m>\d+)\s*(?:m|min)?)?\s*$", re.IGNORECASE)
 _CLOCK = re.compile(r"^\s*(?P<h>[01]?\d|2[0-3])\s*[:h]\s*(?P<m>[0-5]\d)\s*$", re.IGNORECASE)
@@ -40,3 +50,21 @@ def parse_when(value: str, *, now: datetime, timezone: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
     return parsed.astimezone(UTC)
+
+
+def parse_future(option: str, value: str, *, now: datetime, brand: BrandSettings) -> datetime:
+    """`value`, typed for `option` on the brand's clock, as aware UTC; refused unless after `now`.
+
+    >>> parse_future("--eta", "2026-12-01T10:00", now=now, brand=settings.brand)
+    ValueError: --eta 2026-12-01T10:00: this time is in the past (it is now 2 déc. 17:45, Europe/Paris)
+    """
+    try:
+        when = parse_when(value, now=now, timezone=brand.timezone)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
+    if when <= now:
+        clock = local_time(now, brand.timezone, locale=brand.default_locale, now=now)
+        raise ValueError(
+            f"{option} {value.strip()}: this time is in the past (it is now {clock}, {brand.timezone})"
+        )
+    return when

@@ -168,7 +168,7 @@ def test_open_update_resolve_and_deliveries_in_capture_mode(workdir: Path) -> No
     assert opened.exit_code == 0, opened.output
     data = json.loads(opened.output)
     assert data["deliveries"] == {
-        c: {"sent": n}
+        c: {"captured": n}
         for c, n in {"blog": 1, "email": 2, "facebook": 1, "push": 1, "telegram": 1, "twitter": 1}.items()
     }
     updated = runner.invoke(
@@ -202,7 +202,7 @@ def test_open_update_resolve_and_deliveries_in_capture_mode(workdir: Path) -> No
     )
     assert resolved.exit_code == 0, resolved.output
     report = json.loads(runner.invoke(app, ["deliveries", "1", "--json"]).output)
-    assert report["by_channel"]["email"] == {"sent": 6}
+    assert report["by_channel"]["email"] == {"captured": 6}
     assert report["problems"] == []
     shown = json.loads(runner.invoke(app, ["incident", "show", "1", "--json"]).output)
     assert [u["status"] for u in shown["updates"]] == ["investigating", "identified", "resolved"]

@@ -104,7 +104,7 @@ def test_publishing_a_draft_opens_the_incident_and_delivers_its_first_update(wor
     published = json.loads(output)
     assert published["incident_id"] == draft_id and published["status"] == "investigating"
     public = ("blog", "facebook", "push", "twitter")  # no subscribers: the public channels
-    assert published["deliveries"] == {channel: {"sent": 1} for channel in public}
+    assert published["deliveries"] == {channel: {"captured": 1} for channel in public}
     shown = json.loads(invoke("incident", "show", str(draft_id), "--json")[1])
     assert (shown["title"], shown["status"], shown["components"]) == (
         "Paiement indisponible",

@@ -263,12 +263,20 @@ async def test_cancel_scheduled_and_running(database_url: str, sessions: Session
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
+        # Times on the brand's clock, its zone named: never the UTC the user did not type.
         (
             {"ends_at": START - timedelta(minutes=1)},
-            "--ends (2026-11-25T00:59:00+00:00) must be after --starts",
+            "--ends 25 nov. 01:59 must be after --starts 25 nov. 02:00 (Europe/Paris)",
         ),
         ({"ends_at": START}, "must be after --starts"),
-        ({"starts_at": NOW - timedelta(hours=1)}, "--starts (2026-11-22T08:00:00+00:00) is in the past"),
+        (
+            {"starts_at": NOW - timedelta(hours=1)},
+            "--starts 22 nov. 09:00 is in the past (it is now 22 nov. 10:00, Europe/Paris)",
+        ),
+        (
+            {"starts_at": NOW - timedelta(days=2), "ends_at": NOW - timedelta(hours=1)},
+            "--starts 20 nov. 10:00 is in the past",
+        ),
         ({"components": ["teleporter"]}, "unknown component(s): teleporter"),
         ({"components": []}, "name at least one affected component"),
         ({"title": "  "}, "needs a title (--title)"),

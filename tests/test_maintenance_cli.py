@@ -65,7 +65,8 @@ def test_schedule_list_reschedule_cancel(workdir: Path) -> None:
     result = json.loads(moved.output)
     assert result["status"] == "scheduled"
     # Capture mode: every public channel and the checkout subscriber (not the website one) got it.
-    assert result["deliveries"]["email"] == {"sent": 1} and result["deliveries"]["telegram"] == {"sent": 1}
+    assert result["deliveries"]["email"] == {"captured": 1}
+    assert result["deliveries"]["telegram"] == {"captured": 1}
     listed = json.loads(runner.invoke(app, ["maintenance", "list", "--json"]).output)
     first = next(m for m in listed if m["id"] == 1)
     assert datetime.fromisoformat(first["ends_at"]).astimezone(PARIS).strftime("%H:%M") == "05:00"

@@ -8,7 +8,7 @@ from datetime import timedelta
 from broadcaster import outbox
 from broadcaster.db import SessionFactory
 from broadcaster.models import utcnow
-from broadcaster.outbox import Outcome
+from broadcaster.outbox import DeliveryKey, Outcome, parse_idempotency_key
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_, people, subscribe
 
@@ -81,3 +81,11 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
         delays = [backoff_delay(attempts, settings, rng) for _ in range(50)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays)
         assert len(set(delays)) > 1  # jittered: retries of many rows do not line up
+
+
+def test_idempotency_keys_name_their_update_answer_or_alert() -> None:
+    assert parse_idempotency_key("12:email:a@example.com") == DeliveryKey(update_id=12)
+    assert parse_idempotency_key('12:push:webpush:{"endpoint": 1}') == DeliveryKey(update_id=12)
+    assert parse_idempotency_key("reply:7") == DeliveryKey(message_id=7)
+    assert parse_idempotency_key("alert:3") == DeliveryKey(alert_id=3)
+    assert parse_idempotency_key("reply:x") == parse_idempotency_key("junk") == DeliveryKey()

@@ -36,7 +36,8 @@ from broadcaster.postmortem import (
 )
 from broadcaster.publish import Published
 from tests.conftest import make_settings
-from tests.e2e.helpers import deliver, draft, follow_up, open_, people, resolve, subscribe
+from tests.e2e.helpers import deliver, draft, follow_up, live_settings, open_, people, resolve, subscribe
+from tests.peers.telegram import TelegramPeer
 from tests.peers.wordpress import WordPressPeer
 
 START = datetime(2026, 11, 14, 12, 5, tzinfo=UTC)  # 13 h 05 in Paris
@@ -128,10 +129,12 @@ FRENCH = [
     "- **13 h 05** — Nous enquêtons : Le paiement échoue. Désolés, nous enquêtons.",
     "- **13 h 40** — Cause identifiée : Cause trouvée, correctif en cours.",
     "- **15 h 20** — Résolu : Tout fonctionne. Merci pour votre patience.",
-    "- **Messages envoyés :** 23, dont 1 non remis",
-    "  - Telegram : 6 envoyés",
-    "  - E-mail : 5 envoyés, 1 non remis",
-    "  - Blog : 3 envoyés",
+    # Every channel is in capture mode: nothing was sent to customers, and the report says so.
+    "- **Messages envoyés :** 0, dont 1 non remis",
+    "  - Telegram : 0 envoyé, 6 capturés",
+    "  - E-mail : 0 envoyé, 5 capturés, 1 non remis",
+    "  - Blog : 0 envoyé, 3 capturés",
+    "- **Messages capturés (mode capture, non envoyés aux clients) :** 23",
     "- **Conversations clients liées à l'incident :** 2, avec 3 messages de clients",
     f"## Cause\n\n{CAUSE}\n",
     f"## Ce que nous changeons\n\n{CHANGES}\n",
@@ -144,8 +147,9 @@ ENGLISH = [
     "- **1:05 PM** — We're investigating: Payment fails. Sorry.",
     "- **1:40 PM** — Cause identified: Cause found, fix on its way.",
     "- **3:20 PM** — Resolved: All good. Thank you.",
-    "- **Messages sent:** 23, 1 of them not delivered",
-    "  - E-mail: 5 sent, 1 not delivered",
+    "- **Messages sent:** 0, 1 of them not delivered",
+    "  - E-mail: 0 sent, 5 captured, 1 not delivered",
+    "- **Messages captured (capture mode, not sent to customers):** 23",
     "- **Customer conversations about the incident:** 2, with 3 messages from customers",
     f"## Cause\n\n{CAUSE}\n",
     f"## What we change\n\n{CHANGES}\n",
@@ -166,6 +170,25 @@ async def test_draft_tells_the_whole_story_in_order(
         positions.append(markdown.index(line))
     assert positions == sorted(positions)  # summary, timeline in order, numbers, cause, changes
     assert missing_sections(markdown) == []
+
+
+async def test_numbers_count_only_what_live_channels_sent_apart_from_capture(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    """Telegram live (its peer), every other channel in capture mode: only Telegram's were sent."""
+    with TelegramPeer() as telegram:
+        settings = live_settings(database_url, smtp=None, telegram=telegram)
+        story = await resolved_story(sessions, settings)
+        assert len(telegram.messages) == 9  # 2 subscribers and the public channel, three updates
+    async with sessions() as session:
+        markdown = await draft_postmortem(session, settings, story.incident_id, locale="en")
+    for line in (
+        "- **Messages sent:** 9, 1 of them not delivered",
+        "  - Telegram: 9 sent\n",
+        "  - E-mail: 0 sent, 5 captured, 1 not delivered",
+        "- **Messages captured (capture mode, not sent to customers):** 17",
+    ):
+        assert line in markdown, f"{line!r} missing from:\n{markdown}"
 
 
 async def test_draft_defaults_to_the_brand_locale_with_placeholders_for_the_staff(
@@ -226,7 +249,7 @@ async def test_publish_posts_one_blog_message_and_refuses_a_second(
     )
     assert published.update.created_at == TIMES[2] + timedelta(days=1)
     counts = await deliver(sessions, story.settings, published)
-    assert counts == {"blog": {"sent": 1}}
+    assert counts == {"blog": {"captured": 1}}
     async with sessions() as session:
         captured = list(
             await session.exec(select(CapturedMessage).where(CapturedMessage.title.startswith("Rapport")))

@@ -73,7 +73,7 @@ def test_draft_edit_in_a_file_then_publish_once(workdir: Path) -> None:
     code, output = invoke("incident", "postmortem", "1", "--publish", "--json")
     assert code == 0, output
     published = json.loads(output)
-    assert published["deliveries"] == {"blog": {"sent": 1}} and published["status"] == "resolved"
+    assert published["deliveries"] == {"blog": {"captured": 1}} and published["status"] == "resolved"
     ((title, body, html),) = query(
         workdir,
         "SELECT title, body, html FROM captured_message WHERE channel = 'blog' AND title LIKE 'Rapport%'",
@@ -98,7 +98,7 @@ def test_publish_with_the_staff_words_drafts_saves_and_publishes(workdir: Path) 
         "--publish", "--json",
     )  # fmt: skip
     assert code == 0, output
-    assert json.loads(output)["deliveries"] == {"blog": {"sent": 1}}
+    assert json.loads(output)["deliveries"] == {"blog": {"captured": 1}}
     ((saved,),) = query(workdir, "SELECT postmortem FROM incident")
     assert isinstance(saved, str) and saved.startswith("# Incident report: Paiement indisponible")
     assert f"## Cause\n\n{CAUSE}" in saved and f"## What we change\n\n{CHANGES}" in saved

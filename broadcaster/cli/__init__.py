@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from broadcaster.cli import (
+    captured,
     deliveries,
     doctor,
     inbox,
+    incident_delete,
     incidents,
     postmortem,
     preview,
@@ -30,11 +32,13 @@ app = typer.Typer(
 )
 app.add_typer(incidents.app, name="incident")
 postmortem.register(incidents.app)
+incident_delete.register(incidents.app)
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(inbox.app, name="inbox")
 app.add_typer(maintenance_cli.app, name="maintenance")
 preview.register(app)
 deliveries.register(app)
+captured.register(app)
 server.register(app)
 doctor.register(app)
 schedule.register(app)

@@ -1,4 +1,7 @@
-"""`broadcaster deliveries <incident>`: per channel sent / pending / failed / dead, with reasons."""
+"""`broadcaster deliveries <incident>`: per channel sent / captured / pending / failed / dead, with reasons.
+
+"captured" is a capture-mode channel's delivery: stored (see `broadcaster captured`), never sent.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def register(root: typer.Typer) -> None:
                         select(Delivery)
                         .where(col(Delivery.update_id).in_(update_ids))
                         .where(col(Delivery.last_error) != "")
-                        .where(col(Delivery.status) != outbox.SENT)
+                        .where(col(Delivery.status).not_in(outbox.DELIVERED))
                         .order_by(col(Delivery.id))
                         .limit(problems)
                     )

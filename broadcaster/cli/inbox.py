@@ -81,7 +81,7 @@ def show(ctx: typer.Context, conversation_id: ConversationId, as_json: AsJson = 
             json.dumps(conversation_dict(conversation) | {"messages": [message_dict(m) for m in messages]})
         )
         return
-    console.print(conversation_text(conversation, messages))
+    console.print(conversation_text(conversation, messages, state(ctx).settings.brand.timezone))
 
 
 @app.command("reply")

@@ -48,6 +48,7 @@ from broadcaster.cli.runtime import (
 )
 from broadcaster.cli.views import delivery_table, fallback_lines, finding_lines
 from broadcaster.dispatch import Dispatcher
+from broadcaster.localtime import local_time
 from broadcaster.models import Incident, IncidentUpdate
 from broadcaster.publish import (
     LintRefused,
@@ -421,11 +422,13 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """List open incidents and drafts (or all of them)."""
+    """List open incidents and drafts (or all of them); maintenance windows: `maintenance list`."""
+    settings = state(ctx).settings
 
     async def fetch() -> list[Incident]:
-        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
-            statement = select(Incident).order_by(col(Incident.id).desc())
+        async with open_runtime(settings) as runtime, runtime.sessions() as session:
+            # Maintenance windows have their own list (`maintenance list`).
+            statement = select(Incident).where(Incident.kind == "incident").order_by(col(Incident.id).desc())
             if not all_:
                 statement = statement.where(Incident.status != "resolved")
             return list(await session.exec(statement))
@@ -434,7 +437,8 @@ def list_(
     if as_json:
         console.print_json(json.dumps([_incident_dict(i) for i in incidents]))
         return
-    table = Table(title="Incidents" if all_ else "Open incidents and drafts")
+    zone = settings.brand.timezone
+    table = Table(title=f"Incidents ({zone})" if all_ else f"Open incidents and drafts ({zone})")
     for column in ("#", "title", "status", "impact", "components", "opened", "next update"):
         table.add_column(column)
     for i in incidents:
@@ -444,8 +448,8 @@ def list_(
             DRAFT_LABEL if i.status == "draft" else i.status,
             i.impact,
             ", ".join(i.components),
-            i.created_at.strftime("%Y-%m-%d %H:%M UTC"),
-            i.next_update_at.strftime("%H:%M UTC") if i.next_update_at else "—",
+            local_time(i.created_at, zone),
+            local_time(i.next_update_at, zone),
         )
     console.print(table if incidents else "No incidents." if all_ else "No open incident: all is well.")
 
@@ -474,7 +478,7 @@ def _incident_dict(i: Incident) -> dict[str, object]:
 @app.command("show")
 @user_errors
 def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_json: AsJson = False) -> None:
-    """An incident's timeline: every update and its deliveries."""
+    """An incident's timeline: every update and its deliveries (times in the brand's time zone)."""
 
     async def fetch() -> tuple[Incident | None, list[IncidentUpdate], dict[str, dict[str, int]]]:
         async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
@@ -523,17 +527,18 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
         command = escape(publish_command(incident_id))
         console.print(f"Publish it: {command}\nDiscard it: broadcaster incident discard {incident_id}")
         return
-    table = Table(title="Timeline")
-    for column in ("update", "at (UTC)", "status", "message", "ETA", "next update"):
+    zone = state(ctx).settings.brand.timezone
+    table = Table(title=f"Timeline ({zone})")
+    for column in ("update", "at", "status", "message", "ETA", "next update"):
         table.add_column(column)
     for u in updates:
         table.add_row(
             str(u.id),
-            u.created_at.strftime("%Y-%m-%d %H:%M"),
+            local_time(u.created_at, zone),
             u.status,
             escape(next(iter(u.messages.values()), "")),
-            u.eta_at.strftime("%H:%M") if u.eta_at else "—",
-            u.next_update_at.strftime("%H:%M") if u.next_update_at else "—",
+            local_time(u.eta_at, zone),
+            local_time(u.next_update_at, zone),
         )
     console.print(table)
     console.print(delivery_table(counts))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
@@ -22,13 +21,14 @@ from broadcaster.cli.options import AsJson, Force, Message, NoWait, Translation,
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.drafting import LintRefused, enabled_channels
+from broadcaster.localtime import local_time
 from broadcaster.maintenance import (
     cancel_maintenance,
     reschedule_maintenance,
     schedule_maintenance,
 )
 from broadcaster.models import Incident, utcnow
-from broadcaster.timeparse import parse_when
+from broadcaster.timeparse import parse_future
 
 app = typer.Typer(help="Schedule, move, cancel and list maintenance windows.", no_args_is_help=True)
 
@@ -42,18 +42,8 @@ Components = Annotated[
 IncidentId = Annotated[int, typer.Argument(help="The maintenance's number (`maintenance list`).")]
 
 
-def parse_time(settings: Settings, option: str, value: str, now: datetime) -> datetime:
-    """An option's time as aware UTC; the error names the option."""
-    try:
-        return parse_when(value, now=now, timezone=settings.brand.timezone)
-    except ValueError as exc:
-        raise ValueError(f"{option}: {exc}") from None
-
-
 def _local(settings: Settings, value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.astimezone(ZoneInfo(settings.brand.timezone)).strftime("%Y-%m-%d %H:%M")
+    return local_time(value, settings.brand.timezone)
 
 
 def _ladder(settings: Settings, incident: Incident) -> list[tuple[datetime, list[str]]]:
@@ -97,8 +87,8 @@ def schedule(
     """Plan a maintenance window; its notices go out on the ladder (72 h e-mail, 24 h push, 1 h social)."""
     settings = state(ctx).settings
     now = utcnow()
-    starts_at = parse_time(settings, "--starts", starts, now)
-    ends_at = parse_time(settings, "--ends", ends, now)
+    starts_at = parse_future("--starts", starts, now=now, brand=settings.brand)
+    ends_at = parse_future("--ends", ends, now=now, brand=settings.brand)
     texts = {settings.brand.default_locale: message, **parse_translations(translation)}
 
     async def action() -> Incident:
@@ -123,7 +113,7 @@ def schedule(
         f"{_local(settings, incident.scheduled_start_at)} → {_local(settings, incident.scheduled_end_at)} "
         f"({settings.brand.timezone})"
     )
-    table = Table(title="Notices (sent by `broadcaster serve`)")
+    table = Table(title=f"Notices (sent by `broadcaster serve`, {settings.brand.timezone})")
     for column in ("at", "channels"):
         table.add_column(column)
     for at, channels in ladder:
@@ -146,8 +136,8 @@ def reschedule(
     """Move a planned window ("rescheduled" notice), or extend a running one's end ("extended" notice)."""
     settings = state(ctx).settings
     now = utcnow()
-    starts_at = parse_time(settings, "--starts", starts, now) if starts else None
-    ends_at = parse_time(settings, "--ends", ends, now) if ends else None
+    starts_at = parse_future("--starts", starts, now=now, brand=settings.brand) if starts else None
+    ends_at = parse_future("--ends", ends, now=now, brand=settings.brand) if ends else None
 
     async def action(session, _runtime):  # type: ignore[no-untyped-def]
         return await reschedule_maintenance(

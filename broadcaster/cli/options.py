@@ -10,7 +10,7 @@ import typer
 from broadcaster.config import Settings
 from broadcaster.drafting import UpdateDraft
 from broadcaster.models import utcnow
-from broadcaster.timeparse import parse_when
+from broadcaster.timeparse import parse_future
 
 Message = Annotated[str, typer.Option("--message", "-m", help="The update, in the brand's default locale.")]
 Translation = Annotated[
@@ -71,14 +71,15 @@ def build_draft(
     alternative_translation: list[str] | None = None,
     compensation_translation: list[str] | None = None,
 ) -> UpdateDraft:
-    now = utcnow()
-    tz = settings.brand.timezone
+    now, brand = utcnow(), settings.brand
     return UpdateDraft(
         status=status,
         message=message,
         translations=parse_translations(translation),
-        eta_at=parse_when(eta, now=now, timezone=tz) if eta else None,
-        next_update_at=parse_when(next_update, now=now, timezone=tz) if next_update else None,
+        eta_at=parse_future("--eta", eta, now=now, brand=brand) if eta else None,
+        next_update_at=(
+            parse_future("--next-update", next_update, now=now, brand=brand) if next_update else None
+        ),
         alternative=alternative,
         compensation=compensation,
         alternative_translations=parse_translations(alternative_translation, "--alternative-translation"),

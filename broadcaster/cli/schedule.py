@@ -12,16 +12,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal, state, user_errors
-from broadcaster.compose import format_when
 from broadcaster.config import Settings
+from broadcaster.localtime import local_time
 from broadcaster.models import utcnow
 from broadcaster.schedule_report import schedule_report
 from broadcaster.scheduler import Scheduler
 
 
-def _local(settings: Settings, iso_time: str, now: datetime) -> str:
-    return format_when(datetime.fromisoformat(iso_time), timezone=settings.brand.timezone,
-                       locale=settings.brand.default_locale, now=now)  # fmt: skip
+def _local(settings: Settings, iso_time: str) -> str:
+    return local_time(datetime.fromisoformat(iso_time), settings.brand.timezone)
 
 
 def register(root: typer.Typer) -> None:
@@ -38,26 +37,28 @@ def register(root: typer.Typer) -> None:
             async with open_runtime(settings) as runtime:
                 return await schedule_report(runtime.sessions, settings, utcnow())
 
-        found, now = run(report()), utcnow()
+        found = run(report())
         if as_json:
             console.print_json(json.dumps(found))
             return
-        table = Table(title="Scheduled jobs")
+        table = Table(title=f"Scheduled jobs ({settings.brand.timezone})")
         for column in ("when", "what", "incident", "channels"):
             table.add_column(column)
         for job in found["pending"]:
             late = " [red](overdue)[/]" if job["overdue"] else ""
-            when = _local(settings, str(job["run_at"]), now) + late
+            when = _local(settings, str(job["run_at"])) + late
             channels = ", ".join(job["channels"]) if isinstance(job["channels"], list) else ""
             incident = f"#{job['incident_id']} {escape(str(job['incident']))}"
             table.add_row(when, str(job["what"]), incident, channels or "staff")
         console.print(table if found["pending"] else "[dim]Nothing scheduled.[/]")
         if found["missed"]:
-            missed = Table(title="Missed (not run in their grace period)", title_style="red")
+            missed = Table(
+                title=f"Missed (not run in their grace period, {settings.brand.timezone})", title_style="red"
+            )
             for column in ("was due", "job", "incident", "why"):
                 missed.add_column(column)
             for run_ in found["missed"]:
-                missed.add_row(_local(settings, str(run_["due_at"]), now), str(run_["kind"]),
+                missed.add_row(_local(settings, str(run_["due_at"])), str(run_["kind"]),
                                f"#{run_['incident_id']}", escape(str(run_["detail"])))  # fmt: skip
             console.print(missed)
 

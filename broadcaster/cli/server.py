@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal, state, user_errors
+from broadcaster.config import Settings
 from broadcaster.db import upgrade
 from broadcaster.dispatch import Dispatcher
 from broadcaster.publish import sync_components
@@ -24,6 +25,13 @@ def vapid_public_key(path: str) -> str:
         return public_key_from_file(key_file)
     key_file.parent.mkdir(parents=True, exist_ok=True)
     return generate_vapid_key(key_file)
+
+
+def _config_origin(settings: Settings) -> str:
+    """Where the settings came from, in words: the file's path, or that there was none."""
+    if settings.source == Settings.model_fields["source"].default:
+        return "no config file: built-in defaults"
+    return settings.source
 
 
 def register(root: typer.Typer) -> None:
@@ -41,7 +49,7 @@ def register(root: typer.Typer) -> None:
 
         channels = run(sync())
         console.print(f"Database ready: {settings.database.url.split('@')[-1]}")
-        table = Table(title=f"Channels ({settings.source})")
+        table = Table(title=f"Channels ({_config_origin(settings)})")
         table.add_column("channel")
         table.add_column("mode")
         for name, live in channels.items():

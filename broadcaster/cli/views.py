@@ -12,11 +12,15 @@ from rich.text import Text
 from broadcaster.config import Settings
 from broadcaster.drafting import TRANSLATION_OPTIONS, Fallback
 from broadcaster.lint import Finding
+from broadcaster.localtime import local_time
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Conversation, Message
 
-STATUS_STYLES = {"sent": "green", "pending": "yellow", "sending": "cyan", "failed": "red", "dead": "bold red"}
-DELIVERY_COLUMNS = ("sent", "pending", "sending", "failed", "dead")
+STATUS_STYLES = {
+    "sent": "green", "captured": "magenta", "pending": "yellow", "sending": "cyan", "failed": "red",
+    "dead": "bold red",
+}  # fmt: skip
+DELIVERY_COLUMNS = ("sent", "captured", "pending", "sending", "failed", "dead")
 
 
 def finding_lines(findings: Sequence[Finding]) -> Text:
@@ -71,7 +75,9 @@ def message_panel(message: RenderedMessage, findings: Sequence[Finding]) -> Pane
 
 
 def delivery_table(counts: Mapping[str, Mapping[str, int]], title: str = "Deliveries") -> Table:
-    table = Table(title=title)
+    captured = any(row.get("captured") for row in counts.values())
+    caption = "captured: stored by capture mode, not sent (`broadcaster captured` shows them)"
+    table = Table(title=title, caption=caption if captured else None)
     table.add_column("channel")
     for status in DELIVERY_COLUMNS:
         table.add_column(status, justify="right", style=STATUS_STYLES[status])
@@ -82,12 +88,12 @@ def delivery_table(counts: Mapping[str, Mapping[str, int]], title: str = "Delive
     return table
 
 
-ANSWER_STYLES = {"queued": "yellow", "sent": "green", "failed": "red"}
+ANSWER_STYLES = {"queued": "yellow", "sent": "green", "captured": "magenta", "failed": "red"}
 CONVERSATION_STYLES = {"open": "bold yellow", "pending": "cyan", "closed": "dim"}
 
 
 def answer_status(message: Message) -> Text:
-    """How an outgoing message fared: queued, sent, or failed with the provider's reason."""
+    """How an outgoing message fared: queued, sent, captured (capture mode), or failed with the reason."""
     if message.direction != "out":
         return Text()
     text = Text(message.delivery_status or "queued", style=ANSWER_STYLES.get(message.delivery_status, ""))
@@ -124,8 +130,9 @@ def _last_message(message: Message | None) -> Text:
     return text
 
 
-def conversation_text(conversation: Conversation, messages: Sequence[Message]) -> Text:
-    """One conversation: a header, then every message with who wrote it and, if ours, its fate."""
+def conversation_text(conversation: Conversation, messages: Sequence[Message], timezone: str) -> Text:
+    """One conversation: a header (naming `timezone`, the brand's), then every message at its local
+    time with who wrote it and, if ours, its fate."""
     text = Text()
     text.append(f"#{conversation.id} ", style="bold")
     text.append(f"{conversation.channel} · {conversation.customer_name or conversation.customer_handle} · ")
@@ -135,10 +142,11 @@ def conversation_text(conversation: Conversation, messages: Sequence[Message]) -
         f"labels: {', '.join(conversation.labels)}" if conversation.labels else "",
         f"incident #{conversation.incident_id}" if conversation.incident_id else "",
         "bot quiet (an agent answered)" if conversation.handed_off else "",
+        f"times in {timezone}",
     ]
     text.append(" · " + " · ".join(d for d in details if d) + "\n", style="dim")
     for message in messages:
-        text.append(f"{message.created_at:%Y-%m-%d %H:%M} ")
+        text.append(f"{local_time(message.created_at, timezone)} ")
         if message.direction == "in":
             text.append("← ")
             text.append(f"{message.intent} ", style="dim")

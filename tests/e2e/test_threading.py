@@ -51,7 +51,7 @@ async def test_follow_ups_wait_for_and_reply_to_the_previous_update(
     dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
     update_ids = [opened.update.id, second.update.id, third.update.id]
     counts = await dispatcher.deliver([u for u in update_ids if u], timeout=60, retry_horizon=30)
-    assert counts["twitter"] == {"sent": 3}
+    assert counts["twitter"] == {"captured": 3}  # capture mode: stored, never "sent"
 
     async with sessions() as session:
         captured = list(await session.exec(select(CapturedMessage).order_by(col(CapturedMessage.id))))
