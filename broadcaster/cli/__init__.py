@@ -13,6 +13,7 @@ from broadcaster.cli import (
     doctor,
     inbox,
     incident_delete,
+    incident_views,
     incidents,
     postmortem,
     preview,
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(incidents.app, name="incident")
 postmortem.register(incidents.app)
 incident_delete.register(incidents.app)
+incident_views.register(incidents.app)
 app.add_typer(subscribers.app, name="subscribers")
 app.add_typer(inbox.app, name="inbox")
 app.add_typer(maintenance_cli.app, name="maintenance")

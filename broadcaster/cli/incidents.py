@@ -11,11 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
-from sqlmodel import col, select
 
 from broadcaster import outbox
 from broadcaster.cli.options import (
@@ -33,7 +29,6 @@ from broadcaster.cli.options import (
     Translation,
     build_draft,
     finding_dict,
-    iso,
     parse_translations,
 )
 from broadcaster.cli.runtime import (
@@ -48,8 +43,7 @@ from broadcaster.cli.runtime import (
 )
 from broadcaster.cli.views import delivery_table, fallback_lines, finding_lines
 from broadcaster.dispatch import Dispatcher
-from broadcaster.localtime import local_time
-from broadcaster.models import Incident, IncidentUpdate
+from broadcaster.models import Incident
 from broadcaster.publish import (
     LintRefused,
     Published,
@@ -59,7 +53,6 @@ from broadcaster.publish import (
     publish_draft,
     resolve_incident,
 )
-from broadcaster.spikes import publish_command
 from channels import build_channels
 
 app = typer.Typer(help="Open, update, resolve and inspect incidents.", no_args_is_help=True)
@@ -81,7 +74,7 @@ HoldingMessages = Annotated[
 Components = Annotated[list[str], typer.Option("--component", "-c", help="Affected component (repeatable).")]
 
 
-def _show_refusal(exc: LintRefused) -> None:
+def show_refusal(exc: LintRefused) -> None:
     err_console.print(finding_lines(exc.findings))
     fail(str(exc))
 
@@ -163,14 +156,14 @@ def _report(
         )
 
 
-async def _publish_and_deliver(ctx: typer.Context, action, no_wait: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+async def publish_and_deliver(ctx: typer.Context, action, no_wait: bool, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     settings = state(ctx).settings
     async with open_runtime(settings) as runtime:
         async with runtime.sessions() as session:
             try:
                 published = await action(session, runtime)
             except LintRefused as exc:
-                _show_refusal(exc)
+                show_refusal(exc)
         counts = None if no_wait else await _deliver_with_progress(runtime, published, as_json)
         _report(runtime, published, counts, as_json)
 
@@ -230,7 +223,7 @@ def open_(
             holding_messages=holding_messages,
         )
 
-    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+    run(publish_and_deliver(ctx, action, no_wait, as_json))
 
 
 @app.command("publish")
@@ -291,7 +284,7 @@ def publish(
             force=force,
         )
 
-    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+    run(publish_and_deliver(ctx, action, no_wait, as_json))
 
 
 @app.command("discard")
@@ -367,7 +360,7 @@ def update_(
             impact=impact, components=component or None, force=force,
         )  # fmt: skip
 
-    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+    run(publish_and_deliver(ctx, action, no_wait, as_json))
 
 
 @app.command("resolve")
@@ -412,133 +405,4 @@ def resolve_(
             answer_conversations=answer_conversations,
         )
 
-    run(_publish_and_deliver(ctx, action, no_wait, as_json))
-
-
-@app.command("list")
-@user_errors
-def list_(
-    ctx: typer.Context,
-    all_: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
-    as_json: AsJson = False,
-) -> None:
-    """List open incidents and drafts (or all of them); maintenance windows: `maintenance list`."""
-    settings = state(ctx).settings
-
-    async def fetch() -> list[Incident]:
-        async with open_runtime(settings) as runtime, runtime.sessions() as session:
-            # Maintenance windows have their own list (`maintenance list`).
-            statement = select(Incident).where(Incident.kind == "incident").order_by(col(Incident.id).desc())
-            if not all_:
-                statement = statement.where(Incident.status != "resolved")
-            return list(await session.exec(statement))
-
-    incidents = run(fetch())
-    if as_json:
-        console.print_json(json.dumps([_incident_dict(i) for i in incidents]))
-        return
-    zone = settings.brand.timezone
-    table = Table(title=f"Incidents ({zone})" if all_ else f"Open incidents and drafts ({zone})")
-    for column in ("#", "title", "status", "impact", "components", "opened", "next update"):
-        table.add_column(column)
-    for i in incidents:
-        table.add_row(
-            str(i.id),
-            escape(i.title),
-            DRAFT_LABEL if i.status == "draft" else i.status,
-            i.impact,
-            ", ".join(i.components),
-            local_time(i.created_at, zone),
-            local_time(i.next_update_at, zone),
-        )
-    console.print(table if incidents else "No incidents." if all_ else "No open incident: all is well.")
-
-
-DRAFT_LABEL = "[bold yellow]draft (not public)[/]"
-
-
-def _incident_dict(i: Incident) -> dict[str, object]:
-    return {
-        "id": i.id,
-        "title": i.title,
-        "status": i.status,
-        "impact": i.impact,
-        "kind": i.kind,
-        "components": i.components,
-        "created_at": iso(i.created_at),
-        "resolved_at": iso(i.resolved_at),
-        "next_update_at": iso(i.next_update_at),
-        "compensation": i.compensation,
-        "answer_conversations": i.answer_conversations,
-        "holding_messages": i.holding_messages,
-        "notes": i.notes,
-    }
-
-
-@app.command("show")
-@user_errors
-def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_json: AsJson = False) -> None:
-    """An incident's timeline: every update and its deliveries (times in the brand's time zone)."""
-
-    async def fetch() -> tuple[Incident | None, list[IncidentUpdate], dict[str, dict[str, int]]]:
-        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
-            incident = await session.get(Incident, incident_id)
-            updates = list(
-                await session.exec(
-                    select(IncidentUpdate)
-                    .where(IncidentUpdate.incident_id == incident_id)
-                    .order_by(col(IncidentUpdate.id))
-                )
-            )
-            counts = await outbox.counts_by_channel(session, [u.id for u in updates if u.id])
-            return incident, updates, counts
-
-    incident, updates, counts = run(fetch())
-    if incident is None:
-        fail(f"no incident #{incident_id}")
-        return
-    if as_json:
-        data = _incident_dict(incident) | {
-            "updates": [
-                {
-                    "id": u.id,
-                    "kind": u.kind,
-                    "status": u.status,
-                    "messages": u.messages,
-                    "created_at": iso(u.created_at),
-                    "eta_at": iso(u.eta_at),
-                    "next_update_at": iso(u.next_update_at),
-                    "channels": u.channels,
-                }
-                for u in updates
-            ],
-            "deliveries": counts,
-        }
-        console.print_json(json.dumps(data))
-        return
-    status = DRAFT_LABEL if incident.status == "draft" else incident.status
-    console.print(
-        f"[bold]#{incident.id} {escape(incident.title)}[/] — {status} ({incident.impact}), "
-        f"components: {', '.join(incident.components) or '—'}"
-    )
-    if incident.notes:  # customer text: a Text, never parsed as markup
-        console.print(Panel(Text(incident.notes), title="Staff notes", expand=True))
-    if incident.status == "draft":
-        command = escape(publish_command(incident_id))
-        console.print(f"Publish it: {command}\nDiscard it: broadcaster incident discard {incident_id}")
-        return
-    zone = state(ctx).settings.brand.timezone
-    table = Table(title=f"Timeline ({zone})")
-    for column in ("update", "at", "status", "message", "ETA", "next update"):
-        table.add_column(column)
-    for u in updates:
-        table.add_row(
-            str(u.id),
-            local_time(u.created_at, zone),
-            u.status,
-            escape(next(iter(u.messages.values()), "")),
-            local_time(u.eta_at, zone),
-            local_time(u.next_update_at, zone),
-        )
-    console.print(table)
-    console.print(delivery_table(counts))
+    run(publish_and_deliver(ctx, action, no_wait, as_json))

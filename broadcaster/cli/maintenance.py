@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import col, select
 
-from broadcaster.cli.incidents import _publish_and_deliver, _show_refusal
+from broadcaster.cli.incidents import publish_and_deliver, show_refusal
 from broadcaster.cli.options import AsJson, Force, Message, NoWait, Translation, iso, parse_translations
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
@@ -99,7 +99,7 @@ def schedule(
                     components=component, message=texts, author=AUTHOR, now=now, force=force,
                 )  # fmt: skip
             except LintRefused as exc:
-                _show_refusal(exc)
+                show_refusal(exc)
                 raise
 
     incident = run(action())
@@ -144,7 +144,7 @@ def reschedule(
             session, settings, incident_id, starts_at=starts_at, ends_at=ends_at, now=now, author=AUTHOR
         )
 
-    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+    run(publish_and_deliver(ctx, action, no_wait, as_json))
 
 
 @app.command("cancel")
@@ -158,7 +158,7 @@ def cancel(
     async def action(session, _runtime):  # type: ignore[no-untyped-def]
         return await cancel_maintenance(session, settings, incident_id, now=utcnow(), author=AUTHOR)
 
-    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+    run(publish_and_deliver(ctx, action, no_wait, as_json))
 
 
 @app.command("list")

@@ -14,7 +14,7 @@ import typer
 from rich.markdown import Markdown
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.cli.incidents import _publish_and_deliver
+from broadcaster.cli.incidents import publish_and_deliver
 from broadcaster.cli.options import AsJson, Force, NoWait
 from broadcaster.cli.runtime import Runtime, console, err_console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
@@ -132,7 +132,7 @@ def postmortem(
             session, settings, runtime.composer, incident_id, author=CLI_AUTHOR, force=force
         )
 
-    run(_publish_and_deliver(ctx, action, no_wait, as_json))
+    run(publish_and_deliver(ctx, action, no_wait, as_json))
 
 
 async def _prepare(

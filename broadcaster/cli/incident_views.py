@@ -1,0 +1,167 @@
+"""`broadcaster incident list|show`: what is open, and one incident's timeline with its deliveries."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from sqlmodel import col, select
+
+from broadcaster import outbox
+from broadcaster.cli.options import AsJson, iso
+from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
+from broadcaster.cli.views import delivery_table
+from broadcaster.localtime import local_time
+from broadcaster.models import Incident, IncidentUpdate
+from broadcaster.spikes import publish_command
+
+
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """List open incidents and drafts (or all of them); maintenance windows: `maintenance list`."""
+    settings = state(ctx).settings
+
+    async def fetch() -> list[Incident]:
+        async with open_runtime(settings) as runtime, runtime.sessions() as session:
+            # Maintenance windows have their own list (`maintenance list`).
+            statement = select(Incident).where(Incident.kind == "incident").order_by(col(Incident.id).desc())
+            if not all_:
+                statement = statement.where(Incident.status != "resolved")
+            return list(await session.exec(statement))
+
+    incidents = run(fetch())
+    if as_json:
+        console.print_json(json.dumps([_incident_dict(i) for i in incidents]))
+        return
+    zone = settings.brand.timezone
+    table = Table(title=f"Incidents ({zone})" if all_ else f"Open incidents and drafts ({zone})")
+    for column in ("#", "title", "status", "impact", "components", "opened", "next update"):
+        table.add_column(column)
+    for i in incidents:
+        table.add_row(
+            str(i.id),
+            escape(i.title),
+            DRAFT_LABEL if i.status == "draft" else i.status,
+            i.impact,
+            ", ".join(i.components),
+            local_time(i.created_at, zone),
+            local_time(i.next_update_at, zone),
+        )
+    console.print(table if incidents else "No incidents." if all_ else "No open incident: all is well.")
+
+
+DRAFT_LABEL = "[bold yellow]draft (not public)[/]"
+
+
+def _incident_dict(i: Incident) -> dict[str, object]:
+    return {
+        "id": i.id,
+        "title": i.title,
+        "status": i.status,
+        "impact": i.impact,
+        "kind": i.kind,
+        "components": i.components,
+        "created_at": iso(i.created_at),
+        "resolved_at": iso(i.resolved_at),
+        "next_update_at": iso(i.next_update_at),
+        "compensation": i.compensation,
+        "answer_conversations": i.answer_conversations,
+        "holding_messages": i.holding_messages,
+        "notes": i.notes,
+    }
+
+
+def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_json: AsJson = False) -> None:
+    """An incident's timeline: every update and its deliveries (times in the brand's time zone)."""
+
+    async def fetch() -> tuple[Incident | None, list[IncidentUpdate], dict[str, dict[str, int]]]:
+        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
+            incident = await session.get(Incident, incident_id)
+            updates = list(
+                await session.exec(
+                    select(IncidentUpdate)
+                    .where(IncidentUpdate.incident_id == incident_id)
+                    .order_by(col(IncidentUpdate.id))
+                )
+            )
+            counts = await outbox.counts_by_channel(session, [u.id for u in updates if u.id])
+            return incident, updates, counts
+
+    incident, updates, counts = run(fetch())
+    if incident is None:
+        fail(f"no incident #{incident_id}")
+        return
+    if as_json:
+        data = _incident_dict(incident) | {
+            "updates": [
+                {
+                    "id": u.id,
+                    "kind": u.kind,
+                    "status": u.status,
+                    "messages": u.messages,
+                    "created_at": iso(u.created_at),
+                    "eta_at": iso(u.eta_at),
+                    "next_update_at": iso(u.next_update_at),
+                    "channels": u.channels,
+                    "impact": u.impact,
+                    "components": u.components,
+                }
+                for u in updates
+            ],
+            "deliveries": counts,
+        }
+        console.print_json(json.dumps(data))
+        return
+    status = DRAFT_LABEL if incident.status == "draft" else incident.status
+    console.print(
+        f"[bold]#{incident.id} {escape(incident.title)}[/] — {status} ({incident.impact}), "
+        f"components: {', '.join(incident.components) or '—'}"
+    )
+    if incident.notes:  # customer text: a Text, never parsed as markup
+        console.print(Panel(Text(incident.notes), title="Staff notes", expand=True))
+    if incident.status == "draft":
+        command = escape(publish_command(incident_id))
+        console.print(f"Publish it: {command}\nDiscard it: broadcaster incident discard {incident_id}")
+        return
+    zone = state(ctx).settings.brand.timezone
+    table = Table(title=f"Timeline ({zone})")
+    for column in ("update", "at", "status", "message", "ETA", "next update"):
+        table.add_column(column)
+    for previous, u in zip([None, *updates], updates, strict=False):
+        table.add_row(
+            str(u.id),
+            local_time(u.created_at, zone),
+            u.status,
+            escape(what_it_said(u, previous)),
+            local_time(u.eta_at, zone),
+            local_time(u.next_update_at, zone),
+        )
+    console.print(table)
+    console.print(delivery_table(counts))
+
+
+def what_it_said(update: IncidentUpdate, previous: IncidentUpdate | None) -> str:
+    """An update's message, or what it changed when it has none (a new status, impact, components)."""
+    message = next(iter(update.messages.values()), "")
+    if message or previous is None:
+        return message
+    changes = [f"status {update.status}"] if update.status != previous.status else []
+    if update.impact and previous.impact and update.impact != previous.impact:
+        changes.append(f"impact {previous.impact} → {update.impact}")
+    added = [c for c in update.components if previous.components and c not in previous.components]
+    removed = [c for c in previous.components if update.components and c not in update.components]
+    changes += [f"+{c}" for c in added] + [f"−{c}" for c in removed]
+    return f"({', '.join(changes) or 'times only'})"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(user_errors(list_))
+    app.command("show")(user_errors(show))
