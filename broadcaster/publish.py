@@ -8,7 +8,7 @@ update, or discarded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -90,9 +90,11 @@ async def _write_update(
     force: bool,
     now: datetime | None = None,
     component_status: str | None = None,
+    only_to: Collection[tuple[str, str]] | None = None,
 ) -> Published:
     """`component_status`: what the components become (default: by kind and impact; a maintenance
-    notice leaves them alone unless told)."""
+    notice leaves them alone unless told). `only_to`: deliver to these (channel, target) pairs only,
+    of the usual audience (a maintenance's change goes to those already told of it)."""
     assert incident.id is not None
     now = now or utcnow()
     if kind == "update" and draft.next_update_at is None:
@@ -128,6 +130,8 @@ async def _write_update(
     recipients = public_recipients(settings, channels) + await subscriber_recipients(
         session, settings, channels, incident.components
     )
+    if only_to is not None:
+        recipients = [r for r in recipients if (r.channel, r.target) in only_to]
     default_locale = settings.brand.default_locale
 
     def rendition_for(channel: str, locale: str) -> Rendition:
