@@ -1,7 +1,8 @@
 """Render one update for every channel from `message_templates/<channel>/<locale>/<kind>.<part>.j2`.
 
-Templates see every `MessageContext` field plus `lang` (the template's locale folder) and
-`status_link` (the incident page, else the status page); filters `when`, `and_list`,
+Templates see every `MessageContext` field plus `lang` (the template's locale folder),
+`status_link` (the incident page, else the status page) and `message_thanks` (the message already
+thanks the reader: leave out the template's own thanks); filters `when`, `and_list`,
 `sentence`, `lcfirst`, `tg`, `tg_attr`, `html_paragraphs`, `plain`; globals `status_words`, `impact_words`.
 Length limits from `CAPABILITIES` are applied after rendering: templates never count characters.
 
@@ -26,10 +27,11 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from broadcaster.limits import fit_subject, split_text, split_x_thread, truncate_at_word
+from broadcaster.lint import thanks_in
 from broadcaster.message import NOTICE_EXTRA, MessageContext, NoticeFacts, RenderedMessage
 from channels.capabilities import CAPABILITIES, CHANNEL_NAMES
 
-__all__ = ["Composer", "TemplateError", "impact_words", "status_words"]
+__all__ = ["NO_BREAK_SPACE", "Composer", "TemplateError", "format_when", "impact_words", "status_words"]
 
 #: Template parts each channel needs; the first part of a titled channel is its title.
 CHANNEL_PARTS: dict[str, tuple[str, ...]] = {
@@ -86,6 +88,10 @@ _TIME_WORDS: dict[str, dict[str, str]] = {
 }
 _FALLBACK_LANGUAGE = "en"
 _SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})
+#: Inside a clock every space is a no-break space: "17 h 11" never breaks into "17 / h 11".
+NO_BREAK_SPACE = "\u00a0"
+_CLOCK_SPACES = str.maketrans({" ": NO_BREAK_SPACE, "\u202f": NO_BREAK_SPACE})
+_BREAKABLE_SPACES = re.compile(r"[^\S\u00a0\u2007\u202f]+")
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
@@ -130,7 +136,9 @@ def impact_words(impact: str, locale: str) -> str:
 def format_when(dt: datetime, *, timezone: str, locale: str, now: datetime, prep: str = "") -> str:
     """A short, natural time in the brand's zone: "vers 14 h 30", "tomorrow at 9:00 AM".
 
-    The day is added only when `dt` is not on the same day as `now` in that zone.
+    The day is added only when `dt` is not on the same day as `now` in that zone. The spaces inside
+    the clock ("14 h 30", "9:00 AM") are no-break spaces (U+00A0) on every channel: no line, X thread
+    or Telegram split ever breaks a time in two.
     """
     zone = ZoneInfo(timezone)
     local, today = dt.astimezone(zone), now.astimezone(zone).date()
@@ -138,7 +146,7 @@ def format_when(dt: datetime, *, timezone: str, locale: str, now: datetime, prep
     words = _words(_TIME_WORDS, locale)
     # French style "14 h 30" (Imprimerie nationale); other languages use their CLDR short time.
     pattern = "H 'h' mm" if language == "fr" else "short"
-    clock = format_time(local, pattern, tzinfo=zone, locale=locale).translate(_SPACES)
+    clock = format_time(local, pattern, tzinfo=zone, locale=locale).translate(_CLOCK_SPACES)
     timed = f"{words[prep]} {clock}" if prep else clock
     if local.date() == today:
         return timed
@@ -283,6 +291,7 @@ class Composer:
             lang=template_locale,
             babel_locale=_babel_locale(context.locale, template_locale),
             status_link=context.incident_url or context.brand.status_url,
+            message_thanks=thanks_in(context.message),
         )
         try:
             return _tidy(template.render(variables))
@@ -345,8 +354,8 @@ def _email(context: MessageContext, texts: dict[str, str], _md: Callable[[str], 
 
 def _push(context: MessageContext, texts: dict[str, str], _md: Callable[[str], str]) -> RenderedMessage:
     caps = CAPABILITIES["push"]
-    # Lock screens show one paragraph: fold the body's lines before truncating at a word.
-    body = truncate_at_word(" ".join(texts["body"].split()), caps.max_body)
+    # Lock screens show one paragraph: fold the body's lines (not its no-break spaces), then cut at a word.
+    body = truncate_at_word(_BREAKABLE_SPACES.sub(" ", texts["body"]).strip(), caps.max_body)
     return _message(context, "push", [body], title=fit_subject(texts["title"], caps.max_title))
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from broadcaster.compose import Composer
+from broadcaster.compose import NO_BREAK_SPACE, Composer
 from broadcaster.config import Settings
 from broadcaster.lint import Draft, Finding, lint
 from broadcaster.message import Brand, MessageContext, MessageKind, RenderedMessage
@@ -229,17 +229,23 @@ def _context(
 
 
 def duration_words(starts_at: datetime | None, ends_at: datetime | None, locale: str) -> str:
-    """A window's length as customers read it: "2 h", "2 h 30" (fr), "2 h 30 min" (en), "45 min"."""
+    """A window's length as customers read it: "2 h", "2 h 30" (fr), "2 h 30 min" (en), "45 min".
+
+    Its spaces are no-break spaces (U+00A0), like a clock's: "2 h 30" never breaks in two.
+    """
     if starts_at is None or ends_at is None or ends_at <= starts_at:
         return ""
     minutes = round((ends_at - starts_at).total_seconds() / 60)
     hours, rest = divmod(minutes, 60)
     if not hours:
-        return f"{rest} min"
-    if not rest:
-        return f"{hours} h"
-    french = locale.replace("-", "_").split("_")[0].lower() == "fr"
-    return f"{hours} h {rest:02d}" if french else f"{hours} h {rest} min"
+        words = f"{rest} min"
+    elif not rest:
+        words = f"{hours} h"
+    elif locale.replace("-", "_").split("_")[0].lower() == "fr":
+        words = f"{hours} h {rest:02d}"
+    else:
+        words = f"{hours} h {rest} min"
+    return words.replace(" ", NO_BREAK_SPACE)
 
 
 def untranslated_texts(

@@ -44,13 +44,15 @@ _X_TOKEN = re.compile(rf"(?P<url>{_URL})|(?P<emoji>{_EMOJI})|.", re.DOTALL)
 
 # Telegram HTML: a tag and an entity are atomic; a stray "<" is one visible character.
 _TG_TOKEN = re.compile(r"(?P<tag><[^<>]*>)|(?P<entity>&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);)|.", re.DOTALL)
-_TG_WORD_TOKEN = re.compile(r"<[^<>]*>|\s+|[^<\s]+|<")
+# A line may break at any whitespace but a no-break space (U+00A0, U+2007, U+202F: "14 h 30").
+_BREAK = r"[^\S\u00a0\u2007\u202f]"
+_TG_WORD_TOKEN = re.compile(rf"<[^<>]*>|{_BREAK}+|(?:(?!{_BREAK})[^<])+|<")
 _TAG_NAME = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9-]*)")
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _LINE_BREAK = re.compile(r"[ \t]*\n\s*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…])[ \t]+|[ \t]*\n\s*")
-_WORD_BREAK = re.compile(r"\s+")
+_WORD_BREAK = re.compile(rf"{_BREAK}+")
 
 _Measure = Callable[[str], int]
 _Splitter = Callable[[str], list[tuple[str, str]]]
@@ -122,7 +124,7 @@ def _split_html_words(text: str) -> list[tuple[str, str]]:
     current, sep, pending = "", "", ""
     for match in _TG_WORD_TOKEN.finditer(text):
         token = match.group()
-        if token.isspace():
+        if _WORD_BREAK.fullmatch(token):
             if current:
                 pieces.append((sep, current))
                 current, sep = "", ""

@@ -23,7 +23,7 @@ from broadcaster.message import MessageKind, RenderedMessage
 from channels.base import Overflow
 from channels.capabilities import CAPABILITIES
 
-__all__ = ["RULES", "Draft", "Finding", "has_errors", "lint"]
+__all__ = ["RULES", "Draft", "Finding", "has_errors", "lint", "thanks_in"]
 
 Severity = Literal["error", "warning"]
 
@@ -62,7 +62,7 @@ class Draft:
     critical_components_down: bool = False  # checkout / payment affected
     has_alternative: bool = False
     has_compensation: bool = False
-    phase: str = ""  # maintenance notices: notice, started, completed, rescheduled, extended, cancelled
+    phase: str = ""  # maintenance notices: a phase of `broadcaster.maintenance.PHASES`
     has_schedule: bool = False  # maintenance notices: the window's start and end are known
     message_optional: bool = False  # a follow-up may say only what changed (status, impact, times…)
 
@@ -70,6 +70,11 @@ class Draft:
         # postmortem: tone and length rules only; maintenance_notice: no outage rules (apology, ETA)
         if self.kind not in ("update", "resolved", "postmortem", "maintenance_notice"):
             raise ValueError(f"unknown message kind {self.kind!r}")
+
+    @property
+    def is_over(self) -> bool:
+        """What it tells is over (a resolution, a report, a maintenance completed or cancelled)."""
+        return self.kind in ("resolved", "postmortem") or self.phase in ("completed", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,17 @@ class Finding:
 def has_errors(findings: Iterable[Finding]) -> bool:
     """True when any finding is an error (publishing should then need an explicit override)."""
     return any(f.severity == "error" for f in findings)
+
+
+def thanks_in(text: str) -> bool:
+    """Whether `text` already thanks its reader, in French or English (the no-thanks rule's words).
+
+    Templates use it to leave out their own closing thanks: "Merci pour votre patience" once.
+
+    >>> thanks_in("Le paiement fonctionne de nouveau. Merci pour votre patience.")
+    True
+    """
+    return bool(_hits(fold(text), _THANKS))
 
 
 def lint(draft: Draft, rendered: Iterable[RenderedMessage] = ()) -> list[Finding]:
@@ -243,7 +259,7 @@ def _text_findings(draft: Draft, locale: str, folded: Folded) -> list[Finding]:
             )
         )
     if (
-        draft.kind != "postmortem"  # a report after the fact: no alternative to offer any more
+        not draft.is_over  # resolved, reported, completed or cancelled: no alternative is needed any more
         and draft.critical_components_down
         and not draft.has_alternative
         and not _hits(folded, _ALTERNATIVE)

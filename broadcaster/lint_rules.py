@@ -148,9 +148,19 @@ APOLOGY: tuple[Phrase, ...] = (
     Phrase(r"sorry|apologi[sz](?:e|es|ed|ing)|apolog(?:y|ies)|we regret"),
 )
 
+# French "merci de + infinitive" asks ("Merci de repasser votre commande": please order again);
+# "merci de votre patience", "merci d'avoir patienté" thank. English "thanks to" gives a cause.
+_FR_DETERMINER = (
+    r"(?:votre|vos|ton|ta|tes|notre|nos|mon|ma|mes|son|sa|ses|leurs?|la|le|les|l'|ce|cet|cette|ces"
+    r"|un|une|des|tout|toute|tous|toutes)\b"
+)
+_FR_PLEASE = (
+    rf" (?:de |d')(?!{_FR_DETERMINER})(?:bien )?(?:(?:nous|vous|me|te|lui|en|y) |[mt]')*"
+    r"(?!avoir\b|etre\b)[a-z]+(?:er|ir|re|oir)\b"
+)
 THANKS: tuple[Phrase, ...] = (
-    Phrase(r"merci|remerci\w*"),
-    Phrase(r"thanks?|thank you|thankful|grateful|gratitude|appreciate"),
+    Phrase(rf"merci(?!{_FR_PLEASE})|remerci\w*"),
+    Phrase(r"thanks?(?! to (?!you\b|all\b|everyone\b|everybody\b))|thankful|grateful|gratitude|appreciate"),
 )
 
 # Wording that already points customers to another way of ordering.

@@ -1,6 +1,8 @@
 """Maintenance windows (issue #5): schedule, announce, start, complete, reschedule, cancel.
 
-The scheduler calls these at the notice ladder's times; the CLI calls them for people. Each public
+The scheduler calls these at the notice ladder's times; the CLI calls them for people. A change of
+the plan (rescheduled, extended, shortened, cancelled) is told to those who heard of the window and
+to nobody else (`broadcaster.maintenance_notice`); before the first notice it is silent. Each public
 function validates first and raises `MaintenanceError` before writing anything, then commits once,
 at the end, all or nothing: a caller may `session.add()` a row beforehand (the scheduler's run key)
 and it is committed atomically with what the function does, also when it returns None (nothing to
@@ -14,36 +16,43 @@ no channel) and every notice reuses it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import update as sql_update
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.compose import Composer
 from broadcaster.config import Settings
 from broadcaster.drafting import (
     IncidentFacts,
     LintRefused,
     PublishError,
-    UpdateDraft,
     check_components,
     enabled_channels,
+    localized,
     render_update,
 )
 from broadcaster.lint import has_errors
 from broadcaster.localtime import local_time
+from broadcaster.maintenance_notice import (
+    MaintenanceError,
+    Unannounced,
+    composer_for,
+    notice_draft,
+    publish_notice,
+    tell_those_told,
+)
 from broadcaster.models import Incident, IncidentUpdate
-from broadcaster.update_writer import Published, add_missing_components, one_transaction, write_update
+from broadcaster.update_writer import Published, add_missing_components, one_transaction
 
 __all__ = [
     "PHASES",
     "MaintenanceError",
+    "Unannounced",
     "cancel_maintenance",
     "complete_maintenance",
+    "complete_maintenance_now",
     "post_notice",
     "reschedule_maintenance",
     "schedule_maintenance",
@@ -51,23 +60,9 @@ __all__ = [
 ]
 
 #: What a maintenance notice announces, in the order a window lives through them.
-PHASES = ("notice", "rescheduled", "started", "extended", "completed", "cancelled")
+PHASES = ("notice", "rescheduled", "started", "extended", "shortened", "completed", "cancelled")
 MAINTENANCE_IMPACT = "none"  # a planned window is not an outage; components show "maintenance"
 OVER = ("completed", "cancelled")
-
-
-class MaintenanceError(PublishError):
-    """Bad maintenance input (times, components, state): nothing was written."""
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_composer(templates_dir: str, default_locale: str) -> Composer:
-    return Composer(Path(templates_dir) if templates_dir else None, default_locale=default_locale)
-
-
-def composer_for(settings: Settings) -> Composer:
-    """The composer of `settings` (templates folder, default locale), built once per process."""
-    return _cached_composer(str(settings.templates_dir or ""), settings.brand.default_locale)
 
 
 def _aware(value: datetime, option: str) -> None:
@@ -112,33 +107,6 @@ def _check_messages(settings: Settings, message: Mapping[str, str]) -> dict[str,
     return {locale: text.strip() for locale, text in message.items() if text.strip()}
 
 
-def _draft(
-    settings: Settings,
-    messages: Mapping[str, str],
-    incident: Incident,
-    *,
-    phase: str,
-    status: str,
-    channels: Sequence[str],
-    author: str,
-    previous_starts_at: datetime | None = None,
-    previous_ends_at: datetime | None = None,
-) -> UpdateDraft:
-    default = settings.brand.default_locale
-    return UpdateDraft(
-        status=status,
-        message=messages[default],
-        translations={loc: text for loc, text in messages.items() if loc != default},
-        channels=tuple(channels),
-        author=author,
-        phase=phase,
-        starts_at=incident.scheduled_start_at,
-        ends_at=incident.scheduled_end_at,
-        previous_starts_at=previous_starts_at,
-        previous_ends_at=previous_ends_at,
-    )
-
-
 async def schedule_maintenance(
     session: AsyncSession,
     settings: Settings,
@@ -150,10 +118,12 @@ async def schedule_maintenance(
     message: Mapping[str, str],
     author: str,
     now: datetime,
+    title_translations: Mapping[str, str] | None = None,
     force: bool = False,
 ) -> Incident:
     """Record a maintenance window (status "scheduled"); the scheduler sends its notices.
 
+    `title_translations`: the title in the brand's other locales.
     The notice is rendered and linted now, so a problem shows up while someone can fix it
     (`LintRefused` unless `force`); nothing is sent here.
     """
@@ -165,9 +135,11 @@ async def schedule_maintenance(
     except PublishError as exc:
         raise MaintenanceError(str(exc)) from None
     messages = _check_messages(settings, message)
+    titles = localized(settings, title, title_translations or {}, "--title-translation")
     incident = Incident(
         kind="maintenance",
         title=title.strip(),
+        title_translations={loc: t for loc, t in titles.items() if loc != settings.brand.default_locale},
         status="scheduled",
         impact=MAINTENANCE_IMPACT,
         components=list(dict.fromkeys(components)),
@@ -175,10 +147,12 @@ async def schedule_maintenance(
         scheduled_end_at=ends_at,
         created_at=now,
     )
-    draft = _draft(
+    draft = notice_draft(
         settings, messages, incident, phase="notice", status="scheduled", channels=(), author=author
     )
-    facts = IncidentFacts(0, incident.title, incident.impact, tuple(incident.components), False)
+    facts = IncidentFacts(
+        0, incident.title, incident.impact, tuple(incident.components), False, titles=titles
+    )
     preview = render_update(settings, composer_for(settings), facts, draft, "maintenance_notice", now)
     if has_errors(preview.findings) and not force:
         raise LintRefused(preview.findings)
@@ -208,47 +182,6 @@ async def _load(session: AsyncSession, incident_id: int) -> Incident:
     return incident
 
 
-async def _announced_messages(session: AsyncSession, incident_id: int) -> dict[str, str]:
-    first = (
-        await session.exec(
-            select(IncidentUpdate)
-            .where(IncidentUpdate.incident_id == incident_id)
-            .order_by(col(IncidentUpdate.id))
-            .limit(1)
-        )
-    ).first()
-    if first is None or not first.messages:
-        raise MaintenanceError(f"maintenance #{incident_id} has no message to announce")
-    return dict(first.messages)
-
-
-async def _publish(
-    session: AsyncSession,
-    settings: Settings,
-    incident: Incident,
-    *,
-    phase: str,
-    status: str,
-    channels: Sequence[str],
-    author: str,
-    now: datetime,
-    previous_starts_at: datetime | None = None,
-    previous_ends_at: datetime | None = None,
-) -> Published:
-    """One maintenance notice through the outbox (renditions, Delivery rows), then the one commit."""
-    assert incident.id is not None
-    messages = await _announced_messages(session, incident.id)
-    draft = _draft(
-        settings, messages, incident, phase=phase, status=status, channels=channels, author=author,
-        previous_starts_at=previous_starts_at, previous_ends_at=previous_ends_at,
-    )  # fmt: skip
-    # The text was linted when the maintenance was scheduled; a job cannot ask anyone to fix it now.
-    return await write_update(
-        session, settings, composer_for(settings), incident, draft, "maintenance_notice",
-        is_first=False, force=True, now=now,
-    )  # fmt: skip
-
-
 async def _nothing(session: AsyncSession) -> None:
     await session.commit()  # what the caller added (a run key) is still committed
 
@@ -275,11 +208,12 @@ async def post_notice(
     if unknown:
         raise MaintenanceError(f"unknown channel(s): {', '.join(unknown)}")
     chosen = [c for c in enabled if c in channels]
-    if not chosen or (phase == "notice" and incident.status != "scheduled"):
-        await _nothing(session)
-        return None
     async with one_transaction(session):
-        return await _publish(
+        if not chosen or (phase == "notice" and not await _hold(session, incident_id, "scheduled")):
+            await _nothing(session)
+            return None
+        await session.refresh(incident)  # the times as the hold found them (a reschedule may have moved them)
+        return await publish_notice(
             session, settings, incident, phase=phase, status=incident.status, channels=chosen,
             author=author, now=now,
         )  # fmt: skip
@@ -293,6 +227,15 @@ async def _take(session: AsyncSession, incident_id: int, *, expected: str, statu
         .values(status=status)
     )
     return bool(taken.rowcount == 1)
+
+
+async def _hold(session: AsyncSession, incident_id: int, status: str) -> bool:
+    """Lock the maintenance's row until the commit if it still has `status`.
+
+    A notice and a change of plan hold it in turn, so the change sees every delivery of the notice
+    (and tells them), or the notice sees the changed plan.
+    """
+    return await _take(session, incident_id, expected=status, status=status)
 
 
 async def start_maintenance(
@@ -309,7 +252,7 @@ async def start_maintenance(
         ):
             await _nothing(session)
             return None
-        return await _publish(
+        return await publish_notice(
             session, settings, incident, phase="started", status="in_progress",
             channels=enabled_channels(settings), author="scheduler", now=now,
         )  # fmt: skip
@@ -318,9 +261,10 @@ async def start_maintenance(
 async def complete_maintenance(
     session: AsyncSession, settings: Settings, incident_id: int, now: datetime
 ) -> Published | None:
-    """The window closes: components → operational, status → completed, "completed" notice.
+    """The planned end arrives (the scheduler): components → operational, status → completed, notice.
 
-    None (nothing done) when it is not in progress, or when its end was moved later (extended).
+    None (nothing done) when it is not in progress (completed early, cancelled), or when its end was
+    moved later (extended).
     """
     incident = await _load(session, incident_id)
     end = incident.scheduled_end_at
@@ -332,11 +276,40 @@ async def complete_maintenance(
         ):
             await _nothing(session)
             return None
-        incident.resolved_at = now
-        return await _publish(
-            session, settings, incident, phase="completed", status="completed",
-            channels=enabled_channels(settings), author="scheduler", now=now,
-        )  # fmt: skip
+        return await _close(session, settings, incident, now=now, author="scheduler")
+
+
+async def complete_maintenance_now(
+    session: AsyncSession, settings: Settings, incident_id: int, *, now: datetime, author: str
+) -> Published:
+    """End a running maintenance now, also before its planned end (`maintenance complete`).
+
+    Components back to operational, "completed" on every channel; the scheduler's end job then has
+    nothing to do. Refused (`MaintenanceError`) unless the maintenance is in progress.
+    """
+    incident = await _load(session, incident_id)
+    if incident.status == "scheduled":
+        raise MaintenanceError(
+            f"maintenance #{incident_id} has not started: only a running one can be completed "
+            f"(to call it off: broadcaster maintenance cancel {incident_id})"
+        )
+    if incident.status != "in_progress":
+        raise MaintenanceError(f"maintenance #{incident_id} is already {incident.status}")
+    async with one_transaction(session):
+        if not await _take(session, incident_id, expected="in_progress", status="completed"):
+            raise MaintenanceError(f"maintenance #{incident_id} changed meanwhile: look at it again")
+        return await _close(session, settings, incident, now=now, author=author)
+
+
+async def _close(
+    session: AsyncSession, settings: Settings, incident: Incident, *, now: datetime, author: str
+) -> Published:
+    """The "completed" notice on every channel, components back to operational."""
+    incident.resolved_at = now
+    return await publish_notice(
+        session, settings, incident, phase="completed", status="completed",
+        channels=enabled_channels(settings), author=author, now=now,
+    )  # fmt: skip
 
 
 async def reschedule_maintenance(
@@ -348,10 +321,12 @@ async def reschedule_maintenance(
     ends_at: datetime | None = None,
     now: datetime,
     author: str,
-) -> Published:
-    """Move a scheduled window ("rescheduled" notice), or extend a running one ("extended" notice).
+) -> Published | Unannounced:
+    """Move a scheduled window ("rescheduled"), or a running one's end ("extended" / "shortened").
 
-    While in progress only the end may move; once completed or cancelled nothing moves.
+    The notice goes to those told of the maintenance; before its first notice nothing is sent
+    (`Unannounced`) and the scheduler's notices follow the new times. While in progress only the
+    end may move; once completed or cancelled nothing moves.
     """
     incident = await _load(session, incident_id)
     if incident.status in OVER:
@@ -370,26 +345,29 @@ async def reschedule_maintenance(
     if (new_start, new_end) == (old_start, old_end):
         raise MaintenanceError("these are the maintenance's current times: nothing to reschedule")
     async with one_transaction(session):
+        if not await _hold(session, incident_id, incident.status):
+            raise MaintenanceError(f"maintenance #{incident_id} changed meanwhile: look at it again")
         incident.scheduled_start_at, incident.scheduled_end_at = new_start, new_end
-        return await _publish(
-            session, settings, incident, phase="extended" if running else "rescheduled",
-            status=incident.status, channels=enabled_channels(settings), author=author, now=now,
+        phase = ("extended" if new_end > old_end else "shortened") if running else "rescheduled"
+        return await tell_those_told(
+            session, settings, incident, phase=phase, running=running, author=author, now=now,
             previous_starts_at=old_start, previous_ends_at=old_end,
         )  # fmt: skip
 
 
 async def cancel_maintenance(
     session: AsyncSession, settings: Settings, incident_id: int, *, now: datetime, author: str
-) -> Published:
-    """Call a maintenance off: status cancelled, "cancelled" notice; if it was running, components back."""
+) -> Published | Unannounced:
+    """Call a maintenance off: status cancelled, "cancelled" notice to those told of it (nobody yet:
+    `Unannounced`, nothing sent); if it was running, components back."""
     incident = await _load(session, incident_id)
     if incident.status in OVER:
         raise MaintenanceError(f"maintenance #{incident_id} is already {incident.status}")
+    running = incident.status == "in_progress"
     async with one_transaction(session):
         if not await _take(session, incident_id, expected=incident.status, status="cancelled"):
             raise MaintenanceError(f"maintenance #{incident_id} changed meanwhile: look at it again")
-        incident.resolved_at = now
-        return await _publish(
-            session, settings, incident, phase="cancelled", status="cancelled",
-            channels=enabled_channels(settings), author=author, now=now,
+        incident.status, incident.resolved_at = "cancelled", now
+        return await tell_those_told(
+            session, settings, incident, phase="cancelled", running=running, author=author, now=now,
         )  # fmt: skip

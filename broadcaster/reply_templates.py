@@ -7,6 +7,8 @@ all is well — so "the current ETA" in a canned reply is always the current one
 
     brand, status_url, customer_name, incident.{id,title,status,impact,url,components},
     eta, next_update (already phrased: "vers 15 h 30"), alternative, compensation, commands
+
+and, with a `message` (the resolution's text), `message_thanks`: that text already thanks the customer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import message_templates
 from broadcaster.compose import format_when, status_words
 from broadcaster.config import Settings
+from broadcaster.lint import thanks_in
 from broadcaster.models import NOT_OPEN, Incident, IncidentUpdate
 
 _incidents = Incident.__table__  # type: ignore[attr-defined]
@@ -195,8 +198,10 @@ class ReplyTemplates:
             raise ReplyTemplateError(
                 f"no reply template {name!r} in {language} (available: {available})"
             ) from None
+        context = self._context(language, incident, now, customer_name) | extra
+        context.setdefault("message_thanks", thanks_in(str(extra.get("message") or "")))
         try:
-            text = template.render(self._context(language, incident, now, customer_name) | extra)
+            text = template.render(context)
         except jinja2.TemplateError as exc:
             raise ReplyTemplateError(f"{path}: {exc}") from None
         return "\n".join(line.rstrip() for line in text.strip().splitlines())
@@ -220,6 +225,8 @@ class ReplyTemplates:
             "next_update": "",
             "alternative": settings.brand.alternative.get(language, ""),
             "compensation": "",
+            "still_affected": "",  # a resolution: the components something else open still affects
+            "still_many": False,
         }
         if incident is not None:
             context |= {

@@ -3,7 +3,8 @@ start or end a maintenance, remind the staff of a postmortem.
 
 Each job acts once: its `ScheduledRun` row is written in the same transaction as what it does, so a
 job fired twice (two nodes, a retry after a crash) finds the key taken and does nothing. A job whose
-incident changed meanwhile (the promised update came, the maintenance moved) is stale: not run.
+incident changed meanwhile (the promised update came, the maintenance moved) is stale: not run, also
+when it fires at its old time before the scheduler's next sync moved it.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ class JobContext:
 
 
 async def execute(context: JobContext, job: PlannedJob, now: datetime) -> str:
-    """Run `job` at `now`: "done", "stale" (no longer planned) or "duplicate" (it already ran)."""
+    """Run `job` at `now`: "done", "stale" (no longer planned, or moved) or "duplicate" (it already ran)."""
     async with context.sessions() as session:
-        planned = {j.run_key for j in await plan(session, context.settings, incident_id=job.incident_id)}
-        if job.run_key not in planned:
+        planned = {j.run_key: j for j in await plan(session, context.settings, incident_id=job.incident_id)}
+        current = planned.get(job.run_key)
+        if current is None or current.run_at != job.run_at:
             return "stale"
         session.add(ScheduledRun(key=job.run_key, kind=job.kind, incident_id=job.incident_id,
                                  outcome="done", due_at=job.run_at, ran_at=now))  # fmt: skip

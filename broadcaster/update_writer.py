@@ -12,7 +12,7 @@ rolls it all back. Incidents, maintenance notices and postmortems are all publis
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -127,11 +127,14 @@ async def write_update(
     now: datetime | None = None,
     changes: Changes = NO_CHANGES,
     audience: Sequence[str] | None = None,
+    only_to: Collection[tuple[str, str]] | None = None,
 ) -> Published:
     """Stage one update of `incident` (already flushed, with its new impact and components).
 
     `audience`: the components whose subscribers hear it (default: the incident's; a follow-up
-    that removed components also tells those components' subscribers). Nothing is committed.
+    that removed components also tells those components' subscribers). `only_to`: of that
+    audience, only these (channel, target) pairs (a maintenance's change goes to those already
+    told of it). Nothing is committed.
     """
     assert incident.id is not None
     now = now or utcnow()
@@ -172,6 +175,8 @@ async def write_update(
     recipients = public_recipients(settings, channels) + await subscriber_recipients(
         session, settings, channels, list(audience if audience is not None else incident.components)
     )
+    if only_to is not None:
+        recipients = [r for r in recipients if (r.channel, r.target) in only_to]
     await _write_deliveries(session, settings, rendered.renders, update.id, recipients, now)
     incident.status = draft.status
     incident.next_update_at = draft.next_update_at

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from broadcaster.compose import Composer, TemplateError, status_words
-from broadcaster.limits import visible_length, x_weighted_length
+from broadcaster.compose import Composer, TemplateError, format_when, status_words
+from broadcaster.limits import split_text, split_x_thread, visible_length, x_weighted_length
 from broadcaster.message import UNSUBSCRIBE_PLACEHOLDER, Brand, MessageContext, RenderedMessage
 from channels.capabilities import CAPABILITIES, CHANNEL_NAMES
 
@@ -63,6 +64,11 @@ TEXTS = {
         "compensation": "free delivery on your next order with the code THANKYOU, until 30 November",
     },
 }
+
+
+def nbsp(text: str) -> str:
+    """A clock as messages write it: no-break spaces inside ("14 h 30", "2:30 PM")."""
+    return text.replace(" ", "\u00a0")
 
 
 def make_context(locale: str = "fr", kind: str = "update", **changes: object) -> MessageContext:
@@ -182,25 +188,25 @@ def test_regional_locale_falls_back_to_language(composer: Composer) -> None:
 
 def test_unknown_locale_falls_back_to_default(composer: Composer) -> None:
     message = composer.render("telegram", dataclasses.replace(make_context("fr"), locale="de"))
-    assert "Retour estimé" in message.text and "vers 14 h 30" in message.text
+    assert "Retour estimé" in message.text and f"vers {nbsp('14 h 30')}" in message.text
 
 
 def test_english_times_and_french_times(composer: Composer) -> None:
     english = composer.render("facebook", make_context("en")).text
-    assert "around 2:30 PM" in english and "at 3:00 PM" in english
+    assert f"around {nbsp('2:30 PM')}" in english and f"at {nbsp('3:00 PM')}" in english
     french = composer.render("facebook", make_context("fr")).text
-    assert "vers 14 h 30" in french and "à 15 h 00" in french
+    assert f"vers {nbsp('14 h 30')}" in french and f"à {nbsp('15 h 00')}" in french
 
 
 def test_day_is_named_when_not_today(composer: Composer) -> None:
     tomorrow = datetime(2026, 11, 13, 8, 0, tzinfo=UTC)  # 9:00 in Paris
     later = datetime(2026, 11, 16, 8, 0, tzinfo=UTC)
     fr = composer.render("facebook", make_context("fr", eta_at=tomorrow, next_update_at=later)).text
-    assert "Retour estimé demain vers 9 h 00." in fr
-    assert "Prochain point le 16 nov. à 9 h 00" in fr
+    assert f"Retour estimé demain vers {nbsp('9 h 00')}." in fr
+    assert f"Prochain point le 16 nov. à {nbsp('9 h 00')}" in fr
     en = composer.render("facebook", make_context("en", eta_at=tomorrow, next_update_at=later)).text
-    assert "We expect it back tomorrow around 9:00 AM." in en
-    assert "Next update on Nov 16 at 9:00 AM" in en
+    assert f"We expect it back tomorrow around {nbsp('9:00 AM')}." in en
+    assert f"Next update on Nov 16 at {nbsp('9:00 AM')}" in en
 
 
 HOSTILE = 'Promo <script>alert("x")</script> & livraison'
@@ -293,3 +299,54 @@ def test_facebook_truncates_a_huge_post_at_a_word(composer: Composer) -> None:
     assert len(body) <= CAPABILITIES["facebook"].max_body
     assert body.endswith("…") and not body[:-1].endswith(" ")
     assert body[:-1].split()[-1] in huge.split()  # the last word kept is a whole word
+
+
+THANKING = {
+    "fr": "Le paiement fonctionne de nouveau. Merci pour votre patience.",
+    "en": "Payment works again. Thank you for your patience.",
+}
+THANKS = re.compile(r"merci|thank", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+@pytest.mark.parametrize("channel", CHANNEL_NAMES)
+def test_a_resolution_that_already_thanks_is_not_thanked_twice(
+    composer: Composer, channel: str, locale: str
+) -> None:
+    thanking = composer.render(
+        channel, make_context(locale, "resolved", message=THANKING[locale], compensation=None)
+    )
+    plain = composer.render(channel, make_context(locale, "resolved", compensation=None))
+    for message in (thanking, plain):  # the message's own thanks, or the template's: once
+        for text in (message.text, message.html):
+            assert not text or len(THANKS.findall(text)) == 1, text
+
+
+def test_a_message_that_asks_keeps_the_closing_thanks(composer: Composer) -> None:
+    asking = "Tout fonctionne de nouveau. Merci de repasser votre commande si elle a échoué."
+    body = composer.render("facebook", make_context("fr", "resolved", message=asking)).text
+    assert "Merci pour votre patience et pour tous vos messages pendant l'incident." in body
+
+
+def test_a_time_never_breaks_in_two(composer: Composer) -> None:
+    at = datetime(2026, 11, 12, 16, 11, tzinfo=UTC)  # 17:11 in Paris
+    french = format_when(at, timezone="Europe/Paris", locale="fr", now=PUBLISHED_AT, prep="around")
+    english = format_when(at, timezone="Europe/Paris", locale="en", now=PUBLISHED_AT, prep="at")
+    assert (french, english) == (f"vers {nbsp('17 h 11')}", f"at {nbsp('5:11 PM')}")
+    context = make_context("fr", eta_at=at)
+    html = {
+        "email": composer.render("email", context).html,
+        "telegram": composer.render("telegram", context).text,  # Telegram's HTML parse mode
+        "blog": composer.render("blog", context).html,
+        "push": composer.render("push", context).text,  # folded into one line, its clock kept whole
+    }
+    for channel, text in html.items():
+        assert f"vers {nbsp('17 h 11')}" in text, channel
+        assert "17 h 11" not in text, channel
+
+
+@pytest.mark.parametrize("words", range(60, 75))
+def test_a_thread_or_a_telegram_split_never_falls_inside_a_time(words: int) -> None:
+    text = "mot " * words + f"vers {nbsp('17 h 11')}, " + "puis " * 60
+    for parts in (split_x_thread(text, 280), split_text(text, 300)):
+        assert all(nbsp("17 h 11") in part for part in parts if "17" in part), parts

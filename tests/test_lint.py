@@ -6,8 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from broadcaster.lint import RULES, Draft, Finding, has_errors, lint
+from broadcaster.compose import Composer
+from broadcaster.drafting import UpdateDraft, preview
+from broadcaster.lint import RULES, Draft, Finding, has_errors, lint, thanks_in
 from broadcaster.message import RenderedMessage
+from tests.conftest import make_settings
 
 GOOD_FR = (
     "Notre site est indisponible et vous ne pouvez pas passer commande. Nous sommes sincèrement "
@@ -250,3 +253,61 @@ def test_findings_are_ordered_by_rule_then_locale() -> None:
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
         Draft(kind="later", messages={})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "phase"),
+    [
+        ("resolved", ""),
+        ("postmortem", ""),
+        ("maintenance_notice", "completed"),
+        ("maintenance_notice", "cancelled"),
+    ],
+)
+def test_no_alternative_is_asked_once_it_is_over(kind: str, phase: str) -> None:
+    over = Draft(kind=kind, messages={"fr": RESOLVED_FR, "en": RESOLVED_EN}, critical_components_down=True,
+                 phase=phase, has_schedule=True)  # fmt: skip
+    assert "no-alternative" not in {f.rule for f in lint(over)}
+
+
+@pytest.mark.parametrize(("kind", "phase"), [("update", ""), ("maintenance_notice", "notice")])
+def test_no_alternative_is_still_asked_while_checkout_is_down_or_about_to_be(kind: str, phase: str) -> None:
+    text = "Le paiement est interrompu. Nous sommes désolés, nous vous tenons informés."
+    live = Draft(
+        kind=kind, messages={"fr": text}, critical_components_down=True, phase=phase, has_schedule=True
+    )
+    assert "no-alternative" in {f.rule for f in lint(live)}
+
+
+def test_a_resolution_preview_with_checkout_and_no_alternative_asks_for_none() -> None:
+    settings = make_settings("sqlite+aiosqlite:///:memory:", brand={"alternative": {}})
+    draft = UpdateDraft(
+        status="resolved", message="Le paiement fonctionne de nouveau. Merci pour votre patience."
+    )
+    found = preview(settings, Composer(), title="Paiement", impact="major", components=["checkout"],
+                    draft=draft, kind="resolved", is_first=False)  # fmt: skip
+    assert "no-alternative" not in {f.rule for f in found.findings}
+
+
+@pytest.mark.parametrize(
+    ("text", "thanks"),
+    [
+        ("Le paiement fonctionne de nouveau. Merci pour votre patience.", True),
+        ("Merci de votre compréhension.", True),
+        ("Merci d'avoir patienté, tout fonctionne.", True),
+        ("Merci de nous avoir fait confiance.", True),
+        ("Nous vous remercions de votre patience.", True),
+        ("Payment works again. Thank you for your patience.", True),
+        ("Thanks to all of you for your messages.", True),
+        ("We appreciate your patience.", True),
+        # Asking, not thanking: "merci de + verb" is "please…", "thanks to" gives a cause.
+        ("Tout fonctionne. Merci de repasser votre commande.", False),
+        ("Merci de bien vouloir vous reconnecter.", False),
+        ("Thanks to our provider's fix, payments work again.", False),
+        ("Le paiement fonctionne de nouveau.", False),
+    ],
+)
+def test_thanks_in_reads_french_and_english(text: str, thanks: bool) -> None:
+    assert thanks_in(text) is thanks
+    resolution = lint(Draft(kind="resolved", messages={"fr": text}))
+    assert ("no-thanks" not in {f.rule for f in resolution}) is thanks  # the rule and the flag agree

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,15 +17,18 @@ from broadcaster.lint import Draft, lint
 from broadcaster.maintenance import (
     PHASES,
     MaintenanceError,
+    Unannounced,
     cancel_maintenance,
     complete_maintenance,
+    complete_maintenance_now,
     post_notice,
     reschedule_maintenance,
     schedule_maintenance,
     start_maintenance,
 )
-from broadcaster.message import Brand, MessageContext
-from broadcaster.models import Component, Delivery, Incident, IncidentUpdate, ScheduledRun
+from broadcaster.message import Brand, MessageContext, RenderedMessage
+from broadcaster.models import Component, Delivery, Incident, IncidentUpdate, Rendition, ScheduledRun
+from broadcaster.publish import Published
 from broadcaster.subscribers import NewSubscriber
 from channels.capabilities import CAPABILITIES
 from tests.conftest import make_settings
@@ -38,6 +42,11 @@ TEXT = {
     "en": "We are upgrading our payment system to make it faster.",
 }
 CHANNELS = ("twitter", "facebook", "telegram", "email", "push", "blog")
+
+
+def nbsp(text: str) -> str:
+    """A clock or a duration as messages write it: no-break spaces inside ("4 h 30")."""
+    return text.replace(" ", "\u00a0")
 
 
 def _context(locale: str, phase: str) -> MessageContext:
@@ -59,7 +68,7 @@ def _context(locale: str, phase: str) -> MessageContext:
         ends_at=END,
         previous_starts_at=START - timedelta(days=1),
         previous_ends_at=END - timedelta(hours=1),
-        duration="2 h 30",
+        duration=nbsp("2 h 30"),
     )
 
 
@@ -68,8 +77,8 @@ def _context(locale: str, phase: str) -> MessageContext:
 def test_every_channel_renders_every_phase_within_its_limits(locale: str, phase: str) -> None:
     rendered = Composer(default_locale="fr").render_all(_context(locale, phase))
     assert set(rendered) == set(CHANNEL_PARTS)
-    end_clock = "4 h 30" if locale == "fr" else "4:30\u202fAM".replace("\u202f", " ")
-    start_clock = "2 h 00" if locale == "fr" else "2:00 AM"
+    end_clock = nbsp("4 h 30" if locale == "fr" else "4:30 AM")
+    start_clock = nbsp("2 h 00" if locale == "fr" else "2:00 AM")
     for channel, message in rendered.items():
         caps = CAPABILITIES[channel]
         everything = message.title + "\n" + message.text + "\n" + message.html
@@ -83,10 +92,10 @@ def test_every_channel_renders_every_phase_within_its_limits(locale: str, phase:
         # A notice always says when: the start (announced, moved, cancelled) or the end (running).
         if phase in ("notice", "rescheduled", "cancelled"):
             assert start_clock in message.text, (channel, message.text)
-        if phase in ("started", "extended") or (phase == "notice" and channel != "push"):
+        if phase in ("started", "extended", "shortened") or (phase == "notice" and channel != "push"):
             assert end_clock in message.text, (channel, message.text)
         if phase == "notice":
-            assert "2 h 30" in message.text  # how long
+            assert nbsp("2 h 30") in message.text  # how long
     telegram = rendered["telegram"].text
     assert "&lt;paiement&gt;" in telegram and "<paiement>" not in telegram
     assert "Maison &amp; Fils" in rendered["email"].html and "&lt;paiement&gt;" in rendered["email"].html
@@ -95,12 +104,17 @@ def test_every_channel_renders_every_phase_within_its_limits(locale: str, phase:
 def test_the_notice_words_follow_the_phase() -> None:
     composer = Composer(default_locale="fr")
     notice = composer.render("twitter", _context("fr", "notice")).parts[0]
-    assert notice.startswith("🛠 Une maintenance est prévue le 25 nov. à 2 h 00, pour 2 h 30 environ")
+    assert notice.startswith(
+        f"🛠 Une maintenance est prévue le 25 nov. à {nbsp('2 h 00')}, pour {nbsp('2 h 30')} environ"
+    )
     moved = composer.render("email", _context("en", "rescheduled")).text
-    assert "originally planned on Nov 24 at 2:00 AM will now take place on Nov 25 at 2:00 AM" in moved
+    assert (
+        f"originally planned on Nov 24 at {nbsp('2:00 AM')} will now take place on Nov 25 at "
+        f"{nbsp('2:00 AM')}" in moved
+    )
     extended = composer.render("push", _context("fr", "extended"))
     assert extended.title == "Maison & Fils · Maintenance prolongée"
-    assert "fin désormais prévue le 25 nov. à 4 h 30" in extended.text
+    assert f"fin désormais prévue le 25 nov. à {nbsp('4 h 30')}" in extended.text
     done = composer.render("facebook", _context("en", "completed")).text
     assert "Commande and Paiement are working normally again. Thank you for your patience!" in done
 
@@ -214,7 +228,7 @@ async def test_reschedule_then_extend_then_completion_waits(
             now=NOW,
             author="cm",
         )
-    assert set(moved.update.channels) == set(CHANNELS)
+    assert isinstance(moved, Unannounced)  # no notice had gone out: the plan moved in silence
     current = await _incident(sessions, incident.id)
     assert current.scheduled_start_at == later and current.status == "scheduled"
     async with sessions() as session:
@@ -226,7 +240,7 @@ async def test_reschedule_then_extend_then_completion_waits(
         extended = await reschedule_maintenance(
             session, settings, incident.id, ends_at=later + timedelta(hours=3), now=later, author="cm"
         )
-    assert extended.update.status == "in_progress"
+    assert isinstance(extended, Published) and extended.update.status == "in_progress"
     # The old end passes: the end job finds the window extended and waits for the new one.
     async with sessions() as session:
         assert await complete_maintenance(session, settings, incident.id, later + timedelta(hours=2)) is None
@@ -248,7 +262,7 @@ async def test_cancel_scheduled_and_running(database_url: str, sessions: Session
     assert planned.id is not None and running.id is not None
     async with sessions() as session:
         cancelled = await cancel_maintenance(session, settings, planned.id, now=NOW, author="cm")
-        assert cancelled.update.status == "cancelled"
+        assert isinstance(cancelled, Unannounced) and cancelled.incident.status == "cancelled"
         assert await start_maintenance(session, settings, planned.id, START) is None  # stale start job
         await start_maintenance(session, settings, running.id, START)
     assert (await _statuses(sessions))["website"] == "maintenance"
@@ -316,3 +330,83 @@ async def test_unknown_id_and_blaming_text(database_url: str, sessions: SessionF
         )
     async with sessions() as session:
         assert list(await session.exec(select(Incident))) == []
+
+
+async def _rendered(
+    sessions: SessionFactory, update_id: int | None, channel: str, locale: str
+) -> RenderedMessage:
+    async with sessions() as session:
+        rendition = (
+            await session.exec(
+                select(Rendition).where(
+                    Rendition.update_id == update_id, Rendition.channel == channel, Rendition.locale == locale
+                )
+            )
+        ).one()
+    return RenderedMessage.from_json(rendition.payload)
+
+
+async def test_an_earlier_end_is_announced_as_such_not_as_an_extension(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    settings = make_settings(database_url)
+    await subscribe(sessions, settings, [NewSubscriber(email="fr@example.com", line=2)])
+    incident = await _schedule(sessions, settings)  # 02:00 → 04:30 in Paris
+    assert incident.id is not None
+    async with sessions() as session:
+        await start_maintenance(session, settings, incident.id, START)
+        earlier = await reschedule_maintenance(
+            session, settings, incident.id, ends_at=END - timedelta(hours=1), now=START, author="cm"
+        )  # now 03:30
+    assert isinstance(earlier, Published)
+    french = (await _rendered(sessions, earlier.update.id, "email", "fr")).text
+    assert "prend plus de temps" not in french
+    assert (
+        f"La maintenance se terminera plus tôt que prévu : fin désormais prévue à {nbsp('3 h 30')} "
+        f"au lieu de {nbsp('4 h 30')}." in french
+    )
+    english = await _rendered(sessions, earlier.update.id, "push", "en")
+    assert english.title == "Maison Exemple · Maintenance ending early"
+    assert "longer" not in english.text and f"now expected to end at {nbsp('3:30 AM')}" in english.text
+    # The end job moved with the end: the window closes at 03:30, not at 04:30.
+    async with sessions() as session:
+        assert (
+            await complete_maintenance(session, settings, incident.id, END - timedelta(hours=1)) is not None
+        )
+
+
+async def test_complete_now_ends_a_running_maintenance_before_its_planned_end(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    settings = make_settings(database_url)
+    await subscribe(
+        sessions, settings, [NewSubscriber(email="fr@example.com", telegram_chat_id="1001", line=2)]
+    )
+    planned = await _schedule(sessions, settings)
+    running = await _schedule(sessions, settings, title="Migration du site", components=["website"])
+    assert planned.id is not None and running.id is not None
+    early = START + timedelta(minutes=40)
+    async with sessions() as session:
+        await start_maintenance(session, settings, running.id, START)
+        with pytest.raises(MaintenanceError, match=f"#{planned.id} has not started: only a running one"):
+            await complete_maintenance_now(session, settings, planned.id, now=early, author="cm")
+        done = await complete_maintenance_now(session, settings, running.id, now=early, author="cm")
+    assert done.update.status == "completed" and set(done.update.channels) == set(CHANNELS)
+    assert set(done.deliveries) == set(CHANNELS)  # "completed" on every channel
+    current = await _incident(sessions, running.id)
+    assert current.status == "completed" and current.resolved_at == early
+    assert (await _statuses(sessions))["website"] == "operational"
+    async with sessions() as session:  # the scheduler's end job, at the planned end: nothing left to do
+        assert await complete_maintenance(session, settings, running.id, END) is None
+        with pytest.raises(MaintenanceError, match=f"maintenance #{running.id} is already completed"):
+            await complete_maintenance_now(session, settings, running.id, now=END, author="cm")
+    async with sessions() as session:
+        updates = await session.exec(select(IncidentUpdate).where(IncidentUpdate.incident_id == running.id))
+        assert [u.status for u in updates] == ["scheduled", "in_progress", "completed"]
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+def test_a_completed_notice_thanks_once_on_every_channel(locale: str) -> None:
+    for channel, message in Composer(default_locale="fr").render_all(_context(locale, "completed")).items():
+        for text in (message.text, message.html):
+            assert not text or len(re.findall(r"merci|thank", text, re.IGNORECASE)) == 1, (channel, text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from broadcaster.cli import app
+from broadcaster.compose import Composer
+from broadcaster.config import load_settings
+from broadcaster.db import create_engine, session_factory
+from broadcaster.scheduler import Scheduler
 from tests.test_cli import rows, runner
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -64,16 +69,15 @@ def test_schedule_list_reschedule_cancel(workdir: Path) -> None:
     assert moved.exit_code == 0, moved.output
     result = json.loads(moved.output)
     assert result["status"] == "scheduled"
-    # Capture mode: every public channel and the checkout subscriber (not the website one) got it.
-    assert result["deliveries"]["email"] == {"captured": 1}
-    assert result["deliveries"]["telegram"] == {"captured": 1}
+    # No rung of the ladder had gone out: nobody is told of the move, the plan just moves.
+    assert result["notice_sent"] is False and result["deliveries"] == {} and rows(workdir, "delivery") == 0
     listed = json.loads(runner.invoke(app, ["maintenance", "list", "--json"]).output)
     first = next(m for m in listed if m["id"] == 1)
     assert datetime.fromisoformat(first["ends_at"]).astimezone(PARIS).strftime("%H:%M") == "05:00"
 
     cancelled = runner.invoke(app, ["maintenance", "cancel", "1", "--no-wait", "--json"])
     assert cancelled.exit_code == 0, cancelled.output
-    assert json.loads(cancelled.output)["status"] == "cancelled"
+    assert json.loads(cancelled.output)["status"] == "cancelled" and rows(workdir, "delivery") == 0
     assert [m["id"] for m in json.loads(runner.invoke(app, ["maintenance", "list", "--json"]).output)] == [2]
     everything = json.loads(runner.invoke(app, ["maintenance", "list", "--all", "--json"]).output)
     assert {m["id"]: m["status"] for m in everything} == {1: "cancelled", 2: "scheduled"}
@@ -109,3 +113,77 @@ def test_unknown_maintenance_is_refused(workdir: Path) -> None:
     for command in (["reschedule", "9", "--ends", _local(3)], ["cancel", "9"]):
         result = runner.invoke(app, ["maintenance", *command])
         assert result.exit_code == 2 and "no maintenance #9" in result.output
+
+
+def _scheduler_at(workdir: Path, moment: datetime) -> dict[str, str]:
+    """What `broadcaster serve`'s scheduler does at `moment`, on the CLI's database."""
+    settings = load_settings(workdir / "config.toml")
+
+    async def run_due() -> dict[str, str]:
+        engine = create_engine(settings.database.url)
+        try:
+            scheduler = Scheduler(settings, session_factory(engine), Composer(), clock=lambda: moment)
+            return await scheduler.run_due()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run_due())
+
+
+def _subscribe(workdir: Path) -> None:
+    (workdir / "customers.csv").write_text(
+        "email,telegram_chat_id,locale,components\na@example.com,1001,fr,checkout\n", encoding="utf-8"
+    )
+    assert runner.invoke(app, ["subscribers", "import", "customers.csv"]).exit_code == 0
+
+
+def test_a_change_before_the_first_notice_says_nobody_was_told(workdir: Path) -> None:
+    _subscribe(workdir)
+    assert runner.invoke(app, _schedule()).exit_code == 0
+    moved = runner.invoke(
+        app, ["maintenance", "reschedule", "1", "--starts", _local(4), "--ends", _local(4, 5)]
+    )
+    assert moved.exit_code == 0, moved.output
+    assert "Nobody had been told yet: the plan moved, no notice sent." in moved.output
+    cancelled = runner.invoke(app, ["maintenance", "cancel", "1"])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "cancelled" in cancelled.output
+    assert "Nobody had been told yet: the plan was dropped, no notice sent." in cancelled.output
+    assert rows(workdir, "delivery") == 0
+
+
+def test_a_change_after_the_e_mail_notice_tells_the_e_mail_subscribers_only(workdir: Path) -> None:
+    _subscribe(workdir)
+    scheduled = json.loads(runner.invoke(app, _schedule("--json")).output)
+    first_rung = datetime.fromisoformat(scheduled["notices"][0]["at"])
+    assert _scheduler_at(workdir, first_rung) == {"notice:1:72": "done"}  # e-mail, 72 h before
+    moved = runner.invoke(
+        app, ["maintenance", "reschedule", "1", "--starts", _local(4), "--ends", _local(4, 5), "--json"]
+    )
+    assert moved.exit_code == 0, moved.output
+    assert json.loads(moved.output)["deliveries"] == {"email": {"captured": 1}}  # not X, Telegram, push…
+
+
+def test_complete_ends_a_running_maintenance_now(workdir: Path) -> None:
+    _subscribe(workdir)
+    first = json.loads(runner.invoke(app, _schedule("--json")).output)
+    later = _schedule()
+    later[later.index("--starts") + 1] = _local(5)
+    later[later.index("--ends") + 1] = _local(5, hour=4)
+    assert runner.invoke(app, later).exit_code == 0  # #2 stays scheduled
+    _scheduler_at(workdir, datetime.fromisoformat(first["starts_at"]))  # #1's notices, then "started"
+    listed = json.loads(runner.invoke(app, ["maintenance", "list", "--json"]).output)
+    assert [m["status"] for m in listed] == ["in_progress", "scheduled"]
+
+    # Two hours before its planned end. `--no-wait`: the notices the scheduler queued above wait for
+    # `serve` (not running here), and a thread's next post waits for the previous one.
+    done = runner.invoke(app, ["maintenance", "complete", "1", "--no-wait", "--json"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output)
+    assert result["status"] == "completed"
+    assert set(result["deliveries"]) == {"twitter", "facebook", "telegram", "email", "push", "blog"}
+    again = runner.invoke(app, ["maintenance", "complete", "1"])
+    assert again.exit_code == 2 and "maintenance #1 is already completed" in again.output
+    planned = runner.invoke(app, ["maintenance", "complete", "2"])
+    assert planned.exit_code == 2 and "maintenance #2 has not started" in planned.output
+    assert "Traceback" not in planned.output and len(planned.output.strip().splitlines()) == 1

@@ -13,6 +13,7 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.maintenance import (
     complete_maintenance,
+    complete_maintenance_now,
     reschedule_maintenance,
     schedule_maintenance,
     start_maintenance,
@@ -66,7 +67,7 @@ async def test_200_before_503_with_retry_after_during_200_after(
         assert "Maison Exemple is under maintenance. We will be back around 4:30" in _visible(during.text)
         assert f'href="{settings.status_url}"' in during.text
         french = await client.get("/maintenance")
-        assert "de retour vers 4 h 30" in _visible(french.text) and 'lang="fr"' in french.text
+        assert "de retour vers 4\u00a0h\u00a030" in _visible(french.text) and 'lang="fr"' in french.text
         head = await client.head("/maintenance")
         assert head.status_code == 503 and head.headers["Retry-After"] == str(2 * 3600)
         # A proxy in front of another component only keeps serving.
@@ -91,6 +92,25 @@ async def test_200_before_503_with_retry_after_during_200_after(
             await complete_maintenance(session, settings, incident.id, now[0])
         after = await client.get("/maintenance")
         assert after.status_code == 200 and "Retry-After" not in after.headers
+
+
+async def test_completed_early_answers_200_at_once(database_url: str, sessions: SessionFactory) -> None:
+    settings = make_settings(database_url)
+    now = [START + timedelta(minutes=20)]
+    async with sessions() as session:
+        incident = await schedule_maintenance(
+            session, settings, title="Mise à jour", starts_at=START, ends_at=END,
+            components=["checkout"], message=TEXT, author="cm", now=NOW,
+        )  # fmt: skip
+        assert incident.id is not None
+        await start_maintenance(session, settings, incident.id, START)
+    async with _client(settings, sessions, lambda: now[0]) as client:
+        assert (await client.get("/maintenance")).status_code == 503
+        async with sessions() as session:  # two hours before the planned end
+            await complete_maintenance_now(session, settings, incident.id, now=now[0], author="cm")
+        after = await client.get("/maintenance")
+        assert after.status_code == 200 and "Retry-After" not in after.headers
+        assert "aucune maintenance en cours" in after.text
 
 
 async def test_the_service_app_serves_the_endpoint(database_url: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,9 @@ from broadcaster.cli import app
 from broadcaster.db import SessionFactory
 from broadcaster.inbound import store_inbound
 from broadcaster.inbox import file_pending
-from broadcaster.models import Message, utcnow
+from broadcaster.maintenance import post_notice, schedule_maintenance
+from broadcaster.message import RenderedMessage
+from broadcaster.models import Message, Rendition, utcnow
 from broadcaster.status_bot import StatusBot
 from broadcaster.web import create_app
 from channels.base import InboundMessage
@@ -142,3 +145,31 @@ async def test_pages_feed_and_bot_show_the_title_in_the_readers_language(
     async with sessions() as session:
         (answer,) = await session.exec(select(Message.text).where(Message.direction == "out"))
     assert "Payment unavailable" in answer
+
+
+async def test_a_maintenance_title_is_translated_and_its_e_mail_escapes_what_it_shows(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    settings = make_settings(
+        database_url,
+        components={"checkout": {"label": {"fr": "Commande <b>", "en": "Checkout <b>"}, "critical": True}},
+    )
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        planned = await schedule_maintenance(
+            session, settings, title="Mise à jour du paiement", title_translations={"en": "Payment upgrade"},
+            starts_at=now + timedelta(days=2), ends_at=now + timedelta(days=2, hours=2),
+            components=["checkout"], message={"fr": "Nous mettons à jour.", "en": "We are upgrading."},
+            author="test", now=now,
+        )  # fmt: skip
+    assert planned.id is not None
+    async with sessions() as session:
+        notice = await post_notice(session, settings, planned.id, phase="notice", channels=["email"], now=now)
+    assert notice is not None and notice.fallbacks == []
+    async with sessions() as session:
+        rows = await session.exec(select(Rendition).where(Rendition.update_id == notice.update.id))
+        emails = {r.locale: RenderedMessage.from_json(r.payload) for r in rows}
+    assert "Payment upgrade" in emails["en"].title and "Mise à jour" not in emails["en"].html
+    assert "Mise à jour du paiement" in emails["fr"].title
+    for email in emails.values():
+        assert "<b>" not in email.html and "&lt;b&gt;" in email.html  # a label is text, not markup

@@ -1,13 +1,15 @@
-"""`broadcaster maintenance schedule|reschedule|cancel|list`: planned maintenance windows.
+"""`broadcaster maintenance schedule|reschedule|cancel|complete|list`: planned maintenance windows.
 
 Scheduling sends nothing: the scheduler (`broadcaster serve`) sends the notice ladder, then
-"started" and "completed". Rescheduling and cancelling send their notice at once, like
-`incident update` (queued, then delivered with a progress bar unless `--no-wait`).
+"started" and "completed". Rescheduling and cancelling tell those already told of the window at
+once, like `incident update` (queued, then delivered with a progress bar unless `--no-wait`); before
+its first notice they send nothing and say so. `complete` ends a running window now, on every channel.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -15,22 +17,35 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.cli.incidents import publish_and_deliver, show_refusal
-from broadcaster.cli.options import AsJson, Force, Message, NoWait, Translation, iso, parse_translations
+from broadcaster.cli.options import (
+    AsJson,
+    Force,
+    Message,
+    NoWait,
+    TitleTranslation,
+    Translation,
+    iso,
+    parse_translations,
+)
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.drafting import LintRefused, enabled_channels
 from broadcaster.localtime import local_time
 from broadcaster.maintenance import (
+    Unannounced,
     cancel_maintenance,
+    complete_maintenance_now,
     reschedule_maintenance,
     schedule_maintenance,
 )
 from broadcaster.models import Incident, utcnow
 from broadcaster.timeparse import parse_future
+from broadcaster.update_writer import Published
 
-app = typer.Typer(help="Schedule, move, cancel and list maintenance windows.", no_args_is_help=True)
+app = typer.Typer(help="Schedule, move, cancel, complete and list maintenance windows.", no_args_is_help=True)
 
 AUTHOR = "cli"
 _TIME_HELP = "ISO 8601 (2026-11-25T02:00, in the brand's time zone unless it has an offset), or 14:30, 2h."
@@ -40,6 +55,11 @@ Components = Annotated[
     list[str], typer.Option("--component", "-c", help="Component under maintenance (repeatable).")
 ]
 IncidentId = Annotated[int, typer.Argument(help="The maintenance's number (`maintenance list`).")]
+#: What `reschedule` / `cancel` say when the window's first notice had not gone out yet.
+NOBODY_TOLD = {
+    "scheduled": "nobody had been told yet: the plan moved, no notice sent",
+    "cancelled": "nobody had been told yet: the plan was dropped, no notice sent",
+}
 
 
 def _local(settings: Settings, value: datetime | None) -> str:
@@ -81,6 +101,7 @@ def schedule(
     component: Components,
     message: Message,
     translation: Translation = None,
+    title_translation: TitleTranslation = None,
     force: Force = False,
     as_json: AsJson = False,
 ) -> None:
@@ -97,6 +118,7 @@ def schedule(
                 return await schedule_maintenance(
                     session, settings, title=title, starts_at=starts_at, ends_at=ends_at,
                     components=component, message=texts, author=AUTHOR, now=now, force=force,
+                    title_translations=parse_translations(title_translation, "--title-translation"),
                 )  # fmt: skip
             except LintRefused as exc:
                 show_refusal(exc)
@@ -123,6 +145,43 @@ def schedule(
     console.print(table)
 
 
+async def _change(
+    ctx: typer.Context,
+    change: Callable[[AsyncSession], Awaitable[Published | Unannounced]],
+    no_wait: bool,
+    as_json: bool,
+) -> None:
+    """Apply a reschedule or a cancellation; deliver its notice, or say that nobody had been told."""
+    settings = state(ctx).settings
+    async with open_runtime(settings) as runtime, runtime.sessions() as session:
+        outcome = await change(session)
+    if isinstance(outcome, Unannounced):
+        _report_unannounced(settings, outcome.incident, as_json)
+        return
+
+    async def written(_session: AsyncSession, _runtime: object) -> Published:
+        return outcome  # the notice is written: what is left is to deliver it and report
+
+    await publish_and_deliver(ctx, written, no_wait, as_json)
+
+
+def _report_unannounced(settings: Settings, incident: Incident, as_json: bool) -> None:
+    reason = NOBODY_TOLD[incident.status]
+    if as_json:
+        summary: dict[str, object] = {"incident_id": incident.id, "update_id": None, "notice_sent": False,
+                                      "reason": reason, "deliveries": {}}  # fmt: skip
+        console.print_json(json.dumps(_maintenance_dict(incident) | summary))
+        return
+    window = (
+        f"{_local(settings, incident.scheduled_start_at)} → {_local(settings, incident.scheduled_end_at)} "
+        f"({settings.brand.timezone})"
+    )
+    console.print(
+        f"Maintenance [bold]#{incident.id}[/] «{escape(incident.title)}» {incident.status}: {window}\n"
+        f"[yellow]{reason[0].upper()}{reason[1:]}.[/]"
+    )
+
+
 @app.command("reschedule")
 @user_errors
 def reschedule(
@@ -133,18 +192,21 @@ def reschedule(
     no_wait: NoWait = False,
     as_json: AsJson = False,
 ) -> None:
-    """Move a planned window ("rescheduled" notice), or extend a running one's end ("extended" notice)."""
+    """Move a planned window ("rescheduled"), or a running one's end ("extended" or "shortened").
+
+    The notice goes to those already told of the maintenance; before its first notice nothing is sent.
+    """
     settings = state(ctx).settings
     now = utcnow()
     starts_at = parse_future("--starts", starts, now=now, brand=settings.brand) if starts else None
     ends_at = parse_future("--ends", ends, now=now, brand=settings.brand) if ends else None
 
-    async def action(session, _runtime):  # type: ignore[no-untyped-def]
+    async def change(session: AsyncSession) -> Published | Unannounced:
         return await reschedule_maintenance(
             session, settings, incident_id, starts_at=starts_at, ends_at=ends_at, now=now, author=AUTHOR
         )
 
-    run(publish_and_deliver(ctx, action, no_wait, as_json))
+    run(_change(ctx, change, no_wait, as_json))
 
 
 @app.command("cancel")
@@ -152,11 +214,28 @@ def reschedule(
 def cancel(
     ctx: typer.Context, incident_id: IncidentId, no_wait: NoWait = False, as_json: AsJson = False
 ) -> None:
-    """Call a maintenance off and tell every channel; a running one gives its components back."""
+    """Call a maintenance off and tell those already told of it; a running one gives its components back."""
     settings = state(ctx).settings
 
-    async def action(session, _runtime):  # type: ignore[no-untyped-def]
+    async def change(session: AsyncSession) -> Published | Unannounced:
         return await cancel_maintenance(session, settings, incident_id, now=utcnow(), author=AUTHOR)
+
+    run(_change(ctx, change, no_wait, as_json))
+
+
+@app.command("complete")
+@user_errors
+def complete(
+    ctx: typer.Context, incident_id: IncidentId, no_wait: NoWait = False, as_json: AsJson = False
+) -> None:
+    """End a running maintenance now, also before its planned end: "completed" on every channel.
+
+    `/maintenance` answers 200 at once and the components are back to operational.
+    """
+    settings = state(ctx).settings
+
+    async def action(session: AsyncSession, _runtime: object) -> Published:
+        return await complete_maintenance_now(session, settings, incident_id, now=utcnow(), author=AUTHOR)
 
     run(publish_and_deliver(ctx, action, no_wait, as_json))
 
