@@ -45,12 +45,17 @@ HELDOUT = load("thanks_heldout.tsv")
 
 def accuracy(name: str, rows: list[Example]) -> float:
     """Print accuracy, per label and locale, and every miss; return the accuracy."""
-    results = [(label, locale, text, "thanks" if thanks_in(text) else "none") for label, locale, text, _ in rows]
+    results = [
+        (label, locale, text, "thanks" if thanks_in(text) else "none") for label, locale, text, _ in rows
+    ]
     right = sum(label == got for label, _, _, got in results)
     print(f"\n{name}: {right / len(results):.1%} on its {len(results)} labelled examples")
     totals = Counter((label, locale) for label, locale, _, _ in results)
     hits = Counter((label, locale) for label, locale, _, got in results if label == got)
-    print("  right: " + ", ".join(f"{label}/{locale} {hits[label, locale]}/{n}" for (label, locale), n in sorted(totals.items())))
+    per_group = (
+        f"{label}/{locale} {hits[label, locale]}/{n}" for (label, locale), n in sorted(totals.items())
+    )
+    print("  right: " + ", ".join(per_group))
     for label, locale, text, got in results:
         if label != got:
             print(f"  {label} -> {got} [{locale}]: {text}")
@@ -64,7 +69,8 @@ def test_example_files_are_well_formed() -> None:
         assert locale in LOCALES, text
         assert text.strip() == text and text, source
         assert source.startswith(("http://", "https://")) or ":" in source, text
-    assert not {t for _, _, t, _ in MAIN} & {t for _, _, t, _ in HELDOUT}, "held-out examples leak into the tuning set"
+    leaked = {t for _, _, t, _ in MAIN} & {t for _, _, t, _ in HELDOUT}
+    assert not leaked, "held-out examples leak into the tuning set"
     for rows in (MAIN, HELDOUT):
         assert {(label, locale) for label, locale, _, _ in rows} == {(a, b) for a in LABELS for b in LOCALES}
 
