@@ -158,9 +158,23 @@ _FR_PLEASE = (
     rf" (?:de |d')(?!{_FR_DETERMINER})(?:bien )?(?:(?:nous|vous|me|te|lui|en|y) |[mt]')*"
     r"(?!avoir\b|etre\b)[a-z]+(?:er|ir|re|oir)\b"
 )
+# Thanks addressed to one's own people ("Grateful for our engineering teams", "Merci à nos équipes")
+# do not thank the reader, unless the reader is thanked in the same breath ("… and you").
+_STAFF = (
+    r"(?:\w+ (?:and |et )?){0,3}?(?:teams?|engineers?|staff|crews?|colleagues|employees|partners"
+    r"|equipes?|techniciens?|collaborat(?:eur|rice)s?|agents?|salarie(?:e|s|es)?|partenaires?)\b"
+    r"(?! (?:and|et) (?:to |a )?(?:you|vous)\b)"
+)
+_EN_TO_STAFF = rf"(?: you)? (?:to|for) (?:all )?(?:our|the) {_STAFF}"
+_FR_TO_STAFF = rf" (?:(?:a|aux) )?(?:(?:toutes|tous) )?(?:nos|notre) {_STAFF}"
+# "We appreciate that / how…" acknowledges a feeling; "we appreciate your patience" thanks.
 THANKS: tuple[Phrase, ...] = (
-    Phrase(rf"merci(?!{_FR_PLEASE})|remerci\w*"),
-    Phrase(r"thanks?(?! to (?!you\b|all\b|everyone\b|everybody\b))|thankful|grateful|gratitude|appreciate"),
+    Phrase(rf"merci(?!{_FR_PLEASE})(?!{_FR_TO_STAFF})|remerci\w*(?!{_FR_TO_STAFF})"),
+    Phrase(
+        r"(?:thanks?(?! to (?!you\b|all\b|everyone\b|everybody\b))|thankful|grateful|gratitude)"
+        rf"(?!{_EN_TO_STAFF})"
+        r"|appreciat(?:e|es|ed|ing|ion|ive)(?! (?:that|how)\b)"
+    ),
 )
 
 # Wording that already points customers to another way of ordering.

@@ -300,10 +300,17 @@ def test_a_resolution_preview_with_checkout_and_no_alternative_asks_for_none() -
         ("Payment works again. Thank you for your patience.", True),
         ("Thanks to all of you for your messages.", True),
         ("We appreciate your patience.", True),
+        ("Our team appreciates your patience.", True),
+        ("Nous remercions nos clients de leur patience.", True),
+        ("Merci à nos équipes et à vous pour votre patience.", True),
         # Asking, not thanking: "merci de + verb" is "please…", "thanks to" gives a cause.
         ("Tout fonctionne. Merci de repasser votre commande.", False),
         ("Merci de bien vouloir vous reconnecter.", False),
         ("Thanks to our provider's fix, payments work again.", False),
+        # Thanking one's own teams, or "appreciating that", does not thank the reader.
+        ("Grateful for our operations and engineering teams.", False),
+        ("Merci à nos équipes mobilisées toute la nuit.", False),
+        ("We appreciate that this was frustrating.", False),
         ("Le paiement fonctionne de nouveau.", False),
     ],
 )
