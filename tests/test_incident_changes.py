@@ -148,6 +148,8 @@ async def test_an_update_can_change_only_the_impact_and_the_components(
     en = await rendition(sessions, grown.update.id, "email", "en")
     assert "L'incident touche désormais aussi : Paiement" in fr.text and "service interrompu" in fr.text
     assert "Now also affects: Payment" in en.text and "was: minor disruption" in en.text
+    blog = await rendition(sessions, grown.update.id, "blog", "en")
+    assert "<p>Now also affects: Payment." in blog.html  # a paragraph of its own, not glued to the status
     async with sessions() as session:
         told = list(await session.exec(select(Delivery.target).where(Delivery.update_id == grown.update.id)))
         recorded = await session.get(IncidentUpdate, grown.update.id)
