@@ -181,12 +181,13 @@ def _context(
     kind: MessageKind,
     locale: str,
     messages: dict[str, str],
+    texts: tuple[dict[str, str], dict[str, str]],
     published_at: datetime,
 ) -> MessageContext:
+    """One locale's context; `texts`: the alternative and the compensation per locale."""
     brand = settings.brand
     default = brand.default_locale
-    alternatives = localized(settings, draft.alternative, draft.alternative_translations, "--alternative")
-    compensations = localized(settings, draft.compensation, draft.compensation_translations, "--compensation")
+    alternatives, compensations = texts
     alternative = _in(alternatives, locale, default) or _in(brand.alternative, locale, default)
 
     def labels(names: Sequence[str]) -> tuple[str, ...]:
@@ -300,9 +301,13 @@ def render_update(
     messages = draft_messages(settings, draft, may_be_empty=follow_up)
     channels = enabled_channels(settings, draft.channels)
     renders: dict[str, dict[str, RenderedMessage]] = {}
+    texts = (  # per locale, checked once for the whole update
+        localized(settings, draft.alternative, draft.alternative_translations, "--alternative"),
+        localized(settings, draft.compensation, draft.compensation_translations, "--compensation"),
+    )
     # A locale without its own text gets the default locale's rendering (`fallback_readers` counts them).
     for locale in rendered_locales(settings, facts, draft, messages):
-        context = _context(settings, facts, draft, kind, locale, messages, published_at)
+        context = _context(settings, facts, draft, kind, locale, messages, texts, published_at)
         for channel in channels:
             renders.setdefault(channel, {})[locale] = composer.render(channel, context)
     critical = any(settings.components[c].critical for c in facts.components)

@@ -80,7 +80,12 @@ def _answer(
         return 0
     templates = ReplyTemplates(settings)
     default = settings.brand.default_locale
-    still = affected_elsewhere_sync(connection, incident.id, incident.components)
+    # A resolution names what something else still affects; a publication has nothing to add.
+    still = (
+        affected_elsewhere_sync(connection, incident.id, incident.components)
+        if template == "resolution"
+        else []
+    )
     answers = []
     for row in rows:
         language = templates.language(row.locale)

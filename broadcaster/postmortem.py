@@ -30,7 +30,7 @@ from broadcaster.config import Settings
 from broadcaster.drafting import PublishError, UpdateDraft, enabled_channels
 from broadcaster.message import MessageKind
 from broadcaster.models import Conversation, Incident, IncidentUpdate, Message
-from broadcaster.update_writer import Published, one_transaction, write_update
+from broadcaster.update_writer import Published, changes_between, one_transaction, write_update
 
 __all__ = [
     "PLACEHOLDERS",
@@ -184,20 +184,13 @@ def _delivery_lines(counts: dict[str, dict[str, int]], language: str) -> list[di
 def _what_changed(
     settings: Settings, language: str, previous: IncidentUpdate | None, update: IncidentUpdate
 ) -> dict[str, Any]:
-    """What an update changed of the incident, from the facts recorded with it and the one before."""
-    unchanged: dict[str, Any] = {"added": [], "removed": [], "impact": update.impact, "previous_impact": ""}
-    if previous is None or not (
-        previous.impact and update.impact and previous.components and update.components
-    ):
-        return unchanged  # the first update, or updates written before their facts were recorded
-
-    def labels(names: list[str]) -> list[str]:
-        return [settings.component_label(c, language) for c in names]
-
-    return unchanged | {
-        "added": labels([c for c in update.components if c not in previous.components]),
-        "removed": labels([c for c in previous.components if c not in update.components]),
-        "previous_impact": previous.impact if previous.impact != update.impact else "",
+    """What an update changed, with component labels in the report's language."""
+    changes = changes_between(previous, update)
+    return {
+        "added": [settings.component_label(c, language) for c in changes.added],
+        "removed": [settings.component_label(c, language) for c in changes.removed],
+        "impact": update.impact,
+        "previous_impact": changes.previous_impact,
     }
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, or_, select, text
+from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -101,7 +101,7 @@ async def _reports_if_unexplained(
 ) -> int | None:
     """How many reports came in the window, when they are a spike nothing explains yet; else None."""
     inbox = settings.inbox
-    reports = select(func.count()).select_from(_messages).where(*_in_window(settings, now)).scalar_subquery()
+    reports = _reports_count(settings, now).scalar_subquery()
     explained = exists().where(
         or_(
             _incidents.c.status.not_in(NOT_OPEN),
@@ -124,11 +124,10 @@ class Suspicion:
 
 
 def outage_suspected_sync(connection: Connection, settings: Settings, now: datetime) -> Suspicion | None:
-    """A suspected outage: no incident open, and either a draft from reports younger than the
-    spike cooldown (the detector's own "explained" window) or more than half the spike
-    threshold of reports in the window. None otherwise (then nobody reports much)."""
-    if connection.execute(select(exists().where(_incidents.c.status.not_in(NOT_OPEN)))).scalar():
-        return None
+    """With no incident open (the caller knows it: the status bot found none to answer about), is
+    an outage suspected? Yes when a draft from reports is younger than the spike cooldown (the
+    detector's own "explained" window), or more than half the spike threshold of reports came in
+    the window. None otherwise (then nobody reports much)."""
     inbox = settings.inbox
     draft_id = connection.execute(
         select(_incidents.c.id)
@@ -141,10 +140,13 @@ def outage_suspected_sync(connection: Connection, settings: Settings, now: datet
     ).scalar()
     if draft_id is not None:
         return Suspicion(draft_id)
-    reports = connection.execute(
-        select(func.count()).select_from(_messages).where(*_in_window(settings, now))
-    ).scalar_one()
+    reports = connection.execute(_reports_count(settings, now)).scalar_one()
     return Suspicion(None) if reports > inbox.spike_threshold / 2 else None
+
+
+def _reports_count(settings: Settings, now: datetime) -> Select[int]:
+    """How many customer reports the window holds."""
+    return select(func.count()).select_from(_messages).where(*_in_window(settings, now))
 
 
 def _in_window(settings: Settings, now: datetime) -> list[ColumnElement[bool]]:

@@ -19,6 +19,7 @@ It runs inside the inbox filer's transaction, on messages just filed:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -99,7 +100,7 @@ class StatusBot:
         now = now or utcnow()
         answers: list[Answer] = []
         states: dict[int | None, IncidentState | None] = {}
-        suspicions: list[Suspicion | None] = []  # read once per batch, when needed
+        suspected = functools.cache(lambda: outage_suspected_sync(connection, self._settings, now))
         for thread, found in filed:
             assert thread.id is not None
             if thread.incident_id not in states:
@@ -109,9 +110,7 @@ class StatusBot:
             incident = states[thread.incident_id]
             suspicion = None
             if incident is None and (found.intent in SPIKE_INTENTS or found.command == "/status"):
-                if not suspicions:
-                    suspicions.append(outage_suspected_sync(connection, self._settings, now))
-                suspicion = suspicions[0]
+                suspicion = suspected()  # read once per batch, and only when needed
                 if suspicion is not None and suspicion.draft_id is not None:
                     thread.incident_id = suspicion.draft_id  # answered at publication and resolution
             text = self._text_for(connection, thread, found, incident, suspicion, now)

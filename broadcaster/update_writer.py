@@ -44,6 +44,7 @@ __all__ = [
     "Changes",
     "Published",
     "add_missing_components",
+    "changes_between",
     "one_transaction",
     "promised_update_at",
     "write_update",
@@ -69,6 +70,20 @@ class Changes:
 
 
 NO_CHANGES = Changes()
+
+
+def changes_between(previous: IncidentUpdate | None, update: IncidentUpdate) -> Changes:
+    """What `update` changed of its incident, from the facts recorded with it and the one before
+    (nothing for the first update, or for updates written before their facts were recorded)."""
+    if previous is None or not (
+        previous.impact and update.impact and previous.components and update.components
+    ):
+        return NO_CHANGES
+    return Changes(
+        previous_impact=previous.impact if previous.impact != update.impact else "",
+        added=tuple(c for c in update.components if c not in previous.components),
+        removed=tuple(c for c in previous.components if c not in update.components),
+    )
 
 
 @asynccontextmanager

@@ -19,6 +19,7 @@ from broadcaster.cli.views import delivery_table
 from broadcaster.localtime import local_time
 from broadcaster.models import Incident, IncidentUpdate
 from broadcaster.spikes import publish_command
+from broadcaster.update_writer import changes_between
 
 
 def list_(
@@ -153,13 +154,12 @@ def what_it_said(update: IncidentUpdate, previous: IncidentUpdate | None) -> str
     message = next(iter(update.messages.values()), "")
     if message or previous is None:
         return message
-    changes = [f"status {update.status}"] if update.status != previous.status else []
-    if update.impact and previous.impact and update.impact != previous.impact:
-        changes.append(f"impact {previous.impact} → {update.impact}")
-    added = [c for c in update.components if previous.components and c not in previous.components]
-    removed = [c for c in previous.components if update.components and c not in update.components]
-    changes += [f"+{c}" for c in added] + [f"−{c}" for c in removed]
-    return f"({', '.join(changes) or 'times only'})"
+    changes = changes_between(previous, update)
+    said = [f"status {update.status}"] if update.status != previous.status else []
+    if changes.previous_impact:
+        said.append(f"impact {changes.previous_impact} → {update.impact}")
+    said += [f"+{c}" for c in changes.added] + [f"−{c}" for c in changes.removed]
+    return f"({', '.join(said) or 'times only'})"
 
 
 def register(app: typer.Typer) -> None:
