@@ -236,3 +236,11 @@ async def test_malformed_requests_are_422_naming_the_field(
     assert response.status_code == 422, response.text
     assert [error["loc"][:2] for error in response.json()["detail"]] == [field]
     await nothing_changed(sessions, cid)
+
+
+@pytest.mark.parametrize("conversation_id", ["99999999999999999999", "0"])
+async def test_an_id_no_row_can_have_is_refused_before_any_query(
+    api: httpx.AsyncClient, conversation_id: str
+) -> None:
+    response = await api.get(f"/api/v1/inbox/{conversation_id}", headers=AUTH)
+    assert response.status_code == 422 and "conversation_id" in response.text

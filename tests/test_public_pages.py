@@ -98,3 +98,11 @@ async def test_atom_feed_lists_updates_newest_first(
     titles = [e.findtext(f"{ATOM}title") for e in entries]
     assert titles[0].endswith("Cause identifiée") and titles[1].endswith("Nous enquêtons")
     assert entries[0].find(f"{ATOM}link").get("href").endswith(f"/incidents/{opened.incident.id}")
+
+
+@pytest.mark.parametrize("incident_id", ["99999999999999999999", "9223372036854775808", "0", "-1"])
+async def test_an_id_no_row_can_have_is_a_404_page_not_a_crash(
+    client: httpx.AsyncClient, incident_id: str
+) -> None:
+    response = await client.get(f"/incidents/{incident_id}")
+    assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")

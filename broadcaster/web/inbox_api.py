@@ -27,6 +27,7 @@ from broadcaster.inbox_actions import (
     InboxError,
     UnknownConversation,
 )
+from broadcaster.web.ids import RowId
 
 JsonObject = dict[str, object]
 T = TypeVar("T")
@@ -118,7 +119,7 @@ def inbox_router(
         return [{"name": p.name, "text": p.text, "problem": p.problem} for p in previews]
 
     @router.get("/{conversation_id}")
-    async def show(conversation_id: int) -> JsonObject:
+    async def show(conversation_id: RowId) -> JsonObject:
         """One conversation and every message in it, in order."""
         found = await conversation_with_messages(sessions, conversation_id)
         if found is None:
@@ -127,7 +128,7 @@ def inbox_router(
         return conversation_dict(conversation) | {"messages": [message_dict(m) for m in messages]}
 
     @router.post("/{conversation_id}/reply", status_code=202)
-    async def reply(conversation_id: int, body: ReplyBody) -> JsonObject:
+    async def reply(conversation_id: RowId, body: ReplyBody) -> JsonObject:
         """Queue an answer in the customer's thread (202: the dispatcher sends it)."""
         message = await _refusing_errors(
             inbox_actions.reply(
@@ -139,23 +140,23 @@ def inbox_router(
         return message_dict(message)
 
     @router.post("/{conversation_id}/assign")
-    async def assign(conversation_id: int, body: AssignBody) -> JsonObject:
+    async def assign(conversation_id: RowId, body: AssignBody) -> JsonObject:
         return conversation_dict(
             await _refusing_errors(inbox_actions.assign(sessions, conversation_id, body.assignee))
         )
 
     @router.post("/{conversation_id}/labels")
-    async def labels(conversation_id: int, body: LabelsBody) -> JsonObject:
+    async def labels(conversation_id: RowId, body: LabelsBody) -> JsonObject:
         return conversation_dict(
             await _refusing_errors(inbox_actions.label(sessions, conversation_id, body.add, body.remove))
         )
 
     @router.post("/{conversation_id}/close")
-    async def close(conversation_id: int) -> JsonObject:
+    async def close(conversation_id: RowId) -> JsonObject:
         return conversation_dict(await _refusing_errors(inbox_actions.close(sessions, conversation_id)))
 
     @router.post("/{conversation_id}/reopen")
-    async def reopen(conversation_id: int) -> JsonObject:
+    async def reopen(conversation_id: RowId) -> JsonObject:
         return conversation_dict(await _refusing_errors(inbox_actions.reopen(sessions, conversation_id)))
 
     return router

@@ -23,6 +23,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.drafting import duration_words
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Component, Incident, IncidentUpdate, Rendition, utcnow
+from broadcaster.web.ids import is_row_id
 from broadcaster.web.notices import describe, distinct_notices, notice_facts
 from broadcaster.web.pages import Pages, visitor_locale
 from broadcaster.web.times import NBSP
@@ -91,7 +92,7 @@ def public_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
         """An incident's timeline as published on the blog; a maintenance's window and notices."""
         locale = visitor_locale(request, settings)
         async with sessions() as session:
-            incident = await session.get(Incident, incident_id)
+            incident = await session.get(Incident, incident_id) if is_row_id(incident_id) else None
             if incident is None or incident.status == "draft":
                 words = page_words(locale)
                 return pages.render(

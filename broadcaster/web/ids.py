@@ -1,0 +1,21 @@
+"""Row ids in URLs: a number a database row can have, else the request is refused before any query.
+
+SQLite and PostgreSQL ids are signed 64-bit integers; a larger number in a URL would otherwise
+reach the driver and fail there (a 500 for a typo, or for anyone probing the service).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+
+__all__ = ["MAX_ROW_ID", "RowId", "is_row_id"]
+
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row's id (1 to 2^63 - 1).")]
+
+
+def is_row_id(value: int) -> bool:
+    """Whether a database row can have this id (a page answers 404 for any other)."""
+    return 1 <= value <= MAX_ROW_ID
