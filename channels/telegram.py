@@ -10,16 +10,13 @@ https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ParseMode
@@ -51,6 +48,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
+from channels.telegram_inbound import parse_updates
 from channels.telegram_request import AiohttpRequest, aiohttp_bot
 
 __all__ = ["TelegramChannel"]
@@ -63,28 +61,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 _MAX_REASON = 300
-_INBOUND_KINDS = ("message", "edited_message")
-_INBOUND_CHATS = frozenset({"private", "group", "supergroup"})
 _MESSAGE_REF = re.compile(r"(-?\d+):(\d+)")  # InboundMessage.external_id: "<chat_id>:<message_id>"
-
-
-class _RedactBotToken(logging.Filter):
-    """Bot API URLs carry the token, and httpx (INFO) and PTB's Bot (DEBUG) log them: hide it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed record: let logging report it as usual
-            return True
-        if "/bot" in message:
-            record.msg, record.args = _TOKEN_IN_URL.sub("/bot***", message), ()
-        return True
-
-
-for _logger_name in ("httpx", "telegram.Bot"):
-    _logger = logging.getLogger(_logger_name)
-    if not any(isinstance(f, _RedactBotToken) for f in _logger.filters):
-        _logger.addFilter(_RedactBotToken())
 
 
 class _ChatSlot:
@@ -281,26 +258,11 @@ class TelegramChannel:
         return Unavailable(f"Telegram error: {detail}")
 
     def parse_inbound(self, body: bytes, headers: Mapping[str, str]) -> list[InboundMessage]:
-        """Turn one webhook `Update` (or a list of them) into inbox messages.
+        """Turn one webhook `Update` (or a list of them) into inbox messages (`parse_updates`).
 
-        Keeps text messages and edits from private chats and groups; ignores channel posts,
-        bots, non-text messages and other update kinds. Malformed input raises `ValueError`.
+        A body that is not JSON raises `ValueError`; one unreadable update is logged, never raised.
         """
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"Telegram update is not valid JSON: {exc}") from None
-        updates = data if isinstance(data, list) else [data]
-        found: list[InboundMessage] = []
-        for update in updates:
-            if not isinstance(update, dict):
-                raise ValueError("Telegram update must be a JSON object")
-            for kind in _INBOUND_KINDS:
-                if kind in update:
-                    inbound = _inbound_from_message(update[kind], kind, update)
-                    if inbound is not None:
-                        found.append(inbound)
-        return found
+        return parse_updates(body)
 
     async def check(self) -> CheckResult:
         """Call getMe: "ok: @botname", or what is wrong and how to fix it."""
@@ -344,50 +306,3 @@ def _message_id_in(chat: str, reference: str) -> int:
 
 def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _field(data: Mapping[str, Any], path: str, kind: type | tuple[type, ...]) -> Any:
-    value = data.get(path.rsplit(".", 1)[-1])
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"Telegram update: {path} is missing or not {_kind_name(kind)}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {dict: "an object", int: "an integer", str: "a string"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _inbound_from_message(message: object, kind: str, update: Mapping[str, Any]) -> InboundMessage | None:
-    if not isinstance(message, dict):
-        raise ValueError(f"Telegram update: {kind} is not an object")
-    chat = _field(message, f"{kind}.chat", dict)
-    chat_id = _field(chat, f"{kind}.chat.id", int)
-    message_id = _field(message, f"{kind}.message_id", int)
-    date = _field(message, f"{kind}.date", int)
-    text = message.get("text")
-    sender = message.get("from")
-    if sender is not None and not isinstance(sender, dict):
-        raise ValueError(f"Telegram update: {kind}.from is not an object")
-    sender = sender or {}
-    if chat.get("type") not in _INBOUND_CHATS or not isinstance(text, str) or sender.get("is_bot"):
-        return None
-    user_id = sender.get("id", chat_id)
-    name = " ".join(str(sender.get(k, "")).strip() for k in ("first_name", "last_name")).strip()
-    replied = message.get("reply_to_message")
-    reply_to = ""
-    if isinstance(replied, dict) and isinstance(replied.get("message_id"), int):
-        reply_to = str(replied["message_id"])
-    return InboundMessage(
-        channel="telegram",
-        external_id=f"{chat_id}:{message_id}",
-        conversation_key=str(chat_id),
-        customer_handle=str(sender.get("username") or user_id),
-        text=text,
-        received_at=datetime.fromtimestamp(date, tz=UTC),
-        customer_name=name,
-        language=str(sender.get("language_code") or ""),
-        reply_to=reply_to,
-        raw=update,
-    )

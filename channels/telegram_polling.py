@@ -8,17 +8,17 @@ A call waits up to `polling_timeout_seconds` for news (long polling), so it runs
 connection of its own, never the sender's pool. The cursor is the next `offset` (last
 `update_id` + 1): asking with it confirms every earlier update to Telegram, which then forgets
 them, so the poller stores messages before it saves the cursor. Updates become messages with the
-webhook's parser, `TelegramChannel.parse_inbound`.
+webhook's parser (`channels.telegram_inbound`), one at a time: an unreadable one is still confirmed.
 https://core.telegram.org/bots/api#getupdates
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
+from urllib.parse import urlencode
 
-from telegram import Bot, Update
+from telegram import Bot
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from broadcaster.config import TelegramSettings
@@ -31,14 +31,12 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.telegram import TelegramChannel
+from channels.telegram_inbound import INBOUND_KINDS, message_of, update_id_of
 from channels.telegram_request import AiohttpRequest, aiohttp_bot
 
 __all__ = ["TelegramUpdates"]
 
-log = logging.getLogger(__name__)
-
-ALLOWED_UPDATES = ["message", "edited_message"]  # what the webhook's parser reads
+ALLOWED_UPDATES = list(INBOUND_KINDS)  # what the webhook's parser reads
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 _MAX_REASON = 300
 _WEBHOOK_IS_SET = (
@@ -63,7 +61,6 @@ class TelegramUpdates:
         self._settings = settings
         token = settings.token.get_secret_value() if settings.token is not None else ""
         self._token = token.strip()
-        self._parser = TelegramChannel(settings)  # parse_inbound only: its Bot is never built
         self._bot: Bot | None = None
         self._transports: list[AiohttpRequest] = []
 
@@ -75,24 +72,12 @@ class TelegramUpdates:
         """Messages sent to the bot after `cursor` (the next offset; "" = every pending update).
 
         Waits up to `polling_timeout_seconds` when there is nothing new; returns the cursor
-        unchanged then. An update the parser cannot read is skipped with a log line.
+        unchanged then. The cursor moves past every update received, readable or not.
         """
-        offset = _offset(cursor)
-        try:
-            updates = await self._get_bot().get_updates(
-                offset=offset,
-                timeout=self._settings.polling_timeout_seconds,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-        except TelegramError as exc:
-            # `from None`: a transport cause may carry the request URL, hence the token.
-            raise self._poll_error(exc) from None
-        if not updates:
-            return [], cursor
-        found: list[InboundMessage] = []
-        for update in updates:
-            found.extend(self._messages(update))
-        return found, str(max(u.update_id for u in updates) + 1)
+        updates = await self._get_updates(_offset(cursor))
+        ids = [update_id for update in updates if (update_id := update_id_of(update)) is not None]
+        found = [message for update in updates if (message := message_of(update)) is not None]
+        return found, str(max(ids) + 1) if ids else cursor
 
     async def check(self) -> CheckResult:
         """getMe then getWebhookInfo: polling works only while no webhook is set."""
@@ -125,13 +110,26 @@ class TelegramUpdates:
             self._bot, self._transports = aiohttp_bot(self._token, s.base_url, s.timeout_seconds, 1)
         return self._bot
 
-    def _messages(self, update: Update) -> list[InboundMessage]:
-        body = json.dumps(update.to_dict(), ensure_ascii=False).encode("utf-8")
+    async def _get_updates(self, offset: int | None) -> list[object]:
+        """getUpdates' raw result. `Bot.get_updates` decodes every update into PTB's models at
+        once, so one shape PTB refuses would fail them all: the call goes through our transport,
+        which still maps Telegram's errors to PTB's exceptions."""
+        bot = self._get_bot()
+        wait = self._settings.polling_timeout_seconds
+        query = {"timeout": wait, "allowed_updates": json.dumps(ALLOWED_UPDATES)}
+        if offset is not None:
+            query["offset"] = offset
         try:
-            return self._parser.parse_inbound(body, {})
-        except ValueError as exc:  # the webhook answers 400 to such an update; here the cursor moves on
-            log.warning("Telegram update %d skipped: %s", update.update_id, exc)
-            return []
+            result = await self._transports[1].post(
+                f"{bot.base_url}/getUpdates?{urlencode(query)}",
+                read_timeout=self._settings.timeout_seconds + wait,
+            )
+        except TelegramError as exc:
+            # `from None`: a transport cause may carry the request URL, hence the token.
+            raise self._poll_error(exc) from None
+        if not isinstance(result, list):
+            raise Unavailable("Telegram answered getUpdates without a list of updates")
+        return list(result)
 
     def _poll_error(self, exc: TelegramError) -> DeliveryError:
         detail = self._scrub(exc.message)

@@ -16,7 +16,8 @@ from broadcaster.web import create_app
 from tests.conftest import make_settings
 
 SECRET = "s3cret-webhook-token"
-UPDATE = (Path(__file__).parent / "payloads" / "telegram" / "message.json").read_bytes()
+TELEGRAM_PAYLOADS = Path(__file__).parent / "payloads" / "telegram"
+UPDATE = (TELEGRAM_PAYLOADS / "message.json").read_bytes()
 
 
 @pytest.fixture
@@ -63,10 +64,34 @@ async def test_malformed_and_oversized_payloads_are_refused(
     headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
     bad = await client.post("/webhooks/telegram", content=b'{"update_id": 1, "message": {"chat": 5}}',
                             headers=headers)  # fmt: skip
-    assert bad.status_code == 400 and "message" in bad.json()["detail"]
+    assert bad.status_code == 200 and bad.json() == {"received": 0, "stored": 0}  # else Telegram retries it
+    not_json = await client.post("/webhooks/telegram", content=b"{", headers=headers)
+    assert not_json.status_code == 400 and "JSON" in not_json.json()["detail"]
     huge = await client.post("/webhooks/telegram", content=b"x" * (1024 * 1024 + 1), headers=headers)
     assert huge.status_code == 413
     assert await stored(sessions) == []
+
+
+async def test_captions_media_and_unreadable_telegram_updates_reach_the_inbox(
+    client: httpx.AsyncClient, sessions: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+    answers = [
+        (
+            await client.post(
+                "/webhooks/telegram", content=TELEGRAM_PAYLOADS.joinpath(name).read_bytes(), headers=headers
+            )
+        ).json()  # fmt: skip
+        for name in ("photo_caption.json", "voice.json", "unreadable_chat.json")
+    ]
+
+    assert answers == [{"received": 1, "stored": 1}] * 3
+    records = {r.external_id: r for r in await stored(sessions)}
+    assert records["5512873340:4831"].text == "Voici l'erreur au moment de payer 😕"
+    assert records["5512873340:4834"].text == "[voice message]"
+    kept = records["update:815204205"]
+    assert (kept.text, kept.conversation_key) == ("Le paiement ne passe toujours pas", "update:815204205")
+    assert "Telegram update 815204205 unreadable: message.chat is missing" in caplog.text
 
 
 APP_SECRET = "fb-app-secret"

@@ -396,21 +396,55 @@ def test_parse_inbound_keeps_edits_and_skips_the_rest() -> None:
     assert msg.language == "" and msg.reply_to == ""
 
 
-@pytest.mark.parametrize(
-    ("body", "needle"),
-    [
-        (b"{not json", "not valid JSON"),
-        (b"[1]", "JSON object"),
-        (b'{"update_id": 1, "message": {"message_id": 1, "date": 1, "text": "x"}}', "message.chat"),
-        (b'{"message": {"message_id": 1, "date": 1, "chat": {"type": "private"}}}', "message.chat.id"),
-        (b'{"message": {"message_id": "1", "date": 1, "chat": {"id": 1}}}', "message.message_id"),
-        (b'{"message": {"message_id": 1, "chat": {"id": 1}}}', "message.date"),
-    ],
-)
-def test_parse_inbound_malformed(body: bytes, needle: str) -> None:
+@pytest.mark.parametrize(("body", "needle"), [(b"{not json", "not valid JSON"), (b"1", "JSON object")])
+def test_parse_inbound_refuses_a_body_that_is_no_update(body: bytes, needle: str) -> None:
     tg = TelegramChannel(settings_for("http://127.0.0.1:9/bot"))
     with pytest.raises(ValueError, match=needle):
         tg.parse_inbound(body, {})
+
+
+@pytest.mark.parametrize(
+    ("update", "needle"),
+    [
+        ({"update_id": 1, "message": {"message_id": 1, "date": 1}}, "message.chat"),
+        ({"update_id": 2, "message": {"message_id": 1, "date": 1, "chat": {"type": "group"}}}, "chat.id"),
+        ({"update_id": 3, "message": {"message_id": "1", "date": 1, "chat": {"id": 1}}}, "message_id"),
+        ({"update_id": 4, "message": {"message_id": 1, "chat": {"id": 1}}}, "message.date"),
+        ({"update_id": 5, "message": {"message_id": 1, "date": 10**20, "chat": {"id": 1}}}, "out of range"),
+        ({"update_id": 6, "edited_message": [1]}, "edited_message is not an object"),
+    ],
+)
+def test_an_unreadable_update_is_logged_and_skipped_without_text(
+    update: dict[str, object], needle: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tg = TelegramChannel(settings_for("http://127.0.0.1:9/bot"))
+    good = (PAYLOADS / "message.json").read_text()
+
+    found = tg.parse_inbound(f"[1, {json.dumps(update)}, {good}]".encode(), {})
+
+    assert [m.external_id for m in found] == ["5512873340:4821"]  # the readable one still comes
+    assert f"Telegram update {update['update_id']} unreadable: " in caplog.text and needle in caplog.text
+
+
+def test_media_labels_and_captions_on_the_webhook_path() -> None:
+    tg = TelegramChannel(settings_for("http://127.0.0.1:9/bot"))
+    chat = {"id": 9, "type": "private"}
+    media = [
+        {"photo": [{"file_id": "A", "width": 90, "height": 51}]},
+        {"animation": {"file_id": "B"}, "document": {"file_id": "B"}},
+        {"video_note": {"file_id": "C"}},
+        {"venue": {"title": "Boutique"}, "location": {"latitude": 48.8, "longitude": 2.3}},
+        {"document": {"file_id": "D"}, "caption": "  "},
+        {"new_chat_members": [{"id": 10, "is_bot": False, "first_name": "Léa"}]},  # a service message
+    ]
+    updates = [
+        {"update_id": n, "message": {"message_id": n, "date": 1795182127, "chat": chat, **fields}}
+        for n, fields in enumerate(media, start=1)
+    ]
+
+    found = tg.parse_inbound(json.dumps(updates).encode(), {})
+
+    assert [m.text for m in found] == ["[photo]", "[GIF]", "[video message]", "[venue]", "[document]"]
 
 
 def test_name_capabilities_repr() -> None:

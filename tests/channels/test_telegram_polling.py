@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -184,3 +187,71 @@ async def test_the_poller_stores_updates_once_and_keeps_the_offset(
     ]
     assert {r.channel for r in records} == {"telegram"}
     assert peer.get_updates_calls[-1]["offset"] == last + 1  # the restart asked from the saved offset
+
+
+# ----- one update never blocks the others (recorded shapes under tests/payloads/telegram/) ---------
+
+PAYLOADS = Path(__file__).parent.parent / "payloads" / "telegram"
+
+
+def recorded(name: str) -> dict[str, Any]:
+    update: dict[str, Any] = json.loads((PAYLOADS / name).read_text())
+    return update
+
+
+async def test_shapes_ptb_cannot_decode_are_read_and_polling_goes_on(
+    peer: TelegramPeer, updates: TelegramUpdates
+) -> None:
+    peer.queue_update(recorded("update_without_is_bot.json"))  # PTB's User needs is_bot
+    peer.queue_update(recorded("sticker.json"))  # PTB's Sticker needs type, is_animated, is_video
+    last = peer.queue_message(1010, "Et maintenant ?")
+
+    messages, cursor = await asyncio.wait_for(updates.poll(""), BOUND)
+    again, same = await asyncio.wait_for(updates.poll(cursor), BOUND)
+
+    assert [m.text for m in messages] == [
+        "Bonjour, ma commande 10511 est partie ?",
+        "[sticker]",
+        "Et maintenant ?",
+    ]
+    assert messages[0].customer_handle == "lucas_b" and messages[0].external_id == "6120394857:4830"
+    assert cursor == str(last + 1) and (again, same) == ([], cursor)
+
+
+async def test_captions_and_media_only_messages_are_filed_as_text(
+    peer: TelegramPeer, updates: TelegramUpdates
+) -> None:
+    for name in ("photo_caption.json", "document_caption.json", "sticker.json", "voice.json"):
+        peer.queue_update(recorded(name))
+
+    messages, _ = await asyncio.wait_for(updates.poll(""), BOUND)
+
+    assert [m.text for m in messages] == [
+        "Voici l'erreur au moment de payer 😕",
+        "J'ai été débitée deux fois, voir le relevé",
+        "[sticker]",
+        "[voice message]",
+    ]
+    assert [m.external_id for m in messages] == [f"5512873340:{n}" for n in (4831, 4832, 4833, 4834)]
+
+
+async def test_an_unreadable_update_is_logged_filed_raw_and_confirmed(
+    sessions: SessionFactory, peer: TelegramPeer, updates: TelegramUpdates, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = peer.queue_update(recorded("unreadable_chat.json"))
+    silent = peer.queue_update({"message": {"message_id": 3, "chat": {"type": "private"}, "date": 1}})
+    poller = Poller(sessions, {"telegram:updates": updates.poll}, interval=1)
+
+    assert await asyncio.wait_for(poller.poll_once(), BOUND) == 1
+    later = peer.queue_message(1011, "Vous êtes là ?")
+    assert await asyncio.wait_for(poller.poll_once(), BOUND) == 1
+
+    records = sorted(await stored(sessions), key=lambda r: r.id or 0)
+    assert [r.text for r in records] == ["Le paiement ne passe toujours pas", "Vous êtes là ?"]
+    raw = records[0]
+    assert raw.external_id == raw.conversation_key == f"update:{broken}"
+    assert raw.raw["message"]["chat"] == "6120394857" and raw.customer_handle == "lucas_b"
+    assert f"Telegram update {broken} unreadable: message.chat" in caplog.text
+    assert f"Telegram update {silent} unreadable: message.chat.id" in caplog.text
+    assert await load_cursor(sessions, "telegram:updates") == str(later + 1)
+    assert [c["offset"] for c in peer.get_updates_calls] == [0, silent + 1]

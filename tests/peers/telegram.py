@@ -66,8 +66,8 @@ class TelegramPeer(ServedPeer):
     Faults: `latency`, `rate_limit_next(n)`, `block(chat_id)`, `known_chats`, `down`.
     Seeds: `add_customer_message(chat_id)`. Records: `messages` (with `reply_to_message_id`,
     the message actually quoted), `requests`, `wait_for(count, timeout)`.
-    Long polling: `queue_message(chat_id, text)` feeds getUpdates; `webhook_url` (setWebhook)
-    makes it answer 409; `get_updates_calls` records its parameters.
+    Long polling: `queue_message(chat_id, text)` and `queue_update(update)` feed getUpdates;
+    `webhook_url` (setWebhook) makes it answer 409; `get_updates_calls` records its parameters.
     """
 
     def __init__(
@@ -165,6 +165,14 @@ class TelegramPeer(ServedPeer):
                 message["edit_date"] = now
             update_id = next(self._next_update_id)
             self._updates.append({"update_id": update_id, kind: message})
+            self._cond.notify_all()
+            return update_id
+
+    def queue_update(self, update: dict[str, Any]) -> int:
+        """Feed getUpdates one update exactly as given (a recorded shape), under the next update_id."""
+        with self._cond:
+            update_id = next(self._next_update_id)
+            self._updates.append({**update, "update_id": update_id})
             self._cond.notify_all()
             return update_id
 
