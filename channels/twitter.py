@@ -69,6 +69,11 @@ _CREDENTIALS_FIX = (
     "(developer portal > your app > Keys and tokens)"
 )
 _WRITE_FIX = "give the app Read and write (and Direct Messages) permission, then regenerate the access token"
+_ENROL_FIX = (
+    "attach the app to a Project in the developer portal and use an access level (plan) that includes "
+    "this endpoint (the Free level cannot read mentions or DMs)"
+)
+_MAX_ENROLMENT = 60
 # Problem types X sends for an app whose permissions or plan do not allow the endpoint.
 _PERMISSION_PROBLEMS = ("oauth1-permissions", "client-forbidden", "unsupported-authentication")
 
@@ -291,6 +296,7 @@ class TwitterChannel:
                 fix = "point channels.twitter.ca_file at a readable PEM file, or empty it"
             else:
                 fix = _WRITE_FIX if "permission" in exc.reason else _CREDENTIALS_FIX
+                fix = _ENROL_FIX if "client-not-enrolled" in exc.reason else fix
             return CheckResult(False, exc.reason, fix=fix)
         except DeliveryError as exc:
             return CheckResult(
@@ -342,14 +348,13 @@ class TwitterChannel:
         status = exc.response.status
         problem = await _problem(exc.response)
         detail = self._scrub("; ".join(str(m) for m in exc.api_messages) or f"HTTP {status}")
-        kind = str(problem.get("type", ""))
         if isinstance(exc, TooManyRequests):
             wait = max(1.0, exc.reset_time - self._clock()) if exc.reset_time is not None else 60.0
             return RateLimited(f"X rate limit reached: retry after {wait:.0f} s", retry_after=wait)
         if isinstance(exc, TweepyUnauthorized):
             return Unauthorized(f"X refused the credentials: {_CREDENTIALS_FIX}")
         if isinstance(exc, Forbidden):
-            return _forbidden(detail, kind, action)
+            return _forbidden(detail, problem, action)
         if isinstance(exc, BadRequest | NotFound):
             what = {"post": "the post", "dm": "the direct message"}.get(action, "the request")
             return Rejected(f"X refused {what}: {detail}")
@@ -365,9 +370,14 @@ class TwitterChannel:
         return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
-def _forbidden(detail: str, kind: str, action: str) -> DeliveryError:
+def _forbidden(detail: str, problem: Mapping[str, Any], action: str) -> DeliveryError:
     lowered = detail.lower()
-    if any(kind.endswith(problem) for problem in _PERMISSION_PROBLEMS):
+    kind = str(problem.get("type", ""))
+    if problem.get("reason") == "client-not-enrolled":  # typed "client-forbidden", yet no permission fixes it
+        needed = " ".join(str(problem.get("required_enrollment") or "").split())[:_MAX_ENROLMENT]
+        needs = f", needs {needed}" if needed else ""
+        return Unauthorized(f"X refused the app (client-not-enrolled{needs}): {_ENROL_FIX}")
+    if any(kind.endswith(permission) for permission in _PERMISSION_PROBLEMS):
         scope = "Direct Message" if action == "dm" else "write" if action == "post" else "read"
         return Unauthorized(f"X app lacks {scope} permission: {_WRITE_FIX}")
     if "duplicate" in lowered:  # X v2 answers duplicates with 403 as often as with 400

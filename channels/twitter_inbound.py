@@ -9,11 +9,15 @@ conversation per customer per channel, and a DM answer needs that id as its reci
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from channels.base import InboundMessage
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "data_list",
@@ -27,92 +31,130 @@ __all__ = [
 ]
 
 _TWITTER_EPOCH_MS = 1288834974657  # snowflake ids carry their creation time since this epoch
+_ID = re.compile(r"[0-9]{1,19}")  # snowflakes are 64-bit integers
+_Users = Mapping[str, Mapping[str, Any]]
 
 
 def parse_mentions(payload: Mapping[str, Any], *, me_id: str = "") -> list[InboundMessage]:
     """Turn a GET /2/users/:id/mentions page into inbox messages (tweets by `me_id` skipped).
 
-    Malformed payloads raise `ValueError`.
+    A page that is not an object with a `data` list raises `ValueError`; one unreadable tweet is
+    logged and skipped, or filed raw when it has an id and text (see `_each_item`).
     """
     users = _users(payload)
-    found: list[InboundMessage] = []
-    for tweet in data_list(payload):
-        tweet_id = _required(tweet, "id")
-        author_id = _required(tweet, "author_id")
-        if me_id and author_id == me_id:
-            continue
-        user = users.get(author_id, {})
-        replied = [
-            str(ref.get("id", ""))
-            for ref in tweet.get("referenced_tweets") or []
-            if isinstance(ref, dict) and ref.get("type") == "replied_to"
-        ]
-        found.append(
-            InboundMessage(
-                channel="twitter",
-                external_id=f"tweet:{tweet_id}",
-                conversation_key=author_id,
-                customer_handle=_handle(user, author_id),
-                text=html.unescape(_required(tweet, "text")),  # v2 escapes &, < and > in tweet text
-                received_at=_created_at(tweet, tweet_id),
-                customer_name=str(user.get("name") or ""),
-                language=str(tweet.get("lang") or ""),
-                reply_to=replied[0] if replied else "",
-                raw=tweet,
-            )
-        )
-    return found
+    return [m for m in _each_item(payload, "mention", "tweet", lambda t: _mention(t, users, me_id)) if m]
 
 
 def parse_dm_events(payload: Mapping[str, Any], me_id: str) -> list[InboundMessage]:
     """Turn a GET /2/dm_events page into inbox messages: MessageCreate events not sent by `me_id`.
 
-    Malformed payloads raise `ValueError`.
+    A page that is not an object with a `data` list raises `ValueError`; one unreadable event is
+    logged and skipped, or filed raw when it has an id and text (see `_each_item`).
     """
     users = _users(payload)
-    found: list[InboundMessage] = []
-    for event in data_list(payload):
-        event_id = _required(event, "id")
-        if event.get("event_type", "MessageCreate") != "MessageCreate":
-            continue
-        sender_id = _required(event, "sender_id")
-        if sender_id == me_id:
-            continue
-        user = users.get(sender_id, {})
-        found.append(
-            InboundMessage(
-                channel="twitter",
-                external_id=f"dm:{event_id}",
-                conversation_key=sender_id,
-                customer_handle=_handle(user, sender_id),
-                text=html.unescape(_required(event, "text")),
-                received_at=_created_at(event, event_id),
-                customer_name=str(user.get("name") or ""),
-                raw=event,
-            )
-        )
-    return found
+    return [m for m in _each_item(payload, "DM event", "dm", lambda e: _dm(e, users, me_id)) if m]
+
+
+def _each_item(
+    payload: Mapping[str, Any],
+    noun: str,
+    prefix: str,
+    read: Callable[[dict[str, Any]], InboundMessage | None],
+) -> Iterator[InboundMessage | None]:
+    """`read` each item of the page's `data`, one at a time: an item that raises `ValueError` is
+    logged and, when it has a numeric id and text, yielded raw as a conversation of its own
+    ("<prefix>:<id>"), so an agent sees what the customer wrote."""
+    for item in data_list(payload):
+        item_id = item.get("id")
+        item_id = item_id if _is_id(item_id) else ""
+        try:
+            yield read(item)
+        except ValueError as exc:
+            log.warning("X %s %s unreadable: %s", noun, item_id or "without id", exc)
+            text = item.get("text")
+            if item_id and isinstance(text, str) and text.strip():
+                yield InboundMessage(
+                    channel="twitter",
+                    external_id=f"{prefix}:{item_id}",
+                    conversation_key=f"{prefix}:{item_id}",
+                    customer_handle="",
+                    text=html.unescape(text),
+                    received_at=_created_at(item, item_id),
+                    language=str(item.get("lang") or ""),
+                    raw=item,
+                )
+
+
+def _mention(tweet: dict[str, Any], users: _Users, me_id: str) -> InboundMessage | None:
+    tweet_id = _required(tweet, "id")
+    author_id = _required(tweet, "author_id")
+    if me_id and author_id == me_id:
+        return None
+    user = users.get(author_id, {})
+    replied = [
+        str(ref.get("id", ""))
+        for ref in tweet.get("referenced_tweets") or []
+        if isinstance(ref, dict) and ref.get("type") == "replied_to"
+    ]
+    return InboundMessage(
+        channel="twitter",
+        external_id=f"tweet:{tweet_id}",
+        conversation_key=author_id,
+        customer_handle=_handle(user, author_id),
+        text=html.unescape(_required(tweet, "text")),  # v2 escapes &, < and > in tweet text
+        received_at=_created_at(tweet, tweet_id),
+        customer_name=str(user.get("name") or ""),
+        language=str(tweet.get("lang") or ""),
+        reply_to=replied[0] if replied else "",
+        raw=tweet,
+    )
+
+
+def _dm(event: dict[str, Any], users: _Users, me_id: str) -> InboundMessage | None:
+    event_id = _required(event, "id")
+    if event.get("event_type", "MessageCreate") != "MessageCreate":
+        return None
+    sender_id = _required(event, "sender_id")
+    if sender_id == me_id:
+        return None
+    user = users.get(sender_id, {})
+    return InboundMessage(
+        channel="twitter",
+        external_id=f"dm:{event_id}",
+        conversation_key=sender_id,
+        customer_handle=_handle(user, sender_id),
+        text=html.unescape(_required(event, "text")),
+        received_at=_created_at(event, event_id),
+        customer_name=str(user.get("name") or ""),
+        raw=event,
+    )
 
 
 def data_list(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A page's `data` items (tweets or DM events); [] for an empty page; `ValueError` if malformed."""
+    """A page's `data` objects (tweets or DM events); [] for an empty page; `ValueError` if malformed.
+
+    An item that is not an object is logged and left out: it has nothing to read.
+    """
     if not isinstance(payload, Mapping):
         raise ValueError("X payload must be a JSON object")
     data = payload.get("data", [])  # an empty page has no "data" at all
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+    if not isinstance(data, list):
         raise ValueError("X payload: data must be a list of objects")
-    return data
+    items = [item for item in data if isinstance(item, dict)]
+    if len(items) < len(data):
+        log.warning("X payload: %d item(s) of data are not objects; skipped", len(data) - len(items))
+    return items
 
 
 def _users(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    includes = payload.get("includes") or {}
+    includes = (payload.get("includes") or {}) if isinstance(payload, Mapping) else {}
     users = (includes.get("users") or []) if isinstance(includes, dict) else []
     return {str(u.get("id")): u for u in users if isinstance(u, dict)}
 
 
 def _required(item: Mapping[str, Any], key: str) -> str:
     value = item.get(key)
-    if not isinstance(value, str) or (key.endswith("id") and not value.isdigit()):
+    if not isinstance(value, str) or (key.endswith("id") and not _is_id(value)):
         raise ValueError(f"X payload: an item has no valid {key!r}")
     return value
 
@@ -128,7 +170,7 @@ def _created_at(item: Mapping[str, Any], item_id: str) -> datetime:
         try:
             return datetime.fromisoformat(raw).astimezone(UTC)
         except ValueError:
-            raise ValueError(f"X payload: bad created_at {raw!r}") from None
+            log.warning("X item %s: unreadable created_at %r; its id's time is used", item_id, raw[:40])
     # Snowflake ids embed their creation time (developer.x.com "Twitter IDs").
     return datetime.fromtimestamp(((int(item_id) >> 22) + _TWITTER_EPOCH_MS) / 1000, tz=UTC)
 
@@ -140,14 +182,18 @@ def meta(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def id_number(value: str) -> int:
-    """A snowflake id as an integer for comparisons; 0 for "" (no cursor yet)."""
-    return int(value) if value.isdigit() else 0
+    """A snowflake id as an integer for comparisons; 0 for "" (no cursor yet) or no id at all."""
+    return int(value) if _is_id(value) else 0
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def parse_cursor(since_id: str) -> int:
     """Validate a poll cursor ("" or a numeric id) and return it as an integer."""
     since_id = since_id.strip()
-    if since_id and not since_id.isdigit():
+    if since_id and not _is_id(since_id):
         raise ValueError(f"X cursor must be a numeric id, not {since_id!r}")
     return id_number(since_id)
 

@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlmodel import select
 
 from broadcaster.config import TwitterSettings
+from broadcaster.db import SessionFactory
+from broadcaster.inbound import Poller, load_cursor
 from broadcaster.message import RenderedMessage
+from broadcaster.models import InboundRecord
 from channels.base import Channel, RateLimited, Rejected, Reply, Replying, Target, Unauthorized, Unavailable
 from channels.twitter import TwitterChannel, parse_dm_events, parse_mentions
 from channels.twitter_transport import PostBudget
@@ -570,17 +574,20 @@ def test_created_at_falls_back_to_the_snowflake_time() -> None:
     assert message.received_at == datetime(2026, 11, 14, 13, 2, 5, tzinfo=UTC)
 
 
-def test_malformed_payloads_raise_value_error() -> None:
-    for bad in (
-        {"data": {"id": "1"}},
-        {"data": [{"id": "abc", "author_id": "2", "text": "x"}]},
-        {"data": [{"id": "1", "author_id": "2"}]},
-        {"data": [{"id": "1", "text": "x"}]},
-    ):
+def test_a_malformed_page_raises_and_unreadable_items_are_left_out() -> None:
+    for bad in ({"data": {"id": "1"}}, [], {"data": "x"}):
         with pytest.raises(ValueError):
-            parse_mentions(bad)
-    with pytest.raises(ValueError, match="sender_id"):
-        parse_dm_events({"data": [{"id": "1", "event_type": "MessageCreate", "text": "x"}]}, me_id="9")
+            parse_mentions(bad)  # type: ignore[arg-type]
+    for unreadable in (
+        {"data": [{"id": "abc", "author_id": "2", "text": "x"}]},
+        {"data": [{"id": "²", "author_id": "2", "text": "x"}]},
+        {"data": [{"id": "1" * 40, "author_id": "2", "text": "x"}]},
+        {"data": [{"id": "1", "author_id": "2"}]},
+        {"data": [None, 7]},
+    ):
+        assert parse_mentions(unreadable) == []
+    [senderless] = parse_dm_events({"data": [{"id": "1", "event_type": "MessageCreate", "text": "x"}]}, "9")
+    assert senderless.conversation_key == "dm:1"  # filed raw, as a conversation of its own
     assert parse_mentions({"meta": {"result_count": 0}}) == []
 
 
@@ -593,3 +600,64 @@ async def test_peer_answers_in_the_recorded_shapes(peer: XApiPeer, channel: Twit
 
     assert set(mention.raw) == set(payload("mentions.json")["data"][1])
     assert set(dm.raw) == set(payload("dm_events.json")["data"][1])
+
+
+# ----- one unreadable item never blocks the others ---------------------------------------------
+
+
+def test_a_partial_mentions_page_files_every_readable_mention() -> None:
+    data = payload("mentions_partial.json")
+
+    found = parse_mentions(data)
+
+    assert [m.external_id for m in found] == [
+        "tweet:2121593311820562433",
+        "tweet:2121592710168625153",
+        "tweet:2121591980993511425",
+    ]
+    fine, partial, undated = found
+    assert (fine.customer_handle, fine.conversation_key) == ("@camille_dupont", "1452183629364871170")
+    assert partial.conversation_key == "tweet:2121592710168625153"  # no author: a conversation of its own
+    assert partial.text == "@maison_exemple toujours bloqué au paiement & pas de mail de confirmation"
+    assert partial.raw == data["data"][1]
+    assert undated.received_at.date() == datetime(2026, 11, 14, tzinfo=UTC).date()  # the id's own time
+
+
+def test_an_unreadable_dm_event_is_skipped_and_the_others_kept(caplog: pytest.LogCaptureFixture) -> None:
+    data = payload("dm_events.json")
+    broken = {**data, "data": [{"id": "2121599999999999999", "event_type": "MessageCreate"}, *data["data"]]}
+
+    [message] = parse_dm_events(broken, me_id="1266712367203315712")
+
+    assert message.external_id == "dm:2121592105989046371"
+    assert "X DM event 2121599999999999999 unreadable" in caplog.text
+
+
+async def test_one_unreadable_mention_never_blocks_mention_intake(
+    sessions: SessionFactory, peer: XApiPeer, channel: TwitterChannel
+) -> None:
+    first = peer.add_mention("@maison_exemple le site est en panne ?", username="camille_dupont")
+    partial = peer.add_raw_mention({"text": "@maison_exemple toujours bloqué", "lang": "fr"})
+    peer.page_errors = [payload("mentions_partial.json")["errors"][0]]
+    last = peer.add_mention("@maison_exemple ça remarche, merci", username="jmiller_uk")
+    poller = Poller(sessions, {"twitter:mentions": channel.poll_mentions}, interval=1)
+
+    assert await poller.poll_once() == 3
+    assert await load_cursor(sessions, "twitter:mentions") == last["id"]
+    newer = peer.add_mention("@maison_exemple et ma commande ?", username="camille_dupont")
+    assert await poller.poll_once() == 1
+
+    async with sessions() as session:
+        ids = sorted(r.external_id for r in await session.exec(select(InboundRecord)))
+    assert ids == sorted(f"tweet:{t['id']}" for t in (first, partial, last, newer))
+
+
+async def test_client_not_enrolled_is_its_own_cause(peer: XApiPeer, channel: TwitterChannel) -> None:
+    peer.not_enrolled = True
+
+    for poll in (channel.poll_mentions, channel.poll_dms):
+        with pytest.raises(Unauthorized) as caught:
+            await poll("")
+        reason = caught.value.reason
+        assert "client-not-enrolled" in reason and "Project" in reason
+        assert "Appropriate Level of API Access" in reason and "permission" not in reason

@@ -48,14 +48,30 @@ _PERMISSIONS_PROBLEM = {
     "type": "https://api.twitter.com/2/problems/oauth1-permissions",
     "status": 403,
 }
+# What X answers an app outside a Project, or on a plan without the endpoint (GET mentions on Free).
+_NOT_ENROLLED_PROBLEM = {
+    "client_id": "27316216",
+    "detail": (
+        "When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens from "
+        "a Twitter developer App that is attached to a Project. You can create a project via the "
+        "developer portal."
+    ),
+    "registration_url": "https://developer.twitter.com/en/docs/projects/overview",
+    "title": "Client Forbidden",
+    "required_enrollment": "Appropriate Level of API Access",
+    "reason": "client-not-enrolled",
+    "type": "https://api.twitter.com/2/problems/client-forbidden",
+}
 
 
 class XApiPeer(ServedPeer):
     """X API v2 on 127.0.0.1 over HTTPS; `peer.credentials` are the keys it accepts.
 
     Faults: `rate_limit_next(n, reset_in=…)`, `server_error_next(n)`, `forbid_writes`,
-    `fail_duplicates` (`duplicate_status`), `page_size`. Records: `tweets`, `dms`, `requests`, `connections`,
-    `wait_for(count, timeout)`. Seeds: `add_mention(...)`, `add_dm(...)`.
+    `not_enrolled` (reads of mentions and DMs: 403 client-not-enrolled), `page_errors` (partial
+    errors on every mentions page), `fail_duplicates` (`duplicate_status`), `page_size`.
+    Records: `tweets`, `dms`, `requests`, `connections`, `wait_for(count, timeout)`.
+    Seeds: `add_mention(...)`, `add_raw_mention(tweet)`, `add_dm(...)`.
     """
 
     def __init__(
@@ -76,6 +92,8 @@ class XApiPeer(ServedPeer):
         }
         self.me = {"id": access_token.partition("-")[0], "name": name, "username": username}
         self.forbid_writes = False
+        self.not_enrolled = False
+        self.page_errors: list[dict[str, Any]] = []
         self.fail_duplicates = False
         self.duplicate_status = 400  # X has answered duplicates with 400 and, lately, 403
         self.page_size = 100  # lower it to make the client paginate
@@ -132,7 +150,8 @@ class XApiPeer(ServedPeer):
     def reset(self) -> None:
         """Forget records, seeds and faults (a peer shared by several tests)."""
         with self._cond:
-            self.forbid_writes = self.fail_duplicates = False
+            self.forbid_writes = self.fail_duplicates = self.not_enrolled = False
+            self.page_errors = []
             self.duplicate_status = 400
             self.page_size = 100
             for records in (self.tweets, self.dms, self.requests, self._mentions, self._events):
@@ -196,6 +215,13 @@ class XApiPeer(ServedPeer):
                 tweet["referenced_tweets"] = [{"type": "replied_to", "id": in_reply_to}]
             self._mentions.append(tweet)
             return dict(tweet)
+
+    def add_raw_mention(self, tweet: dict[str, Any]) -> dict[str, Any]:
+        """Seed a mention exactly as given (a partial object), under the next tweet id."""
+        with self._cond:
+            seeded = {**tweet, "id": str(next(self._ids))}
+            self._mentions.append(seeded)
+            return dict(seeded)
 
     def add_dm(
         self, text: str, *, username: str = "client_fr", name: str = "Camille Client"
@@ -313,6 +339,8 @@ class XApiPeer(ServedPeer):
         return JSONResponse({"data": _pick(self.me, fields)})
 
     async def _mentions_page(self, request: Request) -> Response:
+        if self.not_enrolled:
+            return JSONResponse(_NOT_ENROLLED_PROBLEM, status_code=403)
         if request.path_params["id"] != self.me["id"]:
             return _problem(403, "Forbidden", "You are not permitted to read this user's mentions.")
         max_results = int(request.query_params.get("max_results", "10"))
@@ -328,9 +356,13 @@ class XApiPeer(ServedPeer):
         )
         if "data" in body:
             body["meta"].update(newest_id=body["data"][0]["id"], oldest_id=body["data"][-1]["id"])
+        if self.page_errors:
+            body["errors"] = list(self.page_errors)
         return JSONResponse(body)
 
     async def _dm_events_page(self, request: Request) -> Response:
+        if self.not_enrolled:
+            return JSONResponse(_NOT_ENROLLED_PROBLEM, status_code=403)
         kinds = _fields(request, "event_types", ())
         with self._cond:
             newest_first = [e for e in reversed(self._events) if not kinds or e["event_type"] in kinds]
@@ -358,7 +390,8 @@ class XApiPeer(ServedPeer):
         if page:
             body["data"] = [_pick(item, fields) for item in page]
         if page and expanded:
-            body["includes"] = {"users": self._included_users(request, [item[user_key] for item in page])}
+            users = [item[user_key] for item in page if user_key in item]
+            body["includes"] = {"users": self._included_users(request, users)}
         if next_token:
             body["meta"]["next_token"] = next_token
         return body
