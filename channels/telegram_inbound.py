@@ -11,16 +11,14 @@ https://core.telegram.org/bots/api#update
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from channels.base import InboundMessage
+from channels.unreadable import read_each, salvaged
 
-__all__ = ["INBOUND_KINDS", "MEDIA_LABELS", "message_of", "parse_updates", "update_id_of"]
-
-log = logging.getLogger(__name__)
+__all__ = ["INBOUND_KINDS", "MEDIA_LABELS", "messages_of", "parse_updates", "update_id_of"]
 
 INBOUND_KINDS = ("message", "edited_message")
 _INBOUND_CHATS = frozenset({"private", "group", "supergroup"})
@@ -43,7 +41,7 @@ MEDIA_LABELS = (
 
 
 def parse_updates(body: bytes) -> list[InboundMessage]:
-    """Inbox messages of a webhook body: one `Update`, or a list of them.
+    """Inbox messages of a webhook body: one `Update`, or a list of them (`messages_of`).
 
     Only a body that is not JSON, or neither an object nor a list, raises `ValueError`.
     """
@@ -53,27 +51,16 @@ def parse_updates(body: bytes) -> list[InboundMessage]:
         raise ValueError(f"Telegram update is not valid JSON: {exc}") from None
     if not isinstance(data, dict | list):
         raise ValueError("Telegram update must be a JSON object")
-    updates = data if isinstance(data, list) else [data]
-    return [message for update in updates if (message := message_of(update)) is not None]
+    return messages_of(data if isinstance(data, list) else [data])
 
 
-def message_of(update: object) -> InboundMessage | None:
-    """The customer message in one update, or None (other update kinds, bots, channel posts…).
+def messages_of(updates: Iterable[object]) -> list[InboundMessage]:
+    """The customer messages in `updates`: other update kinds, bots and channel posts give none.
 
     Text messages and edits from private chats and groups; a caption stands for its media, and
     media alone for its label (`MEDIA_LABELS`). Never raises: what cannot be read is logged.
     """
-    if not isinstance(update, dict):
-        log.warning("Telegram update skipped: not a JSON object")
-        return None
-    kind = next((k for k in INBOUND_KINDS if k in update), None)
-    if kind is None:
-        return None
-    try:
-        return _read(update[kind], kind, update)
-    except ValueError as exc:
-        log.warning("Telegram update %s unreadable: %s", update_id_of(update) or "without update_id", exc)
-        return _unreadable(update[kind], update)
+    return read_each(updates, _message_of, describe=_describe, salvage=_unreadable)
 
 
 def update_id_of(update: object) -> int | None:
@@ -82,13 +69,28 @@ def update_id_of(update: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _describe(update: object) -> str:
+    return f"Telegram update {update_id_of(update) or 'without update_id'}"
+
+
+def _message_of(update: object) -> InboundMessage | None:
+    if not isinstance(update, dict):
+        raise ValueError("not a JSON object")
+    kind = _kind_of(update)
+    return None if kind is None else _read(update[kind], kind, update)
+
+
+def _kind_of(update: Mapping[str, Any]) -> str | None:
+    return next((kind for kind in INBOUND_KINDS if kind in update), None)
+
+
 def _read(message: object, kind: str, update: Mapping[str, Any]) -> InboundMessage | None:
     if not isinstance(message, dict):
         raise ValueError(f"{kind} is not an object")
     chat = _field(message, f"{kind}.chat", dict)
     chat_id = _field(chat, f"{kind}.chat.id", int)
     message_id = _field(message, f"{kind}.message_id", int)
-    received_at = _time(_field(message, f"{kind}.date", int), f"{kind}.date")
+    received_at = _time(message.get("date"), f"{kind}.date")
     sender = message.get("from")
     if sender is not None and not isinstance(sender, dict):
         raise ValueError(f"{kind}.from is not an object")
@@ -114,29 +116,29 @@ def _read(message: object, kind: str, update: Mapping[str, Any]) -> InboundMessa
     )
 
 
-def _unreadable(message: object, update: Mapping[str, Any]) -> InboundMessage | None:
+def _unreadable(update: object) -> InboundMessage | None:
     """An update we cannot file normally, kept raw when a customer wrote something in it."""
-    update_id = update_id_of(update)
-    if not isinstance(message, dict) or update_id is None:
+    if not isinstance(update, dict) or (update_id := update_id_of(update)) is None:
+        return None
+    kind = _kind_of(update)
+    message = update[kind] if kind is not None else None
+    if not isinstance(message, dict):
         return None
     text = _text_of(message, labels=False)
     if text is None:
         return None
     sender = message.get("from")
-    sender = sender if isinstance(sender, dict) else {}
-    date = message.get("date")
     try:
-        received_at = _time(date, "date") if isinstance(date, int) else datetime.now(UTC)
+        received_at = _time(message.get("date"), "date")
     except ValueError:
         received_at = datetime.now(UTC)
-    return InboundMessage(
-        channel="telegram",
-        external_id=f"update:{update_id}",
-        conversation_key=f"update:{update_id}",  # no chat to answer in: a conversation of its own
-        customer_handle=_handle(sender, ""),
-        text=text,
-        received_at=received_at,
-        raw=update,
+    return salvaged(
+        "telegram",
+        f"update:{update_id}",  # no chat to answer in, or no message id to dedupe on
+        text,
+        received_at,
+        update,
+        customer_handle=_handle(sender if isinstance(sender, dict) else {}, ""),
     )
 
 
@@ -158,7 +160,9 @@ def _handle(sender: Mapping[str, Any], fallback: str) -> str:
     return fallback
 
 
-def _time(value: int, path: str) -> datetime:
+def _time(value: object, path: str) -> datetime:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{path} is missing or not an integer")
     try:
         return datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, OSError, ValueError):

@@ -31,7 +31,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.telegram_inbound import INBOUND_KINDS, message_of, update_id_of
+from channels.telegram_inbound import INBOUND_KINDS, messages_of, update_id_of
 from channels.telegram_request import AiohttpRequest, aiohttp_bot
 
 __all__ = ["TelegramUpdates"]
@@ -76,8 +76,7 @@ class TelegramUpdates:
         """
         updates = await self._get_updates(_offset(cursor))
         ids = [update_id for update in updates if (update_id := update_id_of(update)) is not None]
-        found = [message for update in updates if (message := message_of(update)) is not None]
-        return found, str(max(ids) + 1) if ids else cursor
+        return messages_of(updates), str(max(ids) + 1) if ids else cursor
 
     async def check(self) -> CheckResult:
         """getMe then getWebhookInfo: polling works only while no webhook is set."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from channels.base import InboundMessage
+from channels.unreadable import read_each, salvaged
 
 log = logging.getLogger(__name__)
 
@@ -39,50 +40,44 @@ def parse_mentions(payload: Mapping[str, Any], *, me_id: str = "") -> list[Inbou
     """Turn a GET /2/users/:id/mentions page into inbox messages (tweets by `me_id` skipped).
 
     A page that is not an object with a `data` list raises `ValueError`; one unreadable tweet is
-    logged and skipped, or filed raw when it has an id and text (see `_each_item`).
+    logged and skipped, or filed raw when it has an id and text (`channels.unreadable`).
     """
     users = _users(payload)
-    return [m for m in _each_item(payload, "mention", "tweet", lambda t: _mention(t, users, me_id)) if m]
+    return read_each(
+        data_list(payload),
+        lambda tweet: _mention(tweet, users, me_id),
+        describe=lambda tweet: f"X mention {_id_of(tweet) or 'without id'}",
+        salvage=lambda tweet: _salvaged(tweet, "tweet"),
+    )
 
 
 def parse_dm_events(payload: Mapping[str, Any], me_id: str) -> list[InboundMessage]:
     """Turn a GET /2/dm_events page into inbox messages: MessageCreate events not sent by `me_id`.
 
     A page that is not an object with a `data` list raises `ValueError`; one unreadable event is
-    logged and skipped, or filed raw when it has an id and text (see `_each_item`).
+    logged and skipped, or filed raw when it has an id and text (`channels.unreadable`).
     """
     users = _users(payload)
-    return [m for m in _each_item(payload, "DM event", "dm", lambda e: _dm(e, users, me_id)) if m]
+    return read_each(
+        data_list(payload),
+        lambda event: _dm(event, users, me_id),
+        describe=lambda event: f"X DM event {_id_of(event) or 'without id'}",
+        salvage=lambda event: _salvaged(event, "dm"),
+    )
 
 
-def _each_item(
-    payload: Mapping[str, Any],
-    noun: str,
-    prefix: str,
-    read: Callable[[dict[str, Any]], InboundMessage | None],
-) -> Iterator[InboundMessage | None]:
-    """`read` each item of the page's `data`, one at a time: an item that raises `ValueError` is
-    logged and, when it has a numeric id and text, yielded raw as a conversation of its own
-    ("<prefix>:<id>"), so an agent sees what the customer wrote."""
-    for item in data_list(payload):
-        item_id = item.get("id")
-        item_id = item_id if _is_id(item_id) else ""
-        try:
-            yield read(item)
-        except ValueError as exc:
-            log.warning("X %s %s unreadable: %s", noun, item_id or "without id", exc)
-            text = item.get("text")
-            if item_id and isinstance(text, str) and text.strip():
-                yield InboundMessage(
-                    channel="twitter",
-                    external_id=f"{prefix}:{item_id}",
-                    conversation_key=f"{prefix}:{item_id}",
-                    customer_handle="",
-                    text=html.unescape(text),
-                    received_at=_created_at(item, item_id),
-                    language=str(item.get("lang") or ""),
-                    raw=item,
-                )
+def _salvaged(item: dict[str, Any], prefix: str) -> InboundMessage | None:
+    item_id, text = _id_of(item), item.get("text")
+    if not item_id or not isinstance(text, str) or not text.strip():
+        return None
+    external_id, language = f"{prefix}:{item_id}", str(item.get("lang") or "")
+    text = html.unescape(text)
+    return salvaged("twitter", external_id, text, _created_at(item, item_id), item, language=language)
+
+
+def _id_of(item: Mapping[str, Any]) -> str:
+    value = item.get("id")
+    return value if isinstance(value, str) and _is_id(value) else ""
 
 
 def _mention(tweet: dict[str, Any], users: _Users, me_id: str) -> InboundMessage | None:
