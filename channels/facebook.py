@@ -202,8 +202,8 @@ class FacebookChannel:
         one fails the error is raised and a retry sends them all again. Meta only allows a
         standard reply within 24 h of the customer's last message.
         """
-        if not psid.strip() or not text.strip():
-            raise Rejected("a Messenger reply needs a recipient id and a text")
+        if not psid.strip().isdecimal() or not text.strip():  # page-scoped ids are numeric
+            raise Rejected("a Messenger reply needs the customer's numeric page-scoped id and a text")
         page_id = self._settings.page_id.strip()
         if not page_id:
             raise Unauthorized("no Facebook page configured: set channels.facebook.page_id")

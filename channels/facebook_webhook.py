@@ -14,10 +14,12 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from channels.base import InboundMessage
+from channels.unreadable import read_each, salvaged
 
 __all__ = ["parse_events", "signature_is_valid", "verify_subscription"]
 
@@ -59,8 +61,10 @@ def parse_events(body: bytes, *, page_id: str = "") -> list[InboundMessage]:
     """Turn one webhook delivery into inbox messages: new page comments and Messenger texts.
 
     Skips what the page itself wrote (echo prevention: the entry's page id, or `page_id`),
-    edits, deletions, reactions, postbacks and attachments without text. Malformed input raises
-    `ValueError` naming the field. Other objects (`instagram`, `user`…) give `[]`.
+    edits, deletions, reactions, postbacks and attachments without text. A body that is not a
+    JSON object with an `entry` list raises `ValueError`; one unreadable entry, change or event
+    is logged naming the field, and the rest of the delivery is still read (`channels.unreadable`).
+    Other objects (`instagram`, `user`…) give `[]`.
     """
     try:
         data = json.loads(body)
@@ -68,35 +72,85 @@ def parse_events(body: bytes, *, page_id: str = "") -> list[InboundMessage]:
         raise ValueError(f"Facebook webhook is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("Facebook webhook: the body must be a JSON object")
-    kind = _field(data, "object", str)
-    if kind != "page":
-        return []
-    found: list[InboundMessage] = []
-    for index, entry in enumerate(_field(data, "entry", list)):
-        where = f"entry[{index}]"
+    try:
+        kind = _field(data, "object", str)
+        entries = _field(data, "entry", list) if kind == "page" else []
+    except ValueError as exc:
+        raise ValueError(f"Facebook webhook: {exc}") from None
+    items = [
+        item for index, entry in enumerate(entries) for item in _items(entry, f"entry[{index}]", page_id)
+    ]
+    return read_each(items, _read, describe=lambda _: "Facebook webhook item", salvage=_salvaged)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One change (a comment) or Messenger event of an entry, with where it is and whose page it is."""
+
+    kind: str  # "changes" or "messaging", the entry's list it comes from
+    where: str  # "entry[0].changes[1]": what a log line names
+    data: object  # the change or event; for an entry that cannot be read, why (a ValueError)
+    own_ids: frozenset[str]
+
+
+def _items(entry: object, where: str, page_id: str) -> list[_Item]:
+    """The entry's changes and events; an entry we cannot read is one unreadable item."""
+    try:
         if not isinstance(entry, dict):
-            raise ValueError(f"Facebook webhook: {where} is not an object")
-        own_ids = {str(_field(entry, f"{where}.id", (str, int))), page_id} - {""}
-        for number, change in enumerate(_optional_list(entry, f"{where}.changes")):
-            comment = _comment(change, f"{where}.changes[{number}]", own_ids)
-            if comment is not None:
-                found.append(comment)
-        for number, event in enumerate(_optional_list(entry, f"{where}.messaging")):
-            message = _messenger(event, f"{where}.messaging[{number}]", own_ids)
-            if message is not None:
-                found.append(message)
-    return found
+            raise ValueError(f"{where} is not an object")
+        own_ids = frozenset({str(_field(entry, f"{where}.id", (str, int))), page_id} - {""})
+        return [
+            _Item(kind, f"{where}.{kind}[{number}]", data, own_ids)
+            for kind in ("changes", "messaging")
+            for number, data in enumerate(_optional_list(entry, f"{where}.{kind}"))
+        ]
+    except ValueError as exc:
+        return [_Item("entry", where, exc, frozenset())]
 
 
-def _comment(change: object, where: str, own_ids: set[str]) -> InboundMessage | None:
+def _read(item: _Item) -> InboundMessage | None:
+    if isinstance(item.data, ValueError):
+        raise item.data
+    if item.kind == "changes":
+        return _comment(item.data, item.where, item.own_ids)
+    return _messenger(item.data, item.where, item.own_ids)
+
+
+def _salvaged(item: _Item) -> InboundMessage | None:
+    """A comment or message we cannot read in full, kept when its id and its text can be."""
+    data = item.data if isinstance(item.data, dict) else {}
+    if item.kind == "changes":
+        value = _object(data.get("value"))
+        is_new = value.get("item") == "comment" and value.get("verb") == "add"
+        found = ("comment:", value.get("comment_id") if is_new else None, value.get("message"))
+        when, millis = value.get("created_time"), False
+    else:
+        message = _object(data.get("message"))
+        found = ("mid:", None if message.get("is_echo") else message.get("mid"), message.get("text"))
+        when, millis = data.get("timestamp"), True
+    prefix, native_id, text = found
+    if not isinstance(native_id, str) or not native_id or not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        received_at = _time(when, millis=millis)
+    except ValueError:
+        received_at = datetime.now(UTC)
+    return salvaged(_CHANNEL, prefix + native_id, text, received_at, data)
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _comment(change: object, where: str, own_ids: frozenset[str]) -> InboundMessage | None:
     if not isinstance(change, dict):
-        raise ValueError(f"Facebook webhook: {where} is not an object")
+        raise ValueError(f"{where} is not an object")
     if change.get("field") != "feed":
         return None
     value = _field(change, f"{where}.value", dict)
     if value.get("item") != "comment" or value.get("verb") != "add":
         return None
-    sender = _field(value, f"{where}.value.from", dict)
+    sender = _sender(value, f"{where}.value")
     sender_id = str(_field(sender, f"{where}.value.from.id", (str, int)))
     if sender_id in own_ids:
         return None
@@ -118,14 +172,21 @@ def _comment(change: object, where: str, own_ids: set[str]) -> InboundMessage | 
     )
 
 
-def _messenger(event: object, where: str, own_ids: set[str]) -> InboundMessage | None:
+def _sender(value: Mapping[str, Any], where: str) -> dict[str, Any]:
+    if "from" not in value and "sender_id" in value:  # feed changes in their older shape
+        return {"id": value["sender_id"], "name": value.get("sender_name")}
+    sender: dict[str, Any] = _field(value, f"{where}.from", dict)
+    return sender
+
+
+def _messenger(event: object, where: str, own_ids: frozenset[str]) -> InboundMessage | None:
     if not isinstance(event, dict):
-        raise ValueError(f"Facebook webhook: {where} is not an object")
+        raise ValueError(f"{where} is not an object")
     message = event.get("message")
     if message is None:
         return None  # delivery / read receipts, postbacks, reactions
     if not isinstance(message, dict):
-        raise ValueError(f"Facebook webhook: {where}.message is not an object")
+        raise ValueError(f"{where}.message is not an object")
     if message.get("is_echo"):
         return None  # what the page sent, echoed back
     text = message.get("text")
@@ -154,14 +215,14 @@ def _messenger(event: object, where: str, own_ids: set[str]) -> InboundMessage |
 def _field(data: Mapping[str, Any], path: str, kind: type | tuple[type, ...]) -> Any:
     value = data.get(path.rsplit(".", 1)[-1])
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"Facebook webhook: {path} is missing or not {_kind_name(kind)}")
+        raise ValueError(f"{path} is missing or not {_kind_name(kind)}")
     return value
 
 
 def _optional_list(data: Mapping[str, Any], path: str) -> list[Any]:
     value = data.get(path.rsplit(".", 1)[-1], [])
     if not isinstance(value, list):
-        raise ValueError(f"Facebook webhook: {path} is not a list")
+        raise ValueError(f"{path} is not a list")
     return value
 
 
@@ -171,14 +232,16 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _time(value: int | float | str, *, millis: bool) -> datetime:
+def _time(value: object, *, millis: bool) -> datetime:
     """An aware UTC datetime from epoch (s or ms) or Graph's "2026-11-20T13:20:00+0000"."""
+    if not isinstance(value, int | float | str) or isinstance(value, bool):
+        raise ValueError(f"time {value!r:.40} is neither a number nor a date")
     if isinstance(value, str):
         try:
             return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
         except ValueError:
-            raise ValueError(f"Facebook webhook: unreadable time {value[:40]!r}") from None
+            raise ValueError(f"unreadable time {value[:40]!r}") from None
     try:
         return datetime.fromtimestamp(value / 1000 if millis else value, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        raise ValueError(f"Facebook webhook: time {value!r} is out of range") from None
+        raise ValueError(f"time {value!r} is out of range") from None

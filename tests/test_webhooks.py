@@ -141,6 +141,22 @@ async def test_facebook_events_need_a_valid_signature(
     assert again.json()["stored"] == 0
     (record,) = await stored(sessions)
     assert record.channel == "facebook" and record.external_id.startswith("comment:")
-    malformed = b'{"object": "page", "entry": [{"changes": [{"field": "feed"}]}]}'
+    malformed = b'{"object": "page", "entry": {"changes": [{"field": "feed"}]}}'
     bad = await fb_client.post("/webhooks/facebook", content=malformed, headers=signed(malformed))
     assert bad.status_code == 400
+
+
+async def test_a_facebook_batch_with_an_old_comment_and_a_broken_item_is_200_and_keeps_the_rest(
+    fb_client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    body = (Path(__file__).parent / "payloads" / "facebook" / "old_comment_and_messenger.json").read_bytes()
+
+    response = await fb_client.post("/webhooks/facebook", content=body, headers=signed(body))
+
+    assert response.status_code == 200 and response.json() == {"received": 3, "stored": 3}
+    texts = sorted(r.text for r in await stored(sessions))
+    assert texts == [
+        "Allô ? Le site ne répond plus",
+        "Bonjour, ma carte a été débitée mais la commande n'apparaît pas.",
+        "Toujours pas de confirmation de commande depuis ce matin",
+    ]

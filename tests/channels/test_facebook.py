@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -372,6 +373,18 @@ async def test_answer_with_a_bad_reference_is_rejected_without_a_call(
     assert peer.requests == []
 
 
+async def test_answer_to_a_salvaged_messenger_message_is_rejected_without_a_call(
+    peer: GraphApiPeer, channel: FacebookChannel
+) -> None:
+    body = (PAYLOADS / "old_comment_and_messenger.json").read_bytes()
+    salvaged = parse_events(body)[-1]
+    to = Reply(salvaged.conversation_key, salvaged.customer_handle, salvaged.external_id)
+
+    with pytest.raises(Rejected, match="numeric page-scoped id"):
+        await channel.reply(answer("Bonjour"), to, idempotency_key="m:7")
+    assert peer.requests == []
+
+
 # ----- check ---------------------------------------------------------------------------------------
 
 
@@ -476,6 +489,16 @@ def test_other_objects_are_ignored() -> None:
         (b"[]", "JSON object"),
         (b"{}", "object"),
         (b'{"object": "page"}', "entry"),
+    ],
+)
+def test_a_body_that_is_no_delivery_names_the_field(body: bytes, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        parse_events(body)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
         (b'{"object": "page", "entry": [{"changes": []}]}', r"entry\[0\]\.id"),
         (
             b'{"object": "page", "entry": [{"id": "1", "messaging": [{"sender": {"id": "2"}, '
@@ -494,6 +517,29 @@ def test_other_objects_are_ignored() -> None:
         ),
     ],
 )
-def test_malformed_webhook_names_the_field(body: bytes, field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        parse_events(body)
+def test_an_unreadable_item_is_logged_naming_the_field(
+    body: bytes, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    found = parse_events(body)
+
+    assert [m.external_id for m in found] == (["mid:m_1"] if b"1e30" in body else [])  # id and text: kept
+    assert re.search(f"Facebook webhook item unreadable: .*{field}", caplog.text)
+
+
+def test_one_unreadable_item_never_rejects_the_delivery(caplog: pytest.LogCaptureFixture) -> None:
+    found = parse_events((PAYLOADS / "old_comment_and_messenger.json").read_bytes())
+
+    assert [m.external_id for m in found] == [
+        "comment:998877665544332_1122334455667811",  # the old shape: sender_id / sender_name
+        "mid:m_QrStUvWxYz0123456789-aBcDeFgHiJkLmNoPqRsTuVwXyZAbCdEfGhIjKlMnOp",
+        "mid:m_ZyXwVuTsRqPoNmLkJiHgFeDcBa9876543210-zYxWvUtSrQpOnMlKjIhGfEdCbA",  # salvaged
+    ]
+    old, messenger, salvaged = found
+    assert (old.conversation_key, old.customer_name) == ("5550001112223334", "Louis Martin")
+    assert old.text == "Toujours pas de confirmation de commande depuis ce matin"
+    assert messenger.conversation_key == "7012345678901234"
+    assert salvaged.conversation_key == salvaged.external_id
+    assert salvaged.text == "Allô ? Le site ne répond plus"
+    assert "entry[0].changes[2].value.comment_id is missing" in caplog.text
+    assert "entry[1] is not an object" in caplog.text
+    assert "entry[2].messaging[1].timestamp is missing" in caplog.text
