@@ -41,14 +41,8 @@ async def insert_inbound(
         return set()
     rows = [
         {
-            "channel": m.channel,
-            "external_id": m.external_id,
-            "conversation_key": m.conversation_key,
-            "customer_handle": m.customer_handle,
-            "customer_name": m.customer_name,
+            **_fitted(m),
             "text": m.text,
-            "language": m.language,
-            "reply_to": m.reply_to,
             "received_at": m.received_at,
             "raw": dict(m.raw),
             "created_at": utcnow(),
@@ -65,6 +59,36 @@ async def insert_inbound(
     if writer is None:
         return await through_session()
     return await writer.run(lambda connection: _insert_records(connection, rows), through_session)
+
+
+# PostgreSQL refuses a value longer than its varchar column, and with it the whole batch: one
+# customer's 300-character name would keep every message of a webhook call or poll out.
+_LIMITED = {
+    name: InboundRecord.__table__.c[name].type.length  # type: ignore[attr-defined]
+    for name in (
+        "channel",
+        "external_id",
+        "conversation_key",
+        "customer_handle",
+        "customer_name",
+        "language",
+        "reply_to",
+    )
+}
+
+
+def _fitted(message: InboundMessage) -> dict[str, str]:
+    """The message's short fields, each cut to its column's length (the raw payload keeps them whole)."""
+    fitted: dict[str, str] = {}
+    for name, limit in _LIMITED.items():
+        value = getattr(message, name)
+        if len(value) > limit:
+            log.warning(
+                "%s message %.60s: %s cut to %d characters", message.channel, message.external_id, name, limit
+            )
+            value = value[:limit]
+        fitted[name] = value
+    return fitted
 
 
 def _insert_records(connection: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:

@@ -255,3 +255,18 @@ async def test_an_unreadable_update_is_logged_filed_raw_and_confirmed(
     assert f"Telegram update {silent} unreadable: message.chat.id" in caplog.text
     assert await load_cursor(sessions, "telegram:updates") == str(later + 1)
     assert [c["offset"] for c in peer.get_updates_calls] == [0, silent + 1]
+
+
+async def test_fields_longer_than_their_column_never_fail_the_batch(
+    sessions: SessionFactory, peer: TelegramPeer, updates: TelegramUpdates
+) -> None:
+    peer.queue_message(1012, "Bonjour", language_code="x-" * 20, first_name="N" * 300, username="u" * 250)
+    last = peer.queue_message(1013, "Toujours en panne ?")
+    poller = Poller(sessions, {"telegram:updates": updates.poll}, interval=1)
+
+    assert await asyncio.wait_for(poller.poll_once(), BOUND) == 2  # PostgreSQL: varchar(16), varchar(200)
+
+    long, _ = sorted(await stored(sessions), key=lambda r: r.id or 0)
+    assert (len(long.language), len(long.customer_name), len(long.customer_handle)) == (16, 200, 200)
+    assert long.raw["message"]["from"]["first_name"] == "N" * 300  # the raw update keeps it whole
+    assert await load_cursor(sessions, "telegram:updates") == str(last + 1)
