@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
@@ -51,6 +51,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
+from channels.retry_hint import retry_after_seconds
 from channels.telegram_request import AiohttpRequest, aiohttp_bot
 
 __all__ = ["TelegramChannel"]
@@ -266,7 +267,7 @@ class TelegramChannel:
     def _delivery_error(self, exc: TelegramError, chat: str) -> DeliveryError:
         detail = self._scrub(exc.message)
         if isinstance(exc, RetryAfter):
-            seconds = _seconds(exc.retry_after)
+            seconds = retry_after_seconds(exc.retry_after)
             return RateLimited(f"Telegram flood control: retry after {seconds:g} s", retry_after=seconds)
         if isinstance(exc, InvalidToken):
             return Unauthorized("Telegram refused the bot token: set channels.telegram.token")
@@ -340,10 +341,6 @@ def _message_id_in(chat: str, reference: str) -> int:
     if match.group(1) != chat:
         raise Rejected(f"Telegram message {reference!r} is not in chat {chat}")
     return int(match.group(2))
-
-
-def _seconds(value: int | float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def _field(data: Mapping[str, Any], path: str, kind: type | tuple[type, ...]) -> Any:
