@@ -24,7 +24,7 @@ from broadcaster.subscribers import NewSubscriber
 from broadcaster.web import create_app
 from channels.webpush import generate_vapid_key
 from tests.conftest import make_settings
-from tests.e2e.helpers import deliver, draft, follow_up, live_settings, open_, people, subscribe
+from tests.e2e.helpers import TOKEN, deliver, draft, follow_up, live_settings, open_, people, subscribe
 from tests.e2e.test_faults import dispatching, rows, until
 from tests.peers.fcm import FcmPeer
 from tests.peers.smtp import SmtpPeer
@@ -174,26 +174,33 @@ async def test_an_unreadable_rendition_fails_its_deliveries_alone(
     assert all(d.last_error.endswith(f"rendition {english.id} cannot be read") for d in dead)
 
 
-async def refuse_claims(sessions: SessionFactory, channel: str, *, refuse: bool) -> None:
-    """A real database failure for one channel's loop: a trigger that aborts updates of its rows."""
+async def refuse_writes(
+    sessions: SessionFactory, table: str, action: str, channel: str, *, refuse: bool
+) -> None:
+    """A real database failure for one loop: a trigger aborting each `action` (INSERT, UPDATE) of
+    `table` rows of `channel`; `refuse=False` drops it."""
+    name = f"refuse_{table}_{channel}"
     async with sessions() as session:
-        sqlite = session.get_bind().dialect.name == "sqlite"
-        if sqlite and refuse:
-            statements = [
-                f"""CREATE TRIGGER refuse_{channel} BEFORE UPDATE ON delivery
-                              WHEN NEW.channel = '{channel}' BEGIN SELECT RAISE(ABORT, 'disk says no'); END"""
-            ]
-        elif sqlite:
-            statements = [f"DROP TRIGGER refuse_{channel}"]
-        elif refuse:
-            statements = [
-                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$"
-                " LANGUAGE plpgsql",
-                f"CREATE TRIGGER refuse_{channel} BEFORE UPDATE ON delivery FOR EACH ROW"
-                f" WHEN (NEW.channel = '{channel}') EXECUTE FUNCTION refuse()",
-            ]
+        if session.get_bind().dialect.name == "sqlite":
+            statements = (
+                [
+                    f"CREATE TRIGGER {name} BEFORE {action} ON {table} WHEN NEW.channel = '{channel}'"
+                    " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+                ]
+                if refuse
+                else [f"DROP TRIGGER {name}"]
+            )
         else:
-            statements = [f"DROP TRIGGER refuse_{channel} ON delivery", "DROP FUNCTION refuse()"]
+            statements = (
+                [
+                    f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql"
+                    " AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
+                    f"CREATE TRIGGER {name} BEFORE {action} ON {table} FOR EACH ROW"
+                    f" WHEN (NEW.channel = '{channel}') EXECUTE FUNCTION {name}()",
+                ]
+                if refuse
+                else [f"DROP TRIGGER {name} ON {table}", f"DROP FUNCTION {name}()"]
+            )
         for statement in statements:
             await session.exec(text(statement))  # type: ignore[call-overload]
         await session.commit()
@@ -204,7 +211,7 @@ async def test_a_channel_loop_that_dies_is_restarted_and_reported_until_it_runs_
 ) -> None:
     settings = make_settings(database_url)  # every channel in capture mode
     await subscribe(sessions, settings, people(8))
-    await refuse_claims(sessions, "telegram", refuse=True)
+    await refuse_writes(sessions, "delivery", "UPDATE", "telegram", refuse=True)
     await open_(sessions, settings, draft("investigating", FR, EN))
     app = create_app(settings)
     async with (
@@ -225,11 +232,41 @@ async def test_a_channel_loop_that_dies_is_restarted_and_reported_until_it_runs_
         telegram = doctor["telegram loop"]
         assert not telegram.ok and telegram.mode == "live" and "down since" in telegram.detail
         assert "disk says no" not in telegram.detail  # the type only: an error's text may hold data
-        await refuse_claims(sessions, "telegram", refuse=False)
-
-        async def healthy() -> bool:
-            return (await client.get("/healthz")).json() == {"status": "ok"}
+        await refuse_writes(sessions, "delivery", "UPDATE", "telegram", refuse=False)
 
         await until(lambda: captured("telegram"))
-        await until(healthy)
+        await until(lambda: healthy(client))
     assert "telegram loop" not in {d.name for d in await diagnose(settings)}
+
+
+async def test_a_poller_that_dies_is_restarted_and_reported_and_loses_nothing(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    with TelegramPeer() as telegram:
+        settings = make_settings(database_url, channels={"telegram": {
+            "token": TOKEN, "base_url": telegram.base_url, "polling_timeout_seconds": 1,
+            "rate_per_second": 0, "per_chat_interval_seconds": 0,
+        }})  # fmt: skip
+        await refuse_writes(sessions, "inbound_message", "INSERT", "telegram", refuse=True)
+        app = create_app(settings, telegram_polling=True)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+        ):
+            telegram.queue_message(5151, "/status")
+
+            async def reported_down() -> bool:
+                response = await client.get("/healthz")
+                return response.status_code == 503 and response.json()["loops_down"] == ["telegram:updates"]
+
+            await until(reported_down)
+            assert not telegram.texts(5151)
+            await refuse_writes(sessions, "inbound_message", "INSERT", "telegram", refuse=False)
+            await until(lambda: asyncio.to_thread(telegram.wait_for, 1, 0.5))
+            await until(lambda: healthy(client))
+        (answer,) = telegram.texts(5151)  # the update was fetched again: its offset was never confirmed
+    assert "aucun incident" in answer
+
+
+async def healthy(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/healthz")).json() == {"status": "ok"}
