@@ -24,7 +24,7 @@ from broadcaster.subscribers import NewSubscriber
 from broadcaster.web import create_app
 from channels.webpush import generate_vapid_key
 from tests.conftest import make_settings
-from tests.e2e.helpers import TOKEN, deliver, draft, follow_up, live_settings, open_, people, subscribe
+from tests.e2e.helpers import deliver, draft, follow_up, live_settings, open_, people, subscribe
 from tests.e2e.test_faults import dispatching, rows, until
 from tests.peers.fcm import FcmPeer
 from tests.peers.smtp import SmtpPeer
@@ -243,10 +243,7 @@ async def test_a_poller_that_dies_is_restarted_and_reported_and_loses_nothing(
     database_url: str, sessions: SessionFactory
 ) -> None:
     with TelegramPeer() as telegram:
-        settings = make_settings(database_url, channels={"telegram": {
-            "token": TOKEN, "base_url": telegram.base_url, "polling_timeout_seconds": 1,
-            "rate_per_second": 0, "per_chat_interval_seconds": 0,
-        }})  # fmt: skip
+        settings = live_settings(database_url, None, telegram)
         await refuse_writes(sessions, "inbound_message", "INSERT", "telegram", refuse=True)
         app = create_app(settings, telegram_polling=True)
         async with (
