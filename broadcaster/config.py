@@ -170,9 +170,11 @@ class DispatchSettings(_Section):
     lease_seconds: Annotated[float, Field(gt=0)] = 60.0
     max_attempts: Annotated[int, Field(ge=1)] = 8
     backoff_base_seconds: Annotated[float, Field(gt=0)] = 2.0
-    backoff_max_seconds: Annotated[float, Field(gt=0)] = 900.0
+    backoff_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
     batch_size: Annotated[int, Field(ge=1)] = 200
     poll_interval_seconds: Annotated[float, Field(gt=0)] = 0.5
+    # The longest a provider's "retry after" may hold back a delivery, a channel or a poller.
+    max_pause_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
 
 
 class ComponentSettings(_Section):

@@ -22,10 +22,11 @@ from broadcaster import outbox
 from broadcaster.answers import HandOff
 from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory
+from broadcaster.loop_health import LoopHealth
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Rendition, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery, Outcome
-from broadcaster.ratelimit import TokenBucket
+from broadcaster.ratelimit import TokenBucket, bounded_pause
 from channels import ChannelRuntime
 from channels.base import (
     DeliveryError,
@@ -36,6 +37,7 @@ from channels.base import (
     SendResult,
     Target,
     TargetBusy,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ THREAD_WAIT_SECONDS = 2.0
 
 def backoff_delay(attempts: int, settings: DispatchSettings, rng: random.Random) -> float:
     """Exponential backoff with 'equal jitter': half fixed, half random, capped."""
-    ceiling = min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2 ** max(0, attempts - 1))
+    doublings = min(max(0, attempts - 1), 64)  # past 2**64 every base is beyond the cap; 2**1024 overflows
+    ceiling = min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2.0**doublings)
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
@@ -92,7 +95,19 @@ class ChannelWorker:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Claim, send and record until `stop`; a failure of the loop itself (the database) raises.
+
+        Sends still in flight when it raises are cancelled: their rows are retried once their
+        lease expires, as after a crash.
+        """
         inflight: set[asyncio.Task[Outcome]] = set()
+        try:
+            await self._loop(stop, inflight)
+        finally:
+            for task in inflight:
+                task.cancel()
+
+    async def _loop(self, stop: asyncio.Event, inflight: set[asyncio.Task[Outcome]]) -> None:
         done_outcomes: list[Outcome] = []
         last_flush = time.monotonic()
         last_claim, more_due = 0.0, False
@@ -168,7 +183,10 @@ class ChannelWorker:
             renditions = await session.exec(select(Rendition).where(col(Rendition.id).in_(missing)))
             for rendition in renditions:
                 assert rendition.id is not None
-                self._renditions[rendition.id] = RenderedMessage.from_json(rendition.payload)
+                try:
+                    self._renditions[rendition.id] = RenderedMessage.from_json(rendition.payload)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:  # its deliveries fail alone
+                    log.error("rendition %s cannot be read (%s)", rendition.id, type(exc).__name__)
         subscriptions = {d.subscription_id for d in claimed if d.subscription_id} - self._tokens.keys()
         if subscriptions:
             statement = select(
@@ -195,6 +213,14 @@ class ChannelWorker:
         )
 
     async def _deliver(self, delivery: ClaimedDelivery) -> Outcome:
+        """Send one row and say what became of it; whatever goes wrong is this row's outcome."""
+        try:
+            return await self._attempt(delivery)
+        except Exception as exc:  # an adapter bug must not kill the channel loop: record it, retry
+            log.exception("%s adapter raised unexpectedly for delivery %s", self.name, delivery.id)
+            return self._retry_or_die(delivery, f"internal error: {type(exc).__name__}")
+
+    async def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
         if delivery.id in self._thread_refs and self._thread_refs[delivery.id] is None:
             del self._thread_refs[delivery.id]
             return Outcome(  # keep the story in order: the previous update goes out first
@@ -209,22 +235,11 @@ class ChannelWorker:
             async with self._slots:
                 result = await self._send(delivery)
         except RateLimited as exc:
-            if not isinstance(exc, TargetBusy):
-                self._bucket.pause(exc.retry_after)
-            return Outcome(
-                delivery,
-                outbox.PENDING,
-                next_attempt_at=utcnow() + timedelta(seconds=exc.retry_after),
-                error=f"rate limited: {exc.reason}",
-                refund_attempt=True,
-            )
+            return self._wait(delivery, exc)
         except Rejected as exc:
             return Outcome(delivery, outbox.FAILED, error=exc.reason, deactivate_subscription=True)
         except DeliveryError as exc:
             return self._retry_or_die(delivery, f"{type(exc).__name__.lower()}: {exc.reason}")
-        except Exception as exc:  # an adapter bug must not kill the channel loop: record it, retry
-            log.exception("%s adapter raised unexpectedly for delivery %s", self.name, delivery.id)
-            return self._retry_or_die(delivery, f"internal error: {type(exc).__name__}")
         self.sent += 1
         # A capture-mode channel stored the message instead of sending it: say so, never "sent".
         status = outbox.SENT if self.runtime.live else outbox.CAPTURED
@@ -244,10 +259,27 @@ class ChannelWorker:
                 message, Target(address=delivery.target, locale=delivery.locale), idempotency_key=key
             )
         target = self._target(delivery)
-        message = self._renditions[delivery.rendition_id]
+        rendition = self._renditions.get(delivery.rendition_id)
+        if rendition is None:
+            raise Unavailable(f"rendition {delivery.rendition_id} cannot be read")
         if target.unsubscribe_url:
-            message = message.personalise(unsubscribe_url=target.unsubscribe_url)
-        return await self.runtime.channel.send(message, target, idempotency_key=key)
+            rendition = rendition.personalise(unsubscribe_url=target.unsubscribe_url)
+        return await self.runtime.channel.send(rendition, target, idempotency_key=key)
+
+    def _wait(self, delivery: ClaimedDelivery, exc: RateLimited) -> Outcome:
+        """Wait as the provider asked, at most `max_pause_seconds`: the whole channel, or only this
+        target (`TargetBusy`: one chat, one browser subscription). A wait is not a failed try."""
+        wait = bounded_pause(exc.retry_after, self._settings.max_pause_seconds)
+        if not isinstance(exc, TargetBusy):
+            self._bucket.pause(wait)
+        capped = f" (waiting {wait:g} s, max_pause_seconds)" if wait < exc.retry_after else ""
+        return Outcome(
+            delivery,
+            outbox.PENDING,
+            next_attempt_at=utcnow() + timedelta(seconds=wait),
+            error=f"rate limited: {exc.reason}{capped}",
+            refund_attempt=True,
+        )
 
     def _retry_or_die(self, delivery: ClaimedDelivery, reason: str) -> Outcome:
         if delivery.attempts >= self._settings.max_attempts:
@@ -261,7 +293,11 @@ class ChannelWorker:
 
 
 class Dispatcher:
-    """Runs one `ChannelWorker` per channel; `run` until stopped, or `deliver` until updates settle."""
+    """Runs one `ChannelWorker` per channel; `run` until stopped, or `deliver` until updates settle.
+
+    Each channel's loop is supervised by `health`: one that dies is restarted and reported,
+    the others go on.
+    """
 
     def __init__(
         self,
@@ -269,9 +305,11 @@ class Dispatcher:
         runtimes: Mapping[str, ChannelRuntime],
         settings: DispatchSettings,
         public_base_url: str,
+        health: LoopHealth | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
+        self.health = health or LoopHealth(sessions)
         writer = LoopWriter(sessions) if runtimes else None
         self.workers = {
             name: ChannelWorker(name, runtime, sessions, settings, public_base_url, writer=writer)
@@ -292,8 +330,8 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
-            for worker in self.workers.values():
-                group.create_task(worker.run(stop))
+            for name, worker in self.workers.items():
+                group.create_task(self.health.supervise(name, worker.run, stop))
 
     async def deliver(
         self,

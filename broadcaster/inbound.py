@@ -15,8 +15,10 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlmodel import col, select
 
+from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory, upsert_insert, writing
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
+from broadcaster.ratelimit import bounded_pause
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -210,12 +212,19 @@ class Poller:
         polls: Mapping[str, Poll],
         interval: float,
         on_stored: Callable[[], None] | None = None,
+        max_pause: float = DispatchSettings().max_pause_seconds,
     ) -> None:
         self._sessions = sessions
         self._on_stored = on_stored
         self._polls = polls
         self._interval = interval
+        self._max_pause = max_pause
         self._paused_until: dict[str, float] = {}
+
+    @property
+    def name(self) -> str:
+        """Its sources, e.g. "twitter:mentions+twitter:dms": how `/healthz` and `doctor` call it."""
+        return "+".join(self._polls)
 
     async def poll_once(self) -> int:
         """One round over every source; returns how many new messages were stored."""
@@ -228,8 +237,9 @@ class Poller:
             try:
                 messages, new_cursor = await poll(cursor)
             except RateLimited as exc:
-                self._paused_until[name] = loop.time() + exc.retry_after
-                log.warning("%s: rate limited, next poll in %.0f s", name, exc.retry_after)
+                wait = bounded_pause(exc.retry_after, self._max_pause)
+                self._paused_until[name] = loop.time() + wait
+                log.warning("%s: rate limited, next poll in %.0f s", name, wait)
                 continue
             except Rejected as exc:  # e.g. a cursor too old for the provider: start again from now
                 log.warning("%s: %s; restarting from the latest messages", name, exc.reason)

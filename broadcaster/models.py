@@ -241,6 +241,21 @@ class PollCursor(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+class LoopState(SQLModel, table=True):
+    """The last state a process reported for one of its loops (a channel's dispatch, a poller),
+    for `broadcaster doctor`; `/healthz` reads the process's own `LoopHealth` instead."""
+
+    __tablename__ = "loop_health"
+
+    name: str = Field(primary_key=True, max_length=64)  # "push", "email:imap"…
+    down: bool = False
+    error: str = Field(default="", max_length=200)  # the exception's type: never its text
+    restarts: int = 0
+    process: str = Field(default="", max_length=200)  # host:pid that reported it
+    since: datetime = _created()  # when it went down (or came back up)
+    updated_at: datetime = _created()
+
+
 class Conversation(SQLModel, table=True):
     """One customer on one channel: every message they send lands in the same conversation."""
 

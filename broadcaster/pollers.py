@@ -37,11 +37,12 @@ def build_pollers(
     on_stored: Callable[[], None] | None = None,
 ) -> Pulled:
     pulled = Pulled()
+    longest = settings.dispatch.max_pause_seconds
     twitter = runtimes.get("twitter")
     if twitter is not None and twitter.live and isinstance(twitter.channel, TwitterChannel):
         polls = {"twitter:mentions": twitter.channel.poll_mentions, "twitter:dms": twitter.channel.poll_dms}
         pulled.pollers.append(
-            Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds, on_stored)
+            Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds, on_stored, longest)
         )
     email = settings.channels.email
     if email.imap_enabled:
@@ -55,11 +56,13 @@ def build_pollers(
         mailbox = ImapMailbox(email, known_token=known, thread_of=thread_of)
         pulled.clients.append(mailbox)
         pulled.pollers.append(
-            Poller(sessions, {"email:imap": mailbox.poll}, email.imap_poll_seconds, on_stored)
+            Poller(sessions, {"email:imap": mailbox.poll}, email.imap_poll_seconds, on_stored, longest)
         )
     if telegram_polling and settings.channels.telegram.live:
         updates = TelegramUpdates(settings.channels.telegram)
         pulled.clients.append(updates)
         # One getUpdates call holds up to polling_timeout_seconds; the 1 s interval only paces errors.
-        pulled.long_polls.append(Poller(sessions, {"telegram:updates": updates.poll}, 1.0, on_stored))
+        pulled.long_polls.append(
+            Poller(sessions, {"telegram:updates": updates.poll}, 1.0, on_stored, longest)
+        )
     return pulled

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
+
+
+def bounded_pause(seconds: float, longest: float) -> float:
+    """A provider's wait as one we honour: within `[0, longest]`; NaN or infinite is `longest`.
+
+    >>> bounded_pause(1e12, longest=900)
+    900
+    """
+    if math.isnan(seconds):
+        return longest
+    return min(max(seconds, 0.0), longest)
 
 
 class TokenBucket:

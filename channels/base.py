@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from broadcaster.message import RenderedMessage
+from channels.retry_hint import retry_after_seconds
 
 
 class Overflow(enum.Enum):
@@ -120,11 +121,15 @@ class DeliveryError(Exception):
 
 
 class RateLimited(DeliveryError):
-    """The provider asked us to slow down; retry after `retry_after` seconds."""
+    """The provider asked us to slow down; retry after `retry_after` seconds.
+
+    `retry_after` is always finite and within a day, whatever the adapter computed
+    (`channels.retry_hint`); the dispatcher clamps it to `max_pause_seconds`.
+    """
 
     def __init__(self, reason: str, retry_after: float) -> None:
         super().__init__(reason)
-        self.retry_after = retry_after
+        self.retry_after = retry_after_seconds(retry_after)
 
 
 class TargetBusy(RateLimited):

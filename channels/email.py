@@ -33,13 +33,13 @@ from channels.base import (
 from channels.capabilities import CAPABILITIES
 from channels.email_message import build_email_bytes, build_reply, is_plausible_address, message_id_for
 from channels.email_pool import PoolClosed, SmtpConfigError, SmtpPool
+from channels.retry_hint import DEFAULT_RETRY_AFTER
 
 __all__ = ["EmailChannel", "delivery_error"]
 
 #: 4xx replies that mean "slow down" rather than "try again" (Postfix, Exchange, Gmail wording).
 _RATE_REPLY = re.compile(r"rate|throttl|too many (?:messages|mails|connections)|try again in", re.I)
 #: When the server asks us to slow down without saying for how long.
-_DEFAULT_RETRY_AFTER = 60.0
 _SENT_ERRORS = (aiosmtplib.SMTPException, OSError, ValueError, SmtpConfigError, PoolClosed)
 
 
@@ -190,7 +190,7 @@ def _by_code(code: int, text: str, permanent: type[DeliveryError]) -> DeliveryEr
     if code >= 500:
         return permanent(reason)
     if code in (450, 451, 452) and _RATE_REPLY.search(text):
-        return RateLimited(reason, retry_after=_DEFAULT_RETRY_AFTER)
+        return RateLimited(reason, retry_after=DEFAULT_RETRY_AFTER)
     return Unavailable(reason)  # every 4xx, including 421 "service not available"
 
 

@@ -39,6 +39,7 @@ from channels.base import (
 )
 from channels.capabilities import CAPABILITIES
 from channels.facebook_webhook import parse_events
+from channels.retry_hint import DEFAULT_RETRY_AFTER, retry_after_seconds
 
 __all__ = ["FacebookChannel"]
 
@@ -47,7 +48,6 @@ _GRAPH_URL: str = facebook.FACEBOOK_GRAPH_URL  # "https://graph.facebook.com/", 
 _VERSION = re.compile(r"v?(\d+\.\d+)")
 _TOKEN_PARAM = re.compile(r"(access_token=)[^&\s\"']+")
 _MAX_REASON = 300
-_DEFAULT_RETRY_AFTER = 60.0
 _AUTH_CODES = frozenset({102, 190})
 _PERMISSION_CODES = frozenset({10, *range(200, 300)})
 # 4 app, 17 user, 32 page, 613 custom limit, 80001-80014 business use case limits.
@@ -363,7 +363,7 @@ def _retry_after(headers: Mapping[str, str]) -> float:
     (minutes). https://developers.facebook.com/docs/graph-api/overview/rate-limiting
     """
     lowered = {k.lower(): v for k, v in headers.items()}
-    minutes = 0.0
+    wait = 0.0
     for name in ("x-business-use-case-usage", "x-page-usage", "x-ad-account-usage"):
         try:
             usage = json.loads(lowered.get(name, "{}"))
@@ -372,8 +372,8 @@ def _retry_after(headers: Mapping[str, str]) -> float:
         for item in _usage_items(usage):
             value = item.get("estimated_time_to_regain_access")
             if isinstance(value, int | float) and not isinstance(value, bool):
-                minutes = max(minutes, float(value))
-    return minutes * 60 if minutes > 0 else _DEFAULT_RETRY_AFTER
+                wait = max(wait, retry_after_seconds(value * 60, default=0.0))
+    return wait or DEFAULT_RETRY_AFTER
 
 
 def _usage_items(usage: object) -> list[dict[str, Any]]:

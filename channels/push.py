@@ -38,7 +38,8 @@ from channels.base import (
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
-from channels.webpush import WebPushSender, parse_retry_after
+from channels.retry_hint import retry_after_seconds
+from channels.webpush import WebPushSender
 
 __all__ = ["FCM_SCOPE", "PushChannel"]
 
@@ -217,7 +218,7 @@ def fcm_error(status: int, body: bytes, headers: Mapping[str, str]) -> DeliveryE
     if fcm_code == "SENDER_ID_MISMATCH":
         return Rejected("FCM: the token belongs to another Firebase project (SENDER_ID_MISMATCH)")
     if status == 429 or code == "RESOURCE_EXHAUSTED" or fcm_code == "QUOTA_EXCEEDED":
-        seconds = parse_retry_after(headers.get("retry-after"))
+        seconds = retry_after_seconds(headers.get("retry-after"))
         return RateLimited(f"FCM quota exceeded ({label}): retry after {seconds:g} s", seconds)
     if status in (401, 403) or code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return Unauthorized(_short(f"the service account cannot send: {label}: {text}".rstrip(": ")))
@@ -225,7 +226,7 @@ def fcm_error(status: int, body: bytes, headers: Mapping[str, str]) -> DeliveryE
         return Unauthorized(_short(f"the service account cannot send: FCM project not found ({label})"))
     if status >= 500:
         if headers.get("retry-after"):
-            seconds = parse_retry_after(headers.get("retry-after"))
+            seconds = retry_after_seconds(headers.get("retry-after"))
             return RateLimited(f"FCM unavailable ({label}): retry after {seconds:g} s", seconds)
         return Unavailable(f"FCM unavailable ({label})")
     if status >= 400:

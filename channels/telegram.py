@@ -16,7 +16,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ParseMode
@@ -48,6 +47,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
+from channels.retry_hint import retry_after_seconds
 from channels.telegram_inbound import parse_updates
 from channels.telegram_request import AiohttpRequest, aiohttp_bot
 
@@ -243,7 +243,7 @@ class TelegramChannel:
     def _delivery_error(self, exc: TelegramError, chat: str) -> DeliveryError:
         detail = self._scrub(exc.message)
         if isinstance(exc, RetryAfter):
-            seconds = _seconds(exc.retry_after)
+            seconds = retry_after_seconds(exc.retry_after)
             return RateLimited(f"Telegram flood control: retry after {seconds:g} s", retry_after=seconds)
         if isinstance(exc, InvalidToken):
             return Unauthorized("Telegram refused the bot token: set channels.telegram.token")
@@ -304,5 +304,3 @@ def _message_id_in(chat: str, reference: str) -> int:
     return int(match.group(2))
 
 
-def _seconds(value: int | float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)

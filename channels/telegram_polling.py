@@ -31,6 +31,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.retry_hint import retry_after_seconds
 from channels.telegram_inbound import INBOUND_KINDS, messages_of, update_id_of
 from channels.telegram_request import AiohttpRequest, aiohttp_bot
 
@@ -136,9 +137,8 @@ class TelegramUpdates:
             webhook = "webhook" in exc.message.lower()
             return Unauthorized(_WEBHOOK_IS_SET) if webhook else Unavailable(_ANOTHER_POLLER)
         if isinstance(exc, RetryAfter):
-            seconds = exc.retry_after
-            wait = seconds if isinstance(seconds, int | float) else seconds.total_seconds()
-            return RateLimited(f"Telegram flood control: retry after {wait:g} s", retry_after=float(wait))
+            wait = retry_after_seconds(exc.retry_after)
+            return RateLimited(f"Telegram flood control: retry after {wait:g} s", retry_after=wait)
         if isinstance(exc, InvalidToken):
             return Unauthorized("Telegram refused the bot token: set channels.telegram.token")
         if isinstance(exc, TimedOut):

@@ -41,6 +41,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.capabilities import CAPABILITIES
+from channels.retry_hint import retry_after_seconds
 from channels.twitter_inbound import (
     data_list,
     id_number,
@@ -349,7 +350,8 @@ class TwitterChannel:
         problem = await _problem(exc.response)
         detail = self._scrub("; ".join(str(m) for m in exc.api_messages) or f"HTTP {status}")
         if isinstance(exc, TooManyRequests):
-            wait = max(1.0, exc.reset_time - self._clock()) if exc.reset_time is not None else 60.0
+            reset = exc.reset_time
+            wait = retry_after_seconds(None if reset is None else max(1.0, reset - self._clock()))
             return RateLimited(f"X rate limit reached: retry after {wait:.0f} s", retry_after=wait)
         if isinstance(exc, TweepyUnauthorized):
             return Unauthorized(f"X refused the credentials: {_CREDENTIALS_FIX}")

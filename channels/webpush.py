@@ -14,8 +14,6 @@ import binascii
 import ipaddress
 import json
 import os
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,41 +28,22 @@ from broadcaster.channel_settings import PushSettings
 from channels.base import (
     CheckResult,
     DeliveryError,
-    RateLimited,
     Rejected,
     SendResult,
+    TargetBusy,
     Unauthorized,
     Unavailable,
 )
+from channels.retry_hint import retry_after_seconds
 
 __all__ = [
     "WebPushSender",
     "generate_vapid_key",
-    "parse_retry_after",
     "parse_subscription",
     "public_key_from_file",
 ]
 
-_DEFAULT_RETRY_AFTER = 60.0  # seconds, when a 429 carries no usable Retry-After
 _LOOPBACK_NAMES = frozenset({"localhost"})
-
-
-def parse_retry_after(value: str | None, default: float = _DEFAULT_RETRY_AFTER) -> float:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date), else `default`."""
-    if not value:
-        return default
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _b64url(raw: bytes) -> str:
@@ -254,14 +233,16 @@ class WebPushSender:
 
 
 def _push_error(exc: WebPushException, origin: str) -> DeliveryError:
+    """Map a push service's answer; its waits are `TargetBusy`: the endpoint is the subscriber's
+    choice (anyone can subscribe with their own server), so it defers that subscription only."""
     status = exc.status_code
     if status is None:  # raised before any request: the subscription itself is unusable
         return Rejected("invalid browser subscription")
     if status in (404, 410):
         return Rejected("browser subscription expired")
     if status == 429:
-        seconds = parse_retry_after(exc.retry_after)
-        return RateLimited(f"push service {origin} asks to slow down: retry after {seconds:g} s", seconds)
+        seconds = retry_after_seconds(exc.retry_after)
+        return TargetBusy(f"push service {origin} asks to slow down: retry after {seconds:g} s", seconds)
     if status == 401:
         return Unauthorized(f"push service {origin} refused our VAPID signature (HTTP 401)")
     if status == 403:
@@ -271,8 +252,8 @@ def _push_error(exc: WebPushException, origin: str) -> DeliveryError:
         return Rejected("notification payload too large for the push service")
     if status >= 500:
         if exc.retry_after:
-            seconds = parse_retry_after(exc.retry_after)
-            return RateLimited(f"push service {origin} unavailable: retry after {seconds:g} s", seconds)
+            seconds = retry_after_seconds(exc.retry_after)
+            return TargetBusy(f"push service {origin} unavailable: retry after {seconds:g} s", seconds)
         return Unavailable(f"push service {origin} unavailable (HTTP {status})")
     if 400 <= status < 500:
         return Rejected(f"push service {origin} refused the notification (HTTP {status})")

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -25,6 +24,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.retry_hint import retry_after_seconds
 
 if TYPE_CHECKING:
     from channels.blog import BlogEntry
@@ -33,7 +33,6 @@ __all__ = ["WordPressPublisher", "insert_section", "section_html"]
 
 _SECTION_START = '<section class="incident-update"'
 _HEADING_TAG = re.compile(r"<(/?)h([1-5])(?=[\s>])", re.I)
-_DEFAULT_RETRY_AFTER = 60.0
 _MAX_REASON = 300
 # Statuses a retried first update may have left its post in (found again instead of duplicated).
 _ANY_STATUS = "publish,future,draft,pending,private"
@@ -198,7 +197,7 @@ class WordPressPublisher:
         if status == 404:
             return Unauthorized(f"no WordPress REST API at {self._url}/wp-json ({code}): check wordpress_url")
         if status == 429:
-            wait = _retry_after(reply.headers.get("retry-after"))
+            wait = retry_after_seconds(reply.headers.get("retry-after"))
             return RateLimited(f"WordPress rate limit: retry after {wait:g} s", retry_after=wait)
         if status >= 500:
             return Unavailable(f"WordPress error {status}: {text or code}")
@@ -229,19 +228,3 @@ def _raw(post: dict[str, Any], field: str) -> str:
         if isinstance(raw, str):
             return raw
     raise Unavailable(f"WordPress did not return the raw {field} (is context=edit allowed?)")
-
-
-def _retry_after(value: str | None) -> float:
-    """Retry-After in seconds (RFC 9110: delay-seconds or an HTTP date)."""
-    if not value:
-        return _DEFAULT_RETRY_AFTER
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return _DEFAULT_RETRY_AFTER
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

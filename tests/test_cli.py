@@ -42,6 +42,11 @@ def test_init_reports_capture_mode_for_channels_without_credentials(workdir: Pat
             "[inbox]\nspike_threshold = 0\n",
             "config.toml: inbox.spike_threshold: Input should be greater than",
         ),
+        (
+            "[dispatch]\nmax_pause_seconds = 0\n",
+            "config.toml: dispatch.max_pause_seconds: Input should be greater than 0",
+        ),
+        ("[dispatch]\nmax_pause_seconds = inf\n", "config.toml: dispatch.max_pause_seconds: Input should be"),
         ("[api]\ntoken = 42\n", "config.toml: api.token: Input should be a valid string (got '***')"),
     ],
 )

@@ -10,9 +10,12 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
+from sqlmodel import col, select
 
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
+from broadcaster.db import SessionFactory
+from broadcaster.models import LoopState
 from channels import build_channels
 from channels.email_imap import ImapMailbox
 
@@ -41,6 +44,22 @@ async def _mailbox_diagnosis(settings: Settings) -> list[Diagnosis]:
                           "check channels.email.imap_host and imap_port")]  # fmt: skip
     finally:
         await mailbox.aclose()
+
+
+async def _loop_diagnoses(sessions: SessionFactory) -> list[Diagnosis]:
+    """Dispatch loops and pollers that a running `serve` or `worker` reported down (restarting)."""
+    async with sessions() as session:
+        rows = await session.exec(select(LoopState).where(col(LoopState.down)).order_by(col(LoopState.name)))
+        return [
+            Diagnosis(
+                f"{row.name} loop", "live", False,
+                f"down since {row.since:%Y-%m-%d %H:%M:%S} UTC ({row.error}, {row.restarts} restart(s)), "
+                f"as {row.process} reported at {row.updated_at:%H:%M:%S} UTC",
+                "read that process's log for the traceback; it restarts the loop by itself (every 60 s at "
+                "most) and clears this once the loop runs again",
+            )
+            for row in rows
+        ]  # fmt: skip
 
 
 def _settings_diagnoses(settings: Settings) -> list[Diagnosis]:
@@ -78,6 +97,7 @@ async def diagnose(settings: Settings) -> list[Diagnosis]:
                                          "check the provider's base URL and the network"))  # fmt: skip
             finally:
                 await channel.aclose()
+        results += await _loop_diagnoses(runtime.sessions)
     return results + await _mailbox_diagnosis(settings) + _settings_diagnoses(settings)
 
 

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from sqlmodel import col, select
 
 from broadcaster.compose import Composer
@@ -17,6 +18,7 @@ from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
 from broadcaster.inbound import reply_token_exists, store_inbound
 from broadcaster.inbox_filer import InboxFiling
+from broadcaster.loop_health import LoopHealth
 from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.pollers import Pulled, build_pollers
 from broadcaster.scheduler import SchedulerThread
@@ -61,7 +63,8 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     engine = create_engine(settings.database.url)
     sessions = session_factory(engine)
     runtimes = build_channels(settings, sessions) if dispatch else {}
-    dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
+    health = LoopHealth(sessions)  # this process's dispatch loops and pollers, for /healthz
+    dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url, health)
 
     filer = InboxFiling(settings, sessions, dispatcher)  # the inbox filer, its bot, the spike detector
 
@@ -84,8 +87,10 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
             pulled = build_pollers(
                 settings, sessions, runtimes, telegram_polling=telegram_polling, on_stored=filer.nudge
             )
-            tasks.extend(asyncio.create_task(poller.run(stop)) for poller in pulled.pollers)
-            long_polls = [asyncio.create_task(poller.run(stop)) for poller in pulled.long_polls]
+            tasks.extend(asyncio.create_task(health.supervise(p.name, p.run, stop)) for p in pulled.pollers)
+            long_polls = [
+                asyncio.create_task(health.supervise(p.name, p.run, stop)) for p in pulled.long_polls
+            ]
         # Everything built so far lives as long as the server: out of the collector's sight, a full
         # collection no longer walks it (it stalled every request for ~150 ms, the status bot's p99).
         gc.collect()
@@ -111,10 +116,14 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
 
     app = FastAPI(title="crisis-broadcaster", version="0.1.0", lifespan=lifespan)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
+    @app.get("/healthz", response_model=None)
+    async def healthz() -> dict[str, Any] | JSONResponse:
+        """200 `{"status": "ok"}`; 503 naming this process's loops that are down (restarting)."""
         async with sessions() as session:
             await session.exec(select(Component.id).limit(1))
+        down = health.down()
+        if down:
+            return JSONResponse({"status": "degraded", "loops_down": sorted(down)}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/api/v1/status")

@@ -15,9 +15,18 @@ import pytest
 
 from broadcaster.channel_settings import PushSettings
 from broadcaster.message import RenderedMessage
-from channels.base import DeliveryError, RateLimited, Rejected, Target, Unauthorized, Unavailable
+from channels.base import (
+    DeliveryError,
+    RateLimited,
+    Rejected,
+    Target,
+    TargetBusy,
+    Unauthorized,
+    Unavailable,
+)
 from channels.push import FCM_SCOPE, PushChannel, fcm_error
-from channels.webpush import generate_vapid_key, parse_retry_after, public_key_from_file
+from channels.retry_hint import retry_after_seconds
+from channels.webpush import generate_vapid_key, public_key_from_file
 from tests.peers.fcm import GOOGLE_TOKEN_AUDIENCE, FcmPeer
 from tests.peers.webpush import WebPushEndpoint
 
@@ -231,8 +240,8 @@ def test_unavailable_with_retry_after_and_gateway_html() -> None:
     error = fcm_error(503, (PAYLOADS / "fcm_unavailable.json").read_bytes(), {"retry-after": "12"})
     assert isinstance(error, RateLimited) and error.retry_after == 12
     assert isinstance(fcm_error(502, b"<html>Bad Gateway</html>", {}), Unavailable)
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert parse_retry_after("soon", default=5.0) == 5.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_seconds("soon", default=5.0) == 5.0
 
 
 async def test_unknown_target_and_empty_body_are_rejected(channel: PushChannel) -> None:
@@ -280,10 +289,12 @@ async def test_expired_subscription_is_rejected(push_service: WebPushEndpoint, c
     assert error.reason == "browser subscription expired"
 
 
-async def test_push_service_429_is_rate_limited(push_service: WebPushEndpoint, channel: PushChannel) -> None:
-    push_service.exhaust_next(1, retry_after=9)
+async def test_push_service_429_defers_that_subscription_only(
+    push_service: WebPushEndpoint, channel: PushChannel
+) -> None:
+    push_service.exhaust_next(1, retry_after="9")
     error = await failure(channel, "webpush:" + json.dumps(push_service.subscribe()))
-    assert isinstance(error, RateLimited)
+    assert isinstance(error, TargetBusy)  # the endpoint is the subscriber's: never the whole channel
     assert error.retry_after == 9
 
 

@@ -60,10 +60,14 @@ class _Browser:
     auth: bytes
     server_key: str  # applicationServerKey given to subscribe(); "" accepts any key
     gone: bool = False
+    throttled: str = ""  # a Retry-After this endpoint answers every push with (429), if set
 
 
 class WebPushEndpoint(ServedPeer):
-    """A push service on 127.0.0.1. Faults: `expire(sub)` (410), `exhaust_next(n)` (429), `down` (503)."""
+    """A push service on 127.0.0.1.
+
+    Faults: `expire(sub)` (410), `throttle(sub, hint)` and `exhaust_next(n)` (429), `down` (503).
+    """
 
     def __init__(self) -> None:
         self.down = False
@@ -72,7 +76,7 @@ class WebPushEndpoint(ServedPeer):
         self._cond = threading.Condition()
         self._browsers: dict[str, _Browser] = {}
         self._exhausted = 0
-        self._retry_after = 30
+        self._retry_after = "30"
         app = Starlette(routes=[Route("/push/{sub_id}", self._push, methods=["POST"])])
         self._server = ServerThread(app, "webpush-peer")
         self.origin = self._server.origin
@@ -100,8 +104,13 @@ class WebPushEndpoint(ServedPeer):
         with self._cond:
             self._browsers[subscription["endpoint"].rsplit("/", 1)[1]].gone = True
 
-    def exhaust_next(self, n: int, retry_after: int = 30) -> None:
-        """Answer the next `n` pushes with 429 Too Many Requests and `Retry-After`."""
+    def throttle(self, subscription: dict[str, Any], retry_after: str) -> None:
+        """This endpoint answers every push with 429 and `Retry-After: <retry_after>` from now on."""
+        with self._cond:
+            self._browsers[subscription["endpoint"].rsplit("/", 1)[1]].throttled = retry_after
+
+    def exhaust_next(self, n: int, retry_after: str = "30") -> None:
+        """Answer the next `n` pushes with 429 Too Many Requests and `Retry-After` (sent as given)."""
         with self._cond:
             self._exhausted, self._retry_after = n, retry_after
 
@@ -126,6 +135,8 @@ class WebPushEndpoint(ServedPeer):
             return self._refuse(404, "no such subscription")
         if browser.gone:
             return self._refuse(410, "push subscription has unsubscribed or expired")
+        if browser.throttled:
+            return self._refuse(429, "too many requests", {"Retry-After": browser.throttled})
         try:
             key, claims = self._verify_vapid(request.headers.get("authorization", ""))
         except ValueError as exc:
@@ -153,7 +164,7 @@ class WebPushEndpoint(ServedPeer):
         with self._cond:
             if self._exhausted > 0:
                 self._exhausted -= 1
-                return self._refuse(429, "too many requests", {"Retry-After": str(self._retry_after)})
+                return self._refuse(429, "too many requests", {"Retry-After": self._retry_after})
             self.records.append(
                 PushRecord(request.path_params["sub_id"], payload, int(ttl), urgency, key, claims)
             )
