@@ -26,6 +26,7 @@ from babel.lists import format_list
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
+from broadcaster.control_characters import without_controls
 from broadcaster.limits import fit_subject, split_text, split_x_thread, truncate_at_word
 from broadcaster.lint import thanks_in
 from broadcaster.message import NOTICE_EXTRA, MessageContext, NoticeFacts, RenderedMessage
@@ -294,7 +295,7 @@ class Composer:
             message_thanks=thanks_in(context.message),
         )
         try:
-            return _tidy(template.render(variables))
+            return without_controls(_tidy(template.render(variables)))  # stored before they were refused
         except (jinja2.TemplateError, ValueError) as exc:
             raise TemplateError(template.name or part, str(exc)) from exc
 
