@@ -45,6 +45,7 @@ class InternalService(ServedPeer):
             "internal-peer",
         )
         self.origin = self._server.origin
+        self.port = self._server.port
 
     async def _record(self, request: Request) -> Response:
         body = await request.body()
@@ -104,7 +105,7 @@ async def test_a_redirect_is_never_followed(
 async def test_a_forbidden_endpoint_is_refused_at_send_with_no_request(
     internal: InternalService, vapid_file: Path, endpoint: str, why: str
 ) -> None:
-    address = endpoint.format(port=internal._server.port)
+    address = endpoint.format(port=internal.port)
     with pytest.raises(Rejected, match=why) as caught:
         await send(push_settings(vapid_file), subscription(address))
     assert caught.value.reason.startswith("invalid browser subscription: the endpoint")
@@ -119,7 +120,7 @@ async def test_a_forbidden_endpoint_is_refused_at_send_with_no_request(
 def test_a_forbidden_endpoint_is_refused_at_subscription(
     sqlite_url: str, internal: InternalService, endpoint: str
 ) -> None:
-    address = endpoint.format(port=internal._server.port)
+    address = endpoint.format(port=internal.port)
     entry = NewSubscriber(push="webpush:" + subscription(address), line=7)
     _, problems = validate(entry, settings_with(sqlite_url))
     [problem] = problems
