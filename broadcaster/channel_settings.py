@@ -5,9 +5,21 @@ A channel is live when its credentials are present, and in capture mode otherwis
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator
+
+#: The push services browsers subscribe through: Chrome/Edge (FCM), Firefox, Safari, Windows (WNS).
+WEBPUSH_HOSTS = (
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.services.mozilla.com",
+    "web.push.apple.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+)
+_HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[?[0-9a-f:.]+\]?")
 
 
 class Section(BaseModel):
@@ -141,6 +153,21 @@ class PushSettings(Section):
     ttl_seconds: Annotated[int, Field(ge=0)] = 3600
     rate_per_second: Annotated[float, Field(ge=0)] = 0.0
     timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
+    # A browser's endpoint is customer data: we POST only over https to these hosts ("*.x" = any
+    # subdomain of x), never to a loopback, private, link-local or reserved address…
+    webpush_hosts: tuple[str, ...] = WEBPUSH_HOSTS
+    # …except in these networks, listed on purpose (a push service inside your network).
+    webpush_private_networks: tuple[IPvAnyNetwork, ...] = ()
+    webpush_ca_file: str = ""  # extra CA to trust for Web Push endpoints; empty = system CAs
+
+    @field_validator("webpush_hosts")
+    @classmethod
+    def _host_patterns(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(h.strip().strip("[]").rstrip(".").lower() for h in hosts)
+        for host in cleaned:
+            if not _HOST_PATTERN.fullmatch(host):
+                raise ValueError(f"{host!r} is not a host name, an IP address or *.domain")
+        return cleaned
 
     @property
     def live(self) -> bool:

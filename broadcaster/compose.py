@@ -26,6 +26,8 @@ from babel.lists import format_list
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
+from broadcaster.control_characters import without_controls
+from broadcaster.foreign_markup import markdown_text
 from broadcaster.limits import fit_subject, split_text, split_x_thread, truncate_at_word
 from broadcaster.lint import thanks_in
 from broadcaster.message import NOTICE_EXTRA, MessageContext, NoticeFacts, RenderedMessage
@@ -222,6 +224,23 @@ def _finalize(value: Any) -> Any:
     return value
 
 
+#: Parts another renderer reads as markup (a Hugo/Jekyll folder, WordPress): what people wrote is
+#: escaped for it before the template places it.
+_FOREIGN_PARTS: dict[tuple[str, str], Callable[[str], str]] = {("blog", "body"): markdown_text}
+_WRITTEN_TEXTS = ("title", "message", "alternative", "compensation")
+_LABELS = ("components", "added_components", "removed_components", "still_affected")
+
+
+def _escaped_texts(context: MessageContext, escape: Callable[[str], str]) -> dict[str, Any]:
+    texts: dict[str, Any] = {}
+    for name in _WRITTEN_TEXTS:
+        value = getattr(context, name)
+        texts[name] = escape(value) if value else value
+    for name in _LABELS:
+        texts[name] = tuple(escape(label) for label in getattr(context, name))
+    return texts
+
+
 def _tidy(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", _TRAILING_SPACE.sub("", text)).strip()
 
@@ -293,8 +312,11 @@ class Composer:
             status_link=context.incident_url or context.brand.status_url,
             message_thanks=thanks_in(context.message),
         )
+        escape = _FOREIGN_PARTS.get((channel, part))
+        if escape is not None:
+            variables.update(_escaped_texts(context, escape))
         try:
-            return _tidy(template.render(variables))
+            return without_controls(_tidy(template.render(variables)))  # stored before they were refused
         except (jinja2.TemplateError, ValueError) as exc:
             raise TemplateError(template.name or part, str(exc)) from exc
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from broadcaster.compose import NO_BREAK_SPACE, Composer
 from broadcaster.config import Settings
+from broadcaster.control_characters import control_character
 from broadcaster.lint import Draft, Finding, lint
 from broadcaster.message import Brand, MessageContext, MessageKind, RenderedMessage
 from broadcaster.models import utcnow
@@ -140,18 +141,27 @@ def check_components(settings: Settings, components: Sequence[str]) -> None:
 
 
 def localized(
-    settings: Settings, text: str | None, translations: Mapping[str, str], option: str
+    settings: Settings,
+    text: str | None,
+    translations: Mapping[str, str],
+    option: str,
+    *,
+    text_option: str = "",
+    single_line: bool = False,
 ) -> dict[str, str]:
     """A text per locale: `text` in the brand's default locale, `translations` in others.
 
     Blank texts are left out; a translation into a locale the brand does not publish in is an
-    error naming `option` (e.g. "--title-translation").
+    error naming `option` (e.g. "--title-translation"). A control character (any, when
+    `single_line`) is an error naming the option (`text_option` for `text`) and its position.
     """
+    _refuse_controls(text or "", text_option or option, single_line)
     texts = {settings.brand.default_locale: text.strip()} if text and text.strip() else {}
     for locale, translated in translations.items():
         if locale not in settings.brand.locales:
             locales = ", ".join(settings.brand.locales)
             raise PublishError(f"{option}: unknown locale {locale!r} (locales: {locales})")
+        _refuse_controls(translated, f"{option} {locale}", single_line)
         if translated.strip():
             texts[locale] = translated.strip()
     if texts and settings.brand.default_locale not in texts:
@@ -162,9 +172,24 @@ def localized(
     return texts
 
 
+def localized_titles(settings: Settings, title: str, translations: Mapping[str, str]) -> dict[str, str]:
+    """The title per locale, as `localized` gives it; a title is one line without control characters."""
+    return localized(
+        settings, title, translations, "--title-translation", text_option="--title", single_line=True
+    )
+
+
+def _refuse_controls(text: str, option: str, single_line: bool) -> None:
+    problem = control_character(text, single_line=single_line)
+    if problem:
+        raise PublishError(f"{option}: {problem}")
+
+
 def draft_messages(settings: Settings, draft: UpdateDraft, *, may_be_empty: bool = False) -> dict[str, str]:
     """The message per locale; empty only when `may_be_empty` (a follow-up that changes facts)."""
-    messages = localized(settings, draft.message, draft.translations, "--translation")
+    messages = localized(
+        settings, draft.message, draft.translations, "--translation", text_option="--message"
+    )
     if not messages and not may_be_empty:
         raise PublishError("the message is empty: write what customers should know")
     return messages
@@ -346,6 +371,6 @@ def preview(
 ) -> Preview:
     """Render every channel × locale and lint, without writing anything."""
     check_components(settings, components)
-    titles = localized(settings, title, title_translations or {}, "--title-translation")
+    titles = localized_titles(settings, title, title_translations or {})
     facts = IncidentFacts(0, title, impact, tuple(components), is_first, titles=titles)
     return render_update(settings, composer, facts, draft, kind, utcnow())

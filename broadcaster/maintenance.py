@@ -24,13 +24,14 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.config import Settings
+from broadcaster.control_characters import control_character
 from broadcaster.drafting import (
     IncidentFacts,
     LintRefused,
     PublishError,
     check_components,
     enabled_channels,
-    localized,
+    localized_titles,
     render_update,
 )
 from broadcaster.lint import has_errors
@@ -104,6 +105,11 @@ def _check_messages(settings: Settings, message: Mapping[str, str]) -> dict[str,
     if unknown:
         locales = ", ".join(settings.brand.locales)
         raise MaintenanceError(f"message for unknown locale(s) {', '.join(unknown)} (locales: {locales})")
+    for locale, text in message.items():
+        problem = control_character(text)
+        if problem:
+            option = "--message" if locale == default else f"--translation {locale}"
+            raise MaintenanceError(f"{option}: {problem}")
     return {locale: text.strip() for locale, text in message.items() if text.strip()}
 
 
@@ -132,10 +138,10 @@ async def schedule_maintenance(
     _check_window(settings, starts_at, ends_at, now)
     try:
         check_components(settings, components)
+        titles = localized_titles(settings, title, title_translations or {})
     except PublishError as exc:
         raise MaintenanceError(str(exc)) from None
     messages = _check_messages(settings, message)
-    titles = localized(settings, title, title_translations or {}, "--title-translation")
     incident = Incident(
         kind="maintenance",
         title=title.strip(),

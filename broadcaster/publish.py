@@ -26,7 +26,7 @@ from broadcaster.drafting import (
     UpdateDraft,
     check_components,
     draft_messages,
-    localized,
+    localized_titles,
 )
 from broadcaster.incident_answers import answer_linked_conversations
 from broadcaster.models import Conversation, Incident, Message, utcnow
@@ -88,7 +88,7 @@ def _check_opening(
 
 
 def _title_translations(settings: Settings, title: str, translations: Mapping[str, str]) -> dict[str, str]:
-    titles = localized(settings, title, translations, "--title-translation")
+    titles = localized_titles(settings, title, translations)
     titles.pop(settings.brand.default_locale, None)
     return titles
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -17,11 +16,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.config import Settings
 from broadcaster.models import Subscriber, Subscription, utcnow
+from channels.base import Rejected
+from channels.webpush import endpoint_policy, parse_subscription
 
 CSV_COLUMNS = ("email", "telegram_chat_id", "locale", "components")
 _CHAT_ID = re.compile(r"^-?\d{1,20}$")
-# A local push service (development, tests) may speak plain HTTP; anything else must be https.
-_LOOPBACK_HTTP = ("http://127.0.0.1:", "http://localhost:", "http://[::1]:")
 _LOCALE = re.compile(r"^[a-z]{2}([_-][A-Za-z]{2})?$")
 
 
@@ -66,7 +65,7 @@ def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, l
         problems.append(f"telegram_chat_id {chat!r}: must be a number (the chat id the bot sees)")
     push = entry.push.strip()
     if push:
-        problems.extend(_push_problems(push))
+        problems.extend(_push_problems(push, settings))
     if not email and not chat and not push:
         problems.append("needs an email, a telegram_chat_id or a push address")
     locale = entry.locale.strip() or settings.brand.default_locale
@@ -81,20 +80,15 @@ def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, l
     return cleaned, problems
 
 
-def _push_problems(push: str) -> list[str]:
+def _push_problems(push: str, settings: Settings) -> list[str]:
     kind, _, value = push.partition(":")
     if kind == "fcm" and value.strip():
         return []
     if kind == "webpush":
         try:
-            data = json.loads(value)
-        except ValueError:
-            return ["push webpush:… must be the browser's PushSubscription JSON"]
-        keys = data.get("keys") if isinstance(data, dict) else None
-        endpoint = str(data.get("endpoint", "")) if isinstance(data, dict) else ""
-        secure = endpoint.startswith("https://") or endpoint.startswith(_LOOPBACK_HTTP)
-        if not (isinstance(keys, dict) and secure and keys.get("p256dh") and keys.get("auth")):
-            return ["push webpush:… needs an https endpoint and keys.p256dh and keys.auth"]
+            parse_subscription(value, endpoint_policy(settings.channels.push))
+        except Rejected as exc:
+            return [f"push webpush:…: {exc.reason}"]
         return []
     return [f"push {push[:40]!r}: write fcm:<registration token> or webpush:<subscription JSON>"]
 

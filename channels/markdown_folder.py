@@ -4,6 +4,8 @@ The first update creates `<YYYY-MM-DD>-<slug>-<hash6>.md` (front matter + timeli
 rewrites it atomically (temp file in the same folder, then `os.replace`) with the new section on top.
 Front-matter values are JSON, which is valid YAML: titles with colons or quotes stay intact.
 Each section starts with `<!-- update: KEY -->`, so a retried update is never written twice.
+The body comes from the composer with what people wrote already escaped (`foreign_markup`); the
+title and status in the front matter get `<` and `>` as references, since a theme may print them raw.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def _yaml(value: object) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
+def _front_text(text: str) -> str:
+    # No tag can start without "<"; "&" and quotes stay, as Hugo escapes them again when printing.
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
 def front_matter(fields: dict[str, object]) -> str:
     """`---` + one `key: json-value` line per field + `---`."""
     lines = [f"{key}: {_yaml(value)}" for key, value in fields.items()]
@@ -73,11 +80,11 @@ def render_document(entry: BlogEntry) -> str:
     """A new incident file holding `entry` as its only section."""
     when = entry.published_at.isoformat(timespec="seconds")
     fields: dict[str, object] = {
-        "title": entry.title,
+        "title": _front_text(entry.title),
         "date": when,
         "lastmod": when,
         "draft": False,
-        "status": entry.status,
+        "status": _front_text(entry.status),
         "tags": ["incident"],
     }
     return f"{front_matter(fields)}\n{_section(entry)}"
@@ -86,8 +93,8 @@ def render_document(entry: BlogEntry) -> str:
 def _add_section(document: str, entry: BlogEntry) -> str:
     """`document` with its managed front-matter keys updated and `entry` above the newest section."""
     head, body = _split(document.replace("\r\n", "\n"))  # a file saved by a Windows editor
-    values = {"title": entry.title, "lastmod": entry.published_at.isoformat(timespec="seconds")}
-    values["status"] = entry.status
+    values = {"title": _front_text(entry.title), "lastmod": entry.published_at.isoformat(timespec="seconds")}
+    values["status"] = _front_text(entry.status)
     seen: set[str] = set()
     lines = []
     for line in head:  # keys we do not manage (hand-added ones too) are kept verbatim

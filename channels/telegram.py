@@ -302,5 +302,3 @@ def _message_id_in(chat: str, reference: str) -> int:
     if match.group(1) != chat:
         raise Rejected(f"Telegram message {reference!r} is not in chat {chat}")
     return int(match.group(2))
-
-

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from broadcaster.channel_settings import TwitterSettings
-from channels.base import RateLimited, Rejected, Unauthorized
+from channels.base import RateLimited, Rejected
+from channels.tls import client_context
 
 __all__ = ["API_HOST", "PinnedResolver", "PostBudget", "Transport", "api_endpoint", "open_transport"]
 
@@ -112,22 +112,12 @@ class Transport:
             await self.resolver.close()
 
 
-def _tls_context(ca_file: str) -> ssl.SSLContext:
-    context = ssl.create_default_context()  # system CAs, hostname checking on
-    if ca_file:
-        try:
-            context.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise Unauthorized(f"cannot use channels.twitter.ca_file {ca_file!r}: {reason}") from None
-    return context
-
-
 def open_transport(settings: TwitterSettings) -> Transport:
     """A session with one connection pool; call from a running event loop (aiohttp needs one)."""
     endpoint = api_endpoint(settings.api_base_url)
     resolver = PinnedResolver(endpoint) if endpoint is not None else None
-    connector = aiohttp.TCPConnector(ssl=_tls_context(settings.ca_file), resolver=resolver, limit=16)
+    tls = client_context(settings.ca_file, "channels.twitter.ca_file")
+    connector = aiohttp.TCPConnector(ssl=tls, resolver=resolver, limit=16)
     timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
     return Transport(aiohttp.ClientSession(connector=connector, timeout=timeout), resolver)
 

@@ -2,7 +2,8 @@
 
 A target is `"webpush:<subscription JSON>"`, the `PushSubscription.toJSON()` a browser gave us:
 `{"endpoint": …, "keys": {"p256dh": …, "auth": …}}`. pywebpush encrypts and signs; this module
-maps the push service's answers onto the error tree and owns the VAPID key file.
+maps the push service's answers onto the error tree and owns the VAPID key file. The endpoint is
+customer data: `channels.outbound_url` decides where it may take us, at subscription and at send.
 
 >>> public_key = generate_vapid_key(Path("vapid.pem"))  # give it to the browser's subscribe()
 """
@@ -34,16 +35,24 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.outbound_url import (
+    GuardedSession,
+    OutboundPolicy,
+    RedirectRefused,
+    UnsafeAddress,
+    UnsafeURL,
+    guarded_session,
+)
 from channels.retry_hint import retry_after_seconds
+from channels.tls import client_context
 
 __all__ = [
     "WebPushSender",
+    "endpoint_policy",
     "generate_vapid_key",
     "parse_subscription",
     "public_key_from_file",
 ]
-
-_LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 def _b64url(raw: bytes) -> str:
@@ -100,8 +109,11 @@ def public_key_from_file(path: Path | str) -> str:
     return _public_key_b64(_load_vapid_key(path))
 
 
-def parse_subscription(raw: str) -> dict[str, Any]:
-    """A browser subscription from its JSON; `Rejected` when it cannot be used (never quotes keys)."""
+def parse_subscription(raw: str, policy: OutboundPolicy) -> dict[str, Any]:
+    """A browser subscription from its JSON; `Rejected` when it cannot be used (never quotes keys).
+
+    The endpoint must pass `policy` (https, a known push service, no internal address).
+    """
     try:
         data = json.loads(raw)
     except json.JSONDecodeError:
@@ -119,28 +131,22 @@ def parse_subscription(raw: str) -> dict[str, Any]:
             base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         except (binascii.Error, ValueError):
             raise Rejected(f"invalid browser subscription: keys.{name} is not base64url") from None
-    parts = urlsplit(endpoint)
-    # Push services are HTTPS; plain HTTP only on loopback (a local push service), so a forged
-    # subscription cannot make us POST in clear text to some host on the network.
-    if not parts.hostname or not (
-        parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))
-    ):
-        raise Rejected("invalid browser subscription: the endpoint must be an https:// URL")
+    try:
+        policy.check_url(endpoint)  # the endpoint is customer data: never an internal address
+    except UnsafeURL as exc:
+        raise Rejected(f"invalid browser subscription: the endpoint {exc}") from None
     return {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
 
 
-def _loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def endpoint_policy(settings: PushSettings) -> OutboundPolicy:
+    """Where browser subscriptions may send us: `webpush_hosts`, public addresses (or the listed networks)."""
+    networks = tuple(ipaddress.ip_network(str(network)) for network in settings.webpush_private_networks)
+    return OutboundPolicy(settings.webpush_hosts, networks, setting="channels.push.webpush_hosts")
 
 
 def _origin(endpoint: str) -> str:
     parts = urlsplit(endpoint)
-    return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"  # never a user name or password
 
 
 class WebPushSender:
@@ -148,8 +154,9 @@ class WebPushSender:
 
     def __init__(self, settings: PushSettings) -> None:
         self._settings = settings
+        self._policy = endpoint_policy(settings)
         self._vapid: Vapid | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._http: GuardedSession | None = None
 
     def __repr__(self) -> str:
         state = "set" if self._settings.vapid_private_key_file else "unset"
@@ -170,18 +177,17 @@ class WebPushSender:
         return self._vapid
 
     def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
-            )
-        return self._session
+        if self._http is None or self._http.session.closed:
+            tls = client_context(self._settings.webpush_ca_file, "channels.push.webpush_ca_file")
+            self._http = guarded_session(self._policy, tls, self._settings.timeout_seconds)
+        return self._http.session
 
     async def send(self, payload: dict[str, str], subscription_json: str) -> SendResult:
         """Encrypt `payload` (JSON) for one subscription and post it with `Urgency: high`.
 
         Returns the push service's `Location` (the message resource) as the provider id.
         """
-        subscription = parse_subscription(subscription_json)
+        subscription = parse_subscription(subscription_json, self._policy)
         vapid = self._get_vapid()
         origin = _origin(subscription["endpoint"])
         try:
@@ -199,6 +205,14 @@ class WebPushSender:
             )
         except WebPushException as exc:
             raise _push_error(exc, origin) from None
+        except RedirectRefused as exc:
+            raise Rejected(f"push service {origin} {exc}") from None
+        except UnsafeURL as exc:
+            raise Rejected(f"invalid browser subscription: the endpoint {exc}") from None
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, UnsafeAddress):
+                raise Rejected(f"invalid browser subscription: the endpoint {exc.os_error}") from None
+            raise Unavailable(f"push service {origin} unreachable: {type(exc).__name__}") from None
         except VapidException:
             raise Unauthorized(
                 "VAPID subject refused: channels.push.vapid_subject must be mailto:… or https://…"
@@ -227,9 +241,9 @@ class WebPushSender:
 
     async def aclose(self) -> None:
         """Close the HTTP session; the sender may be used again afterwards."""
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
 
 def _push_error(exc: WebPushException, origin: str) -> DeliveryError:

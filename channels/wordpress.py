@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from broadcaster.config import BlogSettings
+from broadcaster.foreign_markup import without_shortcodes
 from channels.base import (
     CheckResult,
     DeliveryError,
@@ -43,13 +44,22 @@ class _PostGone(Exception):
 
 
 def section_html(entry: BlogEntry) -> str:
-    """This update's section: heading with time and status, then its HTML (headings one level down)."""
+    """This update's section: heading with time and status, then its HTML (headings one level down).
+
+    Square brackets become references: WordPress would run `[shortcode]` text as a shortcode.
+    """
     body = _HEADING_TAG.sub(lambda m: f"<{m.group(1)}h{int(m.group(2)) + 1}", entry.html)
     published = entry.published_at.astimezone(UTC).isoformat(timespec="seconds")
-    return (
+    heading = html.escape(entry.heading, quote=False)
+    return without_shortcodes(
         f'{_SECTION_START} data-update="{html.escape(entry.marker)}" data-published="{published}">\n'
-        f"<h2>{html.escape(entry.heading, quote=False)}</h2>\n{body}\n</section>"
+        f"<h2>{heading}</h2>\n{body}\n</section>"
     )
+
+
+def _post_title(entry: BlogEntry) -> str:
+    """The title as WordPress stores it: HTML (themes print it unescaped), so `<`, `>`, `&` escaped."""
+    return html.escape(entry.title, quote=False)
 
 
 def insert_section(content: str, section: str) -> str:
@@ -102,7 +112,7 @@ class WordPressPublisher:
                     raise _PostGone
                 raw = _raw(post, "content")
                 if f'data-update="{html.escape(entry.marker)}"' not in raw:  # else: a retry, already there
-                    update = {"title": entry.title, "content": insert_section(raw, section)}
+                    update = {"title": _post_title(entry), "content": insert_section(raw, section)}
                     await self._call("POST", f"/posts/{thread_ref}", json=update, post=True)
                 return thread_ref
             except _PostGone:
@@ -110,7 +120,11 @@ class WordPressPublisher:
         found = await self._find(entry)
         if found:
             return found
-        create = {"title": entry.title, "content": section + "\n", "status": self._settings.wordpress_status}
+        create = {
+            "title": _post_title(entry),
+            "content": section + "\n",
+            "status": self._settings.wordpress_status,
+        }
         created = await self._call("POST", "/posts", json=create)
         post_id = created.get("id")
         if not isinstance(post_id, int):

@@ -296,6 +296,9 @@ async def test_cancel_scheduled_and_running(database_url: str, sessions: Session
         ({"title": "  "}, "needs a title (--title)"),
         ({"message": {"fr": " "}}, "the message in 'fr' is empty (--message)"),
         ({"message": {"fr": TEXT["fr"], "de": "Wartung"}}, "unknown locale(s) de"),
+        ({"message": {"fr": "Mise\x07 à jour"}}, "--message: control character U+0007 at position 5"),
+        ({"message": {**TEXT, "en": "Up\x1b"}}, "--translation en: control character U+001B at position 3"),
+        ({"title": "Mise à\njour\n"}, "--title: control character U+000A at position 7"),
         ({"starts_at": datetime(2026, 11, 25, 2, 0)}, "--starts 2026-11-25T02:00:00 has no time zone"),
     ],
 )

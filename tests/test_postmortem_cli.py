@@ -12,6 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from broadcaster.cli import app
+from broadcaster.foreign_markup import markdown_text
 from broadcaster.postmortem import PLACEHOLDERS
 
 runner = CliRunner()
@@ -79,7 +80,7 @@ def test_draft_edit_in_a_file_then_publish_once(workdir: Path) -> None:
         "SELECT title, body, html FROM captured_message WHERE channel = 'blog' AND title LIKE 'Rapport%'",
     )
     assert title == "Rapport d'incident : Paiement indisponible"
-    assert CAUSE in body and CHANGES in body
+    assert markdown_text(CAUSE) in body and markdown_text(CHANGES) in body  # escaped for Hugo/Jekyll
     assert "&lt;script&gt;" in html and "<script>" not in html  # staff text stays text on the blog
     shown = json.loads(invoke("incident", "show", "1", "--json")[1])
     assert [u["kind"] for u in shown["updates"]] == ["update", "resolved", "postmortem"]

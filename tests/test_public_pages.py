@@ -6,8 +6,10 @@ import xml.etree.ElementTree as ET
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from broadcaster.db import SessionFactory
+from broadcaster.models import Incident, IncidentUpdate, Rendition
 from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, follow_up, open_, resolve
@@ -98,6 +100,45 @@ async def test_atom_feed_lists_updates_newest_first(
     titles = [e.findtext(f"{ATOM}title") for e in entries]
     assert titles[0].endswith("Cause identifiée") and titles[1].endswith("Nous enquêtons")
     assert entries[0].find(f"{ATOM}link").get("href").endswith(f"/incidents/{opened.incident.id}")
+
+
+async def test_stored_control_characters_do_not_break_the_feed_or_the_pages(
+    database_url: str, sessions: SessionFactory, client: httpx.AsyncClient
+) -> None:
+    settings = make_settings(database_url)
+    opened = await open_(sessions, settings, draft("investigating", FR_OPEN, EN_OPEN), force=True)
+    incident_id = opened.incident.id
+    # Rows written before publication refused them: poison the title, the message and the rendition.
+    async with sessions() as session:
+        incident = await session.get(Incident, incident_id)
+        assert incident is not None
+        incident.title = "Paiement\x07 indisponible\x1b[31m"
+        session.add(incident)
+        for update in await session.exec(select(IncidentUpdate)):
+            update.messages = {k: v.replace("Désolés", "Dés\x07olés\x00") for k, v in update.messages.items()}
+            session.add(update)
+        for rendition in await session.exec(select(Rendition)):
+            rendition.payload = rendition.payload.replace("Désolés", "Dés\\u0007olés\\u0000")
+            session.add(rendition)
+        await session.commit()
+
+    feed = await client.get("/feed.atom")
+    assert feed.status_code == 200
+    [entry] = ET.fromstring(feed.content).findall(f"{ATOM}entry")
+    assert entry.findtext(f"{ATOM}title", "").startswith("Paiement indisponible[31m")
+    assert "Désolés" in entry.findtext(f"{ATOM}content", "")
+    for path in (f"/incidents/{incident_id}", "/status"):
+        page = await client.get(path, headers={"Accept-Language": "fr"})
+        assert page.status_code == 200
+        assert "\x07" not in page.text and "\x00" not in page.text and "\x1b" not in page.text
+
+    # A follow-up renders the stored title for every channel: the control characters stay behind.
+    published = await follow_up(sessions, settings, incident_id, draft("identified", FR_OPEN, EN_OPEN))
+    async with sessions() as session:
+        rows = await session.exec(select(Rendition).where(Rendition.update_id == published.update.id))
+        payloads = [r.payload for r in rows]
+    assert any("Paiement indisponible" in p for p in payloads)
+    assert not any("\\u0007" in p or "\\u001b" in p for p in payloads)
 
 
 @pytest.mark.parametrize("incident_id", ["99999999999999999999", "9223372036854775808", "0", "-1"])

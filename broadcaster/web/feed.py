@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from broadcaster.compose import status_words
 from broadcaster.config import Settings
+from broadcaster.control_characters import without_controls
 from broadcaster.db import SessionFactory
 from broadcaster.models import Incident, IncidentUpdate, utcnow
 from broadcaster.web.notices import describe, distinct_notices, notice_facts
@@ -100,12 +101,12 @@ def feed_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
         for item in entries:  # feedgen prepends: oldest first gives newest on top
             entry = feed.add_entry()
             entry.id(f"{base_url}/incidents/{item.incident.id}#{item.anchor}")
-            entry.title(item.title)
+            entry.title(without_controls(item.title))  # lxml refuses them: one would fail the feed
             entry.link(href=f"{base_url}/incidents/{item.incident.id}")
             entry.category(term=item.category)
             entry.updated(item.at)
             entry.published(item.at)
-            entry.content(item.html or item.title, type="html")
+            entry.content(without_controls(item.html or item.title), type="html")
         return Response(feed.atom_str(pretty=True), media_type="application/atom+xml")
 
     return router

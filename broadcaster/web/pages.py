@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from broadcaster.compose import status_words
 from broadcaster.config import Settings
+from broadcaster.control_characters import without_controls
 from broadcaster.web.times import PageClock
 from broadcaster.web.words import page_words
 
@@ -98,6 +99,8 @@ class Pages:
             base_url=self.base_url,
             **context,
         )
-        return HTMLResponse(
-            html, status_code=status_code, headers={"Content-Language": locale.replace("_", "-")}
+        return HTMLResponse(  # a control character stored before publication refused them
+            without_controls(html),
+            status_code=status_code,
+            headers={"Content-Language": locale.replace("_", "-")},
         )

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 from pydantic import SecretStr
 
+from broadcaster.compose import Composer
 from broadcaster.config import BlogSettings
 from broadcaster.message import RenderedMessage
 from channels.base import Channel, RateLimited, Rejected, Target, Unauthorized, Unavailable
 from channels.blog import BlogChannel, status_words
 from tests.peers.wordpress import WordPressPeer
+from tests.test_compose import make_context
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "blog"
 PAYLOADS = Path(__file__).parent.parent / "payloads" / "blog"
@@ -407,3 +410,49 @@ async def test_no_publisher_and_no_inbound(tmp_path: Path) -> None:
             idempotency_key="1:blog:incidents",
         )
     await channel.aclose()
+
+
+# ----- what leaves for another renderer ----------------------------------------------------------
+
+# What a CM might paste from a customer's message or a wiki: markup for each renderer downstream.
+HOSTILE_TITLE = "Paiement <img src=x onerror=alert(1)> & co"
+HOSTILE_MESSAGE = (
+    "Le paiement échoue. <script>alert(1)</script> {% raw %}{{ site.github }}{% endraw %} "
+    "{{< youtube dQw4w9WgXcQ >}} {{% notice %}}x{{% /notice %}} "
+    "[embed]http://169.254.169.254/latest/meta-data/[/embed] [contact-form-7 id=1]"
+)
+
+
+def hostile_rendition() -> RenderedMessage:
+    context = make_context(title=HOSTILE_TITLE, message=HOSTILE_MESSAGE, alternative="<b>Appelez</b> le 01")
+    return Composer().render("blog", context)
+
+
+async def test_markdown_file_carries_no_html_or_template_code_from_an_update(tmp_path: Path) -> None:
+    sent = await md_channel(tmp_path).send(
+        hostile_rendition(), Target("incidents"), idempotency_key="9:blog:x"
+    )
+
+    document = (tmp_path / sent.provider_message_id).read_text(encoding="utf-8")
+    meta, body = parse(document)
+    for raw in ("<script", "<img", "<b>", "{%", "{{", "%}", "}}"):
+        assert raw not in document, raw
+    assert meta["title"] == "Paiement &lt;img src=x onerror=alert(1)&gt; & co"
+    assert body.startswith("\n<!-- update: 9:blog:x -->")  # our own markup stays
+    assert "](<https://status.maison-exemple.fr/incidents/42>)" in body
+    # A renderer that lets raw HTML through (kramdown, goldmark unsafe) shows the text as written.
+    page = MarkdownIt("commonmark").render(body)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script" not in page
+    assert "{% raw %}{{ site.github }}{% endraw %} {{&lt; youtube dQw4w9WgXcQ &gt;}}" in page
+
+
+async def test_wordpress_gets_an_escaped_title_and_no_shortcode(
+    peer: WordPressPeer, wordpress: BlogChannel
+) -> None:
+    sent = await wordpress.send(hostile_rendition(), Target("incidents"), idempotency_key="9:blog:x")
+
+    post = peer.posts[int(sent.provider_message_id)]
+    assert post["title"] == "Paiement &lt;img src=x onerror=alert(1)&gt; &amp; co"
+    for raw in ("<script", "<img", "<b>", "[embed]", "[contact-form-7", "[/embed]"):
+        assert raw not in post["content"], raw
+    assert "&#91;embed&#93;http://169.254.169.254/latest/meta-data/&#91;/embed&#93;" in post["content"]

@@ -46,29 +46,10 @@ def running_fcm() -> Iterator[FcmPeer]:
         yield peer
 
 
-@pytest.fixture(scope="module")
-def running_push_service() -> Iterator[WebPushEndpoint]:
-    with WebPushEndpoint() as endpoint:
-        yield endpoint
-
-
 @pytest.fixture
 def fcm(running_fcm: FcmPeer) -> FcmPeer:
     running_fcm.reset()
     return running_fcm
-
-
-@pytest.fixture
-def push_service(running_push_service: WebPushEndpoint) -> WebPushEndpoint:
-    running_push_service.down = False
-    return running_push_service
-
-
-@pytest.fixture
-def vapid_file(tmp_path: Path) -> Path:
-    path = tmp_path / "vapid.pem"
-    generate_vapid_key(path)
-    return path
 
 
 def settings_for(fcm: FcmPeer, account: Path | str, vapid: Path | str = "", **extra: Any) -> PushSettings:
@@ -85,8 +66,11 @@ def settings_for(fcm: FcmPeer, account: Path | str, vapid: Path | str = "", **ex
 
 
 @pytest.fixture
-async def channel(fcm: FcmPeer, tmp_path: Path, vapid_file: Path) -> AsyncIterator[PushChannel]:
-    push = PushChannel(settings_for(fcm, fcm.service_account(tmp_path), vapid_file))
+async def channel(
+    fcm: FcmPeer, tmp_path: Path, vapid_file: Path, running_push_service: WebPushEndpoint
+) -> AsyncIterator[PushChannel]:
+    account = fcm.service_account(tmp_path)
+    push = PushChannel(settings_for(fcm, account, vapid_file, **running_push_service.settings))
     yield push
     await push.aclose()
 
@@ -260,7 +244,7 @@ async def test_web_push_is_encrypted_signed_and_urgent(
     vapid = tmp_path / "vapid.pem"
     public_key = generate_vapid_key(vapid)
     subscription = push_service.subscribe(application_server_key=public_key)
-    push = PushChannel(settings_for(fcm, "", vapid))
+    push = PushChannel(settings_for(fcm, "", vapid, **push_service.settings))
     body = BODY + " Détails : https://status.shop.example/incidents/42"
     before = len(push_service.records)
     try:
@@ -334,7 +318,7 @@ async def test_missing_vapid_key_is_unauthorized_and_not_created(
     push_service: WebPushEndpoint, fcm: FcmPeer, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nope.pem"
-    push = PushChannel(settings_for(fcm, "", missing))
+    push = PushChannel(settings_for(fcm, "", missing, **push_service.settings))
     try:
         error = await failure(push, "webpush:" + json.dumps(push_service.subscribe()))
     finally:

@@ -62,7 +62,7 @@ async def test_one_incident_reaches_every_channel_exactly_as_rendered(
             "facebook": {"page_id": graph.page_id, "page_access_token": "PAGE-TOKEN",
                          "graph_base_url": graph.base_url},
             "push": {"service_account_file": str(fcm.service_account(tmp_path)), "fcm_base_url": fcm.base_url,
-                     "vapid_private_key_file": str(vapid_file)},
+                     "vapid_private_key_file": str(vapid_file), **browsers.settings},
             "blog": {"publisher": "wordpress", "wordpress_url": wordpress.base_url,
                      "wordpress_user": wordpress.user, "wordpress_app_password": wordpress.app_password},
         })  # fmt: skip

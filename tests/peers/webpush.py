@@ -3,9 +3,12 @@
 `endpoint.subscribe()` plays the browser: a P-256 key pair and a 16-byte auth secret, returned as
 `PushSubscription.toJSON()`. `POST /push/<id>` verifies the `vapid t=…, k=…` JWT, the `TTL`,
 `Urgency` and `Content-Encoding` headers, then decrypts the body with `http_ece` and records it.
+It speaks HTTPS with a trustme certificate for 127.0.0.1 and localhost; `push.settings` are the
+`[channels.push]` keys that let a sender reach it (its CA, its host, 127.0.0.1/32 as an allowed network).
 
 >>> with WebPushEndpoint() as push:
 ...     subscription = push.subscribe()
+...     sender = WebPushSender(PushSettings(vapid_private_key_file=…, **push.settings))
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import http_ece
+import trustme
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -64,22 +71,48 @@ class _Browser:
 
 
 class WebPushEndpoint(ServedPeer):
-    """A push service on 127.0.0.1.
+    """A push service on 127.0.0.1 over HTTPS.
 
-    Faults: `expire(sub)` (410), `throttle(sub, hint)` and `exhaust_next(n)` (429), `down` (503).
+    Faults: `expire(sub)` (410), `throttle(sub, hint)` and `exhaust_next(n)` (429), `down` (503),
+    `redirect_to` (307 there).
     """
 
     def __init__(self) -> None:
         self.down = False
+        self.redirect_to = ""  # when set, every push is answered 307 with this Location
         self.records: list[PushRecord] = []
         self.refusals: list[tuple[int, str]] = []  # (status, why) of every refused request
         self._cond = threading.Condition()
         self._browsers: dict[str, _Browser] = {}
         self._exhausted = 0
         self._retry_after = "30"
+        self._dir = Path(tempfile.mkdtemp(prefix="webpush-peer-"))
+        authority = trustme.CA()
+        leaf = authority.issue_cert("127.0.0.1", "localhost")
+        self.ca_file = str(self._dir / "ca.pem")
+        authority.cert_pem.write_to_path(self.ca_file)
+        leaf.private_key_pem.write_to_path(str(self._dir / "key.pem"))
+        for index, pem in enumerate(leaf.cert_chain_pems):
+            pem.write_to_path(str(self._dir / "cert.pem"), append=index > 0)
         app = Starlette(routes=[Route("/push/{sub_id}", self._push, methods=["POST"])])
-        self._server = ServerThread(app, "webpush-peer")
+        self._server = ServerThread(
+            app,
+            "webpush-peer",
+            ssl_certfile=str(self._dir / "cert.pem"),
+            ssl_keyfile=str(self._dir / "key.pem"),
+        )
         self.origin = self._server.origin
+        self.port = self._server.port
+        self.settings: dict[str, Any] = {
+            "webpush_hosts": ("127.0.0.1",),
+            "webpush_private_networks": ("127.0.0.1/32",),
+            "webpush_ca_file": self.ca_file,
+        }
+
+    def stop(self) -> None:
+        """Stop serving (bounded) and remove the certificate files."""
+        super().stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     # ----- browser side ----------------------------------------------------------------------
 
@@ -129,6 +162,8 @@ class WebPushEndpoint(ServedPeer):
     async def _push(self, request: Request) -> Response:
         if self.down:
             return self._refuse(503, "service unavailable")
+        if self.redirect_to:
+            return self._refuse(307, "moved", {"Location": self.redirect_to})
         with self._cond:
             browser = self._browsers.get(request.path_params["sub_id"])
         if browser is None:
@@ -138,7 +173,8 @@ class WebPushEndpoint(ServedPeer):
         if browser.throttled:
             return self._refuse(429, "too many requests", {"Retry-After": browser.throttled})
         try:
-            key, claims = self._verify_vapid(request.headers.get("authorization", ""))
+            audience = f"https://{request.headers.get('host', '')}"  # the origin the sender addressed
+            key, claims = self._verify_vapid(request.headers.get("authorization", ""), audience)
         except ValueError as exc:
             return self._refuse(401, str(exc))
         if browser.server_key and key != browser.server_key:
@@ -171,8 +207,8 @@ class WebPushEndpoint(ServedPeer):
             self._cond.notify_all()
         return Response(status_code=201, headers={"Location": f"{self.origin}/m/{uuid.uuid4().hex}"})
 
-    def _verify_vapid(self, header: str) -> tuple[str, dict[str, Any]]:
-        """Check `vapid t=<ES256 JWT>, k=<public key>`: signature, aud = our origin, exp, sub."""
+    def _verify_vapid(self, header: str, audience: str) -> tuple[str, dict[str, Any]]:
+        """Check `vapid t=<ES256 JWT>, k=<public key>`: signature, aud = `audience`, exp, sub."""
         scheme, _, rest = header.partition(" ")
         if scheme.lower() != "vapid":
             raise ValueError("Authorization must use the vapid scheme")
@@ -196,7 +232,7 @@ class WebPushEndpoint(ServedPeer):
         except InvalidSignature:
             raise ValueError("VAPID signature invalid") from None
         now = time.time()
-        if claims.get("aud") != self.origin:
+        if claims.get("aud") != audience:
             raise ValueError("VAPID aud is not this push service's origin")
         if not isinstance(claims.get("exp"), int) or not now < claims["exp"] <= now + 24 * 3600:
             raise ValueError("VAPID exp missing, past, or more than 24 h ahead")
