@@ -55,7 +55,7 @@ def pushing(database_url: str, smtp: SmtpPeer, tmp_path: Path) -> Iterator[Pushi
         settings = make_settings(database_url, channels={
             "email": {"host": smtp.host, "port": smtp.port, "security": "none", "pool_size": 4},
             "push": {"service_account_file": str(fcm.service_account(tmp_path)), "fcm_base_url": fcm.base_url,
-                     "vapid_private_key_file": str(vapid)},
+                     "vapid_private_key_file": str(vapid), **push.settings},
         }, dispatch={"max_pause_seconds": MAX_PAUSE})  # fmt: skip
         yield Pushing(settings, fcm, push)
 
