@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from broadcaster.channel_settings import (
     BlogSettings,
     EmailSettings,
     FacebookSettings,
     PushSettings,
+    Secret,
     TelegramSettings,
     TwitterSettings,
 )
@@ -153,7 +154,7 @@ class ScheduleSettings(_Section):
 
 class ApiSettings(_Section):
     # Bearer token of the staff API (/api/v1/inbox): customer messages are never served without it.
-    token: SecretStr | None = None
+    token: Secret | None = None
 
 
 class ServerSettings(_Section):
@@ -234,6 +235,8 @@ def _resolve_env_refs(node: Any, path: str, source: str) -> Any:
         value = os.environ.get(var)
         if value is None:
             raise ConfigError(f"{source}: {path}: environment variable {var} is not set")
+        if not value.strip():
+            raise ConfigError(f"{source}: {path}: environment variable {var} is empty")
         return value
     return node
 

@@ -9,7 +9,7 @@ Errors: 401 bad or missing token, 404 unknown conversation, 400 a refused action
 
 from __future__ import annotations
 
-import secrets
+import hmac
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -65,8 +65,9 @@ def staff_route(settings: Settings) -> type[APIRoute]:
                 detail="the staff API is closed: set [api] token in the configuration to open it",
             )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        given = given.strip()
         expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected):
+        if scheme.lower() != "bearer" or not given or not hmac.compare_digest(given.encode(), expected):
             raise HTTPException(
                 status_code=401,
                 detail="missing or wrong bearer token",
