@@ -161,6 +161,10 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     public_base_url: str = "http://127.0.0.1:8080"
+    # Slow or greedy clients: past this many connections and requests at once uvicorn answers 503;
+    # an idle keep-alive connection is closed after keep_alive_seconds.
+    limit_concurrency: Annotated[int, Field(ge=1)] = 1000
+    keep_alive_seconds: Annotated[int, Field(ge=1)] = 5
 
 
 class DatabaseSettings(_Section):
