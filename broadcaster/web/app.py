@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlmodel import col, select
 
 from broadcaster.compose import Composer
@@ -20,11 +21,14 @@ from broadcaster.inbox_filer import InboxFiling
 from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.pollers import Pulled, build_pollers
 from broadcaster.scheduler import SchedulerThread
+from broadcaster.web.api_docs import serve_docs
 from broadcaster.web.feed import feed_router
 from broadcaster.web.inbox_api import inbox_router
 from broadcaster.web.maintenance import maintenance_router
+from broadcaster.web.pages import STATIC_DIR
 from broadcaster.web.public import public_router
 from broadcaster.web.schedule_api import schedule_router
+from broadcaster.web.surface import SecurityHeaders, redirect_slashes_to
 from broadcaster.web.unsubscribe import unsubscribe_router
 from broadcaster.web.webhooks import webhook_router
 from channels import build_channels
@@ -109,7 +113,14 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                 await runtime.channel.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="crisis-broadcaster", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="crisis-broadcaster", version="0.1.0", lifespan=lifespan,
+        docs_url=None, redoc_url=None, redirect_slashes=False,
+    )  # fmt: skip
+    app.add_middleware(SecurityHeaders, public_base_url=settings.server.public_base_url)
+    redirect_slashes_to(app.router, settings.server.public_base_url)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    serve_docs(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
