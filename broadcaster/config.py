@@ -157,6 +157,11 @@ class ApiSettings(_Section):
     token: Secret | None = None
 
 
+class PrivacySettings(_Section):
+    # What customers wrote (inbox messages, raw webhook records) is deleted by the scheduler after this.
+    keep_customer_messages_days: Annotated[int, Field(ge=1)] = 365
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
@@ -212,6 +217,7 @@ class Settings(_Section):
     staff: StaffSettings = Field(default_factory=StaffSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     templates_dir: str = ""
     components: dict[str, ComponentSettings] = Field(default_factory=_default_components)
