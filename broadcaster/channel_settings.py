@@ -46,6 +46,10 @@ class EmailSettings(Section):
     inbound_host: str = "127.0.0.1"
     inbound_port: Annotated[int, Field(ge=1, le=65535)] = 2525
     inbound_max_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    # Slow or greedy senders: disconnected after this long without a command (RFC 5321 §4.5.3.2.7:
+    # at least 5 minutes), and at most this many sessions at once from one address (421 beyond).
+    inbound_idle_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    inbound_sessions_per_client: Annotated[int, Field(ge=1)] = 10
     # Or, without a public SMTP listener: `serve` reads the mailbox the reply domain delivers to,
     # over IMAP, every imap_poll_seconds (same rules as the listener; nothing is ever deleted).
     imap_host: str = ""  # empty = off

@@ -53,7 +53,8 @@ def inbound_email_listener(
 
     return InboundSmtpServer(
         email.inbound_host, email.inbound_port, email.reply_domain, store,
-        max_bytes=email.inbound_max_bytes, known_token=known,
+        max_bytes=email.inbound_max_bytes, known_token=known, idle_timeout=email.inbound_idle_timeout_seconds,
+        sessions_per_client=email.inbound_sessions_per_client,
     )  # fmt: skip
 
 
