@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator
 
 #: The push services browsers subscribe through: Chrome/Edge (FCM), Firefox, Safari, Windows (WNS).
 WEBPUSH_HOSTS = (
@@ -22,6 +22,16 @@ WEBPUSH_HOSTS = (
 _HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[?[0-9a-f:.]+\]?")
 
 
+def _not_blank(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().strip():
+        raise ValueError("empty secret: set a real value or remove the key")
+    return value
+
+
+#: Every secret key: an empty or blank value would make a check that compares with it pass.
+Secret = Annotated[SecretStr, AfterValidator(_not_blank)]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,7 +43,7 @@ class EmailSettings(Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 587
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
-    password: SecretStr | None = None
+    password: Secret | None = None
     from_address: str = "status@shop.example"
     from_name: str = ""
     reply_domain: str = "reply.shop.example"
@@ -48,13 +58,17 @@ class EmailSettings(Section):
     inbound_host: str = "127.0.0.1"
     inbound_port: Annotated[int, Field(ge=1, le=65535)] = 2525
     inbound_max_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    # Slow or greedy senders: disconnected after this long without a command (RFC 5321 §4.5.3.2.7:
+    # at least 5 minutes), and at most this many sessions at once from one address (421 beyond).
+    inbound_idle_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    inbound_sessions_per_client: Annotated[int, Field(ge=1)] = 10
     # Or, without a public SMTP listener: `serve` reads the mailbox the reply domain delivers to,
     # over IMAP, every imap_poll_seconds (same rules as the listener; nothing is ever deleted).
     imap_host: str = ""  # empty = off
     imap_port: Annotated[int, Field(ge=1, le=65535)] = 993
     imap_security: Literal["tls", "starttls", "none"] = "tls"
     imap_username: str = ""
-    imap_password: SecretStr | None = None
+    imap_password: Secret | None = None
     imap_mailbox: Annotated[str, Field(min_length=1)] = "INBOX"
     imap_poll_seconds: Annotated[float, Field(gt=0)] = 30.0
     imap_ca_file: str = ""  # extra CA to trust (a private IMAP server); empty = system CAs
@@ -72,7 +86,7 @@ class EmailSettings(Section):
 class TelegramSettings(Section):
     enabled: bool = True
     capture: bool = False
-    token: SecretStr | None = None
+    token: Secret | None = None
     base_url: str = "https://api.telegram.org/bot"
     channel_id: str = ""
     rate_per_second: Annotated[float, Field(ge=0)] = 30.0
@@ -83,7 +97,7 @@ class TelegramSettings(Section):
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
     # Telegram sends it in X-Telegram-Bot-Api-Secret-Token on every webhook call (setWebhook's
     # secret_token); the webhook route refuses calls without it.
-    webhook_secret: SecretStr | None = None
+    webhook_secret: Secret | None = None
     timeout_seconds: Annotated[float, Field(gt=0)] = 20.0
     # `serve --telegram-polling` (no webhook): how long one getUpdates call waits for news.
     polling_timeout_seconds: Annotated[int, Field(ge=0, le=60)] = 25
@@ -98,11 +112,11 @@ class TwitterSettings(Section):
 
     enabled: bool = True
     capture: bool = False
-    consumer_key: SecretStr | None = None
-    consumer_secret: SecretStr | None = None
-    access_token: SecretStr | None = None
-    access_token_secret: SecretStr | None = None
-    bearer_token: SecretStr | None = None
+    consumer_key: Secret | None = None
+    consumer_secret: Secret | None = None
+    access_token: Secret | None = None
+    access_token_secret: Secret | None = None
+    bearer_token: Secret | None = None
     # tweepy hard-codes https://api.twitter.com; another base URL (a local peer) is reached by
     # resolving api.twitter.com to its host and port.
     api_base_url: str = "https://api.twitter.com"
@@ -124,9 +138,9 @@ class FacebookSettings(Section):
     enabled: bool = True
     capture: bool = False
     page_id: str = ""
-    page_access_token: SecretStr | None = None
-    app_secret: SecretStr | None = None  # checks X-Hub-Signature-256 on webhooks
-    verify_token: SecretStr | None = None  # answers the webhook GET verification
+    page_access_token: Secret | None = None
+    app_secret: Secret | None = None  # checks X-Hub-Signature-256 on webhooks
+    verify_token: Secret | None = None  # answers the webhook GET verification
     graph_base_url: str = "https://graph.facebook.com"
     api_version: str = "v21.0"
     follow_ups: Literal["comment", "post"] = (
@@ -186,7 +200,7 @@ class BlogSettings(Section):
     publisher: Literal["none", "wordpress", "markdown"] = "none"
     wordpress_url: str = ""  # e.g. https://blog.shop.example (the REST API is under /wp-json)
     wordpress_user: str = ""
-    wordpress_app_password: SecretStr | None = None
+    wordpress_app_password: Secret | None = None
     wordpress_status: Literal["publish", "draft"] = "publish"
     markdown_dir: str = ""  # Hugo/Jekyll content folder: one file per incident
     timeout_seconds: Annotated[float, Field(gt=0)] = 20.0

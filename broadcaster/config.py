@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from broadcaster.channel_settings import (
     BlogSettings,
     EmailSettings,
     FacebookSettings,
     PushSettings,
+    Secret,
     TelegramSettings,
     TwitterSettings,
 )
@@ -153,13 +154,22 @@ class ScheduleSettings(_Section):
 
 class ApiSettings(_Section):
     # Bearer token of the staff API (/api/v1/inbox): customer messages are never served without it.
-    token: SecretStr | None = None
+    token: Secret | None = None
+
+
+class PrivacySettings(_Section):
+    # What customers wrote (inbox messages, raw webhook records) is deleted by the scheduler after this.
+    keep_customer_messages_days: Annotated[int, Field(ge=1)] = 365
 
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
     public_base_url: str = "http://127.0.0.1:8080"
+    # Slow or greedy clients: past this many connections and requests at once uvicorn answers 503;
+    # an idle keep-alive connection is closed after keep_alive_seconds.
+    limit_concurrency: Annotated[int, Field(ge=1)] = 1000
+    keep_alive_seconds: Annotated[int, Field(ge=1)] = 5
 
 
 class DatabaseSettings(_Section):
@@ -209,6 +219,7 @@ class Settings(_Section):
     staff: StaffSettings = Field(default_factory=StaffSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     templates_dir: str = ""
     components: dict[str, ComponentSettings] = Field(default_factory=_default_components)
@@ -236,6 +247,8 @@ def _resolve_env_refs(node: Any, path: str, source: str) -> Any:
         value = os.environ.get(var)
         if value is None:
             raise ConfigError(f"{source}: {path}: environment variable {var} is not set")
+        if not value.strip():
+            raise ConfigError(f"{source}: {path}: environment variable {var} is empty")
         return value
     return node
 

@@ -7,6 +7,7 @@ PostgreSQL (asyncpg) serves several nodes.
 from __future__ import annotations
 
 import contextlib
+import os
 import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -33,9 +34,15 @@ def is_sqlite(url: str) -> bool:
 
 
 def _prepare_sqlite_file(url: str) -> None:
+    """Its folder (0700 when new) and the file itself, 0600 from the start: customer messages live in it.
+
+    SQLite gives its -wal and -shm files the database file's mode.
+    """
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

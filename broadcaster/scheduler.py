@@ -6,7 +6,8 @@ connection it keeps; SQLite: an exclusive `flock` beside the database file), the
 `sync_seconds` it mirrors the plan (`schedule_plan.plan`, read from the incidents) into the store:
 new jobs added, moved ones replaced (`replace_existing`), stale ones removed. Another node waits for
 the lock and takes over when its holder dies. A job whose time passed while no scheduler ran runs
-on start if within its grace (`misfire_grace_time`), else it is recorded as missed.
+on start if within its grace (`misfire_grace_time`), else it is recorded as missed. Every hour it
+also deletes the customer messages older than `[privacy] keep_customer_messages_days`.
 
 APScheduler's store is synchronous: it runs on its own thread and event loop in `serve`
 (`SchedulerThread`), so a store write waiting for SQLite's lock never blocks the web loop.
@@ -20,7 +21,7 @@ import fcntl
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,7 @@ from broadcaster.compose import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.models import utcnow
+from broadcaster.retention import Purged, purge_customer_messages
 from broadcaster.schedule_jobs import JobContext, execute, record_missed
 from broadcaster.schedule_plan import JOB_PREFIXES, PlannedJob, plan
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x5C4ED  # "sched": one scheduler per PostgreSQL database
 JOBS_TABLE = "apscheduler_jobs"
+PURGE_INTERVAL = timedelta(hours=1)  # how often old customer messages are looked for
 
 Clock = Callable[[], datetime]
 
@@ -139,6 +142,7 @@ class Scheduler:
         self._sync_seconds = sync_seconds or settings.schedule.sync_seconds
         self._url = settings.database.url
         self._aps: AsyncIOScheduler | None = None
+        self._next_purge_at = datetime.min.replace(tzinfo=UTC)
 
     async def planned(self) -> list[PlannedJob]:
         async with self._context.sessions() as session:
@@ -153,7 +157,8 @@ class Scheduler:
             return "failed"
 
     async def run_due(self) -> dict[str, str]:
-        """Run every planned job due at `clock()` (missed ones past their grace are recorded as such).
+        """Run every planned job due at `clock()` (missed ones past their grace are recorded as such),
+        then the retention purge (its outcome under "retention" when it deleted something).
 
         What APScheduler does at each job's time, at once: for tests with an injected clock, and
         for `broadcaster schedule --run-due`.
@@ -168,7 +173,26 @@ class Scheduler:
                 outcomes[job.run_key] = "missed"
             else:
                 outcomes[job.run_key] = await self.run_job(job)
+        purged = await self.purge_old_messages()
+        if purged:
+            outcomes["retention"] = f"purged {purged.messages} message(s), {purged.records} record(s)"
         return outcomes
+
+    async def purge_old_messages(self) -> Purged:
+        """Delete what customers wrote before `[privacy] keep_customer_messages_days`."""
+        now = self._clock()
+        self._next_purge_at = now + PURGE_INTERVAL
+        try:
+            purged = await purge_customer_messages(
+                self._context.sessions, self._settings.privacy.keep_customer_messages_days, now
+            )
+        except Exception:  # the scheduler goes on; the next interval tries again
+            log.exception("retention: deleting old customer messages failed")
+            return Purged(0, 0)
+        if purged:
+            log.info("retention: deleted %d customer message(s) and %d inbound record(s)",
+                     purged.messages, purged.records)  # fmt: skip
+        return purged
 
     async def run(self, stop: asyncio.Event) -> None:
         """Wait for the scheduler lock, then schedule until `stop` (or until the lock is lost)."""
@@ -188,6 +212,8 @@ class Scheduler:
         self.start_jobs()  # jobs due while no scheduler ran are fired or reported missed now
         try:
             while not stop.is_set() and await lock.held():
+                if self._clock() >= self._next_purge_at:
+                    await self.purge_old_messages()
                 await self.sync()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._sync_seconds)

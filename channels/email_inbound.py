@@ -16,9 +16,10 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import AnyStr, cast
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -60,12 +61,61 @@ TOO_MANY_RECIPIENTS = "452 4.5.3 too many recipients"
 TOO_BIG = "552 5.3.4 message too big"
 TRY_LATER = "451 4.3.0 try again later"
 UNPARSABLE = "554 5.6.0 message could not be parsed"
+TOO_MANY_SESSIONS = "421 4.7.0 too many connections from your address, try again later"
+DEFAULT_IDLE_TIMEOUT = 300.0  # RFC 5321 §4.5.3.2.7: a server waits at least 5 minutes for a command
+DEFAULT_SESSIONS_PER_CLIENT = 10
 
 _START_ATTEMPTS = 5  # with port 0: another process may grab the probed port before the bind
 
 
+class _ClientSessions:
+    """The sessions each client address has open; used on the listener's own loop only (no lock)."""
+
+    def __init__(self, per_client: int) -> None:
+        self.per_client = per_client
+        self._open: Counter[str] = Counter()
+
+    def enter(self, host: str) -> bool:
+        if self._open[host] >= self.per_client:
+            return False
+        self._open[host] += 1
+        return True
+
+    def leave(self, host: str) -> None:
+        self._open[host] -= 1
+        if self._open[host] <= 0:
+            del self._open[host]
+
+
 class _SMTP(SMTP):
-    """aiosmtpd's SMTP with our wording for its own size refusals (at MAIL SIZE= and during DATA)."""
+    """aiosmtpd's SMTP with our wording for its own size refusals (at MAIL SIZE= and during DATA),
+    and at most `sessions.per_client` sessions at once per client address (`421` beyond)."""
+
+    def __init__(self, handler: Any, *, sessions: _ClientSessions, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = sessions
+        self._client: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        new_client = self.transport is None  # STARTTLS calls this again for the same client
+        super().connection_made(transport)
+        if not new_client:
+            return
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if peer else ""
+        if self._sessions.enter(host):
+            self._client = host
+            return
+        assert self._handler_coroutine is not None
+        self._handler_coroutine.cancel()  # before it greets
+        cast(asyncio.WriteTransport, transport).write(f"{TOO_MANY_SESSIONS}\r\n".encode())
+        transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._client is not None:
+            self._sessions.leave(self._client)
+            self._client = None
+        super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str) and status.startswith("552 Error"):
@@ -74,8 +124,12 @@ class _SMTP(SMTP):
 
 
 class _Controller(Controller):
+    def __init__(self, handler: Any, *, sessions_per_client: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._sessions = _ClientSessions(sessions_per_client)
+
     def factory(self) -> SMTP:
-        return _SMTP(self.handler, **self.SMTP_kwargs)
+        return _SMTP(self.handler, sessions=self._sessions, **self.SMTP_kwargs)
 
 
 class _Handler:
@@ -135,7 +189,8 @@ class InboundSmtpServer:
     """An SMTP listener for `reply+<update_id>.<token>@<reply_domain>` that calls `on_message`.
 
     `port=0` picks a free port (read `.port` after `start()`). `tls_context` offers STARTTLS.
-    `max_bytes` is advertised as SIZE (RFC 1870) and enforced with `552 5.3.4`.
+    `max_bytes` is advertised as SIZE (RFC 1870) and enforced with `552 5.3.4`. A client silent
+    for `idle_timeout` seconds is disconnected; one address gets `sessions_per_client` at once.
     """
 
     def __init__(
@@ -149,12 +204,16 @@ class InboundSmtpServer:
         tls_context: ssl.SSLContext | None = None,
         handler_timeout: float = 60.0,
         known_token: KnownToken | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        sessions_per_client: int = DEFAULT_SESSIONS_PER_CLIENT,
     ) -> None:
         self.host = host
         self.port = port
         self.reply_domain = reply_domain
         self.max_bytes = max_bytes
         self.handler_timeout = handler_timeout
+        self.idle_timeout = idle_timeout
+        self.sessions_per_client = sessions_per_client
         self._requested_port = port
         self._on_message = on_message
         self._known_token = known_token
@@ -203,6 +262,8 @@ class InboundSmtpServer:
                 enable_SMTPUTF8=True,
                 tls_context=self._tls_context,
                 require_starttls=False,  # an MX must accept senders that cannot do TLS
+                timeout=self.idle_timeout,
+                sessions_per_client=self.sessions_per_client,
             )
             try:
                 controller.start()

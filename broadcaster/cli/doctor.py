@@ -20,6 +20,7 @@ from channels import build_channels
 from channels.email_imap import ImapMailbox
 
 CHECK_TIMEOUT = 30.0
+STRONG_SECRET_LENGTH = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,26 @@ def _settings_diagnoses(settings: Settings) -> list[Diagnosis]:
             "set server.public_base_url to the public https:// address of `broadcaster serve` "
             "(RFC 8058 one-click unsubscribe requires https)",
         ))  # fmt: skip
-    return found
+    return found + _weak_secrets(settings)
+
+
+def _weak_secrets(settings: Settings) -> list[Diagnosis]:
+    """The secrets callers must present to us, when short enough to guess."""
+    ours = {
+        "api.token": settings.api.token,
+        "channels.telegram.webhook_secret": settings.channels.telegram.webhook_secret,
+        "channels.facebook.verify_token": settings.channels.facebook.verify_token,
+    }
+    return [
+        Diagnosis(
+            "secrets", "settings", False,
+            f"{key} has {len(secret.get_secret_value())} characters: short enough to guess",
+            f"set {key} to a random value of {STRONG_SECRET_LENGTH}+ characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+        for key, secret in ours.items()
+        if secret is not None and len(secret.get_secret_value()) < STRONG_SECRET_LENGTH
+    ]  # fmt: skip
 
 
 async def diagnose(settings: Settings) -> list[Diagnosis]:

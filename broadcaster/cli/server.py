@@ -81,12 +81,11 @@ def register(root: typer.Typer) -> None:
         import uvicorn
 
         from broadcaster.web import create_app
+        from broadcaster.web.serving import serving_config
 
         settings = state(ctx).settings
         app = create_app(settings, telegram_polling=telegram_polling)
-        uvicorn.run(
-            app, host=host or settings.server.host, port=port or settings.server.port, log_level="info"
-        )
+        uvicorn.Server(serving_config(app, settings, host, port)).run()
 
     @root.command("worker")
     @user_errors

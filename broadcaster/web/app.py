@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlmodel import col, select
 
 from broadcaster.compose import Composer
@@ -22,11 +23,14 @@ from broadcaster.loop_health import LoopHealth
 from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.pollers import Pulled, build_pollers
 from broadcaster.scheduler import SchedulerThread
+from broadcaster.web.api_docs import serve_docs
 from broadcaster.web.feed import feed_router
 from broadcaster.web.inbox_api import inbox_router
 from broadcaster.web.maintenance import maintenance_router
+from broadcaster.web.pages import STATIC_DIR
 from broadcaster.web.public import public_router
 from broadcaster.web.schedule_api import schedule_router
+from broadcaster.web.surface import SecurityHeaders, redirect_slashes_to
 from broadcaster.web.unsubscribe import unsubscribe_router
 from broadcaster.web.webhooks import webhook_router
 from channels import build_channels
@@ -51,7 +55,8 @@ def inbound_email_listener(
 
     return InboundSmtpServer(
         email.inbound_host, email.inbound_port, email.reply_domain, store,
-        max_bytes=email.inbound_max_bytes, known_token=known,
+        max_bytes=email.inbound_max_bytes, known_token=known, idle_timeout=email.inbound_idle_timeout_seconds,
+        sessions_per_client=email.inbound_sessions_per_client,
     )  # fmt: skip
 
 
@@ -114,7 +119,14 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                 await runtime.channel.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="crisis-broadcaster", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="crisis-broadcaster", version="0.1.0", lifespan=lifespan,
+        docs_url=None, redoc_url=None, redirect_slashes=False,
+    )  # fmt: skip
+    app.add_middleware(SecurityHeaders, public_base_url=settings.server.public_base_url)
+    redirect_slashes_to(app.router, settings.server.public_base_url)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    serve_docs(app)
 
     @app.get("/healthz", response_model=None)
     async def healthz() -> dict[str, Any] | JSONResponse:

@@ -9,12 +9,13 @@ Errors: 401 bad or missing token, 404 unknown conversation, 400 a refused action
 
 from __future__ import annotations
 
-import secrets
+import hmac
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response, Security
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from broadcaster import inbox_actions
@@ -65,8 +66,9 @@ def staff_route(settings: Settings) -> type[APIRoute]:
                 detail="the staff API is closed: set [api] token in the configuration to open it",
             )
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        given = given.strip()
         expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected):
+        if scheme.lower() != "bearer" or not given or not hmac.compare_digest(given.encode(), expected):
             raise HTTPException(
                 status_code=401,
                 detail="missing or wrong bearer token",
@@ -88,11 +90,20 @@ def staff_route(settings: Settings) -> type[APIRoute]:
     return StaffRoute
 
 
+#: Declares the staff bearer scheme in /openapi.json; `staff_route` does the checking.
+STAFF_BEARER = HTTPBearer(auto_error=False, scheme_name="staffToken", description="[api] token")
+
+
+def staff_router(settings: Settings, prefix: str) -> APIRouter:
+    """A router whose every route needs the staff bearer token, declared as such in the OpenAPI."""
+    return APIRouter(prefix=prefix, route_class=staff_route(settings), dependencies=[Security(STAFF_BEARER)])
+
+
 def inbox_router(
     settings: Settings, sessions: SessionFactory, wake: Callable[[str], None] | None = None
 ) -> APIRouter:
     """The `/api/v1/inbox` routes, each behind the staff bearer token."""
-    router = APIRouter(prefix="/api/v1/inbox", route_class=staff_route(settings))
+    router = staff_router(settings, "/api/v1/inbox")
 
     @router.get("")
     async def list_conversations(

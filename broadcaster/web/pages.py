@@ -23,8 +23,9 @@ from broadcaster.control_characters import without_controls
 from broadcaster.web.times import PageClock
 from broadcaster.web.words import page_words
 
-__all__ = ["Pages", "visitor_locale"]
+__all__ = ["STATIC_DIR", "Pages", "visitor_locale"]
 
+STATIC_DIR = Path(__file__).parent / "static"  # the pages' stylesheet, /docs's start script: /static
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html", "j2"]),

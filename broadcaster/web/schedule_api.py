@@ -8,11 +8,11 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import utcnow
 from broadcaster.schedule_report import schedule_report
-from broadcaster.web.inbox_api import staff_route
+from broadcaster.web.inbox_api import staff_router
 
 
 def schedule_router(settings: Settings, sessions: SessionFactory) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/schedule", route_class=staff_route(settings))
+    router = staff_router(settings, "/api/v1/schedule")
 
     @router.get("")
     async def pending_and_missed() -> dict[str, list[dict[str, object]]]:

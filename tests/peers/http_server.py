@@ -45,6 +45,7 @@ class ServerThread:
     """`app` served by uvicorn on 127.0.0.1:`port` (bound now) in a daemon thread named `name-port`.
 
     With `ssl_certfile` and `ssl_keyfile` it speaks HTTPS and `origin` starts with `https://`.
+    `config` (serving `app`) replaces the peers' own, e.g. the product's `serving_config`.
     `start()` waits (bounded) until it listens; `stop()` asks it to exit and joins (bounded).
     """
 
@@ -55,6 +56,7 @@ class ServerThread:
         *,
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
+        config: uvicorn.Config | None = None,
     ) -> None:
         self._ready = threading.Event()
         # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets of that proto; without
@@ -67,7 +69,7 @@ class ServerThread:
         self.port: int = self._sock.getsockname()[1]
         scheme = "https" if ssl_certfile else "http"
         self.origin = f"{scheme}://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
+        config = config or uvicorn.Config(
             app,
             log_level="warning",
             access_log=False,
