@@ -8,8 +8,9 @@ The mailbox is the one the reply domain delivers to. Each message follows the SM
 rules (`channels.email_parse`): only `reply+<update>.<token>@<reply_domain>` recipients count,
 read from To, Cc, Delivered-To and X-Original-To since there is no envelope here; automatic mail
 and messages over `inbound_max_bytes` are skipped with a log line. As the listener does at RCPT,
-a message's tokens are checked from its headers before its body is parsed (off the event loop). Nothing is ever deleted or
-flagged (BODY.PEEK[]). The cursor is "<UIDVALIDITY>:<last UID read>" (RFC 3501 §2.3.1.1).
+a message's tokens are checked from its headers before its body is parsed (off the event loop).
+Nothing is ever deleted or flagged (BODY.PEEK[]). The cursor is "<UIDVALIDITY>:<last UID read>"
+(RFC 3501 §2.3.1.1).
 
 Threading by In-Reply-To / References alone is not possible: our Message-IDs are a hash of the
 delivery's idempotency key (`message_id_for`), so they name no update nor subscriber.
