@@ -7,8 +7,10 @@
 The mailbox is the one the reply domain delivers to. Each message follows the SMTP listener's
 rules (`channels.email_parse`): only `reply+<update>.<token>@<reply_domain>` recipients count,
 read from To, Cc, Delivered-To and X-Original-To since there is no envelope here; automatic mail
-and messages over `inbound_max_bytes` are skipped with a log line. Nothing is ever deleted or
-flagged (BODY.PEEK[]). The cursor is "<UIDVALIDITY>:<last UID read>" (RFC 3501 §2.3.1.1).
+and messages over `inbound_max_bytes` are skipped with a log line. As the listener does at RCPT,
+a message's tokens are checked from its headers before its body is parsed (off the event loop).
+Nothing is ever deleted or flagged (BODY.PEEK[]). The cursor is "<UIDVALIDITY>:<last UID read>"
+(RFC 3501 §2.3.1.1).
 
 Threading by In-Reply-To / References alone is not possible: our Message-IDs are a hash of the
 delivery's idempotency key (`message_id_for`), so they name no update nor subscriber.
@@ -26,14 +28,21 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
-from typing import Any
+from typing import Any, TypeVar
 
 import aioimaplib
 from pydantic import SecretStr
 
 from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
-from channels.email_parse import is_automatic, parse_message, referenced_ids, replies_from
+from channels.email_parse import (
+    PARSE_SECONDS,
+    is_automatic,
+    parse_headers,
+    parse_reply,
+    parse_reply_address,
+    referenced_ids,
+)
 
 __all__ = ["ImapMailbox"]
 
@@ -44,6 +53,7 @@ KnownToken = Callable[[str], Awaitable[bool]]  # is this reply token one of ours
 # ours (a broadcast or an answer), or "".
 ThreadOf = Callable[[list[str]], Awaitable[str]]
 _NOT_ADDRESSED = "not addressed to a reply address"
+_T = TypeVar("_T")
 
 BACKFILL = 200  # a new or rebuilt mailbox (new UIDVALIDITY): read only its newest messages
 PER_POLL = 50  # messages fetched by one poll; the next poll goes on from the cursor
@@ -125,17 +135,14 @@ class ImapMailbox:
         next_uid = batch[-1] if batch else after or 0
         return found, f"{uidvalidity}:{next_uid}"
 
-    async def _threaded(self, read: _Read, raw: bytes) -> tuple[list[InboundMessage], str]:
-        """A reply sent to our From address instead of Reply-To: thread it by the ids it answers."""
+    async def _thread_address(self, head: _Head) -> list[str]:
+        """A reply sent to our From address instead of Reply-To: the reply address of what it answers."""
         assert self._thread_of is not None
         try:
-            address = await self._thread_of(referenced_ids(read.message))
+            address = await self._thread_of(referenced_ids(head.message))
         except Exception:  # the database is unreachable: keep the cursor, read it again next poll
             raise Unavailable("thread lookup failed: IMAP replies will be read again") from None
-        if not address:
-            return [], "not addressed to a reply address and answers none of our messages"
-        domain = self._settings.reply_domain
-        return replies_from(read.message, raw, [address], domain, mail_from=read.sender), ""
+        return [address] if address else []
 
     async def check(self) -> CheckResult:
         """Connect, secure, log in, open the mailbox, log out; say what is wrong and what fixes it."""
@@ -344,48 +351,78 @@ class ImapMailbox:
     # -- one message -------------------------------------------------------------------------
 
     async def _replies(self, uid: int, raw: bytes) -> list[InboundMessage]:
-        """The listener's rules, applied to one message; parsing runs off the event loop."""
-        try:
-            read = await asyncio.to_thread(_read, raw, self._settings.reply_domain)
-        except Exception:  # a message we cannot read never becomes readable: skip it, keep polling
-            log.warning("IMAP message UID %d could not be parsed: skipped", uid, exc_info=True)
+        """The listener's rules, applied to one message: its tokens are checked before its body is read.
+
+        Parsing runs off the event loop within `PARSE_SECONDS`; a message not parsed in time is
+        `Unavailable` (the cursor stays: it is read again next poll), one that cannot be parsed is skipped.
+        """
+        domain = self._settings.reply_domain
+        head = await self._parsed(uid, _head, raw, domain)
+        if head is None:
             return []
-        replies, reason = read.replies, read.reason
-        if reason == _NOT_ADDRESSED and self._thread_of is not None:
-            replies, reason = await self._threaded(read, raw)
-        if reason:
+        if head.reason:
             # No addresses or tokens in the log: the reason is what an operator needs.
-            log.info("IMAP message UID %d ignored: %s", uid, reason)
+            log.info("IMAP message UID %d ignored: automatic message (%s)", uid, head.reason)
             return []
+        recipients = head.recipients
+        if not recipients and self._thread_of is not None:
+            recipients = await self._thread_address(head)
+        if not recipients:
+            threaded = " and answers none of our messages" if self._thread_of is not None else ""
+            log.info("IMAP message UID %d ignored: %s%s", uid, _NOT_ADDRESSED, threaded)
+            return []
+        recipients = await self._known(uid, recipients)
+        if not recipients:
+            log.info("IMAP message UID %d ignored: its reply token belongs to no subscription", uid)
+            return []
+        replies = await self._parsed(uid, _body, raw, recipients, domain, head.sender)
+        return replies or []
+
+    async def _known(self, uid: int, recipients: list[str]) -> list[str]:
+        """The reply addresses whose token belongs to a subscription (all, without `known_token`)."""
         if self._known_token is None:
-            return replies
+            return recipients
+        domain = self._settings.reply_domain
         try:
-            known = [reply for reply in replies if await self._known_token(reply.conversation_key)]
+            return [
+                address
+                for address in recipients
+                if (parsed := parse_reply_address(address, domain)) and await self._known_token(parsed.token)
+            ]
         except Exception:  # the database is unreachable: keep the cursor, read it again next poll
             log.warning("IMAP message UID %d: reply token lookup failed", uid, exc_info=True)
             raise Unavailable("reply token lookup failed: IMAP replies will be read again") from None
-        if not known:
-            log.info("IMAP message UID %d ignored: its reply token belongs to no subscription", uid)
-        return known
+
+    async def _parsed(self, uid: int, parse: Callable[..., _T], *args: Any) -> _T | None:
+        """`parse(*args)` in a worker thread within `PARSE_SECONDS`; None when it fails."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(parse, *args), PARSE_SECONDS)
+        except TimeoutError:  # an overloaded machine, not a bad message: read it again next poll
+            raise Unavailable(f"IMAP message UID {uid} not parsed within {PARSE_SECONDS:.0f} s") from None
+        except Exception:  # a message we cannot read never becomes readable: skip it, keep polling
+            log.warning("IMAP message UID %d could not be parsed: skipped", uid, exc_info=True)
+            return None
 
 
 @dataclass(frozen=True, slots=True)
-class _Read:
-    message: EmailMessage
+class _Head:
+    message: EmailMessage  # the header block only: the body is not parsed
     sender: str
-    replies: list[InboundMessage]
-    reason: str  # why there are no replies; "" when there are
+    recipients: list[str]  # our reply addresses among the recipients
+    reason: str  # why it is automatic; "" for a human
 
 
-def _read(raw: bytes, reply_domain: str) -> _Read:
-    """Replies in one message, or why there are none."""
-    message = parse_message(raw)
+def _head(raw: bytes, reply_domain: str) -> _Head:
+    """Who a message is from and for, and whether a machine sent it, from its headers alone."""
+    message = parse_headers(raw)
     sender = _envelope_sender(message)
     reason = is_automatic(message, sender)
-    if reason:
-        return _Read(message, sender, [], f"automatic message ({reason})")
-    replies = replies_from(message, raw, _recipients(message), reply_domain, mail_from=sender)
-    return _Read(message, sender, replies, "" if replies else _NOT_ADDRESSED)
+    recipients = [address for address in _recipients(message) if parse_reply_address(address, reply_domain)]
+    return _Head(message, sender, recipients, reason)
+
+
+def _body(raw: bytes, recipients: list[str], reply_domain: str, sender: str) -> list[InboundMessage]:
+    return parse_reply(raw, recipients, reply_domain, mail_from=sender)
 
 
 def _envelope_sender(message: EmailMessage) -> str:

@@ -3,8 +3,10 @@
     async with InboundSmtpServer("127.0.0.1", 2525, "reply.shop.example", inbox.ingest) as server:
         ...  # MX of reply.shop.example points here; server.port is the bound port
 
-aiosmtpd's `Controller` serves in its own thread and loop (parsing a 1 MiB message never
-stalls the web loop); `on_message` runs on the loop that called `start()`. Only
+aiosmtpd's `Controller` serves in its own thread and loop; each message is parsed in a worker
+thread within `parse_seconds`, so a hostile one stalls neither the web loop nor other SMTP
+sessions; `on_message` runs on the loop that called `start()`. Lines of any length are accepted
+(only the message size is limited). Only
 `reply+<update_id>.<token>@<reply_domain>` is accepted at RCPT (never an open relay).
 Automatic mail (out-of-office, bounces, lists) is accepted so the remote stops retrying,
 then dropped. When `on_message` fails the sender is told `451` and retries: nothing is lost.
@@ -26,6 +28,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import InboundMessage
 from channels.email_parse import (
+    PARSE_SECONDS,
     ReplyAddress,
     html_to_text,
     is_automatic,
@@ -88,11 +91,19 @@ class _ClientSessions:
 
 
 class _SMTP(SMTP):
-    """aiosmtpd's SMTP with our wording for its own size refusals (at MAIL SIZE= and during DATA),
-    and at most `sessions.per_client` sessions at once per client address (`421` beyond)."""
+    """aiosmtpd's SMTP with our wording for its size refusals, lines as long as the message, and at
+    most `sessions.per_client` sessions at once per client address (`421` beyond).
 
-    def __init__(self, handler: Any, *, sessions: _ClientSessions, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+    RFC 5321 §4.5.3.1.6's 1,000 octets bind senders; real mail has longer lines (HTML on one
+    line), which aiosmtpd would refuse with `500`. Only the message size limits them here.
+    """
+
+    def __init__(
+        self, handler: Any, *, sessions: _ClientSessions, data_size_limit: int, **kwargs: Any
+    ) -> None:
+        # Read by SMTP.__init__ for its StreamReader: a line past it is read as "too long".
+        self.line_length_limit = data_size_limit + len(b"..\r\n")
+        super().__init__(handler, data_size_limit=data_size_limit, **kwargs)
         self._sessions = sessions
         self._client: str | None = None
 
@@ -118,8 +129,8 @@ class _SMTP(SMTP):
         super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
-        if isinstance(status, str) and status.startswith("552 Error"):
-            status = cast(AnyStr, TOO_BIG)
+        if isinstance(status, str) and status.startswith(("552 Error", "500 Line too long")):
+            status = cast(AnyStr, TOO_BIG)  # a line over the limit is a message over it
         await super().push(status)
 
 
@@ -162,13 +173,13 @@ class _Handler:
         if len(raw) > self._owner.max_bytes:  # aiosmtpd counts dot-stuffed bytes; check the real size
             return TOO_BIG
         mail_from = envelope.mail_from or ""
+        read = asyncio.to_thread(_read, raw, list(envelope.rcpt_tos), self._owner.reply_domain, mail_from)
         try:
-            message = parse_message(raw)
-            reason = is_automatic(message, mail_from)
-            domain = self._owner.reply_domain
-            replies = (
-                [] if reason else replies_from(message, raw, envelope.rcpt_tos, domain, mail_from=mail_from)
-            )
+            # Off this loop, which serves every other SMTP session, and bounded in time.
+            replies, reason = await asyncio.wait_for(read, self._owner.parse_seconds)
+        except TimeoutError:  # an overloaded machine, not a bad message: the sender retries later
+            log.warning("inbound e-mail not parsed within %.0f s: answered 451", self._owner.parse_seconds)
+            return TRY_LATER
         except Exception:  # a message we cannot read will never become readable: bounce it
             log.exception("inbound e-mail refused: it could not be parsed")
             return UNPARSABLE
@@ -185,12 +196,20 @@ class _Handler:
         return "250 2.0.0 OK"
 
 
+def _read(raw: bytes, recipients: list[str], domain: str, mail_from: str) -> tuple[list[InboundMessage], str]:
+    """The replies in one message, or why it is automatic (then no replies)."""
+    message = parse_message(raw)
+    reason = is_automatic(message, mail_from)
+    return ([] if reason else replies_from(message, raw, recipients, domain, mail_from=mail_from)), reason
+
+
 class InboundSmtpServer:
     """An SMTP listener for `reply+<update_id>.<token>@<reply_domain>` that calls `on_message`.
 
     `port=0` picks a free port (read `.port` after `start()`). `tls_context` offers STARTTLS.
-    `max_bytes` is advertised as SIZE (RFC 1870) and enforced with `552 5.3.4`. A client silent
-    for `idle_timeout` seconds is disconnected; one address gets `sessions_per_client` at once.
+    `max_bytes` is advertised as SIZE (RFC 1870) and enforced with `552 5.3.4`. A message not
+    parsed within `parse_seconds` is answered `451` (the sender retries), never bounced. A client
+    silent for `idle_timeout` seconds is disconnected; one address gets `sessions_per_client` at once.
     """
 
     def __init__(
@@ -203,6 +222,7 @@ class InboundSmtpServer:
         max_bytes: int = DEFAULT_MAX_BYTES,
         tls_context: ssl.SSLContext | None = None,
         handler_timeout: float = 60.0,
+        parse_seconds: float = PARSE_SECONDS,
         known_token: KnownToken | None = None,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         sessions_per_client: int = DEFAULT_SESSIONS_PER_CLIENT,
@@ -214,6 +234,7 @@ class InboundSmtpServer:
         self.handler_timeout = handler_timeout
         self.idle_timeout = idle_timeout
         self.sessions_per_client = sessions_per_client
+        self.parse_seconds = parse_seconds
         self._requested_port = port
         self._on_message = on_message
         self._known_token = known_token

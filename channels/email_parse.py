@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import parseaddr, parsedate_to_datetime
-from html.parser import HTMLParser
 from typing import NamedTuple, cast
 
 from channels.base import InboundMessage
+from channels.email_html import html_to_text
+from channels.email_quotes import strip_quotes
 
 CHANNEL = "email"
+# Parsing runs off the event loop and is given this long: more means the machine is overloaded.
+PARSE_SECONDS = 10.0
 
 _REPLY_LOCAL = re.compile(r"reply\+(\d{1,18})\.([0-9a-f]{8,32})", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
@@ -90,6 +94,11 @@ def is_automatic(message: EmailMessage, mail_from: str) -> str:
 def parse_message(raw: bytes) -> EmailMessage:
     """Parse wire bytes with the modern policy (header objects, `get_body`)."""
     return cast(EmailMessage, message_from_bytes(raw, policy=policy.default))
+
+
+def parse_headers(raw: bytes) -> EmailMessage:
+    """Only the header block of `raw`: enough to route and classify, the body left unread."""
+    return cast(EmailMessage, BytesHeaderParser(policy=policy.default).parsebytes(raw))
 
 
 def parse_reply(
@@ -208,139 +217,3 @@ def _decoded(part: EmailMessage) -> str:
     except (LookupError, UnicodeError):  # an unknown or lying charset: keep what is readable
         payload = part.get_payload(decode=True)
         return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
-
-
-# -- quoted history and signatures ---------------------------------------------------------------
-
-_ATTRIBUTION = (
-    re.compile(r"On\s.+\swrote\s*:", re.IGNORECASE | re.DOTALL),
-    re.compile(r"Le\s.+\sa\s+écrit\s*:", re.IGNORECASE | re.DOTALL),
-    re.compile(r"-{2,}\s*(Original Message|Message d'origine|Mail original|Message original)\s*-{2,}", re.I),
-    re.compile(r"-{2,}\s*(Forwarded message|Message transféré)\s*-{2,}", re.IGNORECASE),
-)
-# Outlook's header block: "From: …" / "De : …" then "Sent:" / "Envoyé :" / "Date :".
-_OUTLOOK_FROM = re.compile(r"\*?(From|De)\s*:\*?\s", re.IGNORECASE)
-_OUTLOOK_NEXT = re.compile(r"\*?(Sent|Envoyé|Date)\s*:\*?\s", re.IGNORECASE)
-_SEPARATOR = re.compile(r"[_\-=]{10,}")
-_MOBILE_FOOTER = re.compile(
-    r"(Sent from my |Envoyé de mon |Envoyé depuis mon |Get Outlook for |Obtenir Outlook pour ).{0,60}",
-    re.IGNORECASE,
-)
-
-
-def strip_quotes(text: str) -> str:
-    """Keep only the new text: no `>` lines, nothing after an attribution line or a signature.
-
-    >>> strip_quotes("Toujours en panne ?\\n\\nLe 12 nov. 2026, Shop a écrit :\\n> Incident")
-    'Toujours en panne ?'
-    """
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    kept: list[str] = []
-    for index, line in enumerate(lines):
-        if line == "--" or _starts_history(lines, index):
-            break  # "-- " is the signature delimiter (RFC 3676 §4.3); senders often strip its space
-        if not line.lstrip().startswith(">"):
-            kept.append(line)
-    while kept and (not kept[-1].strip() or _SEPARATOR.fullmatch(kept[-1].strip())):
-        kept.pop()
-    if kept and _MOBILE_FOOTER.fullmatch(kept[-1].strip()):
-        kept.pop()
-    return "\n".join(_squeeze_blank(kept)).strip()
-
-
-def _starts_history(lines: Sequence[str], index: int) -> bool:
-    line = lines[index].strip()
-    if not line:
-        return False
-    # Gmail and Apple Mail wrap a long attribution over two lines; accept it joined with the next.
-    candidates = [line]
-    if index + 1 < len(lines):
-        candidates.append(f"{line} {lines[index + 1].strip()}")
-    if any(p.fullmatch(c) for p in _ATTRIBUTION for c in candidates):
-        return True
-    if _OUTLOOK_FROM.match(line):
-        following = [candidate.strip() for candidate in lines[index + 1 : index + 4] if candidate.strip()]
-        return any(_OUTLOOK_NEXT.match(candidate) for candidate in following)
-    return False
-
-
-def _squeeze_blank(lines: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for line in lines:
-        if line.strip() or (out and out[-1].strip()):
-            out.append(line if line.strip() else "")
-    return out
-
-
-# -- HTML to text (stdlib only) ------------------------------------------------------------------
-
-_BLOCK_TAGS = frozenset(
-    {"div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "hr", "pre", "dd", "dt"}
-)
-_PARAGRAPH_TAGS = frozenset({"p"})
-_INVISIBLE_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript"})
-_VOID_TAGS = frozenset({"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"})
-_WHITESPACE = re.compile(r"\s+")
-
-
-class _TextExtractor(HTMLParser):
-    """Visible text of an HTML body; quoted history (`<blockquote>`) and scripts are dropped.
-
-    Nothing is interpreted beyond that: entities become characters (`&lt;` is a literal `<`).
-    Line breaks come from tags only (`<br>`, blocks, paragraphs), as a browser shows them.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self._hidden: list[str] = []  # open elements whose content is not the reply's text
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._hidden or tag in _INVISIBLE_TAGS or tag == "blockquote":
-            if tag not in _VOID_TAGS:
-                self._hidden.append(tag)
-        else:
-            self._break(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if not self._hidden:
-            self._break(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._hidden:
-            if tag in self._hidden:  # tolerate unclosed children: close down to the matching tag
-                del self._hidden[len(self._hidden) - 1 - self._hidden[::-1].index(tag) :]
-        elif tag != "br":  # a stray </br> is no line break
-            self._break(tag)
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.chunks.append(_WHITESPACE.sub(" ", data))  # source line breaks are spaces in HTML
-
-    def _break(self, tag: str) -> None:
-        if tag == "br":
-            self.chunks.append("\n")
-        elif tag in _BLOCK_TAGS:
-            self._ensure_newlines(1)
-        elif tag in _PARAGRAPH_TAGS:
-            self._ensure_newlines(2)
-
-    def _ensure_newlines(self, count: int) -> None:
-        text = "".join(self.chunks[-3:]).rstrip(" ")
-        if not text:
-            return
-        have = len(text) - len(text.rstrip("\n"))
-        self.chunks.append("\n" * max(0, count - have))
-
-
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML e-mail body, line breaks as displayed, whitespace collapsed.
-
-    >>> html_to_text("<p>Le site&nbsp;est <b>lent</b></p><blockquote>vieux</blockquote>")
-    'Le site est lent'
-    """
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.chunks).split("\n"))
-    return "\n".join(_squeeze_blank(lines)).strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -167,6 +168,62 @@ async def test_unknown_tokens_are_dropped_when_a_lookup_is_given(peer: ImapPeer)
         await box.aclose()
 
     assert [m.external_id for m in messages] == ["<known@gmail.example>"]
+
+
+@pytest.fixture
+def decoded_probes() -> Iterator[list[str]]:
+    """Each decoding of a body whose charset is named "x-probe-…": the observable of a parsed body.
+
+    The codec registry asks every search function about a name it does not know; this one records it.
+    """
+    seen: list[str] = []
+
+    def search(name: str) -> None:
+        if name.startswith("x_probe"):  # the registry passes names lower-cased, "-" as "_"
+            seen.append(name)
+
+    codecs.register(search)
+    yield seen
+    codecs.unregister(search)
+
+
+def probed(raw: bytes, charset: str) -> bytes:
+    return raw.replace(b'charset="utf-8"', f'charset="{charset}"'.encode())
+
+
+async def test_a_message_for_an_unknown_token_is_never_parsed(
+    peer: ImapPeer, decoded_probes: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    asked: list[str] = []
+
+    async def known(token: str) -> bool:
+        asked.append(token)
+        return token == TOKEN
+
+    unknown = "00000000deadbeef"
+    peer.append(probed(reply(to=f"reply+42.{unknown}@{DOMAIN}"), "x-probe-unknown"))
+    peer.append(probed(reply(message_id="<known@gmail.example>"), "x-probe-known"))
+    caplog.set_level(logging.INFO, logger="channels.email_imap")
+    box = ImapMailbox(settings_for(peer), known_token=known)
+    messages, cursor = await box.poll("")
+
+    assert [m.external_id for m in messages] == ["<known@gmail.example>"]
+    assert asked == [unknown, TOKEN]
+    assert decoded_probes == ["x_probe_known"]  # the unknown token's body was never read
+    assert "UID 1 ignored: its reply token belongs to no subscription" in caplog.text
+    assert cursor.endswith(":2")
+
+
+async def test_a_hostile_html_only_reply_is_read_in_linear_time(peer: ImapPeer) -> None:
+    hostile = EmailMessage()
+    hostile["From"], hostile["To"], hostile["Message-ID"] = "Luc <luc@proton.example>", REPLY_ADDRESS, "<h@p>"
+    hostile.set_content("<p>Toujours en panne</p>" + "<a b='" * (512 * 1024 // 6), subtype="html")
+    peer.append(hostile.as_bytes())
+    box = ImapMailbox(settings_for(peer, inbound_max_bytes=2 * 1024 * 1024))
+
+    messages, _ = await box.poll("")
+
+    assert [m.text for m in messages] == ["Toujours en panne"]
 
 
 async def test_a_message_over_inbound_max_bytes_is_skipped_with_a_log_line(

@@ -15,6 +15,7 @@ import pytest
 import trustme
 
 from channels.base import InboundMessage
+from channels.email_html import MAX_HTML_CHARS
 from channels.email_inbound import (
     InboundSmtpServer,
     html_to_text,
@@ -210,6 +211,69 @@ async def test_an_html_only_reply_becomes_text(server: InboundSmtpServer, inbox:
     )
 
 
+HOSTILE_HTML = "<a b='" * (1024 * 1024 // 6)  # 1 MiB of unclosed attributes: an hour of CPU for html.parser
+
+
+async def test_a_hostile_html_reply_is_filed_and_another_session_completes_meanwhile(inbox: Inbox) -> None:
+    hostile = reply("", html="<p>Toujours en panne</p>" + HOSTILE_HTML, message_id="<hostile@proton.example>")
+    calm = reply("Merci pour l'info", message_id="<calm@gmail.example>")
+
+    async with InboundSmtpServer("127.0.0.1", 0, DOMAIN, inbox, max_bytes=4 * 1024 * 1024) as listener:
+        results = await asyncio.gather(
+            send(listener, hostile, [REPLY_ADDRESS]), send(listener, calm, [REPLY_ADDRESS])
+        )
+
+    assert [errors for errors, _ in results] == [{}, {}]
+    assert sorted((m.external_id, m.text) for m in inbox.messages) == [
+        ("<calm@gmail.example>", "Merci pour l'info"),
+        ("<hostile@proton.example>", "Toujours en panne"),
+    ]
+
+
+async def test_a_message_not_parsed_in_time_gets_451_and_the_retry_delivers(inbox: Inbox) -> None:
+    async with InboundSmtpServer("127.0.0.1", 0, DOMAIN, inbox, parse_seconds=0) as listener:
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await send(listener, reply("Toujours en panne ?"), [REPLY_ADDRESS])
+    assert (refused.value.code, refused.value.message) == (451, "4.3.0 try again later")
+    assert inbox.messages == []
+
+    async with InboundSmtpServer("127.0.0.1", 0, DOMAIN, inbox) as listener:
+        await send(listener, reply("Toujours en panne ?"), [REPLY_ADDRESS])
+    assert [m.text for m in inbox.messages] == ["Toujours en panne ?"]
+
+
+def long_line_reply(line: str) -> bytes:
+    """A reply whose text part is sent as is (8bit), one line of `line`: as some clients send HTML."""
+    head = (
+        f"From: Marie Dupont <{CUSTOMER}>\r\nTo: {REPLY_ADDRESS}\r\nSubject: Re: Incident en cours\r\n"
+        "Message-ID: <long-line@gmail.example>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    return f"{head}{line}\r\n".encode()
+
+
+async def test_a_3000_octet_line_is_accepted_end_to_end(server: InboundSmtpServer, inbox: Inbox) -> None:
+    line = ("Le panier se vide à chaque étape du paiement, " * 70).strip()
+    assert len(line.encode()) > 3000
+
+    errors, response = await send(server, long_line_reply(line), [REPLY_ADDRESS])
+
+    assert (errors, response.split()[0]) == ({}, "2.0.0")
+    assert [m.text for m in inbox.messages] == [line]
+
+
+async def test_a_line_longer_than_the_size_limit_is_too_big(server: InboundSmtpServer, inbox: Inbox) -> None:
+    async with client(server) as smtp:
+        await smtp.ehlo()
+        await smtp.mail(CUSTOMER)  # no SIZE=: the server finds out while reading the line
+        await smtp.rcpt(REPLY_ADDRESS)
+        with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+            await smtp.data(long_line_reply("x" * (server.max_bytes + 10)))
+
+    assert (refused.value.code, refused.value.message) == (552, "5.3.4 message too big")
+    assert inbox.messages == []
+
+
 async def test_script_in_a_text_body_stays_literal(server: InboundSmtpServer, inbox: Inbox) -> None:
     body = 'Le code <script>alert("x")</script> &amp; <b>gras</b> ne marche pas'
     await send(server, reply(body), [REPLY_ADDRESS])
@@ -402,23 +466,6 @@ def test_parse_reply_address(address: str, expected: tuple[int, str] | None) -> 
     assert parse_reply_address(address, DOMAIN) == expected
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Merci !\n\nOn Tue, Nov 12, 2026 at 2:02 PM Shop <\nreply@x> wrote:\n> old", "Merci !"),
-        ("Merci !\r\n\r\n-----Original Message-----\r\nFrom: Shop\r\nold", "Merci !"),
-        ("Merci\n\nFrom: Shop <s@x>\nSent: Tuesday\nTo: me\n\nold", "Merci"),
-        ("Merci\n\n*De :* Shop <s@x>\n*Envoyé :* mardi\nold", "Merci"),
-        ("Merci\n-- \nMarie\n06 00", "Merci"),
-        ("Merci\n\nEnvoyé de mon iPhone", "Merci"),
-        ("Un\n> cité\nDeux\n\n\n\nTrois", "Un\nDeux\n\nTrois"),
-        ("From: me, I say the site is down\nplease fix", "From: me, I say the site is down\nplease fix"),
-    ],
-)
-def test_strip_quotes(text: str, expected: str) -> None:
-    assert strip_quotes(text) == expected
-
-
 def test_html_to_text_drops_quotes_scripts_and_keeps_entities_literal() -> None:
     html = (
         "<div>Bonjour<br>le site&nbsp;est <b>lent</b></div><script>alert(1)</script>"
@@ -426,6 +473,16 @@ def test_html_to_text_drops_quotes_scripts_and_keeps_entities_literal() -> None:
     )
 
     assert html_to_text(html) == "Bonjour\nle site est lent\n\n<i> fin"
+
+
+def test_html_to_text_reads_only_the_first_max_html_chars() -> None:
+    html = "<p>Toujours en panne</p>" + "<p>" + "x" * MAX_HTML_CHARS + "</p><p>jamais lu</p>"
+
+    text = html_to_text(html)
+
+    assert text.startswith("Toujours en panne\n\nxxx") and "jamais lu" not in text
+    assert html_to_text(HOSTILE_HTML) == ""
+    assert html_to_text("<!-- rien -->") == html_to_text("  ") == ""
 
 
 def test_outlook_html_part_is_cut_at_its_header_block() -> None:
