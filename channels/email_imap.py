@@ -33,7 +33,8 @@ from pydantic import SecretStr
 
 from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
-from channels.email_parse import is_automatic, parse_message, referenced_ids, replies_from
+from channels.email_automated import is_automatic
+from channels.email_parse import parse_message, referenced_ids, replies_from
 
 __all__ = ["ImapMailbox"]
 

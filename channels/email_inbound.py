@@ -24,10 +24,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import InboundMessage
+from channels.email_automated import is_automatic
 from channels.email_parse import (
     ReplyAddress,
     html_to_text,
-    is_automatic,
     parse_message,
     parse_reply,
     parse_reply_address,
