@@ -282,6 +282,10 @@ class Message(SQLModel, table=True):
     language: str = Field(default="", max_length=16)
     reply_to: str = Field(default="", max_length=200)
     author: str = Field(default="", max_length=120)  # agent name, "bot", or "" for the customer
+    # Incoming only: "verified" (the channel vouches for the sender; e-mail: From is the subscription's
+    # address), "unverified" (e-mail whose From is another address) or "automated" (machine-made).
+    # Only verified messages act (subscribe, unsubscribe) or get a bot answer.
+    trust: str = Field(default="", max_length=16)
     # Outgoing messages only: queued → sent | failed (with the provider's reason).
     delivery_status: str = Field(default="", max_length=16)
     delivery_error: str = ""

@@ -1,6 +1,6 @@
 """Replies read from a mailbox over IMAP, for setups whose SMTP listener cannot be reached.
 
-    mailbox = ImapMailbox(settings.channels.email, known_token=is_ours)
+    mailbox = ImapMailbox(settings.channels.email, known_address=is_ours)
     messages, cursor = await mailbox.poll(cursor)  # broadcaster.inbound.Poller calls this
     await mailbox.aclose()
 
@@ -34,13 +34,13 @@ from pydantic import SecretStr
 from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
 from channels.email_automated import is_automatic
-from channels.email_parse import parse_message, referenced_ids, replies_from
+from channels.email_parse import ReplyAddress, parse_message, referenced_ids, replies_from
 
 __all__ = ["ImapMailbox"]
 
 log = logging.getLogger(__name__)
 
-KnownToken = Callable[[str], Awaitable[bool]]  # is this reply token one of ours?
+KnownAddress = Callable[[ReplyAddress], Awaitable[bool]]  # did we send this reply address?
 # The reply address ("reply+<update>.<token>@…") of the first of these Message-IDs that is one of
 # ours (a broadcast or an answer), or "".
 ThreadOf = Callable[[list[str]], Awaitable[str]]
@@ -83,19 +83,19 @@ class ImapMailbox:
     """Polls one IMAP mailbox for replies (`channels.email.imap_*` settings), read-only.
 
     Each poll opens its own connection and logs out: nothing idles between polls, so a server
-    that drops idle clients or restarts costs no failed poll. `known_token`, when given, drops
-    replies whose token belongs to no subscription (the SMTP listener refuses those at RCPT).
+    that drops idle clients or restarts costs no failed poll. `known_address`, when given, drops
+    replies to an address we never sent (the SMTP listener refuses those at RCPT).
     """
 
     def __init__(
         self,
         settings: EmailSettings,
         *,
-        known_token: KnownToken | None = None,
+        known_address: KnownAddress | None = None,
         thread_of: ThreadOf | None = None,
     ) -> None:
         self._settings = settings
-        self._known_token = known_token
+        self._known_address = known_address
         self._thread_of = thread_of
         self._where = f"{settings.imap_host}:{settings.imap_port}"
         self._tls_context: ssl.SSLContext | None = None
@@ -358,15 +358,15 @@ class ImapMailbox:
             # No addresses or tokens in the log: the reason is what an operator needs.
             log.info("IMAP message UID %d ignored: %s", uid, reason)
             return []
-        if self._known_token is None:
+        if self._known_address is None:
             return replies
         try:
-            known = [reply for reply in replies if await self._known_token(reply.conversation_key)]
+            known = [reply for reply in replies if await self._known_address(_address_of(reply))]
         except Exception:  # the database is unreachable: keep the cursor, read it again next poll
             log.warning("IMAP message UID %d: reply token lookup failed", uid, exc_info=True)
             raise Unavailable("reply token lookup failed: IMAP replies will be read again") from None
         if not known:
-            log.info("IMAP message UID %d ignored: its reply token belongs to no subscription", uid)
+            log.info("IMAP message UID %d ignored: we never sent its reply address", uid)
         return known
 
 
@@ -387,6 +387,10 @@ def _read(raw: bytes, reply_domain: str) -> _Read:
         return _Read(message, sender, [], f"automatic message ({reason})")
     replies = replies_from(message, raw, _recipients(message), reply_domain, mail_from=sender)
     return _Read(message, sender, replies, "" if replies else _NOT_ADDRESSED)
+
+
+def _address_of(reply: InboundMessage) -> ReplyAddress:
+    return ReplyAddress(int(str(reply.raw["update_id"])), reply.conversation_key)
 
 
 def _envelope_sender(message: EmailMessage) -> str:

@@ -20,6 +20,7 @@ from broadcaster.models import Delivery, InboundRecord, Subscription
 from broadcaster.subscribers import NewSubscriber
 from channels.base import Rejected, Unauthorized, Unavailable
 from channels.email_imap import PER_POLL, ImapMailbox
+from channels.email_parse import ReplyAddress
 from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe
 from tests.peers.imap import ImapPeer
 from tests.peers.smtp import SmtpPeer
@@ -154,13 +155,14 @@ async def test_only_reply_addresses_count_and_are_found_in_delivery_headers(
     ]
 
 
-async def test_unknown_tokens_are_dropped_when_a_lookup_is_given(peer: ImapPeer) -> None:
-    async def known(token: str) -> bool:
-        return token == TOKEN
+async def test_addresses_we_never_sent_are_dropped_when_a_lookup_is_given(peer: ImapPeer) -> None:
+    async def known(address: ReplyAddress) -> bool:
+        return address == ReplyAddress(42, TOKEN)
 
     peer.append(reply(message_id="<known@gmail.example>"))
     peer.append(reply(to=f"reply+42.00000000deadbeef@{DOMAIN}", message_id="<unknown@gmail.example>"))
-    box = ImapMailbox(settings_for(peer), known_token=known)
+    peer.append(reply(to=f"reply+43.{TOKEN}@{DOMAIN}", message_id="<other-update@gmail.example>"))
+    box = ImapMailbox(settings_for(peer), known_address=known)
     try:
         messages, _ = await box.poll("")
     finally:
