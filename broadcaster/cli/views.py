@@ -119,10 +119,17 @@ def inbox_table(rows: Sequence[tuple[Conversation, Message | None]]) -> Table:
     return table
 
 
+def _caution(message: Message) -> str:
+    """ "[unverified] " or "[automated] " for a message that did not act nor get a bot answer."""
+    unverified = message.direction == "in" and message.trust in ("unverified", "automated")
+    return f"[{message.trust}] " if unverified else ""
+
+
 def _last_message(message: Message | None) -> Text:
     if message is None:
         return Text()
     text = Text("← " if message.direction == "in" else "→ ")
+    text.append(_caution(message), style="bold yellow")
     text.append(" ".join(message.text.split())[:80])
     if message.direction == "out":
         text.append(" · ")
@@ -150,6 +157,7 @@ def conversation_text(conversation: Conversation, messages: Sequence[Message], t
         if message.direction == "in":
             text.append("← ")
             text.append(f"{message.intent} ", style="dim")
+            text.append(_caution(message), style="bold yellow")
             text.append(message.text + "\n")
             continue
         text.append(f"→ {message.author or 'bot'}: ", style="bold")

@@ -15,9 +15,10 @@ import aiosmtplib
 import pytest
 from sqlmodel import col, select
 
+from broadcaster.cli.views import conversation_text
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbox import file_pending
+from broadcaster.inbox import conversation_with_messages, file_pending, message_dict
 from broadcaster.inbox_actions import reply
 from broadcaster.models import Conversation, Delivery, Message, Subscription
 from broadcaster.status_bot import StatusBot
@@ -173,3 +174,15 @@ async def test_postmaster_is_accepted_and_goes_to_the_staff_email(shop: Shop, re
     assert alert.channel == "email" and "Undelivered Mail Returned to Sender" in alert.payload
     assert "5.1.1 user unknown" in alert.payload  # the DSN's machine-readable part is kept
     assert await shop.incoming() == [] and await shop.subscribed()
+
+
+async def test_agents_see_which_messages_are_unverified_or_automated(shop: Shop) -> None:
+    await shop.send(mail("mallory@evil.example", "stop"), sender="mallory@evil.example")
+    await shop.send((PAYLOADS / "vacation_headerless_fr.eml").read_bytes(), sender=CUSTOMER)
+    await shop.file()
+    found = await conversation_with_messages(shop.sessions, 1)
+    assert found is not None
+    conversation, messages = found
+    assert [message_dict(m)["trust"] for m in messages] == ["unverified", "automated"]
+    shown = conversation_text(conversation, messages, "Europe/Paris").plain
+    assert "[unverified] stop" in shown and "[automated] Bonjour" in shown
