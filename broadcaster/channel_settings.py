@@ -36,6 +36,11 @@ class EmailSettings(Section):
     inbound_host: str = "127.0.0.1"
     inbound_port: Annotated[int, Field(ge=1, le=65535)] = 2525
     inbound_max_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    # The authserv-id (RFC 8601) of the MTA in front of the listener or the mailbox, which checks
+    # DMARC and removes Authentication-Results it did not write. Set: a reply is verified only when
+    # that MTA found it DMARC- (or aligned DKIM-) authentic. Empty: a From equal to the
+    # subscription's address is enough — and a From is easy to forge.
+    inbound_authserv_id: str = ""
     # Or, without a public SMTP listener: `serve` reads the mailbox the reply domain delivers to,
     # over IMAP, every imap_poll_seconds (same rules as the listener; nothing is ever deleted).
     imap_host: str = ""  # empty = off

@@ -215,6 +215,8 @@ def _trust(record: Row[Any], subscribed: dict[str, str]) -> str:
     raw = record.raw if isinstance(record.raw, dict) else {}
     if raw.get("automated"):
         return AUTOMATED
+    if raw.get("authenticated") is False:  # the DMARC-checking MTA in front found the From forged
+        return UNVERIFIED
     address = subscribed.get(record.conversation_key, "")
     sender = str(raw.get("from") or record.customer_handle)
     return VERIFIED if address and sender.strip().lower() == address.strip().lower() else UNVERIFIED

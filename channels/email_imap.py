@@ -33,6 +33,7 @@ from pydantic import SecretStr
 
 from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
+from channels.email_auth import with_sender_check
 from channels.email_automated import is_automatic
 from channels.email_parse import ReplyAddress, parse_message, referenced_ids, replies_from
 
@@ -358,6 +359,7 @@ class ImapMailbox:
             # No addresses or tokens in the log: the reason is what an operator needs.
             log.info("IMAP message UID %d ignored: %s", uid, reason)
             return []
+        replies = with_sender_check(replies, read.message, self._settings.inbound_authserv_id)
         if self._known_address is None:
             return replies
         try:

@@ -27,6 +27,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import InboundMessage
+from channels.email_auth import with_sender_check
 from channels.email_automated import is_automatic
 from channels.email_parse import (
     ReplyAddress,
@@ -121,6 +122,7 @@ class _Handler:
             replies = (
                 [] if reason else replies_from(message, raw, envelope.rcpt_tos, domain, mail_from=mail_from)
             )
+            replies = with_sender_check(replies, message, self._owner.authserv_id)
         except Exception:  # a message we cannot read will never become readable: bounce it
             log.exception("inbound e-mail refused: it could not be parsed")
             return UNPARSABLE
@@ -143,7 +145,8 @@ class InboundSmtpServer:
     """An SMTP listener for `reply+<update_id>.<token>@<reply_domain>` that calls `on_message`.
 
     `port=0` picks a free port (read `.port` after `start()`). `tls_context` offers STARTTLS.
-    `max_bytes` is advertised as SIZE (RFC 1870) and enforced with `552 5.3.4`.
+    `max_bytes` is advertised as SIZE (RFC 1870) and enforced with `552 5.3.4`. With `authserv_id`
+    (the DMARC-checking MTA in front), each reply records whether that MTA found its From authentic.
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class InboundSmtpServer:
         handler_timeout: float = 60.0,
         known_address: KnownAddress | None = None,
         on_postmaster: OnPostmaster | None = None,
+        authserv_id: str = "",
     ) -> None:
         self.host = host
         self.port = port
@@ -168,6 +172,7 @@ class InboundSmtpServer:
         self._on_message = on_message
         self._known_address = known_address
         self._on_postmaster = on_postmaster
+        self.authserv_id = authserv_id
         self._tls_context = tls_context
         self._controller: _Controller | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

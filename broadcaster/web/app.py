@@ -60,6 +60,7 @@ def inbound_email_listener(
         email.inbound_host, email.inbound_port, email.reply_domain, store,
         max_bytes=email.inbound_max_bytes, known_address=known,
         on_postmaster=to_staff if settings.staff.email.strip() else None,
+        authserv_id=email.inbound_authserv_id,
     )  # fmt: skip
 
 

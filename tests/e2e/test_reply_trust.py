@@ -34,6 +34,7 @@ PAYLOADS = Path(__file__).parent.parent / "payloads" / "email"
 DOMAIN = "reply.shop.example"
 CUSTOMER = "camille@example.com"
 STAFF = "oncall@shop.example"
+AUTHSERV = "mx.shop.example"  # the DMARC-checking MTA in front of the listener
 
 
 @dataclass
@@ -67,13 +68,13 @@ class Shop:
 
 
 @pytest.fixture
-async def shop(database_url: str, sessions: SessionFactory) -> AsyncIterator[Shop]:
+async def shop(
+    database_url: str, sessions: SessionFactory, request: pytest.FixtureRequest
+) -> AsyncIterator[Shop]:
     port = free_port()
-    settings = make_settings(
-        database_url,
-        channels={"email": {"inbound_enabled": True, "inbound_port": port, "reply_domain": DOMAIN}},
-        staff={"email": STAFF},
-    )
+    email = {"inbound_enabled": True, "inbound_port": port, "reply_domain": DOMAIN,
+             "inbound_authserv_id": getattr(request, "param", "")}  # fmt: skip
+    settings = make_settings(database_url, channels={"email": email}, staff={"email": STAFF})
     await subscribe(sessions, settings, [NewSubscriber(email=CUSTOMER, name="Camille", line=2)])
     opening = draft("investigating", "Le paiement échoue. Désolés, on enquête.", "Payment fails. Sorry.")
     opened = await open_(sessions, settings, opening, force=True)
@@ -93,8 +94,17 @@ async def shop(database_url: str, sessions: SessionFactory) -> AsyncIterator[Sho
             await client.quit()
 
 
-def mail(sender: str, text: str, *, name: str = "", message_id: str = "<r1@mail.example>") -> bytes:
+def mail(
+    sender: str,
+    text: str,
+    *,
+    name: str = "",
+    message_id: str = "<r1@mail.example>",
+    results: tuple[str, ...] = (),
+) -> bytes:
     message = EmailMessage()
+    for result in results:  # topmost first, as each MTA prepends its own
+        message["Authentication-Results"] = result
     message["From"] = f"{name} <{sender}>" if name else sender
     message["To"] = "reply@example"
     message["Subject"] = "Re: [Maison Exemple] Paiement : nous enquêtons"
@@ -186,3 +196,24 @@ async def test_agents_see_which_messages_are_unverified_or_automated(shop: Shop)
     assert [message_dict(m)["trust"] for m in messages] == ["unverified", "automated"]
     shown = conversation_text(conversation, messages, "Europe/Paris").plain
     assert "[unverified] stop" in shown and "[automated] Bonjour" in shown
+
+
+@pytest.mark.parametrize("shop", [AUTHSERV], indirect=True)
+async def test_behind_a_dmarc_checking_mta_only_an_authentic_from_acts(shop: Shop) -> None:
+    # The forwarded e-mail showed the subscriber's address too: the forger uses it exactly, and
+    # adds a "pass" of their own below the "fail" our MTA wrote on top.
+    forged = (
+        f"{AUTHSERV}; dmarc=fail header.from=example.com",
+        f"{AUTHSERV}; dmarc=pass header.from=example.com",
+    )
+    await shop.send(mail(CUSTOMER, "stop", results=forged), sender=CUSTOMER)
+    await shop.send(mail(CUSTOMER, "stop", message_id="<r2@example.com>"), sender=CUSTOMER)  # no verdict
+    await shop.file()
+    assert await shop.subscribed() and await shop.answers() == []
+    assert [m.trust for m in await shop.incoming()] == ["unverified", "unverified"]
+
+    authentic = (f"{AUTHSERV}; dkim=pass header.d=example.com; dmarc=pass header.from=example.com",)
+    await shop.send(mail(CUSTOMER, "stop", message_id="<r3@example.com>", results=authentic), sender=CUSTOMER)
+    await shop.file()
+    assert not await shop.subscribed()
+    assert [m.trust for m in await shop.incoming()][-1] == "verified"
