@@ -34,6 +34,9 @@ from broadcaster.answers import Answered
 from broadcaster.db import SessionFactory, upsert_insert, writing
 from broadcaster.intent import Classification, classify
 from broadcaster.models import (
+    AUTOMATED,
+    UNVERIFIED,
+    VERIFIED,
     Conversation,
     Delivery,
     InboundRecord,
@@ -53,7 +56,6 @@ log = logging.getLogger(__name__)
 
 OUTAGE_INTENTS = frozenset(SPIKE_INTENTS)
 BATCH = 500
-VERIFIED, UNVERIFIED, AUTOMATED = "verified", "unverified", "automated"  # `Message.trust`
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from broadcaster.drafting import TRANSLATION_OPTIONS, Fallback
 from broadcaster.lint import Finding
 from broadcaster.localtime import local_time
 from broadcaster.message import RenderedMessage
-from broadcaster.models import Conversation, Message
+from broadcaster.models import INERT, Conversation, Message
 
 STATUS_STYLES = {
     "sent": "green", "captured": "magenta", "pending": "yellow", "sending": "cyan", "failed": "red",
@@ -120,9 +120,8 @@ def inbox_table(rows: Sequence[tuple[Conversation, Message | None]]) -> Table:
 
 
 def _caution(message: Message) -> str:
-    """ "[unverified] " or "[automated] " for a message that did not act nor get a bot answer."""
-    unverified = message.direction == "in" and message.trust in ("unverified", "automated")
-    return f"[{message.trust}] " if unverified else ""
+    """The mark of an incoming message that neither acted nor got a bot answer: "[unverified] "."""
+    return f"[{message.trust}] " if message.direction == "in" and message.trust in INERT else ""
 
 
 def _last_message(message: Message | None) -> Text:

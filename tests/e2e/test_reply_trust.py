@@ -101,20 +101,22 @@ def mail(
     name: str = "",
     message_id: str = "<r1@mail.example>",
     results: tuple[str, ...] = (),
+    subject: str = "Re: [Maison Exemple] Paiement : nous enquêtons",
 ) -> bytes:
     message = EmailMessage()
     for result in results:  # topmost first, as each MTA prepends its own
         message["Authentication-Results"] = result
     message["From"] = f"{name} <{sender}>" if name else sender
     message["To"] = "reply@example"
-    message["Subject"] = "Re: [Maison Exemple] Paiement : nous enquêtons"
+    message["Subject"] = subject
     message["Message-ID"] = message_id
     message.set_content(text)
     return bytes(message)
 
 
 async def test_a_forged_from_with_a_leaked_token_is_unverified_and_never_acts(shop: Shop) -> None:
-    forged = mail("mallory@evil.example", "stop", name="Mallory")
+    phishing = "Votre compte sera fermé : appelez le +33 1 23 45 67 89"
+    forged = mail("mallory@evil.example", "stop", name="Mallory", subject=phishing)
     await shop.send(forged, sender="mallory@evil.example")
     await shop.file()
 
@@ -131,6 +133,7 @@ async def test_a_forged_from_with_a_leaked_token_is_unverified_and_never_acts(sh
     async with shop.sessions() as session:
         delivery = (await session.exec(select(Delivery).where(Delivery.message_id == answer.id))).one()
     assert delivery.reply["customer_handle"] == CUSTOMER  # what the e-mail channel answers to
+    assert delivery.reply["subject"] == ""  # not the forger's words: the default subject
 
     # The subscriber themselves, from their own address: a deliberate, verified request acts.
     await shop.send(mail(CUSTOMER.upper(), "STOP", message_id="<r2@example.com>"), sender=CUSTOMER)
