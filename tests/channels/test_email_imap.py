@@ -171,6 +171,22 @@ async def test_addresses_we_never_sent_are_dropped_when_a_lookup_is_given(peer: 
     assert [m.external_id for m in messages] == ["<known@gmail.example>"]
 
 
+async def test_behind_a_dmarc_checking_mta_each_reply_records_its_verdict(peer: ImapPeer) -> None:
+    ours = "Authentication-Results: mx.shop.example; dmarc=pass header.from=gmail.example\r\n"
+    peer.append(ours.encode() + reply(message_id="<authentic@gmail.example>"))
+    peer.append(reply(message_id="<no-verdict@gmail.example>"))
+    box = ImapMailbox(settings_for(peer, inbound_authserv_id="mx.shop.example"))
+    try:
+        messages, _ = await box.poll("")
+    finally:
+        await box.aclose()
+
+    assert [(m.external_id, m.raw["authenticated"]) for m in messages] == [
+        ("<authentic@gmail.example>", True),
+        ("<no-verdict@gmail.example>", False),
+    ]
+
+
 async def test_a_message_over_inbound_max_bytes_is_skipped_with_a_log_line(
     peer: ImapPeer, caplog: pytest.LogCaptureFixture
 ) -> None:
