@@ -170,7 +170,6 @@ def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
     messages = []
     reports = False
     for thread in threads.values():
-        thread.status = "open"  # the customer wrote: it needs an answer, unless the bot gives it
         if thread.channel == "email" and thread.id is None:  # named by its first verified message
             thread.handle, thread.name = subscribed.get(thread.key, ""), ""
         elif thread.channel == "email" and thread.key in subscribed:
@@ -181,8 +180,10 @@ def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
         thread = threads[(record.channel, record.conversation_key)]
         trust = _trust(record, subscribed)
         found = classify(record.text)
-        if trust == AUTOMATED:  # it asks nothing, and reports no outage
+        if trust == AUTOMATED:  # it asks nothing, reports no outage, needs no answer
             found = dataclasses.replace(found, intent="other", command="", argument="")
+        else:
+            thread.status = "open"  # the customer wrote: it needs an answer, unless the bot gives it
         language = record.language.split("-")[0].lower() or found.language or thread.locale
         linked = _incident_for(connection, record) if _answers_a_broadcast(record) else None
         if found.intent in OUTAGE_INTENTS:

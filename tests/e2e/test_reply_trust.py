@@ -220,3 +220,14 @@ async def test_behind_a_dmarc_checking_mta_only_an_authentic_from_acts(shop: Sho
     await shop.file()
     assert not await shop.subscribed()
     assert [m.trust for m in await shop.incoming()][-1] == "verified"
+
+
+async def test_an_auto_reply_does_not_reopen_an_answered_conversation(shop: Shop) -> None:
+    await shop.send(mail(CUSTOMER, "le site est en panne ?"), sender=CUSTOMER)
+    await shop.file()
+    assert len(await shop.answers()) == 1  # the bot answered: waiting for the customer
+    await shop.send((PAYLOADS / "vacation_headerless_fr.eml").read_bytes(), sender=CUSTOMER)
+    await shop.file()
+    async with shop.sessions() as session:
+        assert (await session.exec(select(Conversation))).one().status == "pending"
+    assert len(await shop.answers()) == 1
