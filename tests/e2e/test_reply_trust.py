@@ -72,8 +72,9 @@ async def shop(
     database_url: str, sessions: SessionFactory, request: pytest.FixtureRequest
 ) -> AsyncIterator[Shop]:
     port = free_port()
-    email = {"inbound_enabled": True, "inbound_port": port, "reply_domain": DOMAIN,
-             "inbound_authserv_id": getattr(request, "param", "")}  # fmt: skip
+    email: dict[str, object] = {"inbound_enabled": True, "inbound_port": port, "reply_domain": DOMAIN}
+    if getattr(request, "param", ""):
+        email["inbound_authserv_id"] = request.param
     settings = make_settings(database_url, channels={"email": email}, staff={"email": STAFF})
     await subscribe(sessions, settings, [NewSubscriber(email=CUSTOMER, name="Camille", line=2)])
     opening = draft("investigating", "Le paiement échoue. Désolés, on enquête.", "Payment fails. Sorry.")
