@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, and_, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broadcaster.message import RenderedMessage
-from broadcaster.models import Delivery, InboundRecord, Message, utcnow
+from broadcaster.models import INERT, Delivery, InboundRecord, Message, utcnow
 from broadcaster.outbox import ClaimedDelivery, new_delivery
 from channels.base import Reply
 
@@ -204,12 +204,20 @@ def _reply_token(raw: dict[str, Any]) -> str:
 
 
 def _threads(connection: Connection, conversation_ids: set[int]) -> dict[int, Answered]:
-    """Each conversation's latest customer message: what an answer replies to."""
+    """Each conversation's latest customer message: what an answer replies to.
+
+    The latest verified one when there is one: an unverified or machine-made message must not
+    choose the subject our answer carries to the subscriber (it then gets the default subject).
+    """
     messages = Message.__table__  # type: ignore[attr-defined]
     conversations = messages.metadata.tables["conversation"]
     records = InboundRecord.__table__  # type: ignore[attr-defined]
+    trusted = func.max(case((messages.c.trust.notin_(INERT), messages.c.id)))
     latest = (
-        select(messages.c.conversation_id, func.max(messages.c.id).label("message_id"))
+        select(
+            messages.c.conversation_id,
+            func.coalesce(trusted, func.max(messages.c.id)).label("message_id"),
+        )
         .where(messages.c.conversation_id.in_(conversation_ids), messages.c.direction == "in")
         .group_by(messages.c.conversation_id)
         .subquery()
@@ -221,6 +229,7 @@ def _threads(connection: Connection, conversation_ids: set[int]) -> dict[int, An
             conversations.c.conversation_key,
             conversations.c.customer_handle,
             messages.c.external_id,
+            messages.c.trust,
             records.c.raw,
         )
         .join(latest, latest.c.conversation_id == conversations.c.id)
@@ -236,7 +245,12 @@ def _threads(connection: Connection, conversation_ids: set[int]) -> dict[int, An
             row.conversation_key,
             row.customer_handle,
             row.external_id or "",
-            row.raw if isinstance(row.raw, dict) else {},
+            _own_subject(row.raw, row.trust),
         )
         for row in connection.execute(statement)
     }
+
+
+def _own_subject(raw: object, trust: str) -> dict[str, Any]:
+    found = raw if isinstance(raw, dict) else {}
+    return {**found, "subject": ""} if trust in INERT else found

@@ -62,6 +62,11 @@ class EmailSettings(Section):
     # at least 5 minutes), and at most this many sessions at once from one address (421 beyond).
     inbound_idle_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
     inbound_sessions_per_client: Annotated[int, Field(ge=1)] = 10
+    # The authserv-id (RFC 8601) of the MTA in front of the listener or the mailbox, which checks
+    # DMARC and removes Authentication-Results it did not write. Set: a reply is verified only when
+    # that MTA found it DMARC- (or aligned DKIM-) authentic. Empty: a From equal to the
+    # subscription's address is enough — and a From is easy to forge.
+    inbound_authserv_id: str = ""
     # Or, without a public SMTP listener: `serve` reads the mailbox the reply domain delivers to,
     # over IMAP, every imap_poll_seconds (same rules as the listener; nothing is ever deleted).
     imap_host: str = ""  # empty = off

@@ -20,6 +20,7 @@ from broadcaster.db import LoopWriter, SessionFactory, upsert_insert, writing
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from broadcaster.ratelimit import bounded_pause
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
+from channels.email_parse import ReplyAddress
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +148,19 @@ class GroupCommit:
             future.set_result(len(mine))
 
 
-async def reply_token_exists(sessions: SessionFactory, token: str) -> bool:
-    """Whether an e-mail reply token belongs to a subscription (the inbound SMTP listener asks at RCPT)."""
+async def reply_address_exists(sessions: SessionFactory, address: ReplyAddress) -> bool:
+    """Whether we sent `reply+<update>.<token>@` ourselves: that update to the token's subscription.
+
+    The SMTP listener asks at RCPT, the IMAP poller per message. A leaked token with another
+    update id is no address of ours.
+    """
     async with sessions() as session:
-        statement = select(col(Subscription.id)).where(Subscription.reply_token == token).limit(1)
+        statement = (
+            select(col(Delivery.id))
+            .join(Subscription, col(Subscription.id) == col(Delivery.subscription_id))
+            .where(Subscription.reply_token == address.token, Delivery.update_id == address.update_id)
+            .limit(1)
+        )
         return (await session.exec(statement)).first() is not None
 
 

@@ -4,18 +4,24 @@ Webhooks and pollers only store (`inbound_message`) and acknowledge; filing happ
 one conversation per customer per channel, the message deduplicated on (channel, external_id),
 its intent and language detected, and the conversation linked to the incident it is about — the
 broadcast it replies to, or, while an incident is open, a message whose intent is the outage.
+
+An e-mail conversation's address is its subscription's, never a message's From: a reply token
+travels in every broadcast's Reply-To, so a forwarded e-mail leaks it. A message whose From is
+another address is filed `unverified`, machine-made mail `automated`; neither acts nor is answered
+by the bot, and neither changes where answers go or whom they greet.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Select, bindparam
 from sqlalchemy import insert as sa_insert
@@ -28,11 +34,15 @@ from broadcaster.answers import Answered
 from broadcaster.db import SessionFactory, upsert_insert, writing
 from broadcaster.intent import Classification, classify
 from broadcaster.models import (
+    AUTOMATED,
+    UNVERIFIED,
+    VERIFIED,
     Conversation,
     Delivery,
     InboundRecord,
     IncidentUpdate,
     Message,
+    Subscription,
     utcnow,
 )
 from broadcaster.outbox import ClaimedDelivery
@@ -78,6 +88,16 @@ class Batch:
 NOTHING = Batch(0)
 
 
+class Filing(NamedTuple):
+    """One stored record on its way into its conversation."""
+
+    thread: Thread
+    record: Row[Any]
+    found: Classification
+    language: str
+    trust: str
+
+
 async def file_pending(sessions: SessionFactory, *, bot: StatusBot | None = None, limit: int = BATCH) -> int:
     """File stored messages not yet in the inbox, a batch at a time; returns how many were filed.
 
@@ -111,7 +131,7 @@ class Reading:
 
     records: Sequence[Row[Any]]
     threads: dict[tuple[str, str], Thread]
-    messages: list[tuple[Thread, Row[Any], Classification, str]]
+    messages: list[Filing]
     open_incident: int | None
     reports: bool  # outage reports among the messages
 
@@ -145,16 +165,25 @@ def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
         connection.rollback()
         return None
     threads = _threads_for(connection, records)
+    subscribed = _subscribed_addresses(connection, records)
     open_incident = latest_open_incident(connection)
     messages = []
     reports = False
     for thread in threads.values():
-        thread.status = "open"  # the customer wrote: it needs an answer, unless the bot gives it
+        if thread.channel == "email" and thread.id is None:  # named by its first verified message
+            thread.handle, thread.name = subscribed.get(thread.key, ""), ""
+        elif thread.channel == "email" and thread.key in subscribed:
+            thread.handle = subscribed[thread.key]
     for record in records:
         if record.filed_id is not None:
             continue  # our own answer, echoed back by the provider
         thread = threads[(record.channel, record.conversation_key)]
+        trust = _trust(record, subscribed)
         found = classify(record.text)
+        if trust == AUTOMATED:  # it asks nothing, reports no outage, needs no answer
+            found = dataclasses.replace(found, intent="other", command="", argument="")
+        else:
+            thread.status = "open"  # the customer wrote: it needs an answer, unless the bot gives it
         language = record.language.split("-")[0].lower() or found.language or thread.locale
         linked = _incident_for(connection, record) if _answers_a_broadcast(record) else None
         if found.intent in OUTAGE_INTENTS:
@@ -164,9 +193,36 @@ def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
         thread.incident_id = linked or thread.incident_id
         thread.locale = language or thread.locale
         thread.last_message_at = max(thread.last_message_at, record.received_at)
-        thread.name = thread.name or record.customer_name
-        messages.append((thread, record, found, language))
+        if trust == VERIFIED:
+            thread.name = thread.name or record.customer_name
+        messages.append(Filing(thread, record, found, language, trust))
     return Reading(records, threads, messages, open_incident, reports)
+
+
+def _subscribed_addresses(connection: Connection, records: Sequence[Row[Any]]) -> dict[str, str]:
+    """{reply token: the e-mail address of its subscription} for the batch's e-mail records."""
+    tokens = {r.conversation_key for r in records if r.channel == "email"}
+    if not tokens:
+        return {}
+    table = Subscription.__table__  # type: ignore[attr-defined]
+    statement = sa_select(table.c.reply_token, table.c.address).where(
+        table.c.channel == "email", table.c.reply_token.in_(tokens)
+    )
+    return {token: address for token, address in connection.execute(statement)}
+
+
+def _trust(record: Row[Any], subscribed: dict[str, str]) -> str:
+    """`VERIFIED`, `UNVERIFIED` or `AUTOMATED` (see `Message.trust`)."""
+    if record.channel != "email":
+        return VERIFIED  # the provider authenticates the account
+    raw = record.raw if isinstance(record.raw, dict) else {}
+    if raw.get("automated"):
+        return AUTOMATED
+    if raw.get("authenticated") is False:  # the DMARC-checking MTA in front found the From forged
+        return UNVERIFIED
+    address = subscribed.get(record.conversation_key, "")
+    sender = str(raw.get("from") or record.customer_handle)
+    return VERIFIED if address and sender.strip().lower() == address.strip().lower() else UNVERIFIED
 
 
 @functools.cache
@@ -210,9 +266,10 @@ def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None 
             "author": "",
             "delivery_status": "",
             "delivery_error": "",
+            "trust": trust,
             "created_at": record.received_at,
         }
-        for thread, record, found, language in messages
+        for thread, record, found, language, trust in messages
     ]
     if rows:
         insert = upsert_insert(connection.dialect.name)
@@ -220,10 +277,11 @@ def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None 
             insert(Message).on_conflict_do_nothing(index_elements=["channel", "external_id"]), rows
         )
     claimed: list[ClaimedDelivery] = []
-    if bot is not None and messages:
-        filed = [(thread, found) for thread, _r, found, _l in messages]
+    trusted = [filing for filing in messages if filing.trust == VERIFIED]
+    if bot is not None and trusted:
+        filed = [(filing.thread, filing.found) for filing in trusted]
         claimed = bot.answer_sync(
-            connection, filed, replying_to=_answered(messages), latest_open=reading.open_incident
+            connection, filed, replying_to=_answered(trusted), latest_open=reading.open_incident
         )
     _update_threads(connection, list(threads.values()))
     records_table = InboundRecord.__table__  # type: ignore[attr-defined]
@@ -236,10 +294,10 @@ def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None 
     return Batch(len(records), claimed, reading.reports and reading.open_incident is None)
 
 
-def _answered(messages: Sequence[tuple[Thread, Row[Any], Classification, str]]) -> dict[int, Answered]:
+def _answered(messages: Sequence[Filing]) -> dict[int, Answered]:
     """Each conversation's latest message of this batch: what an answer to it replies to."""
     latest: dict[int, Answered] = {}
-    for thread, record, _found, _language in messages:  # in the order they were stored
+    for thread, record, *_ in messages:  # in the order they were stored
         assert thread.id is not None
         raw = record.raw if record.channel == "email" and isinstance(record.raw, dict) else {}
         latest[thread.id] = Answered(record.channel, record.conversation_key, thread.handle,
@@ -313,11 +371,13 @@ def _update_threads(connection: Connection, threads: list[Thread]) -> None:
             locale=bindparam("b_locale"),
             incident_id=bindparam("b_incident"),
             last_message_at=bindparam("b_last"),
+            customer_handle=bindparam("b_handle"),
             customer_name=bindparam("b_name"),
             bot_answered_state=bindparam("b_state"),
         ),
         [{"b_id": t.id, "b_status": t.status, "b_locale": t.locale, "b_incident": t.incident_id,
-          "b_last": t.last_message_at, "b_name": t.name, "b_state": t.bot_answered_state} for t in threads],
+          "b_last": t.last_message_at, "b_handle": t.handle, "b_name": t.name,
+          "b_state": t.bot_answered_state} for t in threads],
     )  # fmt: skip
 
 
@@ -401,6 +461,8 @@ def message_dict(message: Message) -> dict[str, object]:
         "author": message.author,
         "created_at": message.created_at.isoformat(),
     }
+    if message.direction == "in":
+        data["trust"] = message.trust or VERIFIED  # filed before trust was recorded: as it was treated
     if message.direction == "out":
         data |= {"delivery_status": message.delivery_status, "delivery_error": message.delivery_error}
     return data

@@ -2,9 +2,11 @@
 
 Weighted phrase patterns per intent run over normalised text (`normalise`: folded by
 `lint_rules.fold`, apostrophes and punctuation made spaces, "merciii" -> "merci", "???" -> "?").
-The best score wins; ties go to the first intent of `PRIORITY`. Bot commands (`/status`,
-`/subscribe [component]`, `/lang fr`) are parsed before any scoring. Only the first `MAX_CHARS`
-characters are read, so a 1 MiB paste costs the same as a long e-mail.
+The best score wins; ties go to the first intent of `PRIORITY`. Subscribing and unsubscribing
+are only read in short messages (`MAX_REQUEST_CHARS`); whether the sender may ask is the inbox's
+check. Bot commands (`/status`, `/subscribe [component]`, `/lang fr`) are parsed before any
+scoring. Only the first `MAX_CHARS` characters are read, so a 1 MiB paste costs the same as a
+long e-mail.
 """
 
 from __future__ import annotations
@@ -15,7 +17,17 @@ from typing import Literal
 
 from broadcaster.lint_rules import fold
 
-__all__ = ["INTENTS", "MAX_CHARS", "PRIORITY", "Classification", "Intent", "classify", "detect_language"]
+__all__ = [
+    "INTENTS",
+    "MAX_CHARS",
+    "MAX_REQUEST_CHARS",
+    "PRIORITY",
+    "REQUESTS",
+    "Classification",
+    "Intent",
+    "classify",
+    "detect_language",
+]
 
 Intent = Literal[
     "status_question", "order_problem", "complaint", "subscribe", "unsubscribe", "thanks", "other"
@@ -32,6 +44,10 @@ PRIORITY: tuple[Intent, ...] = (
 
 #: Characters read from a message; the intent of a customer message is in its first lines.
 MAX_CHARS = 4096
+#: A subscription request is deliberate and short ("stop", "désabonnez-moi svp"); longer text that
+#: mentions one (a footer's "unsubscribe", a notification's "UnsubscribeURL") asks for nothing.
+MAX_REQUEST_CHARS = 200
+REQUESTS: frozenset[Intent] = frozenset({"subscribe", "unsubscribe"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +119,7 @@ def _rules(weight: float, *patterns: str) -> list[_Rule]:
 _RULES: dict[Intent, list[_Rule]] = {
     "unsubscribe": _rules(
         3.5,
-        r"stop|unsub\w*|desabonn\w*|desinscri\w*|opt ?out|spam\w*",
+        r"stop|unsub(?:scribe)?|desabonn\w*|desinscri\w*|opt ?out|spam\w*",
         r"(?:ne )?veux plus (?:recevoir|de)|plus de (?:messages?|notif\w*|alertes?|mails?|e ?mails?|sms)",
         r"(?:supprime|retire|enleve|desinscri)(?:z|s)? moi|arret\w* (?:les|vos|de m|de nous|d envoyer)",
         r"remove me|take me off|no more (?:alerts?|messages?|notifications?|e ?mails?|texts?)",
@@ -155,6 +171,8 @@ _QUESTION_RE = re.compile(rf"(?:{_QUESTION})")
 def _scores(norm: str) -> dict[Intent, float]:
     scores: dict[Intent, float] = {}
     for intent, rules in _RULES.items():
+        if intent in REQUESTS and len(norm) > MAX_REQUEST_CHARS:
+            continue
         score = sum(weight for weight, pattern in rules if pattern.search(norm))
         if score:
             scores[intent] = score

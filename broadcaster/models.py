@@ -279,6 +279,10 @@ class Conversation(SQLModel, table=True):
     last_message_at: datetime = _created()
 
 
+VERIFIED, UNVERIFIED, AUTOMATED = "verified", "unverified", "automated"  # `Message.trust`
+INERT = (UNVERIFIED, AUTOMATED)  # messages that never act, nor set an answer's subject
+
+
 class Message(SQLModel, table=True):
     """A message in a conversation, in (from the customer) or out (bot or agent)."""
 
@@ -297,6 +301,10 @@ class Message(SQLModel, table=True):
     language: str = Field(default="", max_length=16)
     reply_to: str = Field(default="", max_length=200)
     author: str = Field(default="", max_length=120)  # agent name, "bot", or "" for the customer
+    # Incoming only: VERIFIED (the channel vouches for the sender; e-mail: From is the subscription's
+    # address), UNVERIFIED (e-mail whose From is another address) or AUTOMATED (machine-made).
+    # Only verified messages act (subscribe, unsubscribe) or get a bot answer.
+    trust: str = Field(default="", max_length=16)
     # Outgoing messages only: queued → sent | failed (with the provider's reason).
     delivery_status: str = Field(default="", max_length=16)
     delivery_error: str = ""

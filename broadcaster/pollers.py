@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import Poller, reply_address_for, reply_token_exists
+from broadcaster.inbound import Poller, reply_address_exists, reply_address_for
 from channels import ChannelRuntime
 from channels.email_imap import ImapMailbox
+from channels.email_parse import ReplyAddress
 from channels.telegram_polling import TelegramUpdates
 from channels.twitter import TwitterChannel
 
@@ -47,13 +48,13 @@ def build_pollers(
     email = settings.channels.email
     if email.imap_enabled:
 
-        async def known(token: str) -> bool:
-            return await reply_token_exists(sessions, token)
+        async def known(address: ReplyAddress) -> bool:
+            return await reply_address_exists(sessions, address)
 
         async def thread_of(message_ids: list[str]) -> str:
             return await reply_address_for(sessions, message_ids, email.reply_domain)
 
-        mailbox = ImapMailbox(email, known_token=known, thread_of=thread_of)
+        mailbox = ImapMailbox(email, known_address=known, thread_of=thread_of)
         pulled.clients.append(mailbox)
         pulled.pollers.append(
             Poller(sessions, {"email:imap": mailbox.poll}, email.imap_poll_seconds, on_stored, longest)

@@ -1,6 +1,6 @@
 """Replies read from a mailbox over IMAP, for setups whose SMTP listener cannot be reached.
 
-    mailbox = ImapMailbox(settings.channels.email, known_token=is_ours)
+    mailbox = ImapMailbox(settings.channels.email, known_address=is_ours)
     messages, cursor = await mailbox.poll(cursor)  # broadcaster.inbound.Poller calls this
     await mailbox.aclose()
 
@@ -35,20 +35,23 @@ from pydantic import SecretStr
 
 from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
+from channels.email_auth import with_sender_check
+from channels.email_automated import headers_declare_automatic, is_automatic
 from channels.email_parse import (
     PARSE_SECONDS,
-    is_automatic,
+    ReplyAddress,
     parse_headers,
-    parse_reply,
+    parse_message,
     parse_reply_address,
     referenced_ids,
+    replies_from,
 )
 
 __all__ = ["ImapMailbox"]
 
 log = logging.getLogger(__name__)
 
-KnownToken = Callable[[str], Awaitable[bool]]  # is this reply token one of ours?
+KnownAddress = Callable[[ReplyAddress], Awaitable[bool]]  # did we send this reply address?
 # The reply address ("reply+<update>.<token>@…") of the first of these Message-IDs that is one of
 # ours (a broadcast or an answer), or "".
 ThreadOf = Callable[[list[str]], Awaitable[str]]
@@ -92,19 +95,19 @@ class ImapMailbox:
     """Polls one IMAP mailbox for replies (`channels.email.imap_*` settings), read-only.
 
     Each poll opens its own connection and logs out: nothing idles between polls, so a server
-    that drops idle clients or restarts costs no failed poll. `known_token`, when given, drops
-    replies whose token belongs to no subscription (the SMTP listener refuses those at RCPT).
+    that drops idle clients or restarts costs no failed poll. `known_address`, when given, drops
+    replies to an address we never sent (the SMTP listener refuses those at RCPT).
     """
 
     def __init__(
         self,
         settings: EmailSettings,
         *,
-        known_token: KnownToken | None = None,
+        known_address: KnownAddress | None = None,
         thread_of: ThreadOf | None = None,
     ) -> None:
         self._settings = settings
-        self._known_token = known_token
+        self._known_address = known_address
         self._thread_of = thread_of
         self._where = f"{settings.imap_host}:{settings.imap_port}"
         self._tls_context: ssl.SSLContext | None = None
@@ -373,21 +376,27 @@ class ImapMailbox:
             return []
         recipients = await self._known(uid, recipients)
         if not recipients:
-            log.info("IMAP message UID %d ignored: its reply token belongs to no subscription", uid)
+            log.info("IMAP message UID %d ignored: we never sent its reply address", uid)
             return []
-        replies = await self._parsed(uid, _body, raw, recipients, domain, head.sender)
-        return replies or []
+        authserv_id = self._settings.inbound_authserv_id
+        body = await self._parsed(uid, _body, raw, recipients, domain, head.sender, authserv_id)
+        if body is None:
+            return []
+        replies, reason = body
+        if reason:
+            log.info("IMAP message UID %d ignored: automatic message (%s)", uid, reason)
+        return replies
 
     async def _known(self, uid: int, recipients: list[str]) -> list[str]:
-        """The reply addresses whose token belongs to a subscription (all, without `known_token`)."""
-        if self._known_token is None:
+        """The reply addresses we sent (all, without `known_address`)."""
+        if self._known_address is None:
             return recipients
         domain = self._settings.reply_domain
         try:
             return [
                 address
                 for address in recipients
-                if (parsed := parse_reply_address(address, domain)) and await self._known_token(parsed.token)
+                if (parsed := parse_reply_address(address, domain)) and await self._known_address(parsed)
             ]
         except Exception:  # the database is unreachable: keep the cursor, read it again next poll
             log.warning("IMAP message UID %d: reply token lookup failed", uid, exc_info=True)
@@ -416,13 +425,22 @@ def _head(raw: bytes, reply_domain: str) -> _Head:
     """Who a message is from and for, and whether a machine sent it, from its headers alone."""
     message = parse_headers(raw)
     sender = _envelope_sender(message)
-    reason = is_automatic(message, sender)
+    reason = headers_declare_automatic(message, sender)
     recipients = [address for address in _recipients(message) if parse_reply_address(address, reply_domain)]
     return _Head(message, sender, recipients, reason)
 
 
-def _body(raw: bytes, recipients: list[str], reply_domain: str, sender: str) -> list[InboundMessage]:
-    return parse_reply(raw, recipients, reply_domain, mail_from=sender)
+def _body(
+    raw: bytes, recipients: list[str], reply_domain: str, sender: str, authserv_id: str
+) -> tuple[list[InboundMessage], str]:
+    """The replies in the whole message, each with its sender checked; or why a machine sent it
+    (a bounce its headers did not declare), then none."""
+    message = parse_message(raw)
+    reason = is_automatic(message, sender)
+    if reason:
+        return [], reason
+    replies = replies_from(message, raw, recipients, reply_domain, mail_from=sender)
+    return with_sender_check(replies, message, authserv_id), ""
 
 
 def _envelope_sender(message: EmailMessage) -> str:

@@ -6,8 +6,11 @@
 aiosmtpd's `Controller` serves in its own thread and loop; each message is parsed in a worker
 thread within `parse_seconds`, so a hostile one stalls neither the web loop nor other SMTP
 sessions; `on_message` runs on the loop that called `start()`. Lines of any length are accepted
-(only the message size is limited). Only
-`reply+<update_id>.<token>@<reply_domain>` is accepted at RCPT (never an open relay).
+(only the message size is limited). Only `reply+<update_id>.<token>@<reply_domain>` is accepted at
+RCPT (never an open relay), and only when we sent that update to that token's subscriber
+(`known_address`): a leaked token with another update id is refused like an unknown one.
+`postmaster@<reply_domain>` (and a bare `<postmaster>`, RFC 5321 §4.5.1) is accepted when
+`on_postmaster` is given, which gets every such message whole.
 Automatic mail (out-of-office, bounces, lists) is accepted so the remote stops retrying,
 then dropped. When `on_message` fails the sender is told `451` and retries: nothing is lost.
 """
@@ -27,11 +30,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import InboundMessage
+from channels.email_auth import with_sender_check
+from channels.email_automated import is_automatic
 from channels.email_parse import (
     PARSE_SECONDS,
     ReplyAddress,
     html_to_text,
-    is_automatic,
     parse_message,
     parse_reply,
     parse_reply_address,
@@ -43,6 +47,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "InboundSmtpServer",
     "OnMessage",
+    "OnPostmaster",
     "ReplyAddress",
     "html_to_text",
     "is_automatic",
@@ -54,7 +59,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[InboundMessage], Awaitable[object]]  # e.g. lambda m: store_inbound(sessions, [m])
-KnownToken = Callable[[str], Awaitable[bool]]  # is this reply token one of ours?
+OnPostmaster = Callable[[bytes, str], Awaitable[object]]  # (the message's bytes, the envelope sender)
+KnownAddress = Callable[[ReplyAddress], Awaitable[bool]]  # did we send this reply address?
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 MAX_RECIPIENTS = 10  # a reply goes to one reply address; more looks like abuse (RFC 5321 allows 100)
@@ -153,10 +159,10 @@ class _Handler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         parsed = parse_reply_address(address, self._owner.reply_domain)
-        if parsed is None:
+        if parsed is None and not (self._owner.has_postmaster and self._owner.is_postmaster(address)):
             return UNKNOWN_RECIPIENT
         try:
-            known = await self._owner._is_known(parsed.token)
+            known = parsed is None or await self._owner._is_known(parsed)
         except Exception:  # the database is unreachable: make the sender retry
             log.warning("inbound e-mail: token lookup failed, answered 451", exc_info=True)
             return TRY_LATER
@@ -173,21 +179,27 @@ class _Handler:
         if len(raw) > self._owner.max_bytes:  # aiosmtpd counts dot-stuffed bytes; check the real size
             return TOO_BIG
         mail_from = envelope.mail_from or ""
-        read = asyncio.to_thread(_read, raw, list(envelope.rcpt_tos), self._owner.reply_domain, mail_from)
+        postmaster = any(self._owner.is_postmaster(rcpt) for rcpt in envelope.rcpt_tos)
+        owner = self._owner
+        read = asyncio.to_thread(
+            _read, raw, list(envelope.rcpt_tos), owner.reply_domain, mail_from, owner.authserv_id
+        )
         try:
             # Off this loop, which serves every other SMTP session, and bounded in time.
-            replies, reason = await asyncio.wait_for(read, self._owner.parse_seconds)
+            replies, reason = await asyncio.wait_for(read, owner.parse_seconds)
         except TimeoutError:  # an overloaded machine, not a bad message: the sender retries later
-            log.warning("inbound e-mail not parsed within %.0f s: answered 451", self._owner.parse_seconds)
+            log.warning("inbound e-mail not parsed within %.0f s: answered 451", owner.parse_seconds)
             return TRY_LATER
         except Exception:  # a message we cannot read will never become readable: bounce it
             log.exception("inbound e-mail refused: it could not be parsed")
             return UNPARSABLE
-        if reason:
+        if reason and not postmaster:
             # No addresses or tokens in the log: the reason is what an operator needs.
             log.info("inbound e-mail is automatic (%s): accepted and ignored", reason)
             return "250 2.0.0 OK: automatic message ignored"
         try:
+            if postmaster:
+                await self._owner._forward(raw, mail_from)
             for reply in replies:
                 await self._owner._deliver(reply)
         except Exception as exc:  # the inbox failed: make the sender retry rather than lose the reply
@@ -196,11 +208,14 @@ class _Handler:
         return "250 2.0.0 OK"
 
 
-def _read(raw: bytes, recipients: list[str], domain: str, mail_from: str) -> tuple[list[InboundMessage], str]:
-    """The replies in one message, or why it is automatic (then no replies)."""
+def _read(
+    raw: bytes, recipients: list[str], domain: str, mail_from: str, authserv_id: str
+) -> tuple[list[InboundMessage], str]:
+    """The replies in one message, each with its sender checked, or why it is automatic (then none)."""
     message = parse_message(raw)
     reason = is_automatic(message, mail_from)
-    return ([] if reason else replies_from(message, raw, recipients, domain, mail_from=mail_from)), reason
+    replies = [] if reason else replies_from(message, raw, recipients, domain, mail_from=mail_from)
+    return with_sender_check(replies, message, authserv_id), reason
 
 
 class InboundSmtpServer:
@@ -210,6 +225,8 @@ class InboundSmtpServer:
     `max_bytes` is advertised as SIZE (RFC 1870) and enforced with `552 5.3.4`. A message not
     parsed within `parse_seconds` is answered `451` (the sender retries), never bounced. A client
     silent for `idle_timeout` seconds is disconnected; one address gets `sessions_per_client` at once.
+    With `authserv_id` (the DMARC-checking MTA in front), each reply records whether that MTA found
+    its From authentic.
     """
 
     def __init__(
@@ -223,7 +240,9 @@ class InboundSmtpServer:
         tls_context: ssl.SSLContext | None = None,
         handler_timeout: float = 60.0,
         parse_seconds: float = PARSE_SECONDS,
-        known_token: KnownToken | None = None,
+        known_address: KnownAddress | None = None,
+        on_postmaster: OnPostmaster | None = None,
+        authserv_id: str = "",
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         sessions_per_client: int = DEFAULT_SESSIONS_PER_CLIENT,
     ) -> None:
@@ -237,7 +256,9 @@ class InboundSmtpServer:
         self.parse_seconds = parse_seconds
         self._requested_port = port
         self._on_message = on_message
-        self._known_token = known_token
+        self._known_address = known_address
+        self._on_postmaster = on_postmaster
+        self.authserv_id = authserv_id
         self._tls_context = tls_context
         self._controller: _Controller | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -297,30 +318,41 @@ class InboundSmtpServer:
             return controller
         raise RuntimeError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    async def _is_known(self, token: str) -> bool:
-        """Whether `token` belongs to a subscription (always, when no `known_token` was given)."""
-        if self._known_token is None:
-            return True
-        if self._loop is None:
-            raise RuntimeError("InboundSmtpServer is not started")
-        check = self._known_token
+    @property
+    def has_postmaster(self) -> bool:
+        return self._on_postmaster is not None
 
-        async def call() -> bool:
-            return await check(token)
+    def is_postmaster(self, address: str) -> bool:
+        """`postmaster@<reply_domain>` or a bare `postmaster`, in any case (RFC 5321 §4.5.1)."""
+        local, at, domain = address.strip().strip("<>").rpartition("@")
+        if not at:
+            local, domain = domain, self.reply_domain
+        same_domain = domain.lower().rstrip(".") == self.reply_domain.lower().rstrip(".")
+        return local.lower() == "postmaster" and same_domain
 
-        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
-        return await asyncio.wait_for(asyncio.wrap_future(future), self.handler_timeout)
+    async def _is_known(self, address: ReplyAddress) -> bool:
+        """Whether we sent `address` (always, when no `known_address` was given)."""
+        check = self._known_address
+        return True if check is None else bool(await self._on_loop(lambda: check(address)))
 
     async def _deliver(self, reply: InboundMessage) -> None:
-        """Run `on_message` on the owner's loop and wait for it from the SMTP thread."""
+        await self._on_loop(lambda: self._on_message(reply))
+
+    async def _forward(self, raw: bytes, mail_from: str) -> None:
+        forward = self._on_postmaster
+        assert forward is not None, "postmaster is only accepted with on_postmaster"
+        await self._on_loop(lambda: forward(raw, mail_from))
+
+    async def _on_loop(self, call: Callable[[], Awaitable[object]]) -> object:
+        """Run `call()` on the owner's loop and wait for it from the SMTP thread."""
         if self._loop is None:
             raise RuntimeError("InboundSmtpServer is not started")
 
-        async def call() -> None:
-            await self._on_message(reply)
+        async def run() -> object:
+            return await call()
 
-        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
-        await asyncio.wait_for(asyncio.wrap_future(future), self.handler_timeout)
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), self.handler_timeout)
 
 
 def _free_port(host: str) -> int:

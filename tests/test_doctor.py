@@ -53,3 +53,15 @@ def test_a_broken_live_channel_fails_with_how_to_fix(
     telegram = next(d for d in json.loads(result.output) if d["channel"] == "telegram")
     assert not telegram["ok"] and "token" in telegram["detail"] and telegram["fix"]
     assert "999:WRONG-TOKEN" not in result.output
+
+
+def test_replies_without_a_staff_address_or_a_dmarc_verdict_are_reported(
+    tmp_path: Path, peers: tuple[SmtpPeer, TelegramPeer]
+) -> None:
+    path = config(tmp_path, *peers, token="123:TEST")
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        'security = "none"\n', 'security = "none"\ninbound_enabled = true\n'), encoding="utf-8")  # fmt: skip
+    result = runner.invoke(app, ["--config", str(path), "doctor", "--json"])
+    by_check = {d["channel"]: d for d in json.loads(result.output)}
+    assert not by_check["postmaster"]["ok"] and "staff.email" in by_check["postmaster"]["fix"]
+    assert by_check["reply senders"]["ok"] and "inbound_authserv_id" in by_check["reply senders"]["fix"]

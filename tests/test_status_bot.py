@@ -183,7 +183,8 @@ async def test_stop_by_email_reply_deactivates_that_subscription(
     await subscribe(sessions, settings, [NewSubscriber("lea@example.org", "", "fr", [], "Léa", 2)])
     async with sessions() as session:
         subscription = (await session.exec(select(Subscription))).one()
-    stop = said("STOP", channel="email", key=subscription.reply_token, raw={"subject": "Re: Incident"})
+    raw = {"subject": "Re: Incident", "from": "lea@example.org"}
+    stop = said("STOP", channel="email", key=subscription.reply_token, raw=raw)
     (stopped,) = await ask(sessions, settings, stop)
     assert "plus nos alertes" in stopped.text
     async with sessions() as session:

@@ -70,6 +70,19 @@ def _settings_diagnoses(settings: Settings) -> list[Diagnosis]:
             "staff alerts", "settings", False, "no [staff] email or telegram_chat_id: alerts reach nobody",
             "set staff.email (on-call address) and/or staff.telegram_chat_id (a staff group with the bot)",
         ))  # fmt: skip
+    email = settings.channels.email
+    if email.enabled and email.inbound_enabled and not settings.staff.email.strip():
+        found.append(Diagnosis(
+            "postmaster", "settings", False,
+            f"no [staff] email: mail for postmaster@{email.reply_domain} is refused (RFC 5321 wants it read)",
+            "set staff.email: postmaster mail is forwarded there",
+        ))  # fmt: skip
+    if email.enabled and (email.inbound_enabled or email.imap_enabled) and not email.inbound_authserv_id:
+        found.append(Diagnosis(
+            "reply senders", "settings", True,
+            "a reply is verified by its From alone, which is easy to forge",
+            "put a DMARC-checking MTA in front and set channels.email.inbound_authserv_id to its id",
+        ))  # fmt: skip
     base = settings.server.public_base_url
     if not base.startswith("https://"):
         found.append(Diagnosis(

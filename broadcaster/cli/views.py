@@ -14,7 +14,7 @@ from broadcaster.drafting import TRANSLATION_OPTIONS, Fallback
 from broadcaster.lint import Finding
 from broadcaster.localtime import local_time
 from broadcaster.message import RenderedMessage
-from broadcaster.models import Conversation, Message
+from broadcaster.models import INERT, Conversation, Message
 
 STATUS_STYLES = {
     "sent": "green", "captured": "magenta", "pending": "yellow", "sending": "cyan", "failed": "red",
@@ -119,10 +119,16 @@ def inbox_table(rows: Sequence[tuple[Conversation, Message | None]]) -> Table:
     return table
 
 
+def _caution(message: Message) -> str:
+    """The mark of an incoming message that neither acted nor got a bot answer: "[unverified] "."""
+    return f"[{message.trust}] " if message.direction == "in" and message.trust in INERT else ""
+
+
 def _last_message(message: Message | None) -> Text:
     if message is None:
         return Text()
     text = Text("← " if message.direction == "in" else "→ ")
+    text.append(_caution(message), style="bold yellow")
     text.append(" ".join(message.text.split())[:80])
     if message.direction == "out":
         text.append(" · ")
@@ -150,6 +156,7 @@ def conversation_text(conversation: Conversation, messages: Sequence[Message], t
         if message.direction == "in":
             text.append("← ")
             text.append(f"{message.intent} ", style="dim")
+            text.append(_caution(message), style="bold yellow")
             text.append(message.text + "\n")
             continue
         text.append(f"→ {message.author or 'bot'}: ", style="bold")

@@ -17,11 +17,12 @@ from broadcaster.compose import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.dispatch import Dispatcher
-from broadcaster.inbound import reply_token_exists, store_inbound
+from broadcaster.inbound import reply_address_exists, store_inbound
 from broadcaster.inbox_filer import InboxFiling
 from broadcaster.loop_health import LoopHealth
 from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.pollers import Pulled, build_pollers
+from broadcaster.postmaster import forward_to_staff
 from broadcaster.scheduler import SchedulerThread
 from broadcaster.web.api_docs import serve_docs
 from broadcaster.web.feed import feed_router
@@ -35,13 +36,17 @@ from broadcaster.web.unsubscribe import unsubscribe_router
 from broadcaster.web.webhooks import webhook_router
 from channels import build_channels
 from channels.base import InboundMessage
-from channels.email_inbound import InboundSmtpServer
+from channels.email_inbound import InboundSmtpServer, ReplyAddress
 
 
 def inbound_email_listener(
-    settings: Settings, sessions: SessionFactory, on_stored: Callable[[], None] | None = None
+    settings: Settings,
+    sessions: SessionFactory,
+    on_stored: Callable[[], None] | None = None,
+    on_alert: Callable[[], None] | None = None,
 ) -> InboundSmtpServer | None:
-    """Replies to our e-mails, received on our own SMTP listener (never an open relay)."""
+    """Replies to our e-mails, received on our own SMTP listener (never an open relay); mail for
+    postmaster goes to the staff e-mail (`on_alert` learns it is queued)."""
     email = settings.channels.email
     if not (email.enabled and email.inbound_enabled):
         return None
@@ -50,13 +55,20 @@ def inbound_email_listener(
         if await store_inbound(sessions, [message]) and on_stored is not None:
             on_stored()
 
-    async def known(token: str) -> bool:
-        return await reply_token_exists(sessions, token)
+    async def known(address: ReplyAddress) -> bool:
+        return await reply_address_exists(sessions, address)
+
+    async def to_staff(raw: bytes, mail_from: str) -> None:
+        if await forward_to_staff(sessions, settings, raw, mail_from) and on_alert is not None:
+            on_alert()
 
     return InboundSmtpServer(
         email.inbound_host, email.inbound_port, email.reply_domain, store,
-        max_bytes=email.inbound_max_bytes, known_token=known, idle_timeout=email.inbound_idle_timeout_seconds,
+        max_bytes=email.inbound_max_bytes, known_address=known,
+        idle_timeout=email.inbound_idle_timeout_seconds,
         sessions_per_client=email.inbound_sessions_per_client,
+        on_postmaster=to_staff if settings.staff.email.strip() else None,
+        authserv_id=email.inbound_authserv_id,
     )  # fmt: skip
 
 
@@ -86,7 +98,9 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
             scheduler.start()
             tasks.append(asyncio.create_task(dispatcher.run(stop)))
             await filer.start()
-            listener = inbound_email_listener(settings, sessions, filer.nudge)
+            listener = inbound_email_listener(
+                settings, sessions, filer.nudge, lambda: dispatcher.wake("email")
+            )
             if listener is not None:
                 await listener.start()
             pulled = build_pollers(

@@ -21,6 +21,7 @@ from broadcaster.models import Delivery, InboundRecord, Subscription
 from broadcaster.subscribers import NewSubscriber
 from channels.base import Rejected, Unauthorized, Unavailable
 from channels.email_imap import PER_POLL, ImapMailbox
+from channels.email_parse import ReplyAddress
 from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe
 from tests.peers.imap import ImapPeer
 from tests.peers.smtp import SmtpPeer
@@ -155,13 +156,14 @@ async def test_only_reply_addresses_count_and_are_found_in_delivery_headers(
     ]
 
 
-async def test_unknown_tokens_are_dropped_when_a_lookup_is_given(peer: ImapPeer) -> None:
-    async def known(token: str) -> bool:
-        return token == TOKEN
+async def test_addresses_we_never_sent_are_dropped_when_a_lookup_is_given(peer: ImapPeer) -> None:
+    async def known(address: ReplyAddress) -> bool:
+        return address == ReplyAddress(42, TOKEN)
 
     peer.append(reply(message_id="<known@gmail.example>"))
     peer.append(reply(to=f"reply+42.00000000deadbeef@{DOMAIN}", message_id="<unknown@gmail.example>"))
-    box = ImapMailbox(settings_for(peer), known_token=known)
+    peer.append(reply(to=f"reply+43.{TOKEN}@{DOMAIN}", message_id="<other-update@gmail.example>"))
+    box = ImapMailbox(settings_for(peer), known_address=known)
     try:
         messages, _ = await box.poll("")
     finally:
@@ -196,21 +198,21 @@ async def test_a_message_for_an_unknown_token_is_never_parsed(
 ) -> None:
     asked: list[str] = []
 
-    async def known(token: str) -> bool:
-        asked.append(token)
-        return token == TOKEN
+    async def known(address: ReplyAddress) -> bool:
+        asked.append(address.token)
+        return address.token == TOKEN
 
     unknown = "00000000deadbeef"
     peer.append(probed(reply(to=f"reply+42.{unknown}@{DOMAIN}"), "x-probe-unknown"))
     peer.append(probed(reply(message_id="<known@gmail.example>"), "x-probe-known"))
     caplog.set_level(logging.INFO, logger="channels.email_imap")
-    box = ImapMailbox(settings_for(peer), known_token=known)
+    box = ImapMailbox(settings_for(peer), known_address=known)
     messages, cursor = await box.poll("")
 
     assert [m.external_id for m in messages] == ["<known@gmail.example>"]
     assert asked == [unknown, TOKEN]
-    assert decoded_probes == ["x_probe_known"]  # the unknown token's body was never read
-    assert "UID 1 ignored: its reply token belongs to no subscription" in caplog.text
+    assert set(decoded_probes) == {"x_probe_known"}  # the unknown token's body was never read
+    assert "UID 1 ignored: we never sent its reply address" in caplog.text
     assert cursor.endswith(":2")
 
 
@@ -224,6 +226,22 @@ async def test_a_hostile_html_only_reply_is_read_in_linear_time(peer: ImapPeer) 
     messages, _ = await box.poll("")
 
     assert [m.text for m in messages] == ["Toujours en panne"]
+
+
+async def test_behind_a_dmarc_checking_mta_each_reply_records_its_verdict(peer: ImapPeer) -> None:
+    ours = "Authentication-Results: mx.shop.example; dmarc=pass header.from=gmail.example\r\n"
+    peer.append(ours.encode() + reply(message_id="<authentic@gmail.example>"))
+    peer.append(reply(message_id="<no-verdict@gmail.example>"))
+    box = ImapMailbox(settings_for(peer, inbound_authserv_id="mx.shop.example"))
+    try:
+        messages, _ = await box.poll("")
+    finally:
+        await box.aclose()
+
+    assert [(m.external_id, m.raw["authenticated"]) for m in messages] == [
+        ("<authentic@gmail.example>", True),
+        ("<no-verdict@gmail.example>", False),
+    ]
 
 
 async def test_a_message_over_inbound_max_bytes_is_skipped_with_a_log_line(
