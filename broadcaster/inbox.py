@@ -163,7 +163,7 @@ def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
                 linked = open_incident
         thread.incident_id = linked or thread.incident_id
         thread.locale = language or thread.locale
-        thread.last_message_at = max(thread.last_message_at, record.received_at)
+        thread.last_message_at = max(thread.last_message_at, record.created_at)
         thread.name = thread.name or record.customer_name
         messages.append((thread, record, found, language))
     return Reading(records, threads, messages, open_incident, reports)
@@ -210,7 +210,8 @@ def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None 
             "author": "",
             "delivery_status": "",
             "delivery_error": "",
-            "created_at": record.received_at,
+            "created_at": record.created_at,
+            "sent_at": record.received_at,
         }
         for thread, record, found, language in messages
     ]
@@ -266,7 +267,7 @@ def _threads_for(connection: Connection, records: Sequence[Row[Any]]) -> dict[tu
         if key not in threads:
             threads[key] = Thread(
                 record.channel, record.conversation_key, record.customer_handle, record.customer_name, "",
-                None, record.received_at,
+                None, record.created_at,
             )  # fmt: skip
     return threads
 
@@ -400,6 +401,7 @@ def message_dict(message: Message) -> dict[str, object]:
         "language": message.language,
         "author": message.author,
         "created_at": message.created_at.isoformat(),
+        "sent_at": message.sent_at.isoformat() if message.sent_at else None,  # the sender's clock
     }
     if message.direction == "out":
         data |= {"delivery_status": message.delivery_status, "delivery_error": message.delivery_error}

@@ -353,6 +353,13 @@ def _field(data: Mapping[str, Any], path: str, kind: type | tuple[type, ...]) ->
     return value
 
 
+def _sent_at(seconds: int, path: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"Telegram update: {path} is out of range") from None
+
+
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     names = {dict: "an object", int: "an integer", str: "a string"}
     kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -385,7 +392,7 @@ def _inbound_from_message(message: object, kind: str, update: Mapping[str, Any])
         conversation_key=str(chat_id),
         customer_handle=str(sender.get("username") or user_id),
         text=text,
-        received_at=datetime.fromtimestamp(date, tz=UTC),
+        received_at=_sent_at(date, f"{kind}.date"),
         customer_name=name,
         language=str(sender.get("language_code") or ""),
         reply_to=reply_to,

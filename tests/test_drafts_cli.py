@@ -60,7 +60,7 @@ def customers_write(workdir: Path, texts: list[str], *, batch: str) -> None:
 
 def spike(workdir: Path) -> int:
     """12 customers ask whether the site is down: the detector drafts an incident."""
-    customers_write(workdir, [HOSTILE] + ["le site est en panne ?"] * 11, batch="s")
+    customers_write(workdir, ["le site est en panne ?"] * 11 + [HOSTILE], batch="s")
 
     async def detect() -> int | None:
         settings = load_settings(workdir / "config.toml")

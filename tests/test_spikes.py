@@ -46,21 +46,27 @@ def spike_settings(database_url: str, **sections: Any) -> Settings:
 
 
 async def report(
-    sessions: SessionFactory, count: int, *, at: datetime, batch: str, text: str = QUESTION
+    sessions: SessionFactory,
+    count: int,
+    *,
+    at: datetime,
+    batch: str,
+    text: str = QUESTION,
+    sent_at: datetime | None = None,
 ) -> None:
-    """`count` customers (one Telegram chat each) write `text`, a second apart, the last one at `at`."""
-    messages = [
-        InboundMessage(
+    """`count` customers (one Telegram chat each) write `text`, a second apart, the last one reaching
+    us at `at`; `sent_at` is what their clocks say (default: the same)."""
+    for i in range(count):
+        reached = at - timedelta(seconds=count - 1 - i)
+        message = InboundMessage(
             channel="telegram",
             external_id=f"{batch}-{i}:1",
             conversation_key=f"{batch}-{i}",
             customer_handle=f"client_{batch}_{i}",
             text=text,
-            received_at=at - timedelta(seconds=count - 1 - i),
+            received_at=sent_at or reached,
         )
-        for i in range(count)
-    ]
-    await store_inbound(sessions, messages)
+        await store_inbound(sessions, [message], now=reached)
     assert await file_pending(sessions) == count
 
 

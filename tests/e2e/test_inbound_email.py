@@ -8,10 +8,11 @@ import aiosmtplib
 import pytest
 from sqlmodel import select
 
+from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.inbox import file_pending
 from broadcaster.inbox_actions import find_conversations
-from broadcaster.models import Delivery, Subscription
+from broadcaster.models import Delivery, Message, Subscription
 from broadcaster.subscribers import NewSubscriber
 from broadcaster.web.app import inbound_email_listener
 from tests.conftest import make_settings
@@ -19,6 +20,20 @@ from tests.e2e.helpers import deliver, draft, open_, subscribe
 from tests.peers.smtp import free_port
 
 pytestmark = pytest.mark.slow
+LONG_ID = 950  # a Message-ID has no folding whitespace: an SMTP line (1,000 octets) bounds it
+
+
+async def listening_for_camille(database_url: str, sessions: SessionFactory) -> tuple[Settings, int]:
+    """Settings with our SMTP listener on a free port, and Camille subscribed by e-mail."""
+    port = free_port()
+    settings = make_settings(
+        database_url,
+        channels={
+            "email": {"inbound_enabled": True, "inbound_port": port, "reply_domain": "reply.shop.example"}
+        },
+    )
+    await subscribe(sessions, settings, [NewSubscriber(email="camille@example.com", line=2)])
+    return settings, port
 
 
 def reply(to: str, in_reply_to: str, text: str) -> EmailMessage:
@@ -35,14 +50,7 @@ def reply(to: str, in_reply_to: str, text: str) -> EmailMessage:
 async def test_reply_to_a_broadcast_lands_in_the_inbox_and_strangers_are_refused(
     database_url: str, sessions: SessionFactory
 ) -> None:
-    port = free_port()
-    settings = make_settings(
-        database_url,
-        channels={
-            "email": {"inbound_enabled": True, "inbound_port": port, "reply_domain": "reply.shop.example"}
-        },
-    )
-    await subscribe(sessions, settings, [NewSubscriber(email="camille@example.com", line=2)])
+    settings, port = await listening_for_camille(database_url, sessions)
     opening = draft("investigating", "Le paiement échoue. Désolés, on enquête.", "Payment fails. Sorry.")
     opened = await open_(sessions, settings, opening, force=True)
     await deliver(sessions, settings, opened)  # capture mode: the Message-ID is known all the same
@@ -75,3 +83,45 @@ async def test_reply_to_a_broadcast_lands_in_the_inbox_and_strangers_are_refused
     ((conversation, latest),) = await find_conversations(sessions)
     assert conversation.channel == "email" and conversation.incident_id == opened.incident.id
     assert latest is not None and latest.text == "Est-ce que je peux commander par téléphone ?"
+
+
+def reply_with_id(to: str, *, message_id: str, text: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Camille Client <camille@example.com>"
+    message["To"] = to
+    message["Subject"] = "Re: [Maison Exemple] Commande : nous enquêtons"
+    message["Message-ID"] = message_id
+    message["In-Reply-To"] = "<" + "r" * LONG_ID + "@shop.example>"
+    message.set_content(text)
+    return message
+
+
+async def test_an_email_with_a_1kb_message_id_or_a_nul_is_accepted_and_filed(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    settings, port = await listening_for_camille(database_url, sessions)
+    async with sessions() as session:
+        token = (await session.exec(select(Subscription.reply_token))).one()
+    address = f"reply+1.{token}@reply.shop.example"
+    long_ids = ["<" + "a" * LONG_ID + f"{n}@example.com>" for n in range(2)]  # alike but for their ends
+    listener = inbound_email_listener(settings, sessions)
+    assert listener is not None
+    async with listener:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="client.example", timeout=10)
+        await smtp.connect()
+        try:
+            for message_id in long_ids:
+                errors, answer = await smtp.send_message(
+                    reply_with_id(address, message_id=message_id, text="ok ?")
+                )
+                assert errors == {} and answer.startswith("2")
+            errors, answer = await smtp.send_message(
+                reply_with_id(address, message_id="<nul@example.com>", text="le site\x00 est en panne ?")
+            )
+            assert errors == {} and answer.startswith("2")
+        finally:
+            await smtp.quit()
+    assert await file_pending(sessions) == 3
+    async with sessions() as session:
+        texts = sorted(m.text for m in await session.exec(select(Message)))
+    assert texts == ["le site est en panne ?", "ok ?", "ok ?"]
