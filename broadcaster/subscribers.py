@@ -19,7 +19,7 @@ from broadcaster.config import Settings
 from broadcaster.models import Subscriber, Subscription, utcnow
 
 CSV_COLUMNS = ("email", "telegram_chat_id", "locale", "components")
-_CHAT_ID = re.compile(r"^-?\d{1,20}$")
+_CHAT_ID = re.compile(r"-?[0-9]{1,20}")  # ASCII: int() would also read "١٢٣"
 # A local push service (development, tests) may speak plain HTTP; anything else must be https.
 _LOOPBACK_HTTP = ("http://127.0.0.1:", "http://localhost:", "http://[::1]:")
 _LOCALE = re.compile(r"^[a-z]{2}([_-][A-Za-z]{2})?$")
@@ -62,7 +62,7 @@ def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, l
         except EmailNotValidError as exc:
             problems.append(f"email {entry.email!r}: {exc}")
     chat = entry.telegram_chat_id.strip()
-    if chat and not _CHAT_ID.match(chat):
+    if chat and not _CHAT_ID.fullmatch(chat):
         problems.append(f"telegram_chat_id {chat!r}: must be a number (the chat id the bot sees)")
     push = entry.push.strip()
     if push:

@@ -65,7 +65,7 @@ _TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 _MAX_REASON = 300
 _INBOUND_KINDS = ("message", "edited_message")
 _INBOUND_CHATS = frozenset({"private", "group", "supergroup"})
-_MESSAGE_REF = re.compile(r"(-?\d+):(\d+)")  # InboundMessage.external_id: "<chat_id>:<message_id>"
+_MESSAGE_REF = re.compile(r"(-?[0-9]+):([0-9]+)")  # InboundMessage.external_id: "<chat_id>:<message_id>"
 
 
 class _RedactBotToken(logging.Filter):
