@@ -391,7 +391,8 @@ def conversation_dict(conversation: Conversation, latest: Message | None = None)
 
 
 def message_dict(message: Message) -> dict[str, object]:
-    """A message as JSON; an outgoing one says whether it went out and, if not, why."""
+    """A message as JSON; an outgoing one says whether it went out and, if not, why; an incoming one
+    when the sender's clock says it was sent."""
     data: dict[str, object] = {
         "id": message.id,
         "channel": message.channel,
@@ -401,8 +402,9 @@ def message_dict(message: Message) -> dict[str, object]:
         "language": message.language,
         "author": message.author,
         "created_at": message.created_at.isoformat(),
-        "sent_at": message.sent_at.isoformat() if message.sent_at else None,  # the sender's clock
     }
     if message.direction == "out":
         data |= {"delivery_status": message.delivery_status, "delivery_error": message.delivery_error}
+    else:  # `created_at` is when it reached us; `sent_at` what the sender's clock said
+        data["sent_at"] = message.sent_at.isoformat() if message.sent_at else None
     return data
