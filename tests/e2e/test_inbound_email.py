@@ -6,12 +6,13 @@ from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.inbox import file_pending
 from broadcaster.inbox_actions import find_conversations
+from broadcaster.inbox_actions import reply as reply_to_conversation
 from broadcaster.models import Delivery, Message, Subscription
 from broadcaster.subscribers import NewSubscriber
 from broadcaster.web.app import inbound_email_listener
@@ -110,18 +111,24 @@ async def test_an_email_with_a_1kb_message_id_or_a_nul_is_accepted_and_filed(
         smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="client.example", timeout=10)
         await smtp.connect()
         try:
-            for message_id in long_ids:
+            for message_id, text in [("<nul@example.com>", "le site\x00 est en panne ?")] + [
+                (long_id, "ok ?") for long_id in long_ids
+            ]:
                 errors, answer = await smtp.send_message(
-                    reply_with_id(address, message_id=message_id, text="ok ?")
+                    reply_with_id(address, message_id=message_id, text=text)
                 )
                 assert errors == {} and answer.startswith("2")
-            errors, answer = await smtp.send_message(
-                reply_with_id(address, message_id="<nul@example.com>", text="le site\x00 est en panne ?")
-            )
-            assert errors == {} and answer.startswith("2")
         finally:
             await smtp.quit()
     assert await file_pending(sessions) == 3
     async with sessions() as session:
         texts = sorted(m.text for m in await session.exec(select(Message)))
     assert texts == ["le site est en panne ?", "ok ?", "ok ?"]
+    ((conversation, _),) = await find_conversations(sessions)
+    assert conversation.id is not None
+    await reply_to_conversation(
+        sessions, settings, conversation.id, text="Bonjour Camille", canned=None, author="Noé"
+    )
+    async with sessions() as session:
+        answer_row = (await session.exec(select(Delivery).where(col(Delivery.message_id).is_not(None)))).one()
+    assert answer_row.status == "pending"  # the answer to the long-id message is queued like any other
