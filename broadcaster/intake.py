@@ -62,7 +62,7 @@ def _json_value(value: object, depth: int) -> object:
         return storable_text(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if isinstance(value, Mapping | list | tuple) and depth <= 0:
+    if isinstance(value, Mapping | list | tuple) and depth < 0:
         return None
     if isinstance(value, Mapping):
         return {storable_text(str(k)): _json_value(v, depth - 1) for k, v in value.items()}
