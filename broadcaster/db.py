@@ -55,13 +55,16 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; SQLite files get their folder created and WAL mode."""
+    """An async engine for `url`; SQLite files get their folder created and WAL mode.
+
+    SQL parameters (customer text, addresses) are kept out of error messages and logs.
+    """
     if is_sqlite(url):
         _prepare_sqlite_file(url)
-        engine = create_async_engine(url, connect_args={"timeout": 15})
+        engine = create_async_engine(url, connect_args={"timeout": 15}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True)
 
 
 def create_sync_engine(url: str, *, busy_timeout_ms: int = 15_000) -> Engine:
@@ -75,7 +78,9 @@ def create_sync_engine(url: str, *, busy_timeout_ms: int = 15_000) -> Engine:
         raise ValueError(f"a synchronous engine is only made for SQLite, not {backend}")
     _prepare_sqlite_file(url)
     engine = sa_create_engine(
-        make_url(url).set(drivername="sqlite"), connect_args={"timeout": busy_timeout_ms / 1000}
+        make_url(url).set(drivername="sqlite"),
+        connect_args={"timeout": busy_timeout_ms / 1000},
+        hide_parameters=True,
     )
 
     def tune(dbapi_connection: Any, record: Any) -> None:

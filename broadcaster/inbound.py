@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,6 +18,7 @@ from sqlmodel import col, select
 
 from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory, upsert_insert, writing
+from broadcaster.intake import normalised
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from broadcaster.ratelimit import bounded_pause
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
@@ -28,27 +30,38 @@ UNAUTHORIZED_PAUSE_SECONDS = 60
 Poll = Callable[[str], Awaitable[tuple[list[InboundMessage], str]]]
 
 
-async def store_inbound(sessions: SessionFactory, messages: Sequence[InboundMessage]) -> int:
+async def store_inbound(
+    sessions: SessionFactory, messages: Sequence[InboundMessage], *, now: datetime | None = None
+) -> int:
     """Insert new messages, ignoring ones already stored; return how many were new."""
-    return len(await insert_inbound(sessions, messages))
+    return len(await insert_inbound(sessions, messages, now=now))
 
 
 async def insert_inbound(
-    sessions: SessionFactory, messages: Sequence[InboundMessage], writer: LoopWriter | None = None
+    sessions: SessionFactory,
+    messages: Sequence[InboundMessage],
+    writer: LoopWriter | None = None,
+    *,
+    now: datetime | None = None,
 ) -> set[tuple[str, str]]:
     """Insert new messages in one transaction; return the (channel, external_id) of those that were new.
 
-    With a `writer`, as one synchronous call on the loop (SQLite; see `LoopWriter`).
+    Each is `normalised` first (the keys returned are the normalised ones). They are dated by
+    our clock (`now`, default the current time): the inbox's windows count by it, never by the
+    sender's `received_at`, which is kept for display. With a `writer`, as one synchronous call
+    on the loop (SQLite; see `LoopWriter`).
     """
     if not messages:
         return set()
+    messages = [normalised(m) for m in messages]
+    received = now or utcnow()
     rows = [
         {
             **_fitted(m),
             "text": m.text,
             "received_at": m.received_at,
             "raw": dict(m.raw),
-            "created_at": utcnow(),
+            "created_at": received,
         }
         for m in messages
     ]
@@ -107,6 +120,8 @@ class GroupCommit:
     A caller appends its messages and waits for the write lock; whoever holds it writes everything
     waiting so far in one transaction and answers every caller in that batch. Each call still
     returns only after its own messages are committed. (One writer also spares SQLite's busy-wait.)
+    When the batch's transaction fails, each caller's messages are written again on their own:
+    a message the database refuses fails only its own caller.
     """
 
     def __init__(self, sessions: SessionFactory, on_stored: Callable[[], None] | None = None) -> None:
@@ -119,7 +134,7 @@ class GroupCommit:
     async def store(self, messages: Sequence[InboundMessage]) -> int:
         """Store `messages`; return how many of them were new."""
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((messages, done))
+        self._waiting.append(([normalised(m) for m in messages], done))
         async with self._lock:
             if not done.done():
                 batch, self._waiting = self._waiting, []
@@ -130,17 +145,28 @@ class GroupCommit:
 
     async def _write(self, batch: list[tuple[Sequence[InboundMessage], asyncio.Future[int]]]) -> None:
         try:
+            await self._write_together(batch)
+        except asyncio.CancelledError:
+            for _, future in batch:  # those already answered keep their answer
+                future.cancel()
+            raise
+
+    async def _write_together(
+        self, batch: list[tuple[Sequence[InboundMessage], asyncio.Future[int]]]
+    ) -> None:
+        try:
             inserted = await insert_inbound(
                 self._sessions, [m for messages, _ in batch for m in messages], self._writer
             )
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
-        except Exception as exc:  # every caller of the batch learns it (their webhook answers 500)
-            for _, future in batch:
-                future.set_exception(exc)
-            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+                return
+            log.warning("a group commit of %d webhooks failed (%s): writing each alone",
+                        len(batch), type(exc).__name__)  # fmt: skip
+            for caller in batch:
+                await self._write_together([caller])
+            return
         for messages, future in batch:  # a message sent twice in one batch counts for its first caller
             keys = {(m.channel, m.external_id) for m in messages}
             mine = keys & inserted

@@ -192,7 +192,7 @@ def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
                 linked = open_incident
         thread.incident_id = linked or thread.incident_id
         thread.locale = language or thread.locale
-        thread.last_message_at = max(thread.last_message_at, record.received_at)
+        thread.last_message_at = max(thread.last_message_at, record.created_at)
         if trust == VERIFIED:
             thread.name = thread.name or record.customer_name
         messages.append(Filing(thread, record, found, language, trust))
@@ -267,7 +267,8 @@ def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None 
             "delivery_status": "",
             "delivery_error": "",
             "trust": trust,
-            "created_at": record.received_at,
+            "created_at": record.created_at,
+            "sent_at": record.received_at,
         }
         for thread, record, found, language, trust in messages
     ]
@@ -324,7 +325,7 @@ def _threads_for(connection: Connection, records: Sequence[Row[Any]]) -> dict[tu
         if key not in threads:
             threads[key] = Thread(
                 record.channel, record.conversation_key, record.customer_handle, record.customer_name, "",
-                None, record.received_at,
+                None, record.created_at,
             )  # fmt: skip
     return threads
 
@@ -450,7 +451,8 @@ def conversation_dict(conversation: Conversation, latest: Message | None = None)
 
 
 def message_dict(message: Message) -> dict[str, object]:
-    """A message as JSON; an outgoing one says whether it went out and, if not, why."""
+    """A message as JSON; an outgoing one says whether it went out and, if not, why; an incoming one
+    when the sender's clock says it was sent."""
     data: dict[str, object] = {
         "id": message.id,
         "channel": message.channel,
@@ -465,4 +467,6 @@ def message_dict(message: Message) -> dict[str, object]:
         data["trust"] = message.trust or VERIFIED  # filed before trust was recorded: as it was treated
     if message.direction == "out":
         data |= {"delivery_status": message.delivery_status, "delivery_error": message.delivery_error}
+    else:  # `created_at` is when it reached us; `sent_at` what the sender's clock said
+        data["sent_at"] = message.sent_at.isoformat() if message.sent_at else None
     return data

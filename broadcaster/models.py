@@ -210,9 +210,9 @@ class InboundRecord(SQLModel, table=True):
     text: str = ""
     language: str = Field(default="", max_length=16)
     reply_to: str = Field(default="", max_length=200)
-    received_at: datetime = _created()
+    received_at: datetime = _created()  # the sender's clock (Date, date, created_time): display only
     raw: dict[str, Any] = _json(dict)
-    created_at: datetime = _created()
+    created_at: datetime = _created()  # ours: when it reached us
     processed_at: datetime | None = _when(index=True)  # set when the inbox has filed it
 
 
@@ -308,4 +308,5 @@ class Message(SQLModel, table=True):
     # Outgoing messages only: queued → sent | failed (with the provider's reason).
     delivery_status: str = Field(default="", max_length=16)
     delivery_error: str = ""
-    created_at: datetime = _created()
+    created_at: datetime = _created()  # ours: when we received it (the inbox's windows count by it)
+    sent_at: datetime | None = _when()  # the sender's clock, for display only (None: ours, or unknown)

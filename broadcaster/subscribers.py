@@ -20,7 +20,7 @@ from channels.base import Rejected
 from channels.webpush import endpoint_policy, parse_subscription
 
 CSV_COLUMNS = ("email", "telegram_chat_id", "locale", "components")
-_CHAT_ID = re.compile(r"^-?\d{1,20}$")
+_CHAT_ID = re.compile(r"-?[0-9]{1,20}")  # ASCII: int() would also read "١٢٣"
 _LOCALE = re.compile(r"^[a-z]{2}([_-][A-Za-z]{2})?$")
 
 
@@ -61,7 +61,7 @@ def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, l
         except EmailNotValidError as exc:
             problems.append(f"email {entry.email!r}: {exc}")
     chat = entry.telegram_chat_id.strip()
-    if chat and not _CHAT_ID.match(chat):
+    if chat and not _CHAT_ID.fullmatch(chat):
         problems.append(f"telegram_chat_id {chat!r}: must be a number (the chat id the bot sees)")
     push = entry.push.strip()
     if push:

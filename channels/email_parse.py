@@ -150,10 +150,10 @@ def _last_id(value: str) -> str:
 def _received_at(message: EmailMessage) -> datetime:
     try:
         when = parsedate_to_datetime(_header(message, "Date"))
-    except (ValueError, TypeError, IndexError):
+        # "-0000" means "time zone unknown" (RFC 5322 §3.3) and parses naive: read it as UTC.
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, TypeError, IndexError, OverflowError):  # OverflowError: year 9999 west of UTC
         return datetime.now(UTC)
-    # "-0000" means "time zone unknown" (RFC 5322 §3.3) and parses naive: read it as UTC.
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _attachment_names(message: EmailMessage) -> list[str]:

@@ -239,7 +239,7 @@ def _time(value: object, *, millis: bool) -> datetime:
     if isinstance(value, str):
         try:
             return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: year 9999 west of UTC
             raise ValueError(f"unreadable time {value[:40]!r}") from None
     try:
         return datetime.fromtimestamp(value / 1000 if millis else value, tz=UTC)

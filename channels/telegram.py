@@ -61,7 +61,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 _MAX_REASON = 300
-_MESSAGE_REF = re.compile(r"(-?\d+):(\d+)")  # InboundMessage.external_id: "<chat_id>:<message_id>"
+_MESSAGE_REF = re.compile(r"(-?[0-9]+):([0-9]+)")  # InboundMessage.external_id: "<chat_id>:<message_id>"
 
 
 class _ChatSlot:

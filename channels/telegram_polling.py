@@ -158,6 +158,6 @@ def _offset(cursor: str) -> int | None:
     """ "" → None (every pending update); a number → itself; else `Rejected` (the poller resets it)."""
     if not cursor:
         return None
-    if not cursor.isdigit() or len(cursor) > 19:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19:
         raise Rejected(f"Telegram cursor {cursor[:40]!r} is not an update offset")
     return int(cursor)

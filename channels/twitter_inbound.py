@@ -164,7 +164,7 @@ def _created_at(item: Mapping[str, Any], item_id: str) -> datetime:
     if isinstance(raw, str):
         try:
             return datetime.fromisoformat(raw).astimezone(UTC)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: year 9999 west of UTC
             log.warning("X item %s: unreadable created_at %r; its id's time is used", item_id, raw[:40])
     # Snowflake ids embed their creation time (developer.x.com "Twitter IDs").
     return datetime.fromtimestamp(((int(item_id) >> 22) + _TWITTER_EPOCH_MS) / 1000, tz=UTC)

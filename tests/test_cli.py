@@ -93,6 +93,16 @@ def test_csv_import_with_bad_lines_imports_nothing_and_lists_every_bad_line(work
     assert rows(workdir, "subscription") == 0
 
 
+def test_a_chat_id_in_other_scripts_digits_is_refused(workdir: Path) -> None:
+    """`int("١٢٣")` is 123: only ASCII digits name a Telegram chat."""
+    (workdir / "customers.csv").write_text(
+        "email,telegram_chat_id,locale,components\n,١٢٣,fr,\n,１２３,fr,\n", encoding="utf-8"
+    )
+    result = runner.invoke(app, ["subscribers", "import", "customers.csv"])
+    assert result.exit_code == 2 and "line 2" in result.output and "line 3" in result.output
+    assert rows(workdir, "subscription") == 0
+
+
 def test_csv_import_then_list_as_json(workdir: Path) -> None:
     (workdir / "customers.csv").write_text(
         "email,telegram_chat_id,locale,components\na@example.com,1001,fr,checkout;payment\nb@example.com,,en,\n",

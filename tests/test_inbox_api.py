@@ -244,3 +244,12 @@ async def test_an_id_no_row_can_have_is_refused_before_any_query(
 ) -> None:
     response = await api.get(f"/api/v1/inbox/{conversation_id}", headers=AUTH)
     assert response.status_code == 422 and "conversation_id" in response.text
+
+
+@pytest.mark.parametrize("incident", ["9223372036854775808", "0", "-1"])
+async def test_an_incident_filter_no_row_can_have_is_a_422_naming_it(
+    api: httpx.AsyncClient, incident: str
+) -> None:
+    response = await api.get("/api/v1/inbox", params={"incident": incident}, headers=AUTH)
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [["query", "incident"]]

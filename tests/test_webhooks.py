@@ -1,16 +1,20 @@
-"""Provider webhooks: signature first, nothing stored on a bad call, duplicates stored once."""
+"""Provider webhooks: signature first, nothing stored on a bad call, duplicates stored once, and one
+hostile update failing only itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlmodel import select
 
 from broadcaster.db import SessionFactory
+from broadcaster.inbox import file_pending
 from broadcaster.models import InboundRecord
 from broadcaster.web import create_app
 from tests.conftest import make_settings
@@ -18,6 +22,7 @@ from tests.conftest import make_settings
 SECRET = "s3cret-webhook-token"
 TELEGRAM_PAYLOADS = Path(__file__).parent / "payloads" / "telegram"
 UPDATE = (TELEGRAM_PAYLOADS / "message.json").read_bytes()
+JSON_HEADERS = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -160,3 +165,74 @@ async def test_a_facebook_batch_with_an_old_comment_and_a_broken_item_is_200_and
         "Bonjour, ma carte a été débitée mais la commande n'apparaît pas.",
         "Toujours pas de confirmation de commande depuis ce matin",
     ]
+
+
+def update(number: int, **sender: Any) -> dict[str, Any]:
+    """The recorded update as customer `number` would send it, with `sender` fields replaced."""
+    data = json.loads(UPDATE)
+    data["update_id"] += number
+    data["message"]["message_id"] += number
+    data["message"]["chat"]["id"] += number
+    data["message"]["from"] |= {"id": data["message"]["chat"]["id"], **sender}
+    return data
+
+
+def dated(date: int) -> dict[str, Any]:
+    data = update(1)
+    data["message"]["date"] = date
+    return data
+
+
+async def test_one_hostile_update_in_a_group_commit_fails_only_itself(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    hostile = {
+        1: update(1, first_name="Lé\x00a"),  # NUL: PostgreSQL refuses it in text
+        2: update(2, first_name="L\ud83dea"),  # a lone surrogate: SQLite cannot encode it
+        3: update(3, first_name="A" * 300),  # longer than customer_name
+        4: update(4, language_code="fr-x-" + "a" * 12),  # 17 characters
+        5: update(5, username="u\x00" * 150),  # NUL and longer than customer_handle
+    }
+    plain = {n: update(n) for n in range(10, 20)}
+    bodies = {n: json.dumps(u).encode() for n, u in (hostile | plain).items()}
+    bodies[6] = json.dumps(update(6)).replace('"date": ', '"edit_date": NaN, "date": ').encode()
+    answers = await asyncio.gather(
+        *(client.post("/webhooks/telegram", content=body, headers=JSON_HEADERS) for body in bodies.values())
+    )
+    by_number = dict(zip(bodies, answers, strict=True))
+    assert by_number[6].status_code == 400 and "message.edit_date" in by_number[6].json()["detail"]
+    assert all(by_number[n].json() == {"received": 1, "stored": 1} for n in bodies if n != 6)
+    by_chat = {r.conversation_key: r for r in await stored(sessions)}
+    chat = json.loads(UPDATE)["message"]["chat"]["id"]
+    assert set(by_chat) == {str(chat + n) for n in bodies if n != 6}
+    assert by_chat[str(chat + 1)].customer_name == "Léa Durand"
+    assert by_chat[str(chat + 2)].customer_name == "Lea Durand"
+    assert len(by_chat[str(chat + 3)].customer_name) == 200
+    assert len(by_chat[str(chat + 4)].language) == 16
+    assert by_chat[str(chat + 5)].customer_handle == "u" * 150
+    assert await file_pending(sessions) == len(by_chat)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than"),
+        (json.dumps(dated(2**63)).encode(), "message.date"),
+    ],
+    ids=["nested-100k", "date-2^63"],
+)
+async def test_malformed_json_is_a_400_naming_the_field(
+    client: httpx.AsyncClient, sessions: SessionFactory, body: bytes, field: str
+) -> None:
+    response = await client.post("/webhooks/telegram", content=body, headers=JSON_HEADERS)
+    assert response.status_code == 400 and field in response.json()["detail"]
+    assert await stored(sessions) == []
+
+
+async def test_a_date_no_clock_can_show_is_filed_raw_not_refused(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    body = json.dumps(dated(2**62)).encode()  # fits 64 bits, overflows datetime: an unreadable update
+    response = await client.post("/webhooks/telegram", content=body, headers=JSON_HEADERS)
+    assert response.status_code == 200
+    assert [r.external_id for r in await stored(sessions)] == [f"update:{json.loads(body)['update_id']}"]

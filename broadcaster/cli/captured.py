@@ -19,6 +19,7 @@ from rich.text import Text
 
 from broadcaster.captured import ALERT, ANSWER, Captured, find_captured
 from broadcaster.cli.options import AsJson
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.localtime import local_time
 
@@ -39,20 +40,20 @@ def _summary(entries: Sequence[Captured], zone: str) -> Table:
     counts = Counter((_owner(e), e.message.channel, e.what) for e in entries)
     last = {(_owner(e), e.message.channel, e.what): e.message.created_at for e in entries}
     for (owner, channel, what), n in counts.items():
-        table.add_row(Text(owner), channel, what, str(n), local_time(last[(owner, channel, what)], zone))
+        table.add_row(outside(owner), channel, what, str(n), local_time(last[(owner, channel, what)], zone))
     return table
 
 
 def _panel(entry: Captured, zone: str) -> Panel:
-    """One message as its recipient would have received it; the text is `Text`, never markup."""
+    """One message as its recipient would have received it; the text is `outside`: no markup, no controls."""
     message, parts = entry.message, entry.parts
     body = Text()
     if message.title:
-        body.append(message.title + "\n\n", style="bold")
+        body.append_text(outside(message.title + "\n\n", "bold"))
     for index, part in enumerate(parts, 1):
         if len(parts) > 1:
             body.append(f"── part {index}/{len(parts)} ──\n", style="dim")
-        body.append(part + "\n")
+        body.append_text(outside(part + "\n"))
     if message.html:
         body.append(f"(and an HTML version, {len(message.html)} characters: --json shows it)", style="dim")
     where = [entry.what]
@@ -64,7 +65,7 @@ def _panel(entry: Captured, zone: str) -> Panel:
     body.rstrip()
     return Panel(
         body if body.plain else Text("(empty)", style="dim"),
-        title=Text(f"{message.channel} → {message.target}"),
+        title=outside(f"{message.channel} → {message.target}"),
         subtitle=" · ".join(where),
         border_style="magenta",
         expand=True,
@@ -102,7 +103,7 @@ def register(root: typer.Typer) -> None:
         for entry in shown:
             if _owner(entry) != owner:
                 owner = _owner(entry)
-                console.print(Rule(Text(owner, style="bold")))
+                console.print(Rule(outside(owner, "bold")))
             console.print(_panel(entry, zone))
         if len(shown) < len(entries):
             console.print(

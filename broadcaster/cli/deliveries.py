@@ -9,11 +9,11 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from sqlmodel import col, select
 
 from broadcaster import outbox
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import delivery_table
 from broadcaster.models import Delivery, Incident, IncidentUpdate
@@ -89,9 +89,9 @@ def register(root: typer.Typer) -> None:
                 table.add_row(
                     str(d.update_id),
                     d.channel,
-                    escape(d.target),
+                    outside(d.target),
                     d.status,
                     str(d.attempts),
-                    escape(d.last_error),
+                    outside(d.last_error),
                 )
             console.print(table)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from sqlmodel import col, select
 
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
@@ -156,7 +156,7 @@ def register(root: typer.Typer) -> None:
                     if r.ok
                     else ("[red]broken[/]" if r.mode == "live" else "[yellow]warning[/]")
                 )
-                table.add_row(r.name, r.mode, status, escape(r.detail), escape(r.fix))
+                table.add_row(r.name, r.mode, status, outside(r.detail), outside(r.fix))
             console.print(table)
         if broken:
             raise typer.Exit(1)

@@ -12,11 +12,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from broadcaster import inbox_actions
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import Runtime, console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import answer_status, conversation_text, inbox_table
 from broadcaster.db import SessionFactory
@@ -108,8 +107,7 @@ def reply(
     if as_json:
         console.print_json(json.dumps(message_dict(message)))
         return
-    line = Text(f"#{conversation_id} ← {message.author}: ")
-    line.append(message.text)
+    line = outside(f"#{conversation_id} ← {message.author}: {message.text}")
     line.append(" [")
     line.append_text(answer_status(message))
     line.append("] `broadcaster serve` sends it.")
@@ -143,12 +141,13 @@ def canned(
             json.dumps([{"name": p.name, "text": p.text, "problem": p.problem} for p in previews])
         )
         return
-    table = Table(title=f"Canned replies ({escape(language)})")
+    table = Table(title=outside(f"Canned replies ({language})"))
     table.add_column("name", style="bold")
     table.add_column("preview")
     for preview in previews:
         table.add_row(
-            preview.name, Text(preview.text) if not preview.problem else Text(preview.problem, "red")
+            outside(preview.name),
+            outside(preview.text) if not preview.problem else outside(preview.problem, "red"),
         )
     console.print(table if previews else "No canned replies in this language.")
 
@@ -206,7 +205,6 @@ def _change(
         console.print_json(json.dumps(conversation_dict(conversation)))
         return
     labels = ", ".join(conversation.labels) or "none"
-    line = Text(f"#{conversation.id} {conversation.status} · ")
-    line.append(f"assigned to {conversation.assignee}" if conversation.assignee else "unassigned")
-    line.append(f" · labels: {labels}")
+    assigned = f"assigned to {conversation.assignee}" if conversation.assignee else "unassigned"
+    line = outside(f"#{conversation.id} {conversation.status} · {assigned} · labels: {labels}")
     console.print(line)

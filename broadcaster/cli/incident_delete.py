@@ -10,9 +10,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from broadcaster.cli.options import AsJson
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, fail, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.rehearsal import Rehearsal, check_rehearsal, delete_rehearsal
@@ -79,4 +79,4 @@ def delete(
     if as_json:
         console.print_json(json.dumps(deleted.as_dict() | {"deleted": True}))
         return
-    console.print(f"Deleted {escape(_describe(deleted))}.")
+    console.print(outside(f"Deleted {_describe(deleted)}."))

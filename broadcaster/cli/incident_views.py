@@ -6,14 +6,13 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
-from rich.text import Text
 from sqlmodel import col, select
 
 from broadcaster import outbox
 from broadcaster.cli.options import AsJson, iso
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import delivery_table
 from broadcaster.localtime import local_time
@@ -49,7 +48,7 @@ def list_(
     for i in incidents:
         table.add_row(
             str(i.id),
-            escape(i.title),
+            outside(i.title),
             DRAFT_LABEL if i.status == "draft" else i.status,
             i.impact,
             ", ".join(i.components),
@@ -123,14 +122,16 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
         return
     status = DRAFT_LABEL if incident.status == "draft" else incident.status
     console.print(
-        f"[bold]#{incident.id} {escape(incident.title)}[/] — {status} ({incident.impact}), "
-        f"components: {', '.join(incident.components) or '—'}"
+        outside(f"#{incident.id} {incident.title}", "bold")
+        + outside(f" — {status} ({incident.impact}), components: {', '.join(incident.components) or '—'}")
     )
-    if incident.notes:  # customer text: a Text, never parsed as markup
-        console.print(Panel(Text(incident.notes), title="Staff notes", expand=True))
+    if incident.notes:  # customer text (the spike detector's samples)
+        console.print(Panel(outside(incident.notes), title="Staff notes", expand=True))
     if incident.status == "draft":
-        command = escape(publish_command(incident_id))
-        console.print(f"Publish it: {command}\nDiscard it: broadcaster incident discard {incident_id}")
+        command = publish_command(incident_id)
+        console.print(
+            outside(f"Publish it: {command}\nDiscard it: broadcaster incident discard {incident_id}")
+        )
         return
     zone = state(ctx).settings.brand.timezone
     table = Table(title=f"Timeline ({zone})")
@@ -141,7 +142,7 @@ def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_j
             str(u.id),
             local_time(u.created_at, zone),
             u.status,
-            escape(what_it_said(u, previous)),
+            outside(what_it_said(u, previous)),
             local_time(u.eta_at, zone),
             local_time(u.next_update_at, zone),
         )

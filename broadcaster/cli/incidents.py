@@ -10,8 +10,8 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from broadcaster import outbox
 from broadcaster.cli.options import (
@@ -31,6 +31,7 @@ from broadcaster.cli.options import (
     finding_dict,
     parse_translations,
 )
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import (
     Runtime,
     console,
@@ -141,7 +142,9 @@ def _report(
     if published.fallbacks:
         console.print(fallback_lines(runtime.settings, published.fallbacks))
     console.print(
-        f"Incident [bold]#{incident.id}[/] «{escape(incident.title)}» — {update.status}, update #{update.id}"
+        Text("Incident ")
+        + outside(f"#{incident.id}", "bold")
+        + outside(f" «{incident.title}» — {update.status}, update #{update.id}")
     )
     if counts is not None:
         console.print(delivery_table(counts))
@@ -306,7 +309,9 @@ def discard(
             json.dumps({"incident_id": incident.id, "title": incident.title, "discarded": True})
         )
         return
-    console.print(f"Draft [bold]#{incident.id}[/] «{escape(incident.title)}» discarded.")
+    console.print(
+        Text("Draft ") + outside(f"#{incident.id}", "bold") + outside(f" «{incident.title}» discarded.")
+    )
 
 
 @app.command("update")

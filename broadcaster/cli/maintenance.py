@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,6 +30,7 @@ from broadcaster.cli.options import (
     iso,
     parse_translations,
 )
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.drafting import LintRefused, enabled_channels
@@ -131,9 +132,12 @@ def schedule(
         console.print_json(json.dumps(_maintenance_dict(incident) | {"notices": notices}))
         return
     console.print(
-        f"Maintenance [bold]#{incident.id}[/] «{escape(incident.title)}» scheduled: "
-        f"{_local(settings, incident.scheduled_start_at)} → {_local(settings, incident.scheduled_end_at)} "
-        f"({settings.brand.timezone})"
+        Text("Maintenance ")
+        + outside(f"#{incident.id}", "bold")
+        + outside(
+            f" «{incident.title}» scheduled: {_local(settings, incident.scheduled_start_at)} → "
+            f"{_local(settings, incident.scheduled_end_at)} ({settings.brand.timezone})"
+        )
     )
     table = Table(title=f"Notices (sent by `broadcaster serve`, {settings.brand.timezone})")
     for column in ("at", "channels"):
@@ -177,8 +181,10 @@ def _report_unannounced(settings: Settings, incident: Incident, as_json: bool) -
         f"({settings.brand.timezone})"
     )
     console.print(
-        f"Maintenance [bold]#{incident.id}[/] «{escape(incident.title)}» {incident.status}: {window}\n"
-        f"[yellow]{reason[0].upper()}{reason[1:]}.[/]"
+        Text("Maintenance ")
+        + outside(f"#{incident.id}", "bold")
+        + outside(f" «{incident.title}» {incident.status}: {window}\n")
+        + outside(f"{reason[0].upper()}{reason[1:]}.", "yellow")
     )
 
 
@@ -274,7 +280,7 @@ def list_(
     for i in rows:
         table.add_row(
             str(i.id),
-            escape(i.title),
+            outside(i.title),
             i.status,
             _local(settings, i.scheduled_start_at),
             _local(settings, i.scheduled_end_at),

@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
+from broadcaster.cli.outside import TerminalConsole, outside
 from broadcaster.compose import Composer
 from broadcaster.config import ConfigError, Settings, load_settings
 from broadcaster.db import DatabaseNotReady, SessionFactory, create_engine, ensure_schema, session_factory
 from broadcaster.drafting import PublishError
 
-console = Console()
-err_console = Console(stderr=True)
+console = TerminalConsole()
+err_console = TerminalConsole(stderr=True)
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def state(ctx: typer.Context) -> CliState:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(Text("error: ", "bold red") + outside(message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.localtime import local_time
@@ -48,7 +48,7 @@ def register(root: typer.Typer) -> None:
             late = " [red](overdue)[/]" if job["overdue"] else ""
             when = _local(settings, str(job["run_at"])) + late
             channels = ", ".join(job["channels"]) if isinstance(job["channels"], list) else ""
-            incident = f"#{job['incident_id']} {escape(str(job['incident']))}"
+            incident = outside(f"#{job['incident_id']} {job['incident']}")
             table.add_row(when, str(job["what"]), incident, channels or "staff")
         console.print(table if found["pending"] else "[dim]Nothing scheduled.[/]")
         if found["missed"]:
@@ -59,7 +59,7 @@ def register(root: typer.Typer) -> None:
                 missed.add_column(column)
             for run_ in found["missed"]:
                 missed.add_row(_local(settings, str(run_["due_at"])), str(run_["kind"]),
-                               f"#{run_['incident_id']}", escape(str(run_["detail"])))  # fmt: skip
+                               f"#{run_['incident_id']}", outside(str(run_["detail"])))  # fmt: skip
             console.print(missed)
 
     @root.command("scheduler")

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 from sqlmodel import col, select
 
+from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, fail, open_runtime, run, state, user_errors
 from broadcaster.models import Subscriber, Subscription
 from broadcaster.subscribers import ImportError_, NewSubscriber, import_subscribers, parse_csv
@@ -92,9 +93,10 @@ def import_(
     try:
         report = run(save())
     except ImportError_ as exc:
-        err_console.print(f"[bold red]error:[/] {path}: {len(exc.problems)} bad line(s), nothing imported:")
+        heading = outside(f"{path}: {len(exc.problems)} bad line(s), nothing imported:")
+        err_console.print(Text("error: ", "bold red") + heading, highlight=False)
         for problem in exc.problems:
-            err_console.print(f"  {escape(problem)}", highlight=False)
+            err_console.print(outside(f"  {problem}"), highlight=False)
         raise typer.Exit(2) from None
     if as_json:
         console.print_json(json.dumps(report.__dict__))
@@ -149,7 +151,11 @@ def list_(
     for column in ("#", "channel", "address", "locale", "components", "state"):
         table.add_column(column)
     for s, p in rows:
-        state_text = "[green]active[/]" if s.active else f"[red]inactive[/] ({escape(s.deactivated_reason)})"
-        address = escape(s.address)
-        table.add_row(str(s.id), s.channel, address, p.locale, ", ".join(s.components) or "all", state_text)
+        state_text = (
+            Text("active", "green")
+            if s.active
+            else Text("inactive ", "red") + outside(f"({s.deactivated_reason})")
+        )
+        components = ", ".join(s.components) or "all"
+        table.add_row(str(s.id), s.channel, outside(s.address), p.locale, components, state_text)
     console.print(table)

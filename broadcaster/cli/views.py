@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from broadcaster.cli.outside import outside
 from broadcaster.config import Settings
 from broadcaster.drafting import TRANSLATION_OPTIONS, Fallback
 from broadcaster.lint import Finding
@@ -96,23 +97,23 @@ def answer_status(message: Message) -> Text:
     """How an outgoing message fared: queued, sent, captured (capture mode), or failed with the reason."""
     if message.direction != "out":
         return Text()
-    text = Text(message.delivery_status or "queued", style=ANSWER_STYLES.get(message.delivery_status, ""))
-    if message.delivery_status == "failed" and message.delivery_error:
-        text.append(f": {message.delivery_error}", style="red")
+    text = outside(message.delivery_status or "queued", ANSWER_STYLES.get(message.delivery_status, ""))
+    if message.delivery_status == "failed" and message.delivery_error:  # the provider's words
+        text.append_text(outside(f": {message.delivery_error}", "red"))
     return text
 
 
 def inbox_table(rows: Sequence[tuple[Conversation, Message | None]]) -> Table:
-    """Conversations with their last message; customer text is `Text`, so markup in it stays literal."""
+    """Conversations with their last message; outside text is `outside`: no markup, no control codes."""
     table = Table(title="Inbox")
     for column in ("#", "channel", "customer", "status", "assignee", "labels", "incident", "last message"):
         table.add_column(column)
     for conversation, latest in rows:
         table.add_row(
             str(conversation.id), conversation.channel,
-            Text(conversation.customer_name or conversation.customer_handle),
-            Text(conversation.status, style=CONVERSATION_STYLES.get(conversation.status, "")),
-            Text(conversation.assignee or "—"), Text(", ".join(conversation.labels) or "—"),
+            outside(conversation.customer_name or conversation.customer_handle),
+            outside(conversation.status, CONVERSATION_STYLES.get(conversation.status, "")),
+            outside(conversation.assignee or "—"), outside(", ".join(conversation.labels) or "—"),
             f"#{conversation.incident_id}" if conversation.incident_id else "—",
             _last_message(latest),
         )  # fmt: skip
@@ -127,9 +128,9 @@ def _caution(message: Message) -> str:
 def _last_message(message: Message | None) -> Text:
     if message is None:
         return Text()
-    text = Text("← " if message.direction == "in" else "→ ")
+    text = Text("← ") if message.direction == "in" else Text("→ ")
     text.append(_caution(message), style="bold yellow")
-    text.append(" ".join(message.text.split())[:80])
+    text.append_text(outside(" ".join(message.text.split())[:80]))
     if message.direction == "out":
         text.append(" · ")
         text.append_text(answer_status(message))
@@ -141,7 +142,9 @@ def conversation_text(conversation: Conversation, messages: Sequence[Message], t
     time with who wrote it and, if ours, its fate."""
     text = Text()
     text.append(f"#{conversation.id} ", style="bold")
-    text.append(f"{conversation.channel} · {conversation.customer_name or conversation.customer_handle} · ")
+    text.append(f"{conversation.channel} · ")
+    text.append_text(outside(conversation.customer_name or conversation.customer_handle))
+    text.append(" · ")
     text.append(conversation.status, style=CONVERSATION_STYLES.get(conversation.status, ""))
     details = [
         f"assigned to {conversation.assignee}" if conversation.assignee else "unassigned",
@@ -150,17 +153,17 @@ def conversation_text(conversation: Conversation, messages: Sequence[Message], t
         "bot quiet (an agent answered)" if conversation.handed_off else "",
         f"times in {timezone}",
     ]
-    text.append(" · " + " · ".join(d for d in details if d) + "\n", style="dim")
+    text.append_text(outside(" · " + " · ".join(d for d in details if d) + "\n", "dim"))
     for message in messages:
         text.append(f"{local_time(message.created_at, timezone)} ")
         if message.direction == "in":
             text.append("← ")
             text.append(f"{message.intent} ", style="dim")
             text.append(_caution(message), style="bold yellow")
-            text.append(message.text + "\n")
+            text.append_text(outside(message.text + "\n"))
             continue
-        text.append(f"→ {message.author or 'bot'}: ", style="bold")
-        text.append(message.text + " ")
+        text.append_text(outside(f"→ {message.author or 'bot'}: ", "bold"))
+        text.append_text(outside(message.text + " "))
         text.append("[")
         text.append_text(answer_status(message))
         text.append("]\n")

@@ -1,4 +1,4 @@
-"""Row ids in URLs: a number a database row can have, else the request is refused before any query.
+"""Row ids in URLs (paths and query strings): a number a row can have, else refused before any query.
 
 SQLite and PostgreSQL ids are signed 64-bit integers; a larger number in a URL would otherwise
 reach the driver and fail there (a 500 for a typo, or for anyone probing the service).
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Path, Query
 
-__all__ = ["MAX_ROW_ID", "RowId", "is_row_id"]
+__all__ = ["MAX_ROW_ID", "RowId", "RowIdFilter", "is_row_id"]
 
 MAX_ROW_ID = 2**63 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row's id (1 to 2^63 - 1).")]
+#: An optional row id in the query string (a filter): any other number is a 422 naming it.
+RowIdFilter = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="A row's id (1 to 2^63 - 1).")]
 
 
 def is_row_id(value: int) -> bool:

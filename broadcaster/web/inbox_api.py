@@ -28,7 +28,7 @@ from broadcaster.inbox_actions import (
     InboxError,
     UnknownConversation,
 )
-from broadcaster.web.ids import RowId
+from broadcaster.web.ids import RowId, RowIdFilter
 
 JsonObject = dict[str, object]
 T = TypeVar("T")
@@ -108,7 +108,7 @@ def inbox_router(
     @router.get("")
     async def list_conversations(
         status: Literal["open", "pending", "closed"] | None = None,
-        incident: int | None = None,
+        incident: RowIdFilter = None,
         assignee: str | None = None,
         label: str | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,

@@ -1,7 +1,8 @@
 """Webhooks from the providers: check who is calling, parse, store, acknowledge fast.
 
-A wrong or missing signature gets 403 and nothing is stored; a malformed payload 400; a body over
-1 MiB 413. Parsed messages are stored once per (channel, external_id) — a webhook delivered twice
+A wrong or missing signature gets 403 and nothing is stored; a malformed payload 400 naming the
+field (also JSON nested too deep, an integer past 64 bits, NaN: `json_body`); a body over 1 MiB
+413. Parsed messages are stored once per (channel, external_id) — a webhook delivered twice
 stores one message — for the inbox to work them.
 """
 
@@ -16,6 +17,7 @@ from fastapi.responses import PlainTextResponse
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.inbound import GroupCommit
+from broadcaster.web.json_body import check_json
 from channels.facebook_webhook import parse_events, signature_is_valid, verify_subscription
 from channels.telegram import TelegramChannel
 
@@ -25,7 +27,7 @@ MAX_BODY = 1024 * 1024
 async def read_body(request: Request) -> bytes:
     """The raw body, refusing more than 1 MiB before reading it all."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
         raise HTTPException(status_code=413, detail="payload larger than 1 MiB")
     body = bytearray()
     async for chunk in request.stream():
@@ -51,6 +53,7 @@ def webhook_router(
             raise HTTPException(status_code=403, detail="wrong or missing X-Telegram-Bot-Api-Secret-Token")
         body = await read_body(request)
         try:
+            check_json(body)
             messages = telegram.parse_inbound(body, dict(request.headers))
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
@@ -74,6 +77,7 @@ def webhook_router(
         if secret is None or not signature_is_valid(body, header, secret.get_secret_value()):
             raise HTTPException(status_code=403, detail="wrong or missing X-Hub-Signature-256")
         try:
+            check_json(body)
             messages = parse_events(body, page_id=settings.channels.facebook.page_id)
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None

@@ -6,12 +6,14 @@ from email.message import EmailMessage
 
 import aiosmtplib
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
+from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.inbox import file_pending
 from broadcaster.inbox_actions import find_conversations
-from broadcaster.models import Delivery, Subscription
+from broadcaster.inbox_actions import reply as reply_to_conversation
+from broadcaster.models import Delivery, Message, Subscription
 from broadcaster.subscribers import NewSubscriber
 from broadcaster.web.app import inbound_email_listener
 from tests.conftest import make_settings
@@ -19,6 +21,20 @@ from tests.e2e.helpers import deliver, draft, open_, subscribe
 from tests.peers.smtp import free_port
 
 pytestmark = pytest.mark.slow
+LONG_ID = 950  # a Message-ID has no folding whitespace: an SMTP line (1,000 octets) bounds it
+
+
+async def listening_for_camille(database_url: str, sessions: SessionFactory) -> tuple[Settings, int]:
+    """Settings with our SMTP listener on a free port, and Camille subscribed by e-mail."""
+    port = free_port()
+    settings = make_settings(
+        database_url,
+        channels={
+            "email": {"inbound_enabled": True, "inbound_port": port, "reply_domain": "reply.shop.example"}
+        },
+    )
+    await subscribe(sessions, settings, [NewSubscriber(email="camille@example.com", line=2)])
+    return settings, port
 
 
 def reply(to: str, in_reply_to: str, text: str) -> EmailMessage:
@@ -35,14 +51,7 @@ def reply(to: str, in_reply_to: str, text: str) -> EmailMessage:
 async def test_reply_to_a_broadcast_lands_in_the_inbox_and_strangers_are_refused(
     database_url: str, sessions: SessionFactory
 ) -> None:
-    port = free_port()
-    settings = make_settings(
-        database_url,
-        channels={
-            "email": {"inbound_enabled": True, "inbound_port": port, "reply_domain": "reply.shop.example"}
-        },
-    )
-    await subscribe(sessions, settings, [NewSubscriber(email="camille@example.com", line=2)])
+    settings, port = await listening_for_camille(database_url, sessions)
     opening = draft("investigating", "Le paiement échoue. Désolés, on enquête.", "Payment fails. Sorry.")
     opened = await open_(sessions, settings, opening, force=True)
     await deliver(sessions, settings, opened)  # capture mode: the Message-ID is known all the same
@@ -75,3 +84,51 @@ async def test_reply_to_a_broadcast_lands_in_the_inbox_and_strangers_are_refused
     ((conversation, latest),) = await find_conversations(sessions)
     assert conversation.channel == "email" and conversation.incident_id == opened.incident.id
     assert latest is not None and latest.text == "Est-ce que je peux commander par téléphone ?"
+
+
+def reply_with_id(to: str, *, message_id: str, text: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Camille Client <camille@example.com>"
+    message["To"] = to
+    message["Subject"] = "Re: [Maison Exemple] Commande : nous enquêtons"
+    message["Message-ID"] = message_id
+    message["In-Reply-To"] = "<" + "r" * LONG_ID + "@shop.example>"
+    message.set_content(text)
+    return message
+
+
+async def test_an_email_with_a_1kb_message_id_or_a_nul_is_accepted_and_filed(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    settings, port = await listening_for_camille(database_url, sessions)
+    async with sessions() as session:
+        token = (await session.exec(select(Subscription.reply_token))).one()
+    address = f"reply+1.{token}@reply.shop.example"
+    long_ids = ["<" + "a" * LONG_ID + f"{n}@example.com>" for n in range(2)]  # alike but for their ends
+    listener = inbound_email_listener(settings, sessions)
+    assert listener is not None
+    async with listener:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="client.example", timeout=10)
+        await smtp.connect()
+        try:
+            for message_id, text in [("<nul@example.com>", "le site\x00 est en panne ?")] + [
+                (long_id, "ok ?") for long_id in long_ids
+            ]:
+                errors, answer = await smtp.send_message(
+                    reply_with_id(address, message_id=message_id, text=text)
+                )
+                assert errors == {} and answer.startswith("2")
+        finally:
+            await smtp.quit()
+    assert await file_pending(sessions) == 3
+    async with sessions() as session:
+        texts = sorted(m.text for m in await session.exec(select(Message)))
+    assert texts == ["le site est en panne ?", "ok ?", "ok ?"]
+    ((conversation, _),) = await find_conversations(sessions)
+    assert conversation.id is not None
+    await reply_to_conversation(
+        sessions, settings, conversation.id, text="Bonjour Camille", canned=None, author="Noé"
+    )
+    async with sessions() as session:
+        answer_row = (await session.exec(select(Delivery).where(col(Delivery.message_id).is_not(None)))).one()
+    assert answer_row.status == "pending"  # the answer to the long-id message is queued like any other
