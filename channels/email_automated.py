@@ -22,6 +22,7 @@ from email.utils import parseaddr
 from flufl.bounce import all_failures
 
 from broadcaster.lint_rules import fold
+from channels.email_headers import header_text
 
 __all__ = ["headers_declare_automatic", "is_automatic", "looks_automatic", "machine_made"]
 
@@ -52,16 +53,16 @@ def is_automatic(message: EmailMessage, mail_from: str) -> str:
 
 def headers_declare_automatic(message: EmailMessage, mail_from: str) -> str:
     """`is_automatic` from the header block alone: the body is neither decoded nor scanned."""
-    auto = _header(message, "Auto-Submitted").lower()
+    auto = header_text(message, "Auto-Submitted").lower()
     if auto and not auto.startswith("no"):
         return f"Auto-Submitted: {auto}"
-    precedence = _header(message, "Precedence").lower()
+    precedence = header_text(message, "Precedence").lower()
     if precedence in _BULK_PRECEDENCE:
         return f"Precedence: {precedence}"
     sender = mail_from.strip()
     if sender in ("", "<>"):
         return "null envelope sender"
-    for address in (sender, parseaddr(_header(message, "From"))[1]):
+    for address in (sender, parseaddr(header_text(message, "From"))[1]):
         local = address.strip("<>").partition("@")[0].lower()
         if local in _ROBOT_SENDERS or local.endswith(("-bounces", "-owner", "-request")):
             return f"sent by {local}"
@@ -70,7 +71,7 @@ def headers_declare_automatic(message: EmailMessage, mail_from: str) -> str:
     for name in _AUTO_HEADERS:
         if name in message:
             return f"{name} present"
-    suppress = {v.strip().lower() for v in _header(message, "X-Auto-Response-Suppress").split(",")}
+    suppress = {v.strip().lower() for v in header_text(message, "X-Auto-Response-Suppress").split(",")}
     if suppress & {"all", "oof"}:
         return "X-Auto-Response-Suppress: " + ", ".join(sorted(suppress & {"all", "oof"}))
     for name in _LIST_HEADERS:
@@ -119,7 +120,7 @@ def looks_automatic(message: EmailMessage, text: str) -> str:
     >>> looks_automatic(parse_message(b"Subject: [AUTO GENERATED] ticket 4411\\n\\nok"), "ok")
     'subject: [auto generated]'
     """
-    subject = fold(_header(message, "Subject")).text.lower()
+    subject = fold(header_text(message, "Subject")).text.lower()
     found = _SUBJECTS.match(subject)
     if found:
         return f"subject: {found.group(0)}"
@@ -130,7 +131,7 @@ def looks_automatic(message: EmailMessage, text: str) -> str:
     found = _BODY.search(body)
     if found:
         return f"text: {found.group(0)}"
-    local = parseaddr(_header(message, "From"))[1].partition("@")[0].lower()
+    local = parseaddr(header_text(message, "From"))[1].partition("@")[0].lower()
     if _NO_REPLY.fullmatch(local) or local.startswith(("noreply", "no-reply", "donotreply")):
         return f"sent by {local}"
     if any(part.get_content_type() in _REPORT_TYPES for part in message.walk()):
@@ -170,12 +171,3 @@ def _bounced_recipients(message: Message) -> bool:
         log.debug("flufl.bounce could not scan a message", exc_info=True)
         return False
     return bool(temporary or permanent)
-
-
-def _header(message: Message, name: str) -> str:
-    # Malformed headers must not lose a reply: fall back to the raw value as text.
-    try:
-        value = message.get(name)
-    except (ValueError, IndexError, TypeError):
-        value = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
-    return " ".join(str(value).split()) if value is not None else ""

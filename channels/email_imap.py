@@ -46,6 +46,7 @@ from channels.email_parse import (
     referenced_ids,
     replies_from,
 )
+from channels.log_redaction import hide_in_logs
 
 __all__ = ["ImapMailbox"]
 
@@ -73,22 +74,12 @@ _FIXES = {
 }
 
 
-class _HideLogin(logging.Filter):
-    """aioimaplib logs each command at DEBUG and masks the password only when it needed no quoting."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed record: let logging report it as usual
-            return True
-        if "LOGIN " in message:
-            record.msg, record.args = _LOGIN_ARGUMENTS.sub("LOGIN ***", message), ()
-        return True
+def _hide_login(message: str) -> str:
+    return _LOGIN_ARGUMENTS.sub("LOGIN ***", message) if "LOGIN " in message else message
 
 
-_imap_logger = logging.getLogger("aioimaplib.aioimaplib")
-if not any(isinstance(f, _HideLogin) for f in _imap_logger.filters):
-    _imap_logger.addFilter(_HideLogin())
+# aioimaplib logs each command at DEBUG and masks the password only when it needed no quoting.
+hide_in_logs(("aioimaplib.aioimaplib",), "IMAP login", _hide_login)
 
 
 class ImapMailbox:

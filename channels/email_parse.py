@@ -19,6 +19,7 @@ from typing import NamedTuple, cast
 
 from channels.base import InboundMessage
 from channels.email_automated import looks_automatic
+from channels.email_headers import header_text
 from channels.email_html import html_to_text
 from channels.email_quotes import strip_quotes
 
@@ -88,17 +89,17 @@ def replies_from(
             tokens.setdefault(parsed.token, parsed)
     if not tokens:
         return []
-    message_id = _first_id(_header(message, "Message-ID")) or "sha256:" + hashlib.sha256(raw).hexdigest()
-    reply_to = _first_id(_header(message, "In-Reply-To")) or _last_id(_header(message, "References"))
-    name, address = parseaddr(_header(message, "From"))
+    message_id = _first_id(header_text(message, "Message-ID")) or "sha256:" + hashlib.sha256(raw).hexdigest()
+    reply_to = _first_id(header_text(message, "In-Reply-To")) or _last_id(header_text(message, "References"))
+    name, address = parseaddr(header_text(message, "From"))
     text, language = _new_text(message)
     base_raw: dict[str, object] = {
-        "subject": _header(message, "Subject"),
+        "subject": header_text(message, "Subject"),
         "from": address.lower(),
         "mail_from": mail_from,
         "message-id": message_id,
-        "in-reply-to": _header(message, "In-Reply-To"),
-        "references": _header(message, "References"),
+        "in-reply-to": header_text(message, "In-Reply-To"),
+        "references": header_text(message, "References"),
         "attachments": _attachment_names(message),
         "automated": looks_automatic(message, text),  # filed, shown as such, never acts
     }
@@ -113,7 +114,7 @@ def replies_from(
                 customer_name=name,
                 text=text,
                 received_at=_received_at(message),
-                language=language or _header(message, "Content-Language").split(",")[0].strip(),
+                language=language or header_text(message, "Content-Language").split(",")[0].strip(),
                 reply_to=reply_to,
                 raw={**base_raw, "update_id": parsed.update_id, "token": token},
             )
@@ -121,19 +122,10 @@ def replies_from(
     return results
 
 
-def _header(message: EmailMessage, name: str) -> str:
-    # Malformed headers must not lose a reply: fall back to the raw value as text.
-    try:
-        value = message.get(name)
-    except (ValueError, IndexError, TypeError):
-        value = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
-    return " ".join(str(value).split()) if value is not None else ""
-
-
 def referenced_ids(message: EmailMessage) -> list[str]:
     """The Message-IDs a message answers: In-Reply-To first, then References, newest first."""
-    ids = _MESSAGE_ID.findall(_header(message, "In-Reply-To"))
-    ids += reversed(_MESSAGE_ID.findall(_header(message, "References")))
+    ids = _MESSAGE_ID.findall(header_text(message, "In-Reply-To"))
+    ids += reversed(_MESSAGE_ID.findall(header_text(message, "References")))
     return list(dict.fromkeys(ids))[:20]
 
 
@@ -149,7 +141,7 @@ def _last_id(value: str) -> str:
 
 def _received_at(message: EmailMessage) -> datetime:
     try:
-        when = parsedate_to_datetime(_header(message, "Date"))
+        when = parsedate_to_datetime(header_text(message, "Date"))
         # "-0000" means "time zone unknown" (RFC 5322 §3.3) and parses naive: read it as UTC.
         return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except (ValueError, TypeError, IndexError, OverflowError):  # OverflowError: year 9999 west of UTC
@@ -171,7 +163,7 @@ def _new_text(message: EmailMessage) -> tuple[str, str]:
         return "", ""
     content = _decoded(cast(EmailMessage, part))
     text = html_to_text(content) if html else content
-    language = _header(cast(EmailMessage, part), "Content-Language").split(",")[0].strip()
+    language = header_text(cast(EmailMessage, part), "Content-Language").split(",")[0].strip()
     return strip_quotes(text), language
 
 

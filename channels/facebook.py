@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -39,6 +38,7 @@ from channels.base import (
 )
 from channels.capabilities import CAPABILITIES
 from channels.facebook_webhook import parse_events
+from channels.log_redaction import hide_in_logs
 from channels.retry_hint import DEFAULT_RETRY_AFTER, retry_after_seconds
 
 __all__ = ["FacebookChannel"]
@@ -61,22 +61,12 @@ _MESSENGER_MAX_TEXT = 2000
 _WINDOW_REASON = "Messenger: more than 24 h since the customer's last message; answer on the page instead"
 
 
-class _RedactAccessToken(logging.Filter):
-    """urllib3 logs request lines at DEBUG, and GET requests carry `access_token=` in the query."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed record: let logging report it as usual
-            return True
-        if "access_token=" in message:
-            record.msg, record.args = _TOKEN_PARAM.sub(r"\1***", message), ()
-        return True
+def _hide_access_token(message: str) -> str:
+    return _TOKEN_PARAM.sub(r"\1***", message) if "access_token=" in message else message
 
 
-_logger = logging.getLogger("urllib3.connectionpool")
-if not any(isinstance(f, _RedactAccessToken) for f in _logger.filters):
-    _logger.addFilter(_RedactAccessToken())
+# urllib3 logs request lines at DEBUG, and GET requests carry `access_token=` in the query.
+hide_in_logs(("urllib3.connectionpool",), "Graph access token", _hide_access_token)
 
 
 class _GraphBaseAdapter(HTTPAdapter):

@@ -7,7 +7,6 @@ which caps a sender at ~400 msg/s whatever the concurrency; aiohttp's connector 
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -16,28 +15,19 @@ from telegram import Bot
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from channels.log_redaction import hide_in_logs
+
 __all__ = ["AiohttpRequest", "aiohttp_bot"]
 
 _TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 
 
-class _RedactBotToken(logging.Filter):
-    """Bot API URLs carry the token, and httpx (INFO) and PTB's Bot (DEBUG) log them: hide it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed record: let logging report it as usual
-            return True
-        if "/bot" in message:
-            record.msg, record.args = _TOKEN_IN_URL.sub("/bot***", message), ()
-        return True
+def _hide_bot_token(message: str) -> str:
+    return _TOKEN_IN_URL.sub("/bot***", message) if "/bot" in message else message
 
 
-for _logger_name in ("httpx", "telegram.Bot"):
-    _logger = logging.getLogger(_logger_name)
-    if not any(isinstance(f, _RedactBotToken) for f in _logger.filters):
-        _logger.addFilter(_RedactBotToken())
+# Bot API URLs carry the token, and httpx (INFO) and PTB's Bot (DEBUG) log them.
+hide_in_logs(("httpx", "telegram.Bot"), "bot token", _hide_bot_token)
 
 
 class AiohttpRequest(BaseRequest):

@@ -7,7 +7,6 @@ still checks the certificate against the name api.twitter.com.
 
 from __future__ import annotations
 
-import logging
 import re
 import socket
 from collections import deque
@@ -21,6 +20,7 @@ from aiohttp.resolver import DefaultResolver
 
 from broadcaster.channel_settings import TwitterSettings
 from channels.base import RateLimited, Rejected
+from channels.log_redaction import hide_in_logs
 from channels.tls import client_context
 
 __all__ = ["API_HOST", "PinnedResolver", "PostBudget", "Transport", "api_endpoint", "open_transport"]
@@ -38,26 +38,17 @@ _BEARER = re.compile(r"(Bearer\s+)\S+")
 _LOGGERS = ("tweepy.asynchronous.client", "tweepy.client", "oauthlib.oauth1.rfc5849")
 
 
-class _RedactOAuth(logging.Filter):
-    """Hide OAuth keys, signatures and bearer tokens in tweepy's and oauthlib's debug logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # a malformed record: let logging report it as usual
-            return True
-        lowered = message.lower()
-        if "oauth" in lowered or "bearer" in lowered or "authorization" in lowered:
-            message = _AUTH_HEADER.sub(r"\1\2***\2", message)
-            message = _OAUTH_PARAM.sub(r"\1***", message)
-            record.msg, record.args = _BEARER.sub(r"\1***", message), ()
-        return True
+def _hide_oauth(message: str) -> str:
+    """OAuth keys, signatures and bearer tokens hidden, as tweepy and oauthlib log them at DEBUG."""
+    lowered = message.lower()
+    if "oauth" not in lowered and "bearer" not in lowered and "authorization" not in lowered:
+        return message
+    message = _AUTH_HEADER.sub(r"\1\2***\2", message)
+    message = _OAUTH_PARAM.sub(r"\1***", message)
+    return _BEARER.sub(r"\1***", message)
 
 
-for _logger_name in _LOGGERS:
-    _logger = logging.getLogger(_logger_name)
-    if not any(isinstance(f, _RedactOAuth) for f in _logger.filters):
-        _logger.addFilter(_RedactOAuth())
+hide_in_logs(_LOGGERS, "X credentials", _hide_oauth)
 
 
 def api_endpoint(api_base_url: str) -> tuple[str, int] | None:

@@ -1,0 +1,40 @@
+"""Secrets some client libraries write into their own logs (tokens in URLs, LOGIN arguments), hidden.
+
+    hide_in_logs(("httpx",), "bot token", lambda message: _TOKEN.sub("/bot***", message))
+
+Each rule is installed once per logger, however often its module is imported again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+__all__ = ["hide_in_logs"]
+
+Rewrite = Callable[[str], str]
+
+
+class _Redact(logging.Filter):
+    def __init__(self, secret: str, rewrite: Rewrite) -> None:
+        super().__init__()
+        self.secret = secret
+        self._rewrite = rewrite
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: let logging report it as usual
+            return True
+        hidden = self._rewrite(message)
+        if hidden != message:
+            record.msg, record.args = hidden, ()
+        return True
+
+
+def hide_in_logs(loggers: Iterable[str], secret: str, rewrite: Rewrite) -> None:
+    """Pass every record of `loggers` through `rewrite`, which returns its message with `secret` hidden."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Redact) and f.secret == secret for f in logger.filters):
+            logger.addFilter(_Redact(secret, rewrite))
