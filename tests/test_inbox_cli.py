@@ -270,3 +270,29 @@ def test_bad_input_is_one_red_line_and_writes_nothing(
             assert conversation is not None and conversation.labels == []
 
     with_sessions(database_url, unchanged)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inbox", "show", "99999999999999999999"],
+        ["inbox", "reply", "9223372036854775808", "Bonjour"],
+        ["incident", "show", "0"],
+        ["incident", "resolve", "0", "-m", "Réglé."],
+        ["maintenance", "cancel", "9223372036854775808"],
+        ["deliveries", "9223372036854775808"],
+    ],
+    ids=[
+        "inbox-show-2^66",
+        "inbox-reply-2^63",
+        "incident-show-0",
+        "resolve-0",
+        "maintenance-2^63",
+        "deliveries",
+    ],
+)
+def test_a_number_no_row_can_have_is_a_usage_error_naming_the_argument(config: Path, args: list[str]) -> None:
+    result = runner.invoke(app, ["--config", str(config), *args])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for" in result.output and "_id" in result.output
+    assert "Traceback" not in result.output and "OverflowError" not in result.output

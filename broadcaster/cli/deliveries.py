@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from broadcaster import outbox
+from broadcaster.cli.options import row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import delivery_table
@@ -24,7 +25,7 @@ def register(root: typer.Typer) -> None:
     @user_errors
     def deliveries(
         ctx: typer.Context,
-        incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+        incident_id: Annotated[int, row_number("Incident number.")],
         problems: Annotated[int, typer.Option(help="Show at most this many failed/dead/retrying rows.")] = 20,
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     ) -> None:

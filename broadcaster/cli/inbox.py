@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from broadcaster import inbox_actions
+from broadcaster.cli.options import row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import Runtime, console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import answer_status, conversation_text, inbox_table
@@ -24,7 +25,7 @@ from broadcaster.models import Conversation
 
 app = typer.Typer(help="The shared inbox: customer messages from every channel.", no_args_is_help=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-ConversationId = Annotated[int, typer.Argument(help="The conversation's number (see `inbox list`).")]
+ConversationId = Annotated[int, row_number("The conversation's number (see `inbox list`).")]
 T = TypeVar("T")
 
 

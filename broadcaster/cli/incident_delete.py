@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from broadcaster.cli.options import AsJson
+from broadcaster.cli.options import AsJson, row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, fail, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
@@ -61,7 +61,7 @@ async def _delete(settings: Settings, incident_id: int) -> Rehearsal:
 
 def delete(
     ctx: typer.Context,
-    incident_id: Annotated[int, typer.Argument(help="The rehearsal's number (incident or maintenance).")],
+    incident_id: Annotated[int, row_number("The rehearsal's number (incident or maintenance).")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (scripts).")] = False,
     as_json: AsJson = False,
 ) -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from broadcaster import outbox
-from broadcaster.cli.options import AsJson, iso
+from broadcaster.cli.options import AsJson, iso, row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import delivery_table
@@ -79,7 +79,9 @@ def _incident_dict(i: Incident) -> dict[str, object]:
     }
 
 
-def show(ctx: typer.Context, incident_id: Annotated[int, typer.Argument()], as_json: AsJson = False) -> None:
+def show(
+    ctx: typer.Context, incident_id: Annotated[int, row_number("Incident number.")], as_json: AsJson = False
+) -> None:
     """An incident's timeline: every update and its deliveries (times in the brand's time zone)."""
 
     async def fetch() -> tuple[Incident | None, list[IncidentUpdate], dict[str, dict[str, int]]]:

@@ -30,6 +30,7 @@ from broadcaster.cli.options import (
     build_draft,
     finding_dict,
     parse_translations,
+    row_number,
 )
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import (
@@ -233,7 +234,7 @@ def open_(
 @user_errors
 def publish(
     ctx: typer.Context,
-    incident_id: Annotated[int, typer.Argument(help="The draft's number (`incident list` shows drafts).")],
+    incident_id: Annotated[int, row_number("The draft's number (`incident list` shows drafts).")],
     message: Message,
     title: Annotated[str | None, typer.Option(help="Public title (default: the draft's).")] = None,
     component: Annotated[
@@ -294,7 +295,7 @@ def publish(
 @user_errors
 def discard(
     ctx: typer.Context,
-    incident_id: Annotated[int, typer.Argument(help="The draft's number.")],
+    incident_id: Annotated[int, row_number("The draft's number.")],
     as_json: AsJson = False,
 ) -> None:
     """Delete a draft incident that turned out not to be one. Nothing was ever public."""
@@ -318,7 +319,7 @@ def discard(
 @user_errors
 def update_(
     ctx: typer.Context,
-    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    incident_id: Annotated[int, row_number("Incident number.")],
     message: Annotated[
         str, typer.Option("--message", "-m", help="What is new, in the brand's default locale.")
     ] = "",
@@ -372,7 +373,7 @@ def update_(
 @user_errors
 def resolve_(
     ctx: typer.Context,
-    incident_id: Annotated[int, typer.Argument(help="Incident number.")],
+    incident_id: Annotated[int, row_number("Incident number.")],
     message: Message,
     compensation: Annotated[
         str | None, typer.Option(help="What customers get, e.g. '-10 % avec le code MERCI10'.")

@@ -29,6 +29,7 @@ from broadcaster.cli.options import (
     Translation,
     iso,
     parse_translations,
+    row_number,
 )
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
@@ -55,7 +56,7 @@ Ends = Annotated[str, typer.Option("--ends", help=f"When it ends: {_TIME_HELP}")
 Components = Annotated[
     list[str], typer.Option("--component", "-c", help="Component under maintenance (repeatable).")
 ]
-IncidentId = Annotated[int, typer.Argument(help="The maintenance's number (`maintenance list`).")]
+IncidentId = Annotated[int, row_number("The maintenance's number (`maintenance list`).")]
 #: What `reschedule` / `cancel` say when the window's first notice had not gone out yet.
 NOBODY_TOLD = {
     "scheduled": "nobody had been told yet: the plan moved, no notice sent",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from broadcaster.config import Settings
 from broadcaster.drafting import UpdateDraft
-from broadcaster.models import utcnow
+from broadcaster.models import MAX_ROW_ID, utcnow
 from broadcaster.timeparse import parse_future
 
 Message = Annotated[str, typer.Option("--message", "-m", help="The update, in the brand's default locale.")]
@@ -44,6 +44,12 @@ Channels = Annotated[list[str] | None, typer.Option("--channel", help="Only thes
 Force = Annotated[bool, typer.Option("--force", help="Publish even if the crisis linter finds errors.")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="Only queue the deliveries; `serve` sends them.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def row_number(help_text: str = "") -> Any:
+    """A row's number as an argument: one no row can have (0, -1, past 2^63 - 1) is a usage error
+    naming the argument, before any query."""
+    return typer.Argument(help=help_text or None, min=1, max=MAX_ROW_ID)
 
 
 def parse_translations(values: list[str] | None, option: str = "--translation") -> dict[str, str]:

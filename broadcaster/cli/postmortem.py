@@ -15,7 +15,7 @@ from rich.markdown import Markdown
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.cli.incidents import publish_and_deliver
-from broadcaster.cli.options import AsJson, Force, NoWait
+from broadcaster.cli.options import AsJson, Force, NoWait, row_number
 from broadcaster.cli.runtime import Runtime, console, err_console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.models import Incident
@@ -92,7 +92,7 @@ def _show(incident: Incident, replaced: bool, as_json: bool) -> None:
 
 def postmortem(
     ctx: typer.Context,
-    incident_id: Annotated[int, typer.Argument(help="The resolved incident's number.")],
+    incident_id: Annotated[int, row_number("The resolved incident's number.")],
     cause: Annotated[str, typer.Option(help="Why it happened, in plain words (the report's Cause).")] = "",
     changes: Annotated[str, typer.Option(help="What we change so it happens less (What we change).")] = "",
     locale: Annotated[

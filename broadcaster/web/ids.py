@@ -10,9 +10,10 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from broadcaster.models import MAX_ROW_ID
+
 __all__ = ["MAX_ROW_ID", "RowId", "RowIdFilter", "is_row_id"]
 
-MAX_ROW_ID = 2**63 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row's id (1 to 2^63 - 1).")]
 #: An optional row id in the query string (a filter): any other number is a 422 naming it.
 RowIdFilter = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="A row's id (1 to 2^63 - 1).")]
