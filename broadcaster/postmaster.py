@@ -9,12 +9,14 @@ person. The listener only accepts postmaster when `staff.email` is set: with nob
 
 from __future__ import annotations
 
+import asyncio
 from email.message import EmailMessage
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, writing
 from broadcaster.models import utcnow
 from broadcaster.staff_alerts import queue_staff_alert
+from channels.email_headers import header_text
 from channels.email_parse import html_to_text, parse_message
 
 __all__ = ["MAX_TEXT", "forward_to_staff", "postmaster_alert"]
@@ -27,9 +29,9 @@ _REPORT_TYPES = ("message/delivery-status", "message/feedback-report", "text/rfc
 def postmaster_alert(raw: bytes, mail_from: str, reply_domain: str) -> tuple[str, str]:
     """The staff alert's subject and text for one message to postmaster."""
     message = parse_message(raw)
-    subject = " ".join(str(message.get("Subject", "") or "(no subject)").split())
+    subject = header_text(message, "Subject") or "(no subject)"
     lines = [f"Envelope sender: {mail_from or '<>'}"]
-    lines += [f"{name}: {' '.join(str(message[name]).split())}" for name in _HEADERS if message[name]]
+    lines += [f"{name}: {value}" for name in _HEADERS if (value := header_text(message, name))]
     lines += ["", _body(message)]
     for part in message.walk():
         if part.get_content_type() in _REPORT_TYPES:
@@ -42,7 +44,9 @@ def postmaster_alert(raw: bytes, mail_from: str, reply_domain: str) -> tuple[str
 
 async def forward_to_staff(sessions: SessionFactory, settings: Settings, raw: bytes, mail_from: str) -> int:
     """Queue the alert for every staff address; returns the outbox rows written."""
-    subject, text = postmaster_alert(raw, mail_from, settings.channels.email.reply_domain)
+    # Off the loop that serves the web and the inbox: the message is anyone's, up to inbound_max_bytes.
+    domain = settings.channels.email.reply_domain
+    subject, text = await asyncio.to_thread(postmaster_alert, raw, mail_from, domain)
     async with sessions() as session, writing(session):
         written = await queue_staff_alert(await session.connection(), settings, subject, text, utcnow())
         await session.commit()
