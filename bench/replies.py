@@ -1,9 +1,11 @@
 """How many customer replies keep exactly their own words: our quote stripping vs reply-parser libraries.
 
-    .venv/bin/python bench/replies.py            # both sets, every candidate that is installed
-    .venv/bin/python bench/replies.py --misses   # and each miss, expected vs got
+    .venv/bin/python bench/replies.py                      # every set, every candidate installed
+    .venv/bin/python bench/replies.py --set independent    # one set only
+    .venv/bin/python bench/replies.py --misses             # and each miss, expected vs got
 
-The cases are `tests/payloads/email/replies/{tune,heldout}.txt` (real client layouts, our wording).
+The cases are `tests/payloads/email/replies/{tune,heldout,independent}.txt` (real client layouts, our
+wording); `independent.txt` was written by someone who never read the rules nor the other two sets.
 A case counts when the text filed is the expected text exactly (whitespace at the ends aside).
 The libraries other than ours are optional: install one (`pip install quotequail`) to compare it.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLIES = ROOT / "tests" / "payloads" / "email" / "replies"
+SETS = ("tune", "heldout", "independent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +88,23 @@ def candidates() -> dict[str, Callable[[str], str]]:
         pass
     else:
         found["email-reply-parser"] = GithubPort.parse_reply
+    try:
+        from talon import quotations
+    except ImportError:
+        pass
+    else:
+        found["talon.extract_from_plain"] = quotations.extract_from_plain
     return found
 
 
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--misses", action="store_true", help="print every miss")
+    options.add_argument(
+        "--set", choices=SETS, action="append", dest="sets", help="only this set, repeatable"
+    )
     args = options.parse_args()
-    sets = {name: load(f"{name}.txt") for name in ("tune", "heldout")}
+    sets = {name: load(f"{name}.txt") for name in args.sets or SETS}
     for label, strip in candidates().items():
         figures = []
         for name, cases in sets.items():
