@@ -2,12 +2,14 @@
 
 Two verdicts, both pure:
 
-- `is_automatic(message, mail_from)`: the message *declares* it (RFC 3834 `Auto-Submitted`,
-  `Precedence`, a null envelope sender, an RFC 3464 DSN or RFC 5965 feedback report, a bounce
-  flufl.bounce recognises, list headers). The SMTP listener accepts it and drops it.
+- `is_automatic(message, mail_from)`: its header block *declares* it (RFC 3834 `Auto-Submitted`,
+  `Precedence`, a null envelope sender, an RFC 3464 DSN or RFC 5965 feedback report as the
+  message's type, list headers); the body is neither decoded nor scanned. The SMTP listener
+  accepts it and drops it.
 - `looks_automatic(message, text)`: only its content says so (an "[AUTO GENERATED]" or "Automatic
   reply" subject, a vacation sentence without any header, an Amazon SNS/SES JSON notification, a
-  bounce forwarded by a person's mailbox, a no-reply sender). A guess must not lose a person's
+  bounce flufl.bounce recognises in the body — also one a person forwarded with a note of their
+  own —, a no-reply sender). A guess must not lose a person's
   reply: such a message is filed, shown as automated, and never acts or gets a bot answer.
 """
 
@@ -24,7 +26,7 @@ from flufl.bounce import all_failures
 from broadcaster.lint_rules import fold
 from channels.email_headers import header_text
 
-__all__ = ["headers_declare_automatic", "is_automatic", "looks_automatic", "machine_made"]
+__all__ = ["is_automatic", "looks_automatic", "machine_made"]
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,6 @@ def is_automatic(message: EmailMessage, mail_from: str) -> str:
     >>> is_automatic(parse_message(b"Auto-Submitted: auto-replied\\n\\nabsent"), "a@b.example")
     'Auto-Submitted: auto-replied'
     """
-    reason = headers_declare_automatic(message, mail_from)
-    if not reason and _bounced_recipients(message):
-        return "delivery failure report (flufl.bounce)"
-    return reason
-
-
-def headers_declare_automatic(message: EmailMessage, mail_from: str) -> str:
-    """`is_automatic` from the header block alone: the body is neither decoded nor scanned."""
     auto = header_text(message, "Auto-Submitted").lower()
     if auto and not auto.startswith("no"):
         return f"Auto-Submitted: {auto}"
@@ -136,6 +130,8 @@ def looks_automatic(message: EmailMessage, text: str) -> str:
         return f"sent by {local}"
     if any(part.get_content_type() in _REPORT_TYPES for part in message.walk()):
         return "forwarded delivery report"
+    if _bounced_recipients(message):  # also a bounce a person forwarded with a note: kept for them
+        return "delivery failure report (flufl.bounce)"
     return ""
 
 

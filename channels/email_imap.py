@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
 from channels.email_auth import with_sender_check
-from channels.email_automated import headers_declare_automatic, is_automatic
+from channels.email_automated import is_automatic
 from channels.email_parse import (
     PARSE_SECONDS,
     ReplyAddress,
@@ -370,13 +370,8 @@ class ImapMailbox:
             log.info("IMAP message UID %d ignored: we never sent its reply address", uid)
             return []
         authserv_id = self._settings.inbound_authserv_id
-        body = await self._parsed(uid, _body, raw, recipients, domain, head.sender, authserv_id)
-        if body is None:
-            return []
-        replies, reason = body
-        if reason:
-            log.info("IMAP message UID %d ignored: automatic message (%s)", uid, reason)
-        return replies
+        replies = await self._parsed(uid, _body, raw, recipients, domain, head.sender, authserv_id)
+        return replies or []
 
     async def _known(self, uid: int, recipients: list[str]) -> list[str]:
         """The reply addresses we sent (all, without `known_address`)."""
@@ -416,22 +411,18 @@ def _head(raw: bytes, reply_domain: str) -> _Head:
     """Who a message is from and for, and whether a machine sent it, from its headers alone."""
     message = parse_headers(raw)
     sender = _envelope_sender(message)
-    reason = headers_declare_automatic(message, sender)
+    reason = is_automatic(message, sender)
     recipients = [address for address in _recipients(message) if parse_reply_address(address, reply_domain)]
     return _Head(message, sender, recipients, reason)
 
 
 def _body(
     raw: bytes, recipients: list[str], reply_domain: str, sender: str, authserv_id: str
-) -> tuple[list[InboundMessage], str]:
-    """The replies in the whole message, each with its sender checked; or why a machine sent it
-    (a bounce its headers did not declare), then none."""
+) -> list[InboundMessage]:
+    """The replies in the whole message, each with its sender checked."""
     message = parse_message(raw)
-    reason = is_automatic(message, sender)
-    if reason:
-        return [], reason
     replies = replies_from(message, raw, recipients, reply_domain, mail_from=sender)
-    return with_sender_check(replies, message, authserv_id), ""
+    return with_sender_check(replies, message, authserv_id)
 
 
 def _envelope_sender(message: EmailMessage) -> str:

@@ -155,7 +155,7 @@ async def test_a_leaked_token_with_another_update_id_is_refused_at_rcpt(shop: Sh
 @pytest.mark.parametrize(
     ("payload", "sender", "filed"),
     [
-        ("ses_bounce_sns.eml", "0100019a7c3e@eu-west-1.amazonses.com", False),  # flufl.bounce knows it
+        ("ses_bounce_sns.eml", "0100019a7c3e@eu-west-1.amazonses.com", True),  # its body says so
         ("vacation_headerless_fr.eml", CUSTOMER, True),
         ("auto_generated_subject.eml", CUSTOMER, True),
         ("forwarded_dsn.eml", "srs0=hh2k=relay.example=mailer-daemon@fwd.example", False),
@@ -176,6 +176,16 @@ async def test_machine_made_mail_never_acts_nor_gets_an_answer(
         assert [(m.trust, m.intent) for m in incoming] == [("automated", "other")]
     else:  # it declares itself automatic (a report, a list): accepted and dropped, as before
         assert incoming == []
+
+
+async def test_a_bounce_a_person_forwards_with_a_note_keeps_the_note_for_an_agent(shop: Shop) -> None:
+    await shop.send((PAYLOADS / "forwarded_bounce_with_note.eml").read_bytes(), sender=CUSTOMER)
+    await shop.file()
+
+    (message,) = await shop.incoming()  # not dropped: the bounce is attached, the note is hers
+    assert (message.trust, message.intent) == ("automated", "other")
+    assert message.text.startswith("Bonjour, j'ai écrit à votre service client pour ma commande 48213")
+    assert await shop.subscribed() and await shop.answers() == []
 
 
 @pytest.mark.parametrize("recipient", [f"postmaster@{DOMAIN}", f"PostMaster@{DOMAIN.upper()}", "postmaster"])
