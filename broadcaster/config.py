@@ -11,7 +11,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -170,6 +170,8 @@ class ServerSettings(_Section):
     # an idle keep-alive connection is closed after keep_alive_seconds.
     limit_concurrency: Annotated[int, Field(ge=1)] = 1000
     keep_alive_seconds: Annotated[int, Field(ge=1)] = 5
+    log_format: Literal["text", "json"] = "text"  # our log lines: key=value text or one JSON object each
+    metrics: bool = False  # GET /metrics, behind the [api] token: queue sizes are not for the public
 
 
 class DatabaseSettings(_Section):

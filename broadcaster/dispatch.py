@@ -20,10 +20,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster import outbox
 from broadcaster.answers import HandOff
+from broadcaster.channel_report import ChannelReport
 from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory
 from broadcaster.loop_health import LoopHealth
 from broadcaster.message import RenderedMessage
+from broadcaster.metrics import Metrics
 from broadcaster.models import Rendition, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery, Outcome
 from broadcaster.ratelimit import TokenBucket, bounded_pause
@@ -66,8 +68,10 @@ class ChannelWorker:
         public_base_url: str,
         rng: random.Random | None = None,
         writer: LoopWriter | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
+        self.report = ChannelReport(name, metrics or Metrics())
         self._writer = writer
         self.runtime = runtime
         self._sessions = sessions
@@ -106,6 +110,7 @@ class ChannelWorker:
         finally:
             for task in inflight:
                 task.cancel()
+            self.report.log_progress()
 
     async def _loop(self, stop: asyncio.Event, inflight: set[asyncio.Task[Outcome]]) -> None:
         done_outcomes: list[Outcome] = []
@@ -151,11 +156,12 @@ class ChannelWorker:
             return
         if self._writer is None:
             await outbox.record(session, outcomes)
-            return
-        await self._writer.run(
-            lambda connection: outbox.record_sync(connection, outcomes),
-            lambda: outbox.record(session, outcomes),
-        )
+        else:
+            await self._writer.run(
+                lambda connection: outbox.record_sync(connection, outcomes),
+                lambda: outbox.record(session, outcomes),
+            )
+        self.report.recorded(outcomes)
 
     async def _next_done(
         self, inflight: set[asyncio.Task[Outcome]], timeout: float
@@ -233,7 +239,9 @@ class ChannelWorker:
         try:
             await self._bucket.acquire()
             async with self._slots:
+                started = time.monotonic()
                 result = await self._send(delivery)
+                self.report.sent(time.monotonic() - started)
         except RateLimited as exc:
             return self._wait(delivery, exc)
         except Rejected as exc:
@@ -270,8 +278,10 @@ class ChannelWorker:
         """Wait as the provider asked, at most `max_pause_seconds`: the whole channel, or only this
         target (`TargetBusy`: one chat, one browser subscription). A wait is not a failed try."""
         wait = bounded_pause(exc.retry_after, self._settings.max_pause_seconds)
-        if not isinstance(exc, TargetBusy):
+        channel_wide = not isinstance(exc, TargetBusy)
+        if channel_wide:
             self._bucket.pause(wait)
+        self.report.rate_limited(wait, utcnow() + timedelta(seconds=wait) if channel_wide else None)
         capped = f" (waiting {wait:g} s, max_pause_seconds)" if wait < exc.retry_after else ""
         return Outcome(
             delivery,
@@ -306,13 +316,17 @@ class Dispatcher:
         settings: DispatchSettings,
         public_base_url: str,
         health: LoopHealth | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self.health = health or LoopHealth(sessions)
+        self.metrics = metrics or Metrics()
         writer = LoopWriter(sessions) if runtimes else None
         self.workers = {
-            name: ChannelWorker(name, runtime, sessions, settings, public_base_url, writer=writer)
+            name: ChannelWorker(
+                name, runtime, sessions, settings, public_base_url, writer=writer, metrics=self.metrics
+            )
             for name, runtime in runtimes.items()
         }
 

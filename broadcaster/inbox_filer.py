@@ -21,6 +21,7 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_sync_engine, is_locked, is_sqlite, sqlite_writer
 from broadcaster.dispatch import Dispatcher
 from broadcaster.inbox import NOTHING, Batch, file_pending_batch, read_batch, write_batch
+from broadcaster.metrics import Metrics
 from broadcaster.models import utcnow
 from broadcaster.spikes import draft_if_spike
 from broadcaster.status_bot import StatusBot
@@ -45,8 +46,10 @@ class Filer:
         on_filed: Callable[[Batch], None] | None = None,
         interval: float = 0.5,
         database_url: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics or Metrics()
         self._bot = bot
         self._on_filed = on_filed
         self._interval = interval
@@ -62,6 +65,7 @@ class Filer:
                 self._nudged.clear()
                 try:
                     batch = await self._file_once()
+                    self._metrics.inbound_filed.inc(batch.filed)
                     if batch.filed and self._on_filed is not None:
                         self._on_filed(batch)
                 except Exception:  # the database went away, a bug: log it, keep the inbox alive, retry
@@ -111,9 +115,10 @@ class InboxFiling:
         url = settings.database.url
         self._filer = Filer(
             sessions,
-            bot=StatusBot(settings, dispatcher),
+            bot=StatusBot(settings, dispatcher, dispatcher.metrics),
             on_filed=self._filed,
             database_url=url if is_sqlite(url) else "",
+            metrics=dispatcher.metrics,
         )
 
     def nudge(self) -> None:

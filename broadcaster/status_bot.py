@@ -33,6 +33,7 @@ from broadcaster.config import Settings
 from broadcaster.inbox import Thread
 from broadcaster.intent import Classification
 from broadcaster.lint_rules import fold
+from broadcaster.metrics import Metrics
 from broadcaster.models import Subscriber, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery
 from broadcaster.reply_templates import UNREAD, IncidentState, ReplyTemplates, current_incident_sync
@@ -62,8 +63,11 @@ class StatusBot:
     """Answers filed messages. With `senders`, its answers go straight to this process's workers:
     written claimed, handed over once committed (`send`), so a customer waits for no poll."""
 
-    def __init__(self, settings: Settings, senders: Senders | None = None) -> None:
+    def __init__(
+        self, settings: Settings, senders: Senders | None = None, metrics: Metrics | None = None
+    ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._templates = ReplyTemplates(settings)
         self._senders = senders
 
@@ -97,7 +101,17 @@ class StatusBot:
         """
         if not self._settings.inbox.bot_enabled or not filed:
             return []
-        now = now or utcnow()
+        with self._metrics.bot_answer_seconds.time():
+            return self._queue_answers(connection, filed, now or utcnow(), replying_to, latest_open)
+
+    def _queue_answers(
+        self,
+        connection: Connection,
+        filed: list[Filed],
+        now: datetime,
+        replying_to: Mapping[int, Answered] | None,
+        latest_open: int | None,
+    ) -> list[ClaimedDelivery]:
         answers: list[Answer] = []
         states: dict[int | None, IncidentState | None] = {}
         suspected = functools.cache(lambda: outage_suspected_sync(connection, self._settings, now))

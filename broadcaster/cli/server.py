@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +14,12 @@ from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal
 from broadcaster.config import Settings
 from broadcaster.db import upgrade
 from broadcaster.dispatch import Dispatcher
+from broadcaster.logs import configure_logging, log_event
 from broadcaster.publish import sync_components
 from channels import build_channels
 from channels.webpush import generate_vapid_key, public_key_from_file
+
+log = logging.getLogger("broadcaster.worker")
 
 
 def vapid_public_key(path: str) -> str:
@@ -92,11 +96,14 @@ def register(root: typer.Typer) -> None:
     def worker(ctx: typer.Context) -> None:
         """Run only the dispatch workers (several nodes on PostgreSQL, or a separate process)."""
         settings = state(ctx).settings
+        configure_logging(settings.server.log_format)
 
         async def main(stop: asyncio.Event) -> None:
             async with open_runtime(settings) as runtime:
                 runtimes = build_channels(settings, runtime.sessions)
                 console.print(f"Dispatching {', '.join(runtimes)}; Ctrl-C to stop.")
+                for name, rt in runtimes.items():
+                    log_event(log, "channel started", channel=name, mode="live" if rt.live else "capture")
                 try:
                     await Dispatcher(
                         runtime.sessions, runtimes, settings.dispatch, settings.server.public_base_url
@@ -104,5 +111,6 @@ def register(root: typer.Typer) -> None:
                 finally:
                     for rt in runtimes.values():
                         await rt.channel.aclose()
+                    log_event(log, "worker stopped", channels=",".join(runtimes))
 
         run_until_signal(main)

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlmodel import col, select
 
@@ -20,13 +20,14 @@ from broadcaster.dispatch import Dispatcher
 from broadcaster.inbound import reply_address_exists, store_inbound
 from broadcaster.inbox_filer import InboxFiling
 from broadcaster.loop_health import LoopHealth
+from broadcaster.metrics import CONTENT_TYPE, Metrics
 from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.pollers import Pulled, build_pollers
 from broadcaster.postmaster import forward_to_staff
 from broadcaster.scheduler import SchedulerThread
 from broadcaster.web.api_docs import serve_docs
 from broadcaster.web.feed import feed_router
-from broadcaster.web.inbox_api import inbox_router
+from broadcaster.web.inbox_api import inbox_router, staff_router
 from broadcaster.web.maintenance import maintenance_router
 from broadcaster.web.pages import STATIC_DIR
 from broadcaster.web.public import public_router
@@ -72,6 +73,17 @@ def inbound_email_listener(
     )  # fmt: skip
 
 
+def metrics_router(settings: Settings, sessions: SessionFactory, metrics: Metrics) -> APIRouter:
+    """`GET /metrics` for Prometheus, behind the staff bearer token: queue sizes are not public."""
+    router = staff_router(settings, "")
+
+    @router.get("/metrics", response_class=Response)
+    async def scrape() -> Response:
+        return Response(await metrics.scrape(sessions), media_type=CONTENT_TYPE)
+
+    return router
+
+
 def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: bool = False) -> FastAPI:
     """The service app; with `dispatch` the outbox workers, the inbox and its pollers run while it serves.
 
@@ -81,7 +93,10 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     sessions = session_factory(engine)
     runtimes = build_channels(settings, sessions) if dispatch else {}
     health = LoopHealth(sessions)  # this process's dispatch loops and pollers, for /healthz
-    dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url, health)
+    metrics = Metrics()  # this app's own registry: several apps in one process (tests) never mix counts
+    dispatcher = Dispatcher(
+        sessions, runtimes, settings.dispatch, settings.server.public_base_url, health, metrics
+    )
 
     filer = InboxFiling(settings, sessions, dispatcher)  # the inbox filer, its bot, the spike detector
 
@@ -222,4 +237,6 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
     app.include_router(schedule_router(settings, sessions))
     app.include_router(inbox_router(settings, sessions, dispatcher.wake if dispatch else None))
+    if settings.server.metrics:
+        app.include_router(metrics_router(settings, sessions, metrics))
     return app

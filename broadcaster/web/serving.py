@@ -18,6 +18,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from broadcaster.config import Settings
+from broadcaster.logs import LogFormat, logging_config
 
 __all__ = ["REDACTED", "RedactTokens", "redact_target", "serving_config"]
 
@@ -42,8 +43,10 @@ class RedactTokens(logging.Filter):
         return True
 
 
-def _log_config() -> dict[str, Any]:
+def _log_config(log_format: LogFormat) -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
+    for section, entries in logging_config(log_format).items():
+        config[section].update(entries)
     config["filters"] = {"redact_tokens": {"()": RedactTokens}}
     config["loggers"]["uvicorn.access"]["filters"] = ["redact_tokens"]
     return config
@@ -59,7 +62,7 @@ def serving_config(
         host=host or server.host,
         port=port or server.port,
         log_level="info",
-        log_config=_log_config(),
+        log_config=_log_config(server.log_format),
         limit_concurrency=server.limit_concurrency,
         timeout_keep_alive=server.keep_alive_seconds,
     )
