@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, text, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -312,11 +312,13 @@ def _record_answers(connection: Connection, outcomes: Sequence[Outcome]) -> None
     )  # fmt: skip
 
 
-async def counts_by_channel(session: AsyncSession, update_ids: Sequence[int]) -> dict[str, dict[str, int]]:
-    """{channel: {status: n}} for the given updates."""
+async def counts_by_channel(
+    session: AsyncSession, update_ids: Sequence[int], *conditions: ColumnElement[bool]
+) -> dict[str, dict[str, int]]:
+    """{channel: {status: n}} for the given updates (and their rows meeting every condition)."""
     statement = (
         select(col(Delivery.channel), col(Delivery.status), func.count())
-        .where(col(Delivery.update_id).in_(update_ids))
+        .where(col(Delivery.update_id).in_(update_ids), *conditions)
         .group_by(col(Delivery.channel), col(Delivery.status))
     )
     counts: dict[str, dict[str, int]] = {}

@@ -281,6 +281,7 @@ def test_bad_input_is_one_red_line_and_writes_nothing(
         ["incident", "resolve", "0", "-m", "Réglé."],
         ["maintenance", "cancel", "9223372036854775808"],
         ["deliveries", "9223372036854775808"],
+        ["deliveries", "requeue", "0"],
     ],
     ids=[
         "inbox-show-2^66",
@@ -289,6 +290,7 @@ def test_bad_input_is_one_red_line_and_writes_nothing(
         "resolve-0",
         "maintenance-2^63",
         "deliveries",
+        "requeue-0",
     ],
 )
 def test_a_number_no_row_can_have_is_a_usage_error_naming_the_argument(config: Path, args: list[str]) -> None:
