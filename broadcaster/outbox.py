@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Connection, Update, bindparam, func, insert, select, text, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -277,6 +277,7 @@ def record_sync(connection: Connection, outcomes: Sequence[Outcome]) -> int:
                 .where(subscriptions.c.id == subscription_id)
                 .values(active=False, deactivated_reason=reason[:500], deactivated_at=now)
             )
+            connection.execute(withdrawal([subscription_id], "the address was refused for good"))
     return len(outcomes)
 
 
@@ -310,6 +311,24 @@ def _record_answers(connection: Connection, outcomes: Sequence[Outcome]) -> None
         [{"b_id": o.delivery.message_id, "b_channel": o.delivery.channel,
           "b_external": o.provider_message_id[:200]} for o in sent],
     )  # fmt: skip
+
+
+def withdrawal(subscription_ids: Iterable[int | None], reason: str) -> Update:
+    """The statement that fails the broadcasts still waiting for these subscriptions, which have
+    just ended: someone who unsubscribes (or whose address is refused for good) gets no retry of
+    an update they were still due. Rows in flight (`sending`) go on; answers to their own
+    messages, and alerts, are not broadcasts and are kept."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    return (
+        update(table)
+        .where(
+            table.c.subscription_id.in_([i for i in subscription_ids if i is not None]),
+            table.c.status == PENDING,
+            table.c.update_id.is_not(None),
+            table.c.message_id.is_(None),
+        )
+        .values(status=FAILED, last_error=f"not sent: {reason}"[:500], lease_until=None)
+    )
 
 
 async def counts_by_channel(

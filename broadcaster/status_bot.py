@@ -35,7 +35,7 @@ from broadcaster.intent import Classification
 from broadcaster.lint_rules import fold
 from broadcaster.metrics import Metrics
 from broadcaster.models import Subscriber, Subscription, utcnow
-from broadcaster.outbox import ClaimedDelivery
+from broadcaster.outbox import ClaimedDelivery, withdrawal
 from broadcaster.reply_templates import UNREAD, IncidentState, ReplyTemplates, current_incident_sync
 from broadcaster.spikes import SPIKE_INTENTS, Suspicion, outage_suspected_sync
 from broadcaster.subscribers import subscription_row
@@ -271,6 +271,7 @@ class StatusBot:
             .where(table.c.id == existing.id)
             .values(active=False, deactivated_reason="unsubscribed from a chat", deactivated_at=now)
         )
+        connection.execute(withdrawal([existing.id], "unsubscribed from a chat"))
         return self._render("unsubscribed", thread, now)
 
     def _set_subscriber_locale(self, connection: Connection, thread: Thread) -> None:

@@ -228,3 +228,20 @@ async def test_answers_handed_to_a_worker_that_dies_are_claimed_again_after_the_
         later = utcnow() + timedelta(seconds=settings.dispatch.lease_seconds + 1)
         (again,) = await outbox.claim(session, "telegram", 10, 60, now=later)
     assert again.id == row.id and again.reply is not None and again.attempts == 2
+
+
+async def test_stop_in_a_chat_cancels_the_broadcasts_still_waiting_for_it(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    settings = make_settings(database_url)
+    await ask(sessions, settings, said("/subscribe"))
+    opening = draft("investigating", "Le paiement échoue.", "Payment fails.")
+    await open_(sessions, settings, opening, force=True)
+    (stopped,) = await ask(sessions, settings, said("/unsubscribe"))
+    async with sessions() as session:
+        to_chat = list(await session.exec(select(Delivery).where(Delivery.target == "501")))
+    broadcasts = [d for d in to_chat if d.message_id is None]
+    answers = [d for d in to_chat if d.message_id == stopped.id]
+    cancelled = ("failed", "not sent: unsubscribed from a chat")
+    assert [(d.status, d.last_error) for d in broadcasts] == [cancelled]
+    assert [d.status for d in answers] == ["pending"]  # the bot's "Done" still goes out

@@ -11,11 +11,12 @@ from sqlmodel import select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.models import Subscription
+from broadcaster.models import Delivery, Subscription
 from broadcaster.subscribers import NewSubscriber
 from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe
+from tests.e2e.test_faults import dispatching, until
 from tests.peers.smtp import SmtpPeer
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -136,3 +137,43 @@ async def test_the_links_of_a_real_email_keep_working(database_url: str, session
         assert (await _subscription(sessions, "claire@example.com")).active
         assert (await client.post(path, data=ONE_CLICK)).status_code == 200  # what the mail provider sends
     assert not (await _subscription(sessions, "claire@example.com")).active
+
+
+async def test_unsubscribing_while_a_retry_waits_cancels_it(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    with SmtpPeer() as smtp:
+        settings = live_settings(database_url, smtp, None, backoff_base_seconds=0.2, backoff_max_seconds=0.2)
+        await subscribe(sessions, settings, [NewSubscriber(email="claire@example.com", line=2)])
+        await subscribe(sessions, settings, [NewSubscriber(email="paul@example.com", line=3)])
+        smtp.refuse_all()  # the relay is down: both e-mails wait for a retry
+        published = await open_(
+            sessions, settings, draft("investigating", "Le paiement échoue.", "Payment fails.")
+        )
+        async with dispatching(sessions, settings):
+            await until(lambda: _all_retried(sessions))
+            token = (await _subscription(sessions, "claire@example.com")).unsubscribe_token
+            app = create_app(settings, dispatch=False)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+                assert (await c.post(f"/unsubscribe/{token}")).status_code == 200
+            smtp.recover()
+            await until(lambda: _settled(sessions))
+        assert published.update.id is not None
+        assert [to for _, to, _ in smtp.messages] == [["paul@example.com"]]  # Claire's retry never left
+        statuses = {d.target: (d.status, d.last_error) for d in await _emails(sessions)}
+        assert statuses["claire@example.com"] == ("failed", "not sent: unsubscribed")
+        assert statuses["paul@example.com"][0] == "sent"
+
+
+async def _emails(sessions: SessionFactory) -> list[Delivery]:
+    async with sessions() as session:
+        return list(await session.exec(select(Delivery).where(Delivery.channel == "email")))
+
+
+async def _all_retried(sessions: SessionFactory) -> bool:
+    found = await _emails(sessions)
+    return len(found) == 2 and all(d.status == "pending" and d.last_error for d in found)
+
+
+async def _settled(sessions: SessionFactory) -> bool:
+    return all(d.status in ("sent", "failed", "dead") for d in await _emails(sessions))

@@ -21,8 +21,9 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from broadcaster.config import Settings
-from broadcaster.db import SessionFactory
+from broadcaster.db import SessionFactory, writing
 from broadcaster.models import Subscriber, Subscription, utcnow
+from broadcaster.outbox import withdrawal
 from broadcaster.web.pages import Pages
 from broadcaster.web.words import page_words, speaks
 
@@ -72,12 +73,15 @@ def unsubscribe_router(settings: Settings, sessions: SessionFactory) -> APIRoute
             if active
             else {"active": False, "deactivated_reason": "unsubscribed", "deactivated_at": utcnow()}
         )
-        async with sessions() as session:
-            await (await session.connection()).execute(
+        async with sessions() as session, writing(session):
+            connection = await session.connection()
+            await connection.execute(
                 update(Subscription)
                 .where(col(Subscription.id) == subscription.id, col(Subscription.active).is_(not active))
                 .values(**values)
             )
+            if not active:
+                await connection.execute(withdrawal([subscription.id], "unsubscribed"))
             await session.commit()
 
     def page(token: str, subscription: Subscription, locale: str, state: str) -> HTMLResponse:
