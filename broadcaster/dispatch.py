@@ -1,7 +1,8 @@
 """Dispatch workers (DESIGN §6): one loop per channel, so one channel failing never slows another.
 
 Each loop claims due rows with a lease, sends them concurrently (bounded by the channel's
-concurrency and token bucket), and writes outcomes back in small batches. Provider errors become
+concurrency and its pacer: never more than its limit in any sliding second), and writes
+outcomes back in small batches. Provider errors become
 delivery states: rate limits wait without using a retry, permanent refusals deactivate the
 subscription, transient failures back off exponentially with jitter until `dead`.
 """
@@ -26,7 +27,7 @@ from broadcaster.loop_health import LoopHealth
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Rendition, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery, Outcome
-from broadcaster.ratelimit import TokenBucket, bounded_pause
+from broadcaster.ratelimit import bounded_pause, pacer_for_rate
 from channels import ChannelRuntime
 from channels.base import (
     DeliveryError,
@@ -73,7 +74,7 @@ class ChannelWorker:
         self._sessions = sessions
         self._settings = settings
         self._base_url = public_base_url.rstrip("/")
-        self._bucket = TokenBucket(runtime.rate_per_second)
+        self._pacer = pacer_for_rate(runtime.rate_per_second)
         self._slots = asyncio.Semaphore(runtime.concurrency)
         self._renditions: dict[int, RenderedMessage] = {}
         self._tokens: dict[int, tuple[str, str]] = {}
@@ -231,8 +232,7 @@ class ChannelWorker:
                 refund_attempt=True,
             )
         try:
-            await self._bucket.acquire()
-            async with self._slots:
+            async with self._slots, self._pacer.turn():
                 result = await self._send(delivery)
         except RateLimited as exc:
             return self._wait(delivery, exc)
@@ -271,7 +271,7 @@ class ChannelWorker:
         target (`TargetBusy`: one chat, one browser subscription). A wait is not a failed try."""
         wait = bounded_pause(exc.retry_after, self._settings.max_pause_seconds)
         if not isinstance(exc, TargetBusy):
-            self._bucket.pause(wait)
+            self._pacer.pause(wait)
         capped = f" (waiting {wait:g} s, max_pause_seconds)" if wait < exc.retry_after else ""
         return Outcome(
             delivery,
