@@ -117,7 +117,10 @@ class SlidingWindow:
         """Count a send granted now (the caller checked `delay_needed() == 0`)."""
         now = self._clock()
         self._in_flight += 1
-        self._next_grant = max(self._next_grant, now) + self.spacing
+        # Woken a little late (sleep overshoot): keep the schedule, or every overshoot is rate lost.
+        # Later than one spacing: the pacer was idle, and idle time saves nothing up.
+        on_schedule = self._next_grant <= now <= self._next_grant + self.spacing
+        self._next_grant = (self._next_grant if on_schedule else max(self._next_grant, now)) + self.spacing
 
     def end(self) -> None:
         """The send `start` counted has ended: it keeps counting for `window` from now."""
