@@ -232,7 +232,7 @@ class ChannelWorker:
                 refund_attempt=True,
             )
         try:
-            async with self._slots, self._pacer.turn():
+            async with self._slots, self._pacer.turn(self._messages_in(delivery)):
                 result = await self._send(delivery)
         except RateLimited as exc:
             return self._wait(delivery, exc)
@@ -244,6 +244,11 @@ class ChannelWorker:
         # A capture-mode channel stored the message instead of sending it: say so, never "sent".
         status = outbox.SENT if self.runtime.live else outbox.CAPTURED
         return Outcome(delivery, status, provider_message_id=result.provider_message_id, sent_at=utcnow())
+
+    def _messages_in(self, delivery: ClaimedDelivery) -> int:
+        """How many provider messages a broadcast row sends (a thread, a split message); else 1."""
+        rendition = self._renditions.get(delivery.rendition_id) if delivery.rendition_id is not None else None
+        return len(rendition.parts) if rendition is not None and rendition.parts else 1
 
     async def _send(self, delivery: ClaimedDelivery) -> SendResult:
         """A broadcast (its rendition, personalised), an answer in the customer's thread, or an alert."""

@@ -37,8 +37,8 @@ def bounded_pause(seconds: float, longest: float) -> float:
 class Pacer(Protocol):
     """A budget of sends: `turn()` around each send, `pause(seconds)` when the provider says 429."""
 
-    def turn(self) -> AbstractAsyncContextManager[None]:
-        """Wait until a send fits the budget; the send counts until `window` after it ends."""
+    def turn(self, cost: int = 1) -> AbstractAsyncContextManager[None]:
+        """Wait until a send of `cost` messages fits the budget; they count until `window` after it ends."""
         ...
 
     def pause(self, seconds: float) -> None:
@@ -62,7 +62,7 @@ class Unlimited:
         return max(0.0, self._paused_until - self._clock())
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def turn(self, cost: int = 1) -> AsyncIterator[None]:
         while (wait := self.delay_needed()) > 0:
             await asyncio.sleep(wait)  # the provider's pause, not synchronisation
         yield
@@ -113,35 +113,39 @@ class SlidingWindow:
         """Nothing in flight, nothing in the window, no pause: forgetting this window loses nothing."""
         return self.delay_needed(extra=self.limit - 1) == 0
 
-    def start(self) -> None:
-        """Count a send granted now (the caller checked `delay_needed() == 0`)."""
+    def start(self, cost: int = 1) -> None:
+        """Count a send of `cost` messages granted now (the caller checked `delay_needed(cost - 1) == 0`)."""
         now = self._clock()
-        self._in_flight += 1
+        self._in_flight += cost
         # Woken a little late (sleep overshoot): keep the schedule, or every overshoot is rate lost.
         # Later than one spacing: the pacer was idle, and idle time saves nothing up.
         on_schedule = self._next_grant <= now <= self._next_grant + self.spacing
-        self._next_grant = (self._next_grant if on_schedule else max(self._next_grant, now)) + self.spacing
+        self._next_grant = (
+            self._next_grant if on_schedule else max(self._next_grant, now)
+        ) + self.spacing * cost
 
-    def end(self) -> None:
-        """The send `start` counted has ended: it keeps counting for `window` from now."""
-        self._in_flight -= 1
-        self._ended.append(self._clock())
+    def end(self, cost: int = 1) -> None:
+        """The send `start` counted has ended: its messages keep counting for `window` from now."""
+        self._in_flight -= cost
+        self._ended.extend([self._clock()] * cost)
         self._ended_event.set()
 
     @asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    async def turn(self, cost: int = 1) -> AsyncIterator[None]:
+        """A send of `cost` messages (a message longer than `limit` waits for an empty window)."""
+        cost = min(max(cost, 1), self.limit)
         async with self._lock:  # in arrival order
-            while (wait := self.delay_needed()) != 0:
+            while (wait := self.delay_needed(extra=cost - 1)) != 0:
                 if wait is None:
                     self._ended_event.clear()
                     await self._ended_event.wait()
                 else:
                     await asyncio.sleep(wait)  # pacing the provider's rate, not synchronisation
-            self.start()
+            self.start(cost)
         try:
             yield
         finally:
-            self.end()
+            self.end(cost)
 
 
 def pacer_for_rate(rate_per_second: float) -> Pacer:

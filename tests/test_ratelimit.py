@@ -140,6 +140,15 @@ def test_sends_still_in_flight_fill_the_window() -> None:
     assert window.delay_needed() == pytest.approx(1.0)  # a window after it ended, not after it began
 
 
+def test_a_send_of_several_messages_counts_each() -> None:
+    clock = Clock()
+    window = SlidingWindow(4, 1.0, spaced=False, clock=clock)
+    window.start(3)  # a message Telegram receives as three
+    window.end(3)
+    assert window.delay_needed() == 0
+    assert window.delay_needed(extra=1) == pytest.approx(1.0)
+
+
 def test_one_message_a_second_per_chat() -> None:
     clock = Clock()
     sends = run_greedy(SlidingWindow(1, 1.0, clock=clock), clock, 50, concurrency=1)
