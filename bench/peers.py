@@ -6,6 +6,7 @@ peer as much as the broadcaster. The child speaks a line protocol on stdin/stdou
     child → READY <port> <url>      once it accepts connections
     parent → count                  child → COUNT <messages accepted so far>
     parent → wait <n> <seconds>     child → COUNT <n'> once n' >= n, or at the timeout
+    parent → refused                child → COUNT <429s answered so far> (Telegram with --enforce)
     parent → arrivals <i> <seconds> child → ARRIVALS <chat>@<time> … : every sendMessage from the
                                     i-th on (waiting up to <seconds> for one), stamped by the peer
                                     with time.time() as it arrived (Telegram only)
@@ -52,9 +53,10 @@ class PeerError(RuntimeError):
 class PeerProcess:
     """A peer in a child process: `port`, `url`, and how many messages it accepted."""
 
-    def __init__(self, kind: PeerKind, *, latency: float = 0.0) -> None:
+    def __init__(self, kind: PeerKind, *, latency: float = 0.0, enforce: int = 0) -> None:
         self.kind = kind
         self.latency = latency
+        self.enforce = enforce  # Telegram: refuse with 429 over this many a second (and 1/s per chat)
         self.port = 0
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
@@ -73,7 +75,8 @@ class PeerProcess:
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}  # the child imports tests.peers from the repo
         self._proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), self.kind, "--latency", str(self.latency)],
+            [sys.executable, str(Path(__file__).resolve()), self.kind, "--latency", str(self.latency)]
+            + ["--enforce", str(self.enforce)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -89,6 +92,10 @@ class PeerProcess:
     def count(self) -> int:
         """Messages the peer accepted so far."""
         return self._ask("count", timeout=10.0)
+
+    def refused(self) -> int:
+        """429s the peer answered so far (0 unless started with `enforce`)."""
+        return self._ask("refused", timeout=10.0)
 
     def wait_for(self, count: int, timeout: float) -> int:
         """Wait until the peer accepted at least `count` messages (or `timeout`); return its count."""
@@ -217,6 +224,7 @@ class _Served(Protocol):
     url: str
 
     def count(self) -> int: ...
+    def refused(self) -> int: ...
     def wait_for(self, count: int, timeout: float) -> bool: ...
     def stop(self) -> None: ...
 
@@ -269,6 +277,9 @@ class _CountingSmtp:
         with self._cond:
             return self._count
 
+    def refused(self) -> int:
+        return 0
+
     def wait_for(self, count: int, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self._count >= count, timeout)
@@ -286,6 +297,10 @@ class _Adapter:
     def count(self) -> int:
         return len(self._peer.messages)
 
+    def refused(self) -> int:
+        flood = getattr(self._peer, "flood", None)
+        return flood.refused if flood is not None else 0
+
     def wait_for(self, count: int, timeout: float) -> bool:
         return bool(self._peer.wait_for(count, timeout))
 
@@ -298,7 +313,7 @@ class _TelegramAdapter(_Adapter):
         return [(m["chat_id"], m["received"] + to_wall_clock) for m in self._peer.messages[since:]]
 
 
-def _start(kind: str, latency: float) -> _Served:
+def _start(kind: str, latency: float, enforce: int) -> _Served:
     from tests.peers.smtp import SmtpPeer
     from tests.peers.telegram import TelegramPeer
 
@@ -309,11 +324,13 @@ def _start(kind: str, latency: float) -> _Served:
         smtp.start()
         return _Adapter(smtp, smtp.port, f"smtp://127.0.0.1:{smtp.port}", smtp.stop)
     telegram = TelegramPeer(valid_tokens=(TELEGRAM_TOKEN,), latency=latency).start()
+    if enforce:
+        telegram.enforce_limits(per_second=enforce)
     return _TelegramAdapter(telegram, telegram.port, telegram.base_url, telegram.stop)
 
 
-def _serve(kind: str, latency: float) -> None:
-    peer = _start(kind, latency)
+def _serve(kind: str, latency: float, enforce: int) -> None:
+    peer = _start(kind, latency, enforce)
     parent = os.getppid()
     try:
         print(f"READY {peer.port} {peer.url}", flush=True)
@@ -323,6 +340,9 @@ def _serve(kind: str, latency: float) -> None:
                 break
             if words[0] == "arrivals":
                 print(_arrivals(peer, int(words[1]), float(words[2]), parent), flush=True)
+                continue
+            if words[0] == "refused":
+                print(f"COUNT {peer.refused()}", flush=True)
                 continue
             if words[0] == "wait":
                 _wait(peer, int(words[1]), float(words[2]), parent)
@@ -351,9 +371,10 @@ def _main() -> None:
     parser = argparse.ArgumentParser(description="A local peer in its own process (see bench/peers.py).")
     parser.add_argument("kind", choices=["smtp", "smtp-fast", "telegram"])
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every reply")
+    parser.add_argument("--enforce", type=int, default=0, help="Telegram: 429 over this many a second")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the child too: the parent reports it
-        _serve(args.kind, args.latency)
+        _serve(args.kind, args.latency, args.enforce)
 
 
 if __name__ == "__main__":

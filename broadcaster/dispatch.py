@@ -1,7 +1,8 @@
 """Dispatch workers (DESIGN §6): one loop per channel, so one channel failing never slows another.
 
 Each loop claims due rows with a lease, sends them concurrently (bounded by the channel's
-concurrency and token bucket), and writes outcomes back in small batches. Provider errors become
+concurrency and its pacer: never more than its limit in any sliding second), and writes
+outcomes back in small batches. Provider errors become
 delivery states: rate limits wait without using a retry, permanent refusals deactivate the
 subscription, transient failures back off exponentially with jitter until `dead`.
 """
@@ -28,7 +29,7 @@ from broadcaster.message import RenderedMessage
 from broadcaster.metrics import Metrics
 from broadcaster.models import Rendition, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery, Outcome
-from broadcaster.ratelimit import TokenBucket, bounded_pause
+from broadcaster.ratelimit import bounded_pause, pacer_for_rate
 from channels import ChannelRuntime
 from channels.base import (
     DeliveryError,
@@ -77,7 +78,7 @@ class ChannelWorker:
         self._sessions = sessions
         self._settings = settings
         self._base_url = public_base_url.rstrip("/")
-        self._bucket = TokenBucket(runtime.rate_per_second)
+        self._pacer = pacer_for_rate(runtime.rate_per_second)
         self._slots = asyncio.Semaphore(runtime.concurrency)
         self._renditions: dict[int, RenderedMessage] = {}
         self._tokens: dict[int, tuple[str, str]] = {}
@@ -237,8 +238,7 @@ class ChannelWorker:
                 refund_attempt=True,
             )
         try:
-            await self._bucket.acquire()
-            async with self._slots:
+            async with self._slots, self._pacer.turn(self._messages_in(delivery)):
                 started = time.monotonic()
                 result = await self._send(delivery)
                 self.report.sent(time.monotonic() - started)
@@ -252,6 +252,11 @@ class ChannelWorker:
         # A capture-mode channel stored the message instead of sending it: say so, never "sent".
         status = outbox.SENT if self.runtime.live else outbox.CAPTURED
         return Outcome(delivery, status, provider_message_id=result.provider_message_id, sent_at=utcnow())
+
+    def _messages_in(self, delivery: ClaimedDelivery) -> int:
+        """How many provider messages a broadcast row sends (a thread, a split message); else 1."""
+        rendition = self._renditions.get(delivery.rendition_id) if delivery.rendition_id is not None else None
+        return len(rendition.parts) if rendition is not None and rendition.parts else 1
 
     async def _send(self, delivery: ClaimedDelivery) -> SendResult:
         """A broadcast (its rendition, personalised), an answer in the customer's thread, or an alert."""
@@ -280,7 +285,7 @@ class ChannelWorker:
         wait = bounded_pause(exc.retry_after, self._settings.max_pause_seconds)
         channel_wide = not isinstance(exc, TargetBusy)
         if channel_wide:
-            self._bucket.pause(wait)
+            self._pacer.pause(wait)
         self.report.rate_limited(wait, utcnow() + timedelta(seconds=wait) if channel_wide else None)
         capped = f" (waiting {wait:g} s, max_pause_seconds)" if wait < exc.retry_after else ""
         return Outcome(

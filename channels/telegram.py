@@ -2,8 +2,9 @@
 
 Broadcasts go out in HTML parse mode (compose already escaped the CM's text); answers to a
 customer go out as plain text, quoting the customer's message. Both without link previews, one
-`sendMessage` per part, at most one message per `per_chat_interval_seconds` to a chat (Telegram
-allows about 1 message/s per chat; the overall 30/s is the dispatcher's bucket).
+`sendMessage` per part, at most one message per `per_chat_interval_seconds` to a chat and
+`per_group_per_minute` to a group in any sliding window (Telegram allows about 1 message/s per
+chat, 20 a minute per group; the overall 30/s is the dispatcher's pacer).
 https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
 """
 
@@ -12,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -33,6 +33,7 @@ from telegram.error import (
 from broadcaster.config import TelegramSettings
 from broadcaster.limits import split_plain_text
 from broadcaster.message import RenderedMessage
+from broadcaster.ratelimit import SlidingWindow
 from channels.base import (
     CheckResult,
     DeliveryError,
@@ -67,20 +68,26 @@ _MESSAGE_REF = re.compile(r"(-?[0-9]+):([0-9]+)")  # InboundMessage.external_id:
 class _ChatSlot:
     """One chat's turn: a lock keeps parts of two messages from interleaving."""
 
-    __slots__ = ("lock", "last_sent", "minute")
+    __slots__ = ("lock", "chat", "group")
 
-    def __init__(self) -> None:
+    def __init__(self, chat: SlidingWindow | None, group: SlidingWindow | None) -> None:
         self.lock = asyncio.Lock()
-        self.last_sent = float("-inf")
-        self.minute: deque[float] = deque()  # a group's sends of the last 60 s
+        self.chat = chat  # Telegram's ~1 message/s per chat
+        self.group = group  # 20 messages a minute to a group
+
+    def idle(self) -> bool:
+        return not self.lock.locked() and all(w.idle() for w in (self.chat, self.group) if w is not None)
 
 
 class _ChatPacer:
-    """Spaces messages to one chat by `interval` seconds, across concurrent sends.
+    """At most one message per `interval` to a chat, `per_group_per_minute` to a group, in any
+    sliding window, across concurrent sends.
 
-    Remembers at most `max_chats` chats; a chat idle for longer than `interval` carries no
-    information, so it is forgotten first.
+    Remembers about `max_chats` chats, least recently used forgotten first, in O(1) per send; a
+    chat still inside its window is kept (there are at most rate x 60 s of those).
     """
+
+    _FORGET_TRIES = 8
 
     def __init__(self, interval: float, per_group_per_minute: int = 0, max_chats: int = 10_000) -> None:
         self.interval = interval
@@ -92,50 +99,54 @@ class _ChatPacer:
     async def hold(self, chat: str) -> AsyncIterator[_ChatSlot]:
         slot = self._slots.get(chat)
         if slot is None:
-            self._prune(room_for=1)
-            slot = self._slots[chat] = _ChatSlot()
+            if len(self._slots) >= self.max_chats:
+                self._forget_one()
+            slot = self._slots[chat] = self._new_slot(chat)
         self._slots.move_to_end(chat)
         async with slot.lock:
             yield slot
 
+    def _new_slot(self, chat: str) -> _ChatSlot:
+        # Groups and supergroups have negative ids (channels are "@name" or -100…).
+        per_chat = SlidingWindow(1, self.interval) if self.interval > 0 else None
+        is_group = chat.startswith("-") and self.per_group_per_minute > 0
+        per_group = SlidingWindow(self.per_group_per_minute, 60.0, spaced=False) if is_group else None
+        return _ChatSlot(per_chat, per_group)
+
     def check_group_room(self, chat: str, slot: _ChatSlot, parts: int) -> None:
         """Raise `TargetBusy` when a group has no room for `parts` more messages this minute.
 
-        Groups and supergroups have negative ids (channels are "@name" or -100…); private chats
-        are positive. Waiting a minute inside a send would outlast the delivery's lease.
+        Waiting a minute inside a send would outlast the delivery's lease. A message longer than
+        the limit goes out in a quiet minute.
         """
-        limit = self.per_group_per_minute
-        if not limit or not chat.startswith("-"):
+        if slot.group is None:
             return
-        now = time.monotonic()
-        while slot.minute and slot.minute[0] <= now - 60:
-            slot.minute.popleft()
-        excess = len(slot.minute) + parts - limit
-        if excess > 0 and slot.minute:  # a message longer than the limit goes out in a quiet minute
-            wait = slot.minute[min(excess, len(slot.minute)) - 1] + 60 - now
+        wait = slot.group.delay_needed(extra=min(parts, slot.group.limit) - 1)
+        if wait:
+            limit = slot.group.limit
             raise TargetBusy(f"Telegram group {chat}: {limit} messages a minute reached", max(wait, 1.0))
 
-    async def wait_turn(self, slot: _ChatSlot) -> None:
-        # Rate pacing (Telegram's per-chat limit), not synchronisation.
-        delay = slot.last_sent + self.interval - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        slot.minute.append(time.monotonic())
+    @asynccontextmanager
+    async def turn(self, slot: _ChatSlot) -> AsyncIterator[None]:
+        """One part's send: paced for the chat, counted for the group until it ends."""
+        if slot.chat is not None:
+            while wait := slot.chat.delay_needed():  # the slot's lock: nothing else in flight
+                await asyncio.sleep(wait)  # Telegram's per-chat rate, not synchronisation
+        windows = [w for w in (slot.chat, slot.group) if w is not None]
+        for window in windows:
+            window.start()
+        try:
+            yield
+        finally:
+            for window in windows:
+                window.end()
 
-    def _prune(self, room_for: int) -> None:
-        excess = len(self._slots) + room_for - self.max_chats
-        if excess <= 0:
-            return
-        now = time.monotonic()
-        # Oldest first; idle chats before recent ones; never a chat whose lock is held.
-        for idle_only in (True, False):
-            for chat, slot in list(self._slots.items())[: excess + 64]:
-                if excess <= 0:
-                    return
-                if slot.lock.locked() or (idle_only and now - slot.last_sent < self.interval):
-                    continue
-                del self._slots[chat]
-                excess -= 1
+    def _forget_one(self) -> None:
+        for _ in range(min(len(self._slots), self._FORGET_TRIES)):
+            chat, slot = self._slots.popitem(last=False)
+            if slot.idle():
+                return
+            self._slots[chat] = slot  # in use or in its window: keep it, try the next oldest
 
 
 class TelegramChannel:
@@ -213,25 +224,22 @@ class TelegramChannel:
         async with self._pacer.hold(chat) as slot:
             self._pacer.check_group_room(chat, slot, len(parts))
             for part in parts:
-                await self._pacer.wait_turn(slot)
                 quote = None
                 if quoting is not None and not sent:
                     quote = ReplyParameters(message_id=quoting, allow_sending_without_reply=True)
                 try:
-                    sent.append(
-                        await self._get_bot().send_message(
+                    async with self._pacer.turn(slot):
+                        message = await self._get_bot().send_message(
                             chat_id=chat,
                             text=part,
                             parse_mode=parse_mode,
                             link_preview_options=_NO_PREVIEW,
                             reply_parameters=quote,
                         )
-                    )
                 except TelegramError as exc:
                     # `from None`: a transport cause may carry the request URL, hence the token.
                     raise self._delivery_error(exc, chat) from None
-                finally:
-                    slot.last_sent = time.monotonic()
+                sent.append(message)
         return sent
 
     def _scrub(self, text: str) -> str:

@@ -6,9 +6,11 @@ import asyncio
 import json
 import logging
 import socket
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -140,6 +142,33 @@ def test_pacer_memory_is_bounded() -> None:
 
     asyncio.run(touch_all())
     assert len(pacer._slots) <= 3
+
+
+class _WalkCounting(OrderedDict[str, Any]):
+    walked = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for key in super().__iter__():
+            self.walked += 1
+            yield key
+
+    def items(self) -> Any:
+        self.walked += len(self)
+        return super().items()
+
+
+def test_a_new_chat_past_the_memory_bound_costs_constant_work_not_a_walk_of_every_chat() -> None:
+    pacer = _ChatPacer(interval=0.0, max_chats=1_000)
+    pacer._slots = slots = _WalkCounting()
+
+    async def send_to_new_chats() -> None:
+        for chat in range(5_000):
+            async with pacer.hold(str(chat)):
+                pass
+
+    asyncio.run(send_to_new_chats())
+    assert len(slots) <= 1_000
+    assert slots.walked <= 5_000 * 8  # at most a few slots looked at per send, whatever the table size
 
 
 async def test_rate_limited_carries_retry_after(peer: TelegramPeer, channel: TelegramChannel) -> None:

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.peers.http_server import ServedPeer, ServerThread
+from tests.peers.telegram_flood import FloodLimits
 
 __all__ = ["TelegramPeer"]
 
@@ -63,7 +64,8 @@ def _plain(text: str) -> str:
 class TelegramPeer(ServedPeer):
     """A Bot API on 127.0.0.1; give `peer.base_url` to `TelegramSettings.base_url`.
 
-    Faults: `latency`, `rate_limit_next(n)`, `block(chat_id)`, `known_chats`, `down`.
+    Faults: `latency`, `rate_limit_next(n)`, `enforce_limits()`, `block(chat_id)`, `known_chats`,
+    `down`.
     Seeds: `add_customer_message(chat_id)`. Records: `messages` (with `reply_to_message_id`,
     the message actually quoted), `requests`, `wait_for(count, timeout)`.
     Long polling: `queue_message(chat_id, text)` and `queue_update(update)` feed getUpdates;
@@ -90,6 +92,7 @@ class TelegramPeer(ServedPeer):
         self._blocked: set[str] = set()
         self._rate_limited = 0
         self._retry_after = 3
+        self.flood: FloodLimits | None = None  # `enforce_limits()`: 429 over Telegram's limits
         self._next_id: dict[str, itertools.count[int]] = {}
         self._existing: set[tuple[str, int]] = set()  # (chat, message id) of every message in a chat
         self._channel_ids: dict[str, int] = {}
@@ -115,6 +118,7 @@ class TelegramPeer(ServedPeer):
             self.requests = 0
             self._blocked.clear()
             self._rate_limited = 0
+            self.flood = None
             self._next_id.clear()
             self._existing.clear()
             self.webhook_url = ""
@@ -126,6 +130,12 @@ class TelegramPeer(ServedPeer):
         with self._cond:
             self._rate_limited = n
             self._retry_after = retry_after
+
+    def enforce_limits(self, per_second: int = 30, per_chat: float = 1.0, per_group: int = 20) -> None:
+        """Refuse with 429 what goes over `per_second` overall in any sliding second, one message
+        per `per_chat` seconds to a chat, `per_group` a minute to a group; `flood.refused` counts."""
+        with self._cond:
+            self.flood = FloodLimits(per_second, per_chat, per_group)
 
     def block(self, chat_id: int | str) -> None:
         """Act as if the user of `chat_id` blocked the bot (403)."""
@@ -278,9 +288,8 @@ class TelegramPeer(ServedPeer):
         if reply is not None and not isinstance(reply, dict):
             return _error(400, "Bad Request: can't parse reply parameters JSON object")
         with self._cond:
-            if self._rate_limited > 0:
-                self._rate_limited -= 1
-                wait = self._retry_after
+            wait = self._flood_wait(chat_key)
+            if wait is not None:
                 return _error(429, f"Too Many Requests: retry after {wait}", {"retry_after": wait})
             if chat_key in self._blocked:
                 return _error(403, "Forbidden: bot was blocked by the user")
@@ -314,6 +323,15 @@ class TelegramPeer(ServedPeer):
         else:
             result["from"] = self._bot_user()
         return _ok(result)
+
+    def _flood_wait(self, chat_key: str) -> int | None:
+        """The `retry_after` of a 429 for this message, or None (caller holds the lock)."""
+        if self._rate_limited > 0:
+            self._rate_limited -= 1
+            return self._retry_after
+        if self.flood is not None:
+            return self.flood.check(chat_key, time.monotonic())
+        return None
 
     def _new_message_id(self, chat_key: str) -> int:
         """Message ids count per chat, the customer's and the bot's alike (caller holds the lock)."""
