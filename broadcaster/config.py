@@ -179,7 +179,8 @@ class DatabaseSettings(_Section):
 
 
 class DispatchSettings(_Section):
-    lease_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # Renewed every lease_seconds / 3 while the worker lives: after a crash its rows wait this long.
+    lease_seconds: Annotated[float, Field(ge=1)] = 10.0
     max_attempts: Annotated[int, Field(ge=1)] = 8
     backoff_base_seconds: Annotated[float, Field(gt=0)] = 2.0
     backoff_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0

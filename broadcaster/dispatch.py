@@ -1,8 +1,8 @@
 """Dispatch workers (DESIGN §6): one loop per channel, so one channel failing never slows another.
 
-Each loop claims due rows with a lease, sends them concurrently (bounded by the channel's
-concurrency and its pacer: never more than its limit in any sliding second), and writes
-outcomes back in small batches. Provider errors become
+Each loop claims due rows with a short lease, renewed by a heartbeat while it holds them,
+sends them concurrently (bounded by the channel's concurrency and its pacer: never more than
+its limit in any sliding second), and writes outcomes back in small batches. Provider errors become
 delivery states: rate limits wait without using a retry, permanent refusals deactivate the
 subscription, transient failures back off exponentially with jitter until `dead`.
 """
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -87,6 +88,7 @@ class ChannelWorker:
         self._wake = asyncio.Event()
         self._claim_wanted = False
         self._handed: list[ClaimedDelivery] = []
+        self._held: dict[int, str] = {}  # delivery id -> claim token, until its outcome is written
         self.sent = 0
 
     def wake(self) -> None:
@@ -97,21 +99,43 @@ class ChannelWorker:
     def take(self, delivery: ClaimedDelivery) -> None:
         """Send a row this process already claimed (committed) — no claim, no poll."""
         self._handed.append(delivery)
+        self._held[delivery.id] = delivery.claim_token
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim, send and record until `stop`; a failure of the loop itself (the database) raises.
 
-        Sends still in flight when it raises are cancelled: their rows are retried once their
-        lease expires, as after a crash.
+        Sends still in flight when it raises are cancelled and their leases no longer renewed:
+        their rows are retried once the lease expires, as after a crash.
         """
         inflight: set[asyncio.Task[Outcome]] = set()
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._loop(stop, inflight)
         finally:
+            heartbeat.cancel()
             for task in inflight:
                 task.cancel()
+            self._held = {d.id: d.claim_token for d in self._handed}
             self.report.log_progress()
+
+    async def _heartbeat(self) -> None:
+        """Every third of the lease, extend the leases of the rows this loop holds: one UPDATE.
+
+        A send slower than the lease keeps its row; once the process dies, its rows are free
+        within one lease. A failed beat is logged; the next one tries again.
+        """
+        lease = self._settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            tokens = set(self._held.values())
+            if not tokens:
+                continue
+            try:
+                async with self._sessions() as session:
+                    await outbox.renew(session, self.name, tokens, lease)
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("%s: leases not renewed (%s)", self.name, type(exc).__name__)
 
     async def _loop(self, stop: asyncio.Event, inflight: set[asyncio.Task[Outcome]]) -> None:
         done_outcomes: list[Outcome] = []
@@ -135,6 +159,7 @@ class ChannelWorker:
                     limit = min(room, self._settings.batch_size)
                     claimed = await outbox.claim(session, self.name, limit, self._settings.lease_seconds)
                     last_claim, more_due = time.monotonic(), len(claimed) == limit
+                    self._held.update((d.id, d.claim_token) for d in claimed)
                     await self._load_context(session, claimed)
                     inflight.update(asyncio.create_task(self._deliver(d)) for d in claimed)
                 if inflight:
@@ -162,6 +187,8 @@ class ChannelWorker:
                 lambda connection: outbox.record_sync(connection, outcomes),
                 lambda: outbox.record(session, outcomes),
             )
+        for outcome in outcomes:
+            self._held.pop(outcome.delivery.id, None)
         self.report.recorded(outcomes)
 
     async def _next_done(

@@ -3,7 +3,8 @@
 Claims are one atomic statement. PostgreSQL: `FOR UPDATE SKIP LOCKED` in the sub-select, so
 several workers never take the same row. SQLite ignores SKIP LOCKED, so there the claim is a
 single `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`, atomic because SQLite has one writer.
-A row whose lease expired (its worker died) is claimable again.
+A row whose lease expired (its worker died) is claimable again; a live worker `renew`s the leases
+it holds, so the lease can be short and a dead worker's rows are taken over within seconds.
 """
 
 from __future__ import annotations
@@ -213,6 +214,33 @@ async def claim(
         )
         for r in sorted(rows, key=lambda r: r.id)
     ]
+
+
+async def renew(
+    session: AsyncSession,
+    channel: str,
+    tokens: Iterable[str],
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> int:
+    """Extend the lease of `channel`'s rows still `sending` under `tokens`; how many were renewed.
+
+    A row another worker claimed since (its token changed) or whose outcome is written is left alone.
+    """
+    now = now or utcnow()
+    tokens = sorted(set(tokens))
+    if not tokens:
+        return 0
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.channel) == channel, col(Delivery.status) == SENDING)
+        .where(col(Delivery.claim_token).in_(tokens))
+        .values(lease_until=now + timedelta(seconds=lease_seconds))
+    )
+    async with writing(session):
+        result = await (await session.connection()).execute(statement)
+        await session.commit()
+    return int(result.rowcount)
 
 
 def _json_object(value: object) -> dict[str, str]:

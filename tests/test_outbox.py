@@ -69,6 +69,26 @@ async def test_expired_lease_is_claimed_again_and_stale_outcome_is_ignored(
         assert counts["email"] == {"sent": 2}
 
 
+async def test_renewed_lease_is_not_claimed_and_only_the_holders_live_rows_are_renewed(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    await _queue(database_url, sessions, 4)  # 2 e-mail rows
+    async with sessions() as session:
+        held = await outbox.claim(session, "email", 10, lease_seconds=10)
+        token = held[0].claim_token
+        later = utcnow() + timedelta(seconds=8)
+        assert await outbox.renew(session, "email", [token], 10, now=later) == 2
+        assert await outbox.renew(session, "email", ["someone-else"], 10, now=later) == 0
+        assert await outbox.renew(session, "telegram", [token], 10, now=later) == 0
+        past_first_lease = utcnow() + timedelta(seconds=15)
+        assert await outbox.claim(session, "email", 10, lease_seconds=10, now=past_first_lease) == []
+        await outbox.record(session, [Outcome(held[0], outbox.SENT, provider_message_id="m1")])
+        assert await outbox.renew(session, "email", [token], 10) == 1  # the sent row stays sent
+        past_renewal = utcnow() + timedelta(seconds=30)
+        again = await outbox.claim(session, "email", 10, lease_seconds=10, now=past_renewal)
+        assert [d.id for d in again] == [held[1].id]
+
+
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
     import random
 
