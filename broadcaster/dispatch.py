@@ -116,6 +116,7 @@ class ChannelWorker:
             heartbeat.cancel()
             for task in inflight:
                 task.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)  # no beat after the loop ends
             self._held = {d.id: d.claim_token for d in self._handed}
             self.report.log_progress()
 
