@@ -180,7 +180,10 @@ class DatabaseSettings(_Section):
 
 class DispatchSettings(_Section):
     lease_seconds: Annotated[float, Field(gt=0)] = 60.0
-    max_attempts: Annotated[int, Field(ge=1)] = 8
+    # Transient failures are retried until the next try would fall past created_at + this window
+    # (a day, as Novu does); max_attempts optionally caps the tries as well (None: no cap).
+    retry_window_seconds: Annotated[float, Field(gt=0)] = 86_400.0
+    max_attempts: Annotated[int | None, Field(ge=1)] = None
     backoff_base_seconds: Annotated[float, Field(gt=0)] = 2.0
     backoff_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
     batch_size: Annotated[int, Field(ge=1)] = 200

@@ -4,7 +4,8 @@ Each loop claims due rows with a lease, sends them concurrently (bounded by the 
 concurrency and its pacer: never more than its limit in any sliding second), and writes
 outcomes back in small batches. Provider errors become
 delivery states: rate limits wait without using a retry, permanent refusals deactivate the
-subscription, transient failures back off exponentially with jitter until `dead`.
+subscription, transient failures back off exponentially with jitter until the row's retry window
+(`retry_window_seconds` from its creation) is spent, then `dead`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -297,14 +298,20 @@ class ChannelWorker:
         )
 
     def _retry_or_die(self, delivery: ClaimedDelivery, reason: str) -> Outcome:
-        if delivery.attempts >= self._settings.max_attempts:
+        delay = backoff_delay(delivery.attempts, self._settings, self._rng)
+        next_attempt_at = utcnow() + timedelta(seconds=delay)
+        if self._past_retries(delivery, next_attempt_at):
             return Outcome(
                 delivery, outbox.DEAD, error=f"gave up after {delivery.attempts} attempts: {reason}"
             )
-        delay = backoff_delay(delivery.attempts, self._settings, self._rng)
-        return Outcome(
-            delivery, outbox.PENDING, next_attempt_at=utcnow() + timedelta(seconds=delay), error=reason
-        )
+        return Outcome(delivery, outbox.PENDING, next_attempt_at=next_attempt_at, error=reason)
+
+    def _past_retries(self, delivery: ClaimedDelivery, next_attempt_at: datetime) -> bool:
+        """The next try would fall past the row's retry window, or past `max_attempts` when set."""
+        cap = self._settings.max_attempts
+        if cap is not None and delivery.attempts >= cap:
+            return True
+        return next_attempt_at > delivery.created_at + timedelta(seconds=self._settings.retry_window_seconds)
 
 
 class Dispatcher:

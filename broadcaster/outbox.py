@@ -79,6 +79,7 @@ class ClaimedDelivery:
     subscription_id: int | None
     attempts: int
     claim_token: str
+    created_at: datetime  # the retry window counts from here
     message_id: int | None = None  # an answer to a customer (inbox message)
     payload: str = ""  # the RenderedMessage when there is no rendition
     reply: dict[str, str] | None = None  # channels.base.Reply fields of an answer
@@ -165,7 +166,7 @@ UPDATE delivery
        )
    AND ((status = 'pending' AND next_attempt_at <= :now) OR (status = 'sending' AND lease_until < :now))
 RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id, attempts,
-          message_id, payload, reply
+          message_id, payload, reply, created_at
 """
 
 
@@ -207,6 +208,7 @@ async def claim(
             subscription_id=r.subscription_id,
             attempts=r.attempts,
             claim_token=token,
+            created_at=_aware_utc(r.created_at),
             message_id=r.message_id,
             payload=r.payload or "",
             reply=_json_object(r.reply) or None,
@@ -353,9 +355,12 @@ async def next_due_at(session: AsyncSession, update_ids: Sequence[int]) -> datet
         col(Delivery.status).in_((PENDING, SENDING)),
     )
     value = (await (await session.connection()).execute(statement)).scalar()
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite aggregate bypasses the column type
+    return None if value is None else _aware_utc(value)
+
+
+def _aware_utc(value: datetime | str) -> datetime:
+    """A time read through raw SQL or an aggregate, which bypass the column type (naive text on SQLite)."""
+    if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
