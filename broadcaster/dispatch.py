@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster import outbox
 from broadcaster.answers import HandOff
+from broadcaster.breaker import Breaker
 from broadcaster.channel_report import ChannelReport
 from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory
@@ -80,6 +81,7 @@ class ChannelWorker:
         self._settings = settings
         self._base_url = public_base_url.rstrip("/")
         self._pacer = pacer_for_rate(runtime.rate_per_second)
+        self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_seconds)
         self._slots = asyncio.Semaphore(runtime.concurrency)
         self._renditions: dict[int, RenderedMessage] = {}
         self._tokens: dict[int, tuple[str, str]] = {}
@@ -133,9 +135,12 @@ class ChannelWorker:
                 poll_due = time.monotonic() - last_claim >= self._settings.poll_interval_seconds
                 wanted, self._claim_wanted = self._claim_wanted or more_due or poll_due, False
                 if wanted and not stop.is_set() and (room >= queue_depth // 2 or not inflight):
-                    limit = min(room, self._settings.batch_size)
-                    claimed = await outbox.claim(session, self.name, limit, self._settings.lease_seconds)
-                    last_claim, more_due = time.monotonic(), len(claimed) == limit
+                    limit = self.breaker.claim_limit(min(room, self._settings.batch_size))
+                    if limit:
+                        claimed = await outbox.claim(session, self.name, limit, self._settings.lease_seconds)
+                        last_claim, more_due = time.monotonic(), len(claimed) == limit
+                    if claimed and self.breaker.is_open:
+                        self.breaker.probing()
                     await self._load_context(session, claimed)
                     inflight.update(asyncio.create_task(self._deliver(d)) for d in claimed)
                 if inflight:
@@ -227,6 +232,8 @@ class ChannelWorker:
         except Exception as exc:  # an adapter bug must not kill the channel loop: record it, retry
             log.exception("%s adapter raised unexpectedly for delivery %s", self.name, delivery.id)
             return self._retry_or_die(delivery, f"internal error: {type(exc).__name__}")
+        finally:
+            self.breaker.settled()
 
     async def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
         if delivery.id in self._thread_refs and self._thread_refs[delivery.id] is None:
@@ -246,13 +253,22 @@ class ChannelWorker:
         except RateLimited as exc:
             return self._wait(delivery, exc)
         except Rejected as exc:
+            self._provider_reached()
             return Outcome(delivery, outbox.FAILED, error=exc.reason, deactivate_subscription=True)
         except DeliveryError as exc:
+            if isinstance(exc, Unavailable) and self.breaker.failed():
+                self.report.breaker_opened(self._settings.breaker_failures, self.breaker.next_probe_at())
             return self._retry_or_die(delivery, f"{type(exc).__name__.lower()}: {exc.reason}")
+        self._provider_reached()
         self.sent += 1
         # A capture-mode channel stored the message instead of sending it: say so, never "sent".
         status = outbox.SENT if self.runtime.live else outbox.CAPTURED
         return Outcome(delivery, status, provider_message_id=result.provider_message_id, sent_at=utcnow())
+
+    def _provider_reached(self) -> None:
+        opened_at = self.breaker.reached()
+        if opened_at is not None:
+            self.report.breaker_closed(opened_at)
 
     def _messages_in(self, delivery: ClaimedDelivery) -> int:
         """How many provider messages a broadcast row sends (a thread, a split message); else 1."""
