@@ -153,10 +153,10 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
         await (await session.connection()).execute(insert(Delivery), list(rows))
 
 
+# The rows are picked once, in a CTE (materialised on PostgreSQL): a LIMIT sub-select inside
+# `IN (…)` may be run again per row by PostgreSQL's plan, and then claimed up to three times `limit`.
 _CLAIM_SQL = """
-UPDATE delivery
-   SET status = 'sending', lease_until = :lease_until, attempts = attempts + 1, claim_token = :token
- WHERE id IN (
+WITH picked AS {materialized} (
         SELECT id FROM delivery
          WHERE channel = :channel
            AND ((status = 'pending' AND next_attempt_at <= :now)
@@ -164,6 +164,9 @@ UPDATE delivery
          ORDER BY id
          LIMIT :limit {lock}
        )
+UPDATE delivery
+   SET status = 'sending', lease_until = :lease_until, attempts = attempts + 1, claim_token = :token
+ WHERE id IN (SELECT id FROM picked)
    AND ((status = 'pending' AND next_attempt_at <= :now) OR (status = 'sending' AND lease_until < :now))
 RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id, attempts,
           message_id, payload, reply, created_at
@@ -183,10 +186,11 @@ async def claim(
     """Atomically take up to `limit` due rows of `channel` and commit the claim."""
     now = now or utcnow()
     token = secrets.token_hex(8)
-    lock = "FOR UPDATE SKIP LOCKED" if dialect_name(session) == "postgresql" else ""
+    postgresql = dialect_name(session) == "postgresql"
+    lock, materialized = ("FOR UPDATE SKIP LOCKED", "MATERIALIZED") if postgresql else ("", "")
     async with writing(session):
         result = await (await session.connection()).execute(
-            text(_CLAIM_SQL.format(lock=lock)),
+            text(_CLAIM_SQL.format(lock=lock, materialized=materialized)),
             {
                 "channel": channel,
                 "now": _db_time(session, now),
