@@ -32,6 +32,7 @@ class Breaker:
         self._next_probe = 0.0
         self._probing = False
         self.opened_at: datetime | None = None  # wall time, for the operator
+        self.probes = 0  # probes sent since the process started
 
     @property
     def is_open(self) -> bool:
@@ -53,6 +54,7 @@ class Breaker:
         """A probe row was claimed: no other until it settles and the interval has passed."""
         self._probing = True
         self._next_probe = self._clock() + self._probe_seconds
+        self.probes += 1
 
     def failed(self) -> bool:
         """A transient failure; True when it opens the breaker."""

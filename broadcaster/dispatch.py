@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster import outbox
+from broadcaster import channel_pause, outbox
 from broadcaster.answers import HandOff
 from broadcaster.breaker import Breaker
 from broadcaster.channel_report import ChannelReport
@@ -82,6 +82,7 @@ class ChannelWorker:
         self._base_url = public_base_url.rstrip("/")
         self._pacer = pacer_for_rate(runtime.rate_per_second)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_seconds)
+        self._pause_shown: tuple[datetime | None, int] = (None, -1)  # first look: clear a stale pause
         self._slots = asyncio.Semaphore(runtime.concurrency)
         self._renditions: dict[int, RenderedMessage] = {}
         self._tokens: dict[int, tuple[str, str]] = {}
@@ -155,7 +156,21 @@ class ChannelWorker:
                 ):
                     await self._record(session, done_outcomes)
                     done_outcomes, last_flush = [], now
+                await self._show_pause(session)
             await self._record(session, done_outcomes)
+
+    async def _show_pause(self, session: AsyncSession) -> None:
+        """Tell `broadcaster deliveries` when the breaker opens, probes or closes: one write each."""
+        opened_at = self.breaker.opened_at
+        shown = (opened_at, self.breaker.probes if opened_at else 0)
+        if shown == self._pause_shown:
+            return
+        next_probe_at = self.breaker.next_probe_at()
+        if opened_at is None or next_probe_at is None:
+            await channel_pause.clear(session, self.name)
+        else:
+            await channel_pause.store(session, self.name, opened_at, next_probe_at)
+        self._pause_shown = shown
 
     async def _record(self, session: AsyncSession, outcomes: list[Outcome]) -> None:
         """Write outcomes back: one synchronous call on the loop on SQLite (`LoopWriter`)."""

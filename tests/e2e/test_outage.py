@@ -12,10 +12,11 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from broadcaster import outbox
+from broadcaster import channel_pause, outbox
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.dispatch import Dispatcher
+from broadcaster.models import ChannelPause
 from broadcaster.subscribers import NewSubscriber
 from channels import build_channels
 from tests.e2e.helpers import draft, live_settings, open_, people, subscribe
@@ -107,6 +108,7 @@ async def test_a_dead_relay_gets_one_probe_per_interval_and_everyone_once_it_is_
         intervals = (time.monotonic() - since) / probe_seconds
         assert smtp.connections - connections <= intervals + 2, "about one connection per probe interval"
         assert sum(d.attempts == 0 for d in await rows(sessions, "email")) >= 10, "the rest were never tried"
+        assert breaker.opened_at and (await pauses(sessions))["email"].opened_at == breaker.opened_at
         smtp.recover()
 
         async def all_sent() -> bool:
@@ -118,7 +120,7 @@ async def test_a_dead_relay_gets_one_probe_per_interval_and_everyone_once_it_is_
         await asyncio.wait_for(task, timeout=30)
         for runtime in runtimes.values():
             await runtime.channel.aclose()
-    assert not breaker.is_open
+    assert not breaker.is_open and await pauses(sessions) == {}
     received = Counter(r for _s, rcpts, _m in smtp.messages for r in rcpts)
     assert len(received) == 40 and set(received.values()) == {1}
     events = [r.getMessage() for r in caplog.records]
@@ -134,3 +136,8 @@ def probed(sessions: SessionFactory, tries: int) -> Callable[[], Awaitable[bool]
         return await attempts(sessions) >= tries
 
     return reached
+
+
+async def pauses(sessions: SessionFactory) -> dict[str, ChannelPause]:
+    async with sessions() as session:
+        return await channel_pause.paused(session)
