@@ -82,6 +82,14 @@ class ChannelReport:
         self._metrics.breaker_open.labels(self.channel).set(0)
         log_event(log, "channel breaker closed", channel=self.channel, opened_at=opened_at)
 
+    def expired(self, count: int) -> None:
+        """Rows dead-lettered untried: their retry window passed while the breaker was open."""
+        if count:
+            self._metrics.deliveries.labels(self.channel, "dead").inc(count)
+            log_event(
+                log, "deliveries dead", logging.ERROR, channel=self.channel, count=count, reason="window"
+            )
+
     def recorded(self, outcomes: Sequence[Outcome]) -> None:
         """Outcomes just written to the outbox."""
         statuses = Counter(outcome.status for outcome in outcomes)

@@ -160,7 +160,8 @@ class ChannelWorker:
             await self._record(session, done_outcomes)
 
     async def _show_pause(self, session: AsyncSession) -> None:
-        """Tell `broadcaster deliveries` when the breaker opens, probes or closes: one write each."""
+        """Tell `broadcaster deliveries` when the breaker opens, probes or closes: one write each;
+        while it is open, rows whose retry window has passed go dead at each probe."""
         opened_at = self.breaker.opened_at
         shown = (opened_at, self.breaker.probes if opened_at else 0)
         if shown == self._pause_shown:
@@ -170,6 +171,8 @@ class ChannelWorker:
             await channel_pause.clear(session, self.name)
         else:
             await channel_pause.store(session, self.name, opened_at, next_probe_at)
+            window_start = utcnow() - timedelta(seconds=self._settings.retry_window_seconds)
+            self.report.expired(await outbox.expire(session, self.name, window_start))
         self._pause_shown = shown
 
     async def _record(self, session: AsyncSession, outcomes: list[Outcome]) -> None:

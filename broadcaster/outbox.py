@@ -319,6 +319,22 @@ def _record_answers(connection: Connection, outcomes: Sequence[Outcome]) -> None
     )  # fmt: skip
 
 
+async def expire(session: AsyncSession, channel: str, created_before: datetime) -> int:
+    """Dead-letter `channel`'s waiting broadcasts and alerts whose retry window ended while the
+    channel was paused (never tried since); how many. Answers keep waiting for a probe, which
+    also shows the outcome on their inbox message."""
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.channel) == channel, col(Delivery.status) == PENDING)
+        .where(col(Delivery.created_at) < created_before, col(Delivery.message_id).is_(None))
+        .values(status=DEAD, last_error="gave up: retry window passed while the channel was paused")
+    )
+    async with writing(session):
+        result = await (await session.connection()).execute(statement)
+        await session.commit()
+    return int(result.rowcount)
+
+
 def withdrawal(subscription_ids: Iterable[int | None], reason: str) -> Update:
     """The statement that fails the broadcasts still waiting for these subscriptions, which have
     just ended: someone who unsubscribes (or whose address is refused for good) gets no retry of

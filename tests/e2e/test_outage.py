@@ -141,3 +141,24 @@ def probed(sessions: SessionFactory, tries: int) -> Callable[[], Awaitable[bool]
 async def pauses(sessions: SessionFactory) -> dict[str, ChannelPause]:
     async with sessions() as session:
         return await channel_pause.paused(session)
+
+
+async def test_rows_whose_window_passes_while_the_channel_is_paused_go_dead_untried(
+    database_url: str, sessions: SessionFactory, smtp: SmtpPeer
+) -> None:
+    settings = live_settings(
+        database_url,
+        smtp,
+        None,
+        breaker_failures=1,
+        breaker_probe_seconds=0.3,
+        retry_window_seconds=1.5,
+        batch_size=1,
+    )
+    async with relay_down(sessions, settings, smtp, people(60)):  # 30 e-mail addresses
+        await until(lambda: settled(sessions))
+    found = await rows(sessions, "email")
+    assert {d.status for d in found} == {"dead"} and smtp.messages == []
+    untried = [d for d in found if d.attempts == 0]
+    assert len(untried) >= 10, "not one row per probe"
+    assert {d.last_error for d in untried} == {"gave up: retry window passed while the channel was paused"}
