@@ -1,6 +1,6 @@
 """What a channel's dispatch loop tells the operator: metrics, one log line per change of state
-(paused, resumed, rows dead-lettered), and what it did: a progress line at its first batch, then at
-most every `PROGRESS_SECONDS`, and one when the loop ends.
+(paused, resumed, breaker open and closed, rows dead-lettered), and what it did: a progress
+line at its first batch, then at most every `PROGRESS_SECONDS`, and one when the loop ends.
 
 Only our own words reach the log: the channel, counts, times and the kind of error (the name of
 its class, "internal error"), never the provider's text, which may quote an address.
@@ -49,6 +49,7 @@ class ChannelReport:
         self._paused_until: datetime | None = None
         self._since_progress: Counter[str] = Counter()
         self._last_progress: float | None = None
+        metrics.breaker_open.labels(channel).set(0)
 
     def sent(self, seconds: float) -> None:
         self._metrics.send_seconds.labels(self.channel).observe(seconds)
@@ -67,6 +68,27 @@ class ChannelReport:
             log, "channel paused", logging.WARNING,
             channel=self.channel, reason="rate_limited", retry_after=retry_after, until=until,
         )  # fmt: skip
+
+    def breaker_opened(self, failures: int, next_probe_at: datetime | None) -> None:
+        """The channel stopped sending after `failures` transient failures in a row."""
+        self._metrics.breaker_open.labels(self.channel).set(1)
+        log_event(
+            log, "channel breaker open", logging.WARNING,
+            channel=self.channel, reason="unavailable", failures=failures, next_probe_at=next_probe_at,
+        )  # fmt: skip
+
+    def breaker_closed(self, opened_at: datetime) -> None:
+        """A probe reached the provider: the channel sends again."""
+        self._metrics.breaker_open.labels(self.channel).set(0)
+        log_event(log, "channel breaker closed", channel=self.channel, opened_at=opened_at)
+
+    def expired(self, count: int) -> None:
+        """Rows dead-lettered untried: their retry window passed while the breaker was open."""
+        if count:
+            self._metrics.deliveries.labels(self.channel, "dead").inc(count)
+            log_event(
+                log, "deliveries dead", logging.ERROR, channel=self.channel, count=count, reason="window"
+            )
 
     def recorded(self, outcomes: Sequence[Outcome]) -> None:
         """Outcomes just written to the outbox."""

@@ -181,7 +181,14 @@ class DatabaseSettings(_Section):
 class DispatchSettings(_Section):
     # Renewed every lease_seconds / 3 while the worker lives: after a crash its rows wait this long.
     lease_seconds: Annotated[float, Field(ge=1)] = 10.0
-    max_attempts: Annotated[int, Field(ge=1)] = 8
+    # Transient failures are retried until the next try would fall past created_at + this window
+    # (a day, as Novu does); max_attempts optionally caps the tries as well (None: no cap).
+    retry_window_seconds: Annotated[float, Field(gt=0)] = 86_400.0
+    max_attempts: Annotated[int | None, Field(ge=1)] = None
+    # The circuit breaker: after this many transient failures in a row a channel stops sending
+    # and tries one row every breaker_probe_seconds until one reaches the provider.
+    breaker_failures: Annotated[int, Field(ge=1)] = 5
+    breaker_probe_seconds: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     backoff_base_seconds: Annotated[float, Field(gt=0)] = 2.0
     backoff_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
     batch_size: Annotated[int, Field(ge=1)] = 200

@@ -4,7 +4,8 @@ Each loop claims due rows with a short lease, renewed by a heartbeat while it ho
 sends them concurrently (bounded by the channel's concurrency and its pacer: never more than
 its limit in any sliding second), and writes outcomes back in small batches. Provider errors become
 delivery states: rate limits wait without using a retry, permanent refusals deactivate the
-subscription, transient failures back off exponentially with jitter until `dead`.
+subscription, transient failures back off exponentially with jitter until the row's retry window
+(`retry_window_seconds` from its creation) is spent, then `dead`.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster import outbox
+from broadcaster import channel_pause, outbox
 from broadcaster.answers import HandOff
+from broadcaster.breaker import Breaker
 from broadcaster.channel_report import ChannelReport
 from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory
@@ -80,6 +82,8 @@ class ChannelWorker:
         self._settings = settings
         self._base_url = public_base_url.rstrip("/")
         self._pacer = pacer_for_rate(runtime.rate_per_second)
+        self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_seconds)
+        self._pause_shown: tuple[datetime | None, int] = (None, -1)  # first look: clear a stale pause
         self._slots = asyncio.Semaphore(runtime.concurrency)
         self._renditions: dict[int, RenderedMessage] = {}
         self._tokens: dict[int, tuple[str, str]] = {}
@@ -157,10 +161,13 @@ class ChannelWorker:
                 poll_due = time.monotonic() - last_claim >= self._settings.poll_interval_seconds
                 wanted, self._claim_wanted = self._claim_wanted or more_due or poll_due, False
                 if wanted and not stop.is_set() and (room >= queue_depth // 2 or not inflight):
-                    limit = min(room, self._settings.batch_size)
-                    claimed = await outbox.claim(session, self.name, limit, self._settings.lease_seconds)
-                    last_claim, more_due = time.monotonic(), len(claimed) == limit
-                    self._held.update((d.id, d.claim_token) for d in claimed)
+                    limit = self.breaker.claim_limit(min(room, self._settings.batch_size))
+                    if limit:
+                        claimed = await outbox.claim(session, self.name, limit, self._settings.lease_seconds)
+                        last_claim, more_due = time.monotonic(), len(claimed) == limit
+                        self._held.update((d.id, d.claim_token) for d in claimed)
+                    if claimed and self.breaker.is_open:
+                        self.breaker.probing()
                     await self._load_context(session, claimed)
                     inflight.update(asyncio.create_task(self._deliver(d)) for d in claimed)
                 if inflight:
@@ -175,7 +182,24 @@ class ChannelWorker:
                 ):
                     await self._record(session, done_outcomes)
                     done_outcomes, last_flush = [], now
+                await self._show_pause(session)
             await self._record(session, done_outcomes)
+
+    async def _show_pause(self, session: AsyncSession) -> None:
+        """Tell `broadcaster deliveries` when the breaker opens, probes or closes: one write each;
+        while it is open, rows whose retry window has passed go dead at each probe."""
+        opened_at = self.breaker.opened_at
+        shown = (opened_at, self.breaker.probes if opened_at else 0)
+        if shown == self._pause_shown:
+            return
+        next_probe_at = self.breaker.next_probe_at()
+        if opened_at is None or next_probe_at is None:
+            await channel_pause.clear(session, self.name)
+        else:
+            await channel_pause.store(session, self.name, opened_at, next_probe_at)
+            window_start = utcnow() - timedelta(seconds=self._settings.retry_window_seconds)
+            self.report.expired(await outbox.expire(session, self.name, window_start))
+        self._pause_shown = shown
 
     async def _record(self, session: AsyncSession, outcomes: list[Outcome]) -> None:
         """Write outcomes back: one synchronous call on the loop on SQLite (`LoopWriter`)."""
@@ -254,6 +278,8 @@ class ChannelWorker:
         except Exception as exc:  # an adapter bug must not kill the channel loop: record it, retry
             log.exception("%s adapter raised unexpectedly for delivery %s", self.name, delivery.id)
             return self._retry_or_die(delivery, f"internal error: {type(exc).__name__}")
+        finally:
+            self.breaker.settled()
 
     async def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
         if delivery.id in self._thread_refs and self._thread_refs[delivery.id] is None:
@@ -273,13 +299,22 @@ class ChannelWorker:
         except RateLimited as exc:
             return self._wait(delivery, exc)
         except Rejected as exc:
+            self._provider_reached()
             return Outcome(delivery, outbox.FAILED, error=exc.reason, deactivate_subscription=True)
         except DeliveryError as exc:
+            if isinstance(exc, Unavailable) and self.breaker.failed():
+                self.report.breaker_opened(self._settings.breaker_failures, self.breaker.next_probe_at())
             return self._retry_or_die(delivery, f"{type(exc).__name__.lower()}: {exc.reason}")
+        self._provider_reached()
         self.sent += 1
         # A capture-mode channel stored the message instead of sending it: say so, never "sent".
         status = outbox.SENT if self.runtime.live else outbox.CAPTURED
         return Outcome(delivery, status, provider_message_id=result.provider_message_id, sent_at=utcnow())
+
+    def _provider_reached(self) -> None:
+        opened_at = self.breaker.reached()
+        if opened_at is not None:
+            self.report.breaker_closed(opened_at)
 
     def _messages_in(self, delivery: ClaimedDelivery) -> int:
         """How many provider messages a broadcast row sends (a thread, a split message); else 1."""
@@ -325,14 +360,20 @@ class ChannelWorker:
         )
 
     def _retry_or_die(self, delivery: ClaimedDelivery, reason: str) -> Outcome:
-        if delivery.attempts >= self._settings.max_attempts:
+        delay = backoff_delay(delivery.attempts, self._settings, self._rng)
+        next_attempt_at = utcnow() + timedelta(seconds=delay)
+        if self._past_retries(delivery, next_attempt_at):
             return Outcome(
                 delivery, outbox.DEAD, error=f"gave up after {delivery.attempts} attempts: {reason}"
             )
-        delay = backoff_delay(delivery.attempts, self._settings, self._rng)
-        return Outcome(
-            delivery, outbox.PENDING, next_attempt_at=utcnow() + timedelta(seconds=delay), error=reason
-        )
+        return Outcome(delivery, outbox.PENDING, next_attempt_at=next_attempt_at, error=reason)
+
+    def _past_retries(self, delivery: ClaimedDelivery, next_attempt_at: datetime) -> bool:
+        """The next try would fall past the row's retry window, or past `max_attempts` when set."""
+        cap = self._settings.max_attempts
+        if cap is not None and delivery.attempts >= cap:
+            return True
+        return next_attempt_at > delivery.created_at + timedelta(seconds=self._settings.retry_window_seconds)
 
 
 class Dispatcher:

@@ -75,7 +75,12 @@ class Metrics:
             "Customer messages filed into the inbox (rate() gives filed per second).",
             registry=self.registry,
         )
-        # The channel circuit breaker (issue 12 step 3) adds its state gauge here when it exists.
+        self.breaker_open = Gauge(
+            "broadcaster_breaker_open",
+            "1 while a channel's circuit breaker is open (its provider unreachable: one probe per interval).",
+            ["channel"],
+            registry=self.registry,
+        )
 
     async def scrape(self, sessions: SessionFactory) -> bytes:
         """The exposition text, with the queue depth read now."""

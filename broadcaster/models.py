@@ -259,6 +259,18 @@ class LoopState(SQLModel, table=True):
     updated_at: datetime = _created()
 
 
+class ChannelPause(SQLModel, table=True):
+    """A channel whose circuit breaker is open in a worker, for `broadcaster deliveries`: since
+    when its provider has not answered, and when it tries again. No row: the channel sends."""
+
+    __tablename__ = "channel_pause"
+
+    channel: str = Field(primary_key=True, max_length=32)
+    opened_at: datetime = _created()
+    next_probe_at: datetime = _created()
+    process: str = Field(default="", max_length=200)  # host:pid of the worker that paused it
+
+
 class Conversation(SQLModel, table=True):
     """One customer on one channel: every message they send lands in the same conversation."""
 

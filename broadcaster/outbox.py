@@ -80,6 +80,7 @@ class ClaimedDelivery:
     subscription_id: int | None
     attempts: int
     claim_token: str
+    created_at: datetime  # the retry window counts from here
     message_id: int | None = None  # an answer to a customer (inbox message)
     payload: str = ""  # the RenderedMessage when there is no rendition
     reply: dict[str, str] | None = None  # channels.base.Reply fields of an answer
@@ -153,10 +154,10 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
         await (await session.connection()).execute(insert(Delivery), list(rows))
 
 
+# The rows are picked once, in a CTE (materialised on PostgreSQL): a LIMIT sub-select inside
+# `IN (…)` may be run again per row by PostgreSQL's plan, and then claimed up to three times `limit`.
 _CLAIM_SQL = """
-UPDATE delivery
-   SET status = 'sending', lease_until = :lease_until, attempts = attempts + 1, claim_token = :token
- WHERE id IN (
+WITH picked AS {materialized} (
         SELECT id FROM delivery
          WHERE channel = :channel
            AND ((status = 'pending' AND next_attempt_at <= :now)
@@ -164,9 +165,12 @@ UPDATE delivery
          ORDER BY id
          LIMIT :limit {lock}
        )
+UPDATE delivery
+   SET status = 'sending', lease_until = :lease_until, attempts = attempts + 1, claim_token = :token
+ WHERE id IN (SELECT id FROM picked)
    AND ((status = 'pending' AND next_attempt_at <= :now) OR (status = 'sending' AND lease_until < :now))
 RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id, attempts,
-          message_id, payload, reply
+          message_id, payload, reply, created_at
 """
 
 
@@ -183,10 +187,11 @@ async def claim(
     """Atomically take up to `limit` due rows of `channel` and commit the claim."""
     now = now or utcnow()
     token = secrets.token_hex(8)
-    lock = "FOR UPDATE SKIP LOCKED" if dialect_name(session) == "postgresql" else ""
+    postgresql = dialect_name(session) == "postgresql"
+    lock, materialized = ("FOR UPDATE SKIP LOCKED", "MATERIALIZED") if postgresql else ("", "")
     async with writing(session):
         result = await (await session.connection()).execute(
-            text(_CLAIM_SQL.format(lock=lock)),
+            text(_CLAIM_SQL.format(lock=lock, materialized=materialized)),
             {
                 "channel": channel,
                 "now": _db_time(session, now),
@@ -208,6 +213,7 @@ async def claim(
             subscription_id=r.subscription_id,
             attempts=r.attempts,
             claim_token=token,
+            created_at=_aware_utc(r.created_at),
             message_id=r.message_id,
             payload=r.payload or "",
             reply=_json_object(r.reply) or None,
@@ -341,6 +347,22 @@ def _record_answers(connection: Connection, outcomes: Sequence[Outcome]) -> None
     )  # fmt: skip
 
 
+async def expire(session: AsyncSession, channel: str, created_before: datetime) -> int:
+    """Dead-letter `channel`'s waiting broadcasts and alerts whose retry window ended while the
+    channel was paused (never tried since); how many. Answers keep waiting for a probe, which
+    also shows the outcome on their inbox message."""
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.channel) == channel, col(Delivery.status) == PENDING)
+        .where(col(Delivery.created_at) < created_before, col(Delivery.message_id).is_(None))
+        .values(status=DEAD, last_error="gave up: retry window passed while the channel was paused")
+    )
+    async with writing(session):
+        result = await (await session.connection()).execute(statement)
+        await session.commit()
+    return int(result.rowcount)
+
+
 def withdrawal(subscription_ids: Iterable[int | None], reason: str) -> Update:
     """The statement that fails the broadcasts still waiting for these subscriptions, which have
     just ended: someone who unsubscribes (or whose address is refused for good) gets no retry of
@@ -381,9 +403,12 @@ async def next_due_at(session: AsyncSession, update_ids: Sequence[int]) -> datet
         col(Delivery.status).in_((PENDING, SENDING)),
     )
     value = (await (await session.connection()).execute(statement)).scalar()
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite aggregate bypasses the column type
+    return None if value is None else _aware_utc(value)
+
+
+def _aware_utc(value: datetime | str) -> datetime:
+    """A time read through raw SQL or an aggregate, which bypass the column type (naive text on SQLite)."""
+    if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 

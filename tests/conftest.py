@@ -67,7 +67,12 @@ def make_settings(database_url: str, **sections: Any) -> Settings:
             },
         },
         "database": {"url": database_url},
-        "dispatch": {"poll_interval_seconds": 0.05, "backoff_base_seconds": 0.2, "backoff_max_seconds": 1.0},
+        "dispatch": {
+            "poll_interval_seconds": 0.05,
+            "backoff_base_seconds": 0.2,
+            "backoff_max_seconds": 1.0,
+            "breaker_probe_seconds": 0.2,  # an open breaker probes at test speed
+        },
     }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}

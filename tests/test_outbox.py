@@ -109,3 +109,14 @@ def test_idempotency_keys_name_their_update_answer_or_alert() -> None:
     assert parse_idempotency_key("reply:7") == DeliveryKey(message_id=7)
     assert parse_idempotency_key("alert:3") == DeliveryKey(alert_id=3)
     assert parse_idempotency_key("reply:x") == parse_idempotency_key("junk") == DeliveryKey()
+
+
+async def test_a_claim_never_takes_more_than_its_limit(database_url: str, sessions: SessionFactory) -> None:
+    await _queue(database_url, sessions, 80)  # 40 e-mail rows
+    async with sessions() as session:
+        tried = await outbox.claim(session, "email", 40, lease_seconds=60)
+        later = utcnow() + timedelta(seconds=30)
+        await outbox.record(session, [Outcome(d, outbox.PENDING, next_attempt_at=later) for d in tried[::2]])
+        await outbox.record(session, [Outcome(d, outbox.PENDING) for d in tried[1::2]])
+        sizes = [len(await outbox.claim(session, "email", 1, lease_seconds=60)) for _ in range(10)]
+    assert sizes == [1] * 10  # a breaker's one probe is one row

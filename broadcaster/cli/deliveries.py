@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlmodel import col, select
 from typer.core import TyperGroup
 
-from broadcaster import outbox
+from broadcaster import channel_pause, outbox
 from broadcaster.cli.options import AsJson, row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
@@ -64,6 +64,7 @@ def deliveries(
                 await session.exec(select(IncidentUpdate.id).where(IncidentUpdate.incident_id == incident_id))
             )
             counts = await outbox.counts_by_channel(session, update_ids)
+            pauses = await channel_pause.paused(session)
             troubled = list(
                 await session.exec(
                     select(Delivery)
@@ -74,19 +75,24 @@ def deliveries(
                     .limit(problems)
                 )
             )
-            return counts, troubled
+            return counts, troubled, pauses
 
     result = run(fetch())
     if result is None:
         fail(f"no incident #{incident_id}")
         return
-    counts, troubled = result
+    counts, troubled, pauses = result
+    timezone = state(ctx).settings.brand.timezone
+    paused = {
+        channel: channel_pause.describe(pauses[channel], timezone) for channel in counts if channel in pauses
+    }
     if as_json:
         console.print_json(
             json.dumps(
                 {
                     "incident_id": incident_id,
                     "by_channel": counts,
+                    "paused": paused,
                     "problems": [
                         {
                             "id": d.id,
@@ -105,6 +111,8 @@ def deliveries(
         )
         return
     console.print(delivery_table(counts, title=f"Deliveries of incident #{incident_id}"))
+    for channel, line in paused.items():
+        console.print(f"{channel}: {line}")
     if troubled:
         table = Table(title="Failed, dead and retrying")
         for column in ("update", "channel", "target", "status", "attempts", "reason"):
