@@ -161,12 +161,14 @@ def test_a_new_chat_past_the_memory_bound_costs_constant_work_not_a_walk_of_ever
     pacer = _ChatPacer(interval=0.0, max_chats=1_000)
     pacer._slots = slots = _WalkCounting()
 
-    async def send_to_new_chats() -> None:
+    async def send_to_new_chats() -> int:
+        held = 0
         for chat in range(5_000):
             async with pacer.hold(str(chat)):
-                pass
+                held += 1
+        return held
 
-    asyncio.run(send_to_new_chats())
+    assert asyncio.run(send_to_new_chats()) == 5_000  # every chat got its turn
     assert len(slots) <= 1_000
     assert slots.walked <= 5_000 * 8  # at most a few slots looked at per send, whatever the table size
 
