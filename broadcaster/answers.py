@@ -163,7 +163,7 @@ def queue_answers_sync(
                 subscription_id=None,
                 attempts=1,
                 claim_token=row["claim_token"],
-                created_at=row["created_at"],
+                retry_from=row["created_at"],
                 message_id=row["message_id"],
                 payload=row["payload"],
                 reply=row["reply"],

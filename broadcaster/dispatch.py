@@ -373,7 +373,7 @@ class ChannelWorker:
         cap = self._settings.max_attempts
         if cap is not None and delivery.attempts >= cap:
             return True
-        return next_attempt_at > delivery.created_at + timedelta(seconds=self._settings.retry_window_seconds)
+        return next_attempt_at > delivery.retry_from + timedelta(seconds=self._settings.retry_window_seconds)
 
 
 class Dispatcher:

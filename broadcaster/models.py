@@ -180,6 +180,7 @@ class Delivery(SQLModel, table=True):
     provider_message_id: str = Field(default="", max_length=200)
     created_at: datetime = _created()
     sent_at: datetime | None = _when()
+    requeued_at: datetime | None = _when()  # the retry window counts from here once requeued
 
 
 class CapturedMessage(SQLModel, table=True):

@@ -80,7 +80,7 @@ class ClaimedDelivery:
     subscription_id: int | None
     attempts: int
     claim_token: str
-    created_at: datetime  # the retry window counts from here
+    retry_from: datetime  # the retry window counts from here: creation, or the last requeue
     message_id: int | None = None  # an answer to a customer (inbox message)
     payload: str = ""  # the RenderedMessage when there is no rendition
     reply: dict[str, str] | None = None  # channels.base.Reply fields of an answer
@@ -170,7 +170,7 @@ UPDATE delivery
  WHERE id IN (SELECT id FROM picked)
    AND ((status = 'pending' AND next_attempt_at <= :now) OR (status = 'sending' AND lease_until < :now))
 RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id, attempts,
-          message_id, payload, reply, created_at
+          message_id, payload, reply, COALESCE(requeued_at, created_at) AS retry_from
 """
 
 
@@ -213,7 +213,7 @@ async def claim(
             subscription_id=r.subscription_id,
             attempts=r.attempts,
             claim_token=token,
-            created_at=_aware_utc(r.created_at),
+            retry_from=_aware_utc(r.retry_from),
             message_id=r.message_id,
             payload=r.payload or "",
             reply=_json_object(r.reply) or None,
@@ -354,7 +354,8 @@ async def expire(session: AsyncSession, channel: str, created_before: datetime) 
     statement = (
         update(Delivery)
         .where(col(Delivery.channel) == channel, col(Delivery.status) == PENDING)
-        .where(col(Delivery.created_at) < created_before, col(Delivery.message_id).is_(None))
+        .where(func.coalesce(col(Delivery.requeued_at), col(Delivery.created_at)) < created_before)
+        .where(col(Delivery.message_id).is_(None))
         .values(status=DEAD, last_error="gave up: retry window passed while the channel was paused")
     )
     async with writing(session):

@@ -55,7 +55,8 @@ async def requeue(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> Requeued:
-    """Reset the chosen rows of `update_id` to `pending`, due now, with no attempts, error or lease.
+    """Reset the chosen rows of `update_id` to `pending`, due now, with no attempts, error or lease,
+    and a retry window that starts now.
 
     One transaction: every chosen row moves or none does. `ValueError` names an unknown update,
     status or channel before anything is written.
@@ -90,6 +91,7 @@ async def requeue(
                     lease_until=None,
                     claim_token="",
                     next_attempt_at=now,
+                    requeued_at=now,  # a fresh retry window: the fix may take longer than the old one's rest
                 )
                 .returning(col(Delivery.channel))
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,37 @@ async def test_channel_and_status_choose_the_rows_and_a_deactivated_subscriber_s
     async with sessions() as session:
         inactive = [s.address for s in await session.exec(select(Subscription)) if not s.active]
     assert inactive == [CHATS[1]]  # nothing reactivated
+
+
+async def test_a_requeue_days_after_the_broadcast_gets_a_fresh_retry_window(
+    tmp_path: Path, database_url: str, sessions: SessionFactory, smtp: SmtpPeer
+) -> None:
+    """The relay is fixed two days later but answers 451 once more: the row retries, not dead at once."""
+    settings = live_settings(
+        database_url, smtp, None, max_attempts=None, retry_window_seconds=3600, backoff_base_seconds=0.05
+    )
+    await subscribe(sessions, settings, [NewSubscriber(email=EMAILS[0], line=2)])
+    smtp.refuse_all()
+    published = await open_(sessions, settings, draft("investigating", FR, EN))
+    async with dispatching(sessions, live_settings(database_url, smtp, None, max_attempts=1)):
+        await until(lambda: settled(sessions))
+    async with sessions() as session:  # the broadcast was two days ago
+        for row in await session.exec(select(Delivery)):
+            row.created_at -= timedelta(days=2)
+            session.add(row)
+        await session.commit()
+    smtp.recover()
+    smtp.fail_next(1)
+
+    code, output = await broadcaster(
+        tmp_path, database_url, "deliveries", "requeue", str(published.update.id)
+    )
+    assert code == 0, output
+    async with dispatching(sessions, settings):
+        await until(lambda: settled(sessions))
+    [row] = await rows(sessions, "email")
+    assert (row.status, row.attempts) == ("sent", 2)  # one more 451, then sent: not dead past the old window
+    assert [rcpts for _, rcpts, _ in smtp.messages] == [[EMAILS[0]]]
 
 
 @pytest.mark.parametrize(
