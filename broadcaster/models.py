@@ -272,6 +272,18 @@ class ChannelPause(SQLModel, table=True):
     process: str = Field(default="", max_length=200)  # host:pid of the worker that paused it
 
 
+class PaceSlot(SQLModel, table=True):
+    """One shared pacing scope (a bot's overall rate, one chat, one group, X's post budget) for
+    every worker of a PostgreSQL deployment: the next moment a send may be granted, in seconds
+    of the database's clock. A row idle past `expires_at` can be forgotten."""
+
+    __tablename__ = "pace_slot"
+
+    scope: str = Field(primary_key=True, max_length=200)  # "telegram", "telegram:chat:123"…
+    next_grant: float = 0.0  # epoch seconds, database clock
+    expires_at: float = Field(default=0.0, index=True)
+
+
 class Conversation(SQLModel, table=True):
     """One customer on one channel: every message they send lands in the same conversation."""
 
