@@ -195,6 +195,9 @@ class DispatchSettings(_Section):
     poll_interval_seconds: Annotated[float, Field(gt=0)] = 0.5
     # The longest a provider's "retry after" may hold back a delivery, a channel or a poller.
     max_pause_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+    # One pacing budget per bot for every worker: in Redis when set (redis://host:6379/0), else in
+    # PostgreSQL when that is the database; SQLite (one process) paces in the process.
+    redis_url: Secret | None = None
 
 
 class ComponentSettings(_Section):

@@ -32,7 +32,8 @@ from broadcaster.message import RenderedMessage
 from broadcaster.metrics import Metrics
 from broadcaster.models import Rendition, Subscription, utcnow
 from broadcaster.outbox import ClaimedDelivery, Outcome
-from broadcaster.ratelimit import bounded_pause, pacer_for_rate
+from broadcaster.ratelimit import bounded_pause
+from broadcaster.shared_pacing import SharedPacing, deployment_pacing, pacer_for
 from channels import ChannelRuntime
 from channels.base import (
     DeliveryError,
@@ -41,6 +42,7 @@ from channels.base import (
     Reply,
     Replying,
     SendResult,
+    SharesPacing,
     Target,
     TargetBusy,
     Unavailable,
@@ -73,6 +75,7 @@ class ChannelWorker:
         rng: random.Random | None = None,
         writer: LoopWriter | None = None,
         metrics: Metrics | None = None,
+        pacing: SharedPacing | None = None,
     ) -> None:
         self.name = name
         self.report = ChannelReport(name, metrics or Metrics())
@@ -81,7 +84,11 @@ class ChannelWorker:
         self._sessions = sessions
         self._settings = settings
         self._base_url = public_base_url.rstrip("/")
-        self._pacer = pacer_for_rate(runtime.rate_per_second)
+        # One budget per bot: "telegram:<bot id>", so two brands sharing a Redis never share one.
+        scope = getattr(runtime.channel, "pacing_scope", name)
+        self._pacer = pacer_for(pacing, scope, runtime.rate_per_second)
+        if pacing is not None and isinstance(runtime.channel, SharesPacing):
+            runtime.channel.share_pacing(pacing)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_seconds)
         self._pause_shown: tuple[datetime | None, int] = (None, -1)  # first look: clear a stale pause
         self._slots = asyncio.Semaphore(runtime.concurrency)
@@ -397,9 +404,18 @@ class Dispatcher:
         self.health = health or LoopHealth(sessions)
         self.metrics = metrics or Metrics()
         writer = LoopWriter(sessions) if runtimes else None
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
+        self.pacing = deployment_pacing(redis_url, sessions.kw.get("bind")) if runtimes else None
         self.workers = {
             name: ChannelWorker(
-                name, runtime, sessions, settings, public_base_url, writer=writer, metrics=self.metrics
+                name,
+                runtime,
+                sessions,
+                settings,
+                public_base_url,
+                writer=writer,
+                metrics=self.metrics,
+                pacing=self.pacing,
             )
             for name, runtime in runtimes.items()
         }
@@ -417,9 +433,13 @@ class Dispatcher:
             self.workers[delivery.channel].take(delivery)
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as group:
-            for name, worker in self.workers.items():
-                group.create_task(self.health.supervise(name, worker.run, stop))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, worker in self.workers.items():
+                    group.create_task(self.health.supervise(name, worker.run, stop))
+        finally:
+            if self.pacing is not None:
+                await self.pacing.aclose()
 
     async def deliver(
         self,

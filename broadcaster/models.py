@@ -278,10 +278,12 @@ class PaceSlot(SQLModel, table=True):
     of the database's clock. A row idle past `expires_at` can be forgotten."""
 
     __tablename__ = "pace_slot"
+    __table_args__ = (sa.Index("ix_pace_slot_ring", "ring", "next_grant"),)
 
-    scope: str = Field(primary_key=True, max_length=200)  # "telegram", "telegram:chat:123"…
+    scope: str = Field(primary_key=True, max_length=200)  # "telegram:123", "telegram:123:chat:42"…
     next_grant: float = 0.0  # epoch seconds, database clock
     expires_at: float = Field(default=0.0, index=True)
+    ring: str = Field(default="", max_length=200)  # a moving-window log's rows: one per send it allows
 
 
 class Conversation(SQLModel, table=True):

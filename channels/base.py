@@ -12,10 +12,13 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from broadcaster.message import RenderedMessage
 from channels.retry_hint import retry_after_seconds
+
+if TYPE_CHECKING:
+    from broadcaster.shared_pacing import SharedPacing
 
 
 class Overflow(enum.Enum):
@@ -163,6 +166,14 @@ class Channel(Protocol):
     async def check(self) -> CheckResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SharesPacing(Protocol):
+    """A channel with limits of its own (per chat, per group, a posting budget) that draws them
+    from the deployment's shared budget when there is one, so they hold across workers."""
+
+    def share_pacing(self, pacing: SharedPacing) -> None: ...
 
 
 @runtime_checkable

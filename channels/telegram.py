@@ -34,6 +34,7 @@ from broadcaster.config import TelegramSettings
 from broadcaster.limits import split_plain_text
 from broadcaster.message import RenderedMessage
 from broadcaster.ratelimit import SlidingWindow
+from broadcaster.shared_pacing import SharedPacing
 from channels.base import (
     CheckResult,
     DeliveryError,
@@ -166,6 +167,16 @@ class TelegramChannel:
         self._bot: Bot | None = None
         self._transports: list[AiohttpRequest] = []
         self._pacer = _ChatPacer(settings.per_chat_interval_seconds, settings.per_group_per_minute)
+        self._shared: SharedPacing | None = None
+
+    @property
+    def pacing_scope(self) -> str:
+        """The bot's budget: "telegram:<bot id>" (the token's public part before the colon)."""
+        return f"telegram:{self._token.partition(':')[0] or 'unset'}"
+
+    def share_pacing(self, pacing: SharedPacing) -> None:
+        """Draw the per-chat and per-group limits from the deployment's budget as well."""
+        self._shared = pacing
 
     def __repr__(self) -> str:
         state = "set" if self._token else "unset"
@@ -223,12 +234,14 @@ class TelegramChannel:
         sent: list[Message] = []
         async with self._pacer.hold(chat) as slot:
             self._pacer.check_group_room(chat, slot, len(parts))
+            await self._shared_group_room(chat, len(parts))
             for part in parts:
                 quote = None
                 if quoting is not None and not sent:
                     quote = ReplyParameters(message_id=quoting, allow_sending_without_reply=True)
                 try:
                     async with self._pacer.turn(slot):
+                        await self._shared_chat_turn(chat)
                         message = await self._get_bot().send_message(
                             chat_id=chat,
                             text=part,
@@ -241,6 +254,26 @@ class TelegramChannel:
                     raise self._delivery_error(exc, chat) from None
                 sent.append(message)
         return sent
+
+    async def _shared_chat_turn(self, chat: str) -> None:
+        """Wait for the chat's turn in the deployment (1 a second, whichever worker sends)."""
+        interval = self._settings.per_chat_interval_seconds
+        if self._shared is None or interval <= 0:
+            return
+        wait = await self._shared.spaced_turn_wait(f"{self.pacing_scope}:chat:{chat}", interval)
+        if wait:
+            await asyncio.sleep(wait)  # the chat's reserved turn, not synchronisation
+
+    async def _shared_group_room(self, chat: str, parts: int) -> None:
+        """Count `parts` against the group's minute for the deployment, or raise `TargetBusy`."""
+        limit = self._settings.per_group_per_minute
+        if self._shared is None or limit <= 0 or not chat.startswith("-"):
+            return
+        store = self._shared.store
+        scope = f"{self.pacing_scope}:group:{chat}"
+        answer = await self._shared.call(lambda: store.count(scope, limit, 60.0, min(parts, limit)))
+        if answer is not None and answer[0] > 0:
+            raise TargetBusy(f"Telegram group {chat}: {limit} messages a minute reached", max(answer[0], 1.0))
 
     def _scrub(self, text: str) -> str:
         if self._token:

@@ -8,6 +8,7 @@ replies (no webhook): `poll_mentions` and `poll_dms` return inbox messages and a
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +29,7 @@ from tweepy.errors import Unauthorized as TweepyUnauthorized
 from broadcaster.config import TwitterSettings
 from broadcaster.limits import split_x_thread
 from broadcaster.message import RenderedMessage
+from broadcaster.shared_pacing import SharedPacing
 from channels.base import (
     CheckResult,
     DeliveryError,
@@ -98,6 +100,7 @@ class TwitterChannel:
         self._settings = settings
         self._clock = clock
         self._budget = PostBudget(settings.posts_per_window, settings.window_seconds, clock)
+        self._shared: SharedPacing | None = None
         self._client: AsyncClient | None = None
         self._transport: Transport | None = None
         self._me: tuple[str, str] | None = None  # (user id, username) of the account
@@ -109,6 +112,15 @@ class TwitterChannel:
             settings.bearer_token,
         )
         self._keys = [k.get_secret_value().strip() if k is not None else "" for k in keys]
+
+    @property
+    def pacing_scope(self) -> str:
+        """The account's budget, named by a digest of its access token (never the token)."""
+        return "twitter:" + hashlib.sha256(self._keys[2].encode()).hexdigest()[:16]
+
+    def share_pacing(self, pacing: SharedPacing) -> None:
+        """Count posts against the deployment's budget: X's limit is per account, not per worker."""
+        self._shared = pacing
 
     def __repr__(self) -> str:
         state = "set" if all(self._keys[:4]) else "unset"
@@ -201,7 +213,7 @@ class TwitterChannel:
 
     async def _post_chain(self, parts: list[str], reply_to: str) -> list[str]:
         client = self._get_client()
-        stamp = self._budget.reserve(len(parts))
+        refund = await self._reserve_posts(len(parts))
         ids: list[str] = []
         try:
             for part in parts:
@@ -215,8 +227,38 @@ class TwitterChannel:
                 reply_to = _data_str(data, "id")
                 ids.append(reply_to)
         finally:
-            self._budget.refund(stamp, len(parts) - len(ids))
+            await refund(len(parts) - len(ids))
         return ids
+
+    async def _reserve_posts(self, count: int) -> Callable[[int], Awaitable[None]]:
+        """Take `count` posts from the budget (the deployment's when shared) or raise
+        `RateLimited`; returns how to give back the ones not made."""
+        shared = self._shared
+        if shared is not None:
+            limit, window = self._settings.posts_per_window, self._settings.window_seconds
+            if count > limit:
+                self._budget.reserve(count)  # raises Rejected: the thread can never fit
+            scope = f"{self.pacing_scope}:posts"
+            answer = await shared.call(lambda: shared.store.count(scope, limit, window, count))
+            if answer is not None:
+                wait, reservation = answer
+                if wait > 0:
+                    raise RateLimited(
+                        f"X posting budget used up ({limit} per {window:g} s): retry after {wait:.0f} s",
+                        retry_after=max(wait, 1.0),
+                    )
+
+                async def give_back_shared(unused: int) -> None:
+                    if unused > 0:
+                        await shared.call(lambda: shared.store.refund(scope, reservation, unused))
+
+                return give_back_shared
+        stamp = self._budget.reserve(count)
+
+        async def give_back(unused: int) -> None:
+            self._budget.refund(stamp, unused)
+
+        return give_back
 
     # ----- polling ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from broadcaster.config import Settings, parse_settings
 from broadcaster.db import SessionFactory, create_engine, session_factory, upgrade
 
 PG_URL_VAR = "BROADCASTER_TEST_DATABASE_URL"
+REDIS_URL_VAR = "BROADCASTER_TEST_REDIS_URL"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -140,6 +141,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             pytest.skip(f"{PG_URL_VAR} is not set: PostgreSQL tests skipped (CI sets it)")
         _reset_postgres(url)
     upgrade(url)
+    return url
+
+
+@pytest.fixture
+def pg_database_url(postgres_url: str) -> str:
+    """A freshly migrated PostgreSQL database (several workers share it), or a visible skip."""
+    if not postgres_url:
+        pytest.skip(f"{PG_URL_VAR} is not set: PostgreSQL tests skipped (CI sets it)")
+    _reset_postgres(postgres_url)
+    upgrade(postgres_url)
+    return postgres_url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """BROADCASTER_TEST_REDIS_URL's database, emptied; a visible skip without it (CI sets it)."""
+    url = os.environ.get(REDIS_URL_VAR, "")
+    if not url:
+        pytest.skip(f"{REDIS_URL_VAR} is not set: Redis tests skipped (CI sets it)")
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
     return url
 
 

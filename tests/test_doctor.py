@@ -65,3 +65,24 @@ def test_replies_without_a_staff_address_or_a_dmarc_verdict_are_reported(
     by_check = {d["channel"]: d for d in json.loads(result.output)}
     assert not by_check["postmaster"]["ok"] and "staff.email" in by_check["postmaster"]["fix"]
     assert by_check["reply senders"]["ok"] and "inbound_authserv_id" in by_check["reply senders"]["fix"]
+
+
+def test_the_shared_pacing_store_is_shown_and_a_dead_redis_fails(
+    tmp_path: Path, peers: tuple[SmtpPeer, TelegramPeer], redis_url: str
+) -> None:
+    path = config(tmp_path, *peers, token="123:TEST")
+    alone = json.loads(runner.invoke(app, ["--config", str(path), "doctor", "--json"]).output)
+    assert any(d["channel"] == "pacing" and d["ok"] and "each worker" in d["detail"] for d in alone)
+
+    with path.open("a", encoding="utf-8") as config_file:
+        config_file.write(f'[dispatch]\nredis_url = "{redis_url}"\n')
+    shared = json.loads(runner.invoke(app, ["--config", str(path), "doctor", "--json"]).output)
+    pacing = next(d for d in shared if d["channel"] == "pacing")
+    assert pacing["ok"] and "redis 127.0.0.1:6379" in pacing["detail"]
+
+    text = path.read_text(encoding="utf-8").replace(redis_url, "redis://:s3cret-pw@127.0.0.1:9/0")
+    path.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["--config", str(path), "doctor", "--json"])
+    pacing = next(d for d in json.loads(result.output) if d["channel"] == "pacing")
+    assert result.exit_code == 1 and not pacing["ok"] and "dispatch.redis_url" in pacing["fix"]
+    assert "s3cret-pw" not in result.output

@@ -16,6 +16,7 @@ from broadcaster.cli.runtime import console, open_runtime, run, state, user_erro
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import LoopState
+from broadcaster.shared_pacing import StoreDown, deployment_pacing
 from channels import build_channels
 from channels.email_imap import ImapMailbox
 
@@ -61,6 +62,30 @@ async def _loop_diagnoses(sessions: SessionFactory) -> list[Diagnosis]:
             )
             for row in rows
         ]  # fmt: skip
+
+
+async def _pacing_diagnosis(settings: Settings, sessions: SessionFactory) -> list[Diagnosis]:
+    """Where the workers keep the bots' shared budget, and whether it answers."""
+    redis_url = settings.dispatch.redis_url
+    pacing = deployment_pacing(redis_url.get_secret_value() if redis_url else None, sessions.kw.get("bind"))
+    if pacing is None:
+        return [Diagnosis("pacing", "settings", True, "in each worker (SQLite: run one worker)")]
+    try:
+        await asyncio.wait_for(pacing.store.ping(), CHECK_TIMEOUT)
+        return [
+            Diagnosis("pacing", "live", True, f"one budget per bot for every worker, in {pacing.store.label}")
+        ]
+    except (StoreDown, TimeoutError) as exc:
+        fix = (
+            "start Redis or fix dispatch.redis_url"
+            if redis_url
+            else "run `broadcaster init` (migration 0011)"
+        )
+        return [
+            Diagnosis("pacing", "live", False, f"shared budget unreachable: {exc}; workers pace alone", fix)
+        ]
+    finally:
+        await pacing.aclose()
 
 
 def _settings_diagnoses(settings: Settings) -> list[Diagnosis]:
@@ -131,6 +156,7 @@ async def diagnose(settings: Settings) -> list[Diagnosis]:
             finally:
                 await channel.aclose()
         results += await _loop_diagnoses(runtime.sessions)
+        results += await _pacing_diagnosis(settings, runtime.sessions)
     return results + await _mailbox_diagnosis(settings) + _settings_diagnoses(settings)
 
 

@@ -661,3 +661,30 @@ async def test_client_not_enrolled_is_its_own_cause(peer: XApiPeer, channel: Twi
         reason = caught.value.reason
         assert "client-not-enrolled" in reason and "Project" in reason
         assert "Appropriate Level of API Access" in reason and "permission" not in reason
+
+
+async def test_two_workers_of_one_account_share_its_posting_budget_in_redis(
+    peer: XApiPeer, clock: Clock, redis_url: str
+) -> None:
+    from broadcaster.shared_pacing import RedisPaceStore, SharedPacing
+
+    workers = [TwitterChannel(settings_for(peer, posts_per_window=4, window_seconds=900.0)) for _ in range(2)]
+    pacings = [SharedPacing(RedisPaceStore(redis_url)) for _ in workers]
+    for worker, pacing in zip(workers, pacings, strict=True):
+        worker.share_pacing(pacing)
+    peer.forbid_writes = True
+    try:
+        with pytest.raises(Unauthorized):  # refused by X: both posts given back to the budget
+            await workers[1].send(rendered("1/2", "2/2"), Target("timeline"), idempotency_key="z")
+        peer.forbid_writes = False
+        await workers[0].send(rendered("1/3", "2/3", "3/3"), Target("timeline"), idempotency_key="a")
+        requests_before = len(peer.requests)
+        with pytest.raises(RateLimited):  # the other worker's three posts count: 3 + 2 > 4
+            await workers[1].send(rendered("1/2", "2/2"), Target("timeline"), idempotency_key="b")
+        assert len(peer.requests) == requests_before
+        await workers[1].send(rendered("Un seul"), Target("timeline"), idempotency_key="c")
+    finally:
+        for worker, pacing in zip(workers, pacings, strict=True):
+            await worker.aclose()
+            await pacing.aclose()
+    assert len(peer.tweets) == 4

@@ -4,10 +4,12 @@ any sliding second (here a higher cap, the same rule, to keep the run short), 1/
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from broadcaster.config import Settings
-from broadcaster.db import SessionFactory
+from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.subscribers import NewSubscriber
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, deliver, draft, open_, subscribe
@@ -64,3 +66,34 @@ async def test_a_message_split_in_two_counts_twice_against_the_cap(
     assert counts["telegram"] == {"sent": len(chats) + 1}
     assert all(len(telegram.texts(chat)) == 2 for chat in chats)  # two Telegram messages each, once
     assert telegram.flood is not None and telegram.flood.refused == 0
+
+
+@pytest.fixture(params=["postgresql", "redis"])
+def shared_budget(request: pytest.FixtureRequest, pg_database_url: str) -> dict[str, str]:
+    """Where two workers on one PostgreSQL keep their budget: the database, or Redis."""
+    return {"redis_url": request.getfixturevalue("redis_url")} if request.param == "redis" else {}
+
+
+async def test_two_workers_share_one_budget_and_draw_no_429(
+    pg_database_url: str, shared_budget: dict[str, str], telegram: TelegramPeer
+) -> None:
+    settings = at_the_cap(pg_database_url, telegram, per_chat=1.0, concurrency=16)
+    settings = settings.model_copy(update={"dispatch": settings.dispatch.model_validate(shared_budget)})
+    chats = [str(300_000 + i) for i in range(CHATS + 200)]
+    engines = [create_engine(pg_database_url) for _ in range(2)]
+    sessions = [session_factory(engine) for engine in engines]
+    try:
+        await subscribe_chats(sessions[0], settings, chats)
+        published = await open_(
+            sessions[0], settings, draft("investigating", "Paiement en panne.", "Payment down.")
+        )
+
+        # Two workers, each with its own connections, its own pacer and the same bot.
+        both = await asyncio.gather(*[deliver(s, settings, published, timeout=120) for s in sessions])
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+    assert telegram.flood is not None and telegram.flood.refused == 0
+    assert both[0]["telegram"] == {"sent": len(chats) + 1}
+    assert all(len(telegram.texts(chat)) == 1 for chat in [*chats, "@shop_status"])
