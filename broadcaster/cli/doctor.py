@@ -15,6 +15,7 @@ from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.drill import last_drill
 from broadcaster.models import LoopState
 from channels import build_channels
 from channels.email_imap import ImapMailbox
@@ -61,6 +62,15 @@ async def _loop_diagnoses(sessions: SessionFactory) -> list[Diagnosis]:
             )
             for row in rows
         ]  # fmt: skip
+
+
+async def _drill_diagnosis(sessions: SessionFactory) -> Diagnosis:
+    """The latest `broadcaster drill`: when, and which channel failed (a warning, never broken)."""
+    ok, detail = await last_drill(sessions)
+    fix = "" if ok else "run `broadcaster drill` (a TEST message to the [drill] audience)"
+    if not ok and not detail.startswith("never"):
+        fix = "fix what `broadcaster drill` reported, then run it again"
+    return Diagnosis("last drill", "settings", ok, detail, fix)
 
 
 def _settings_diagnoses(settings: Settings) -> list[Diagnosis]:
@@ -131,6 +141,7 @@ async def diagnose(settings: Settings) -> list[Diagnosis]:
             finally:
                 await channel.aclose()
         results += await _loop_diagnoses(runtime.sessions)
+        results.append(await _drill_diagnosis(runtime.sessions))
     return results + await _mailbox_diagnosis(settings) + _settings_diagnoses(settings)
 
 
