@@ -16,7 +16,7 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from broadcaster.cli import app
-from broadcaster.config import Settings
+from broadcaster.config import ConfigError, Settings, parse_settings
 from broadcaster.db import SessionFactory
 from broadcaster.drill import FAILED, OK, SKIPPED, DrillReport, last_drill, run_drill
 from broadcaster.inbound import Poller, reply_address_exists
@@ -307,3 +307,34 @@ def test_the_cli_prints_json_exits_1_on_a_refusal_and_doctor_shows_the_last_dril
         doctor = runner.invoke(app, ["--config", str(path), "doctor", "--json"])
         last = {d["channel"]: d for d in json.loads(doctor.stdout)}["last drill"]
         assert not last["ok"] and last["detail"] == "just now, failed: email"
+
+
+async def test_a_blocked_test_chat_fails_with_the_fix_and_a_set_webhook_is_reported(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    with TelegramPeer() as telegram:
+        settings = drill_settings(database_url, None, telegram, drill={"email_addresses": []})
+        telegram.block(TEST_CHAT)
+        refused = await run_drill(settings, sessions, wait=False)
+        telegram.reset()
+        telegram.webhook_url = "https://status.shop.example/webhooks/telegram"
+        ready = await run_drill(settings, sessions, wait=False)
+    row = rows(refused)["telegram"]
+    assert not refused.ok and row.status == FAILED and "blocked" in row.detail
+    assert "drill.telegram_chat_id" in row.fix and "telegram (webhook)" not in rows(refused)
+    webhook = rows(ready)["telegram (webhook)"]
+    assert webhook.status == OK and webhook.detail.startswith("webhook set: https://status.shop.example/")
+
+
+@pytest.mark.parametrize(
+    ("drill", "named"),
+    [
+        ({"push_device": "topic:all"}, "drill.push_device"),  # a topic is every app user
+        ({"email_addresses": ["not an address"]}, "drill.email_addresses"),
+        ({"telegram_chat_id": "12; DROP"}, "drill.telegram_chat_id"),
+        ({"wait_seconds": 0}, "drill.wait_seconds"),
+    ],
+)
+def test_the_drill_section_refuses_what_is_no_test_audience(drill: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        parse_settings({"drill": drill}, "config.toml")
