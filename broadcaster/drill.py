@@ -89,18 +89,25 @@ class DrillReport:
         }
 
 
-def _targets(name: str, settings: Settings, token: str) -> list[Target]:
-    """Who gets the TEST message on `name`: the test audience, or a public channel's one post."""
-    locale = settings.brand.default_locale
+def _audience(name: str, settings: Settings, public: bool) -> list[str]:
+    """Who gets the TEST message on `name`: the test audience, or a public channel's one post
+    (with `public`, the Telegram channel of `channels.telegram.channel_id` too)."""
     drill = settings.drill
     if name == "email":
-        reply = f"{DRILL_UPDATE_ID}.{token}"  # Reply-To: reply+0.<token>@reply_domain
-        return [Target(address, locale, reply_token=reply) for address in drill.email_addresses]
+        return list(drill.email_addresses)
     if name == "telegram":
-        return [Target(drill.telegram_chat_id, locale)] if drill.telegram_chat_id else []
+        chats = [drill.telegram_chat_id] if drill.telegram_chat_id else []
+        channel = settings.channels.telegram.channel_id.strip()
+        return chats + [channel] if public and channel and chats else chats
     if name == "push":
-        return [Target(drill.push_device, locale)] if drill.push_device else []
-    return [Target(PUBLIC_TARGETS[name], locale)]
+        return [drill.push_device] if drill.push_device else []
+    return [PUBLIC_TARGETS[name]]
+
+
+def _targets(name: str, settings: Settings, token: str, public: bool) -> list[Target]:
+    locale = settings.brand.default_locale
+    reply = f"{DRILL_UPDATE_ID}.{token}" if name == "email" else ""  # Reply-To: reply+0.<token>@…
+    return [Target(address, locale, reply_token=reply) for address in _audience(name, settings, public)]
 
 
 def _capture_fix(name: str, settings: Settings) -> str:
@@ -129,15 +136,15 @@ def _refusal(name: str, exc: DeliveryError) -> tuple[str, str]:
 
 
 async def _send_all(
-    name: str, runtime: ChannelRuntime, settings: Settings, drill_id: int, token: str, started: float
+    name: str, runtime: ChannelRuntime, settings: Settings, run: DrillRun, public: bool, started: float
 ) -> ChannelResult:
     """Send the TEST message to each target of `name`; ok only when the provider accepted every one."""
-    targets = _targets(name, settings, token)
+    targets = _targets(name, settings, run.reply_token, public)
     message = drill_message(name, settings.brand.name, settings.brand.default_locale)
     ids: list[str] = []
     first: float | None = None
-    for target in targets:
-        key = f"drill:{drill_id}:{name}:{target.address}"
+    for number, target in enumerate(targets):
+        key = f"drill:{run.id}:{name}:{number}"  # no address in it: a Web Push one holds keys
         try:
             result: SendResult = await asyncio.wait_for(
                 runtime.channel.send(message, target, idempotency_key=key), SEND_TIMEOUT
@@ -169,7 +176,7 @@ def _before_sending(
         return ChannelResult(
             name, FAILED, "capture mode: nothing would leave the machine", _capture_fix(name, settings)
         )
-    if not _targets(name, settings, "0" * 32):
+    if not _audience(name, settings, public):
         key = _AUDIENCE_KEY[name]
         return ChannelResult(name, FAILED, f"no test audience: set {key}", f"set {key} in the config file")
     return None
@@ -203,9 +210,7 @@ async def run_drill(
             if early is not None:
                 results.append(early)
             elif runtime is not None:
-                sending[name] = asyncio.create_task(
-                    _send_all(name, runtime, settings, run.id, token, started)
-                )
+                sending[name] = asyncio.create_task(_send_all(name, runtime, settings, run, public, started))
         say(f"sending the TEST message on {', '.join(sending) or 'no channel'}")
         sent = {name: await task for name, task in sending.items()}
         results += sent.values()

@@ -51,6 +51,7 @@ def drill_settings(
     telegram: TelegramPeer | None,
     *,
     email: dict[str, Any] | None = None,
+    bot: dict[str, Any] | None = None,
     drill: dict[str, Any] | None = None,
     **channels: dict[str, Any],
 ) -> Settings:
@@ -63,6 +64,7 @@ def drill_settings(
     if telegram is not None:
         sections["telegram"] = {"token": TOKEN, "base_url": telegram.base_url, "rate_per_second": 0,
                                 "per_chat_interval_seconds": 0, "polling_timeout_seconds": 1}  # fmt: skip
+        sections["telegram"].update(bot or {})
     sections.update(channels)
     audience = {
         "email_addresses": [TESTER],
@@ -338,3 +340,17 @@ async def test_a_blocked_test_chat_fails_with_the_fix_and_a_set_webhook_is_repor
 def test_the_drill_section_refuses_what_is_no_test_audience(drill: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         parse_settings({"drill": drill}, "config.toml")
+
+
+async def test_the_public_telegram_channel_gets_the_test_message_only_with_public(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    with TelegramPeer() as telegram:
+        settings = drill_settings(
+            database_url, None, telegram, bot={"channel_id": "@shop_status"}, drill={"email_addresses": []}
+        )
+        await run_drill(settings, sessions, wait=False)
+        assert [m["chat_id"] for m in telegram.messages] == [TEST_CHAT]
+        report = await run_drill(settings, sessions, public=True, wait=False)
+        assert [m["chat_id"] for m in telegram.messages] == [TEST_CHAT, TEST_CHAT, "@shop_status"]
+    assert len(rows(report)["telegram"].provider_ids) == 2

@@ -17,10 +17,8 @@ from broadcaster.drill import FAILED, OK, DrillReport, run_drill
 _STYLE = {OK: "[green]ok[/]", FAILED: "[red]failed[/]"}
 
 
-async def _drill(settings: Settings, *, public: bool, wait: bool, by: str, quiet: bool) -> DrillReport:
+async def _drill(settings: Settings, *, public: bool, wait: bool, by: str) -> DrillReport:
     async with open_runtime(settings) as runtime:
-        if quiet:
-            return await run_drill(settings, runtime.sessions, public=public, wait=wait, by=by)
         # On stderr: stdout stays the table (or the JSON) alone.
         with err_console.status("broadcaster drill") as status:
             return await run_drill(
@@ -68,7 +66,7 @@ def register(root: typer.Typer) -> None:
         reply to the drill e-mail and send /status in the test chat (`broadcaster serve` running).
         """
         settings = state(ctx).settings
-        report = run(_drill(settings, public=public, wait=not no_wait, by=by or _whoami(), quiet=as_json))
+        report = run(_drill(settings, public=public, wait=not no_wait, by=by or _whoami()))
         if as_json:
             console.print_json(json.dumps(report.as_dict()))
         else:
