@@ -8,6 +8,7 @@ With no file at all every channel runs in capture mode, so the product works wit
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,7 @@ class ConfigError(Exception):
 __all__ = [
     "BlogSettings",
     "ConfigError",
+    "DrillSettings",
     "EmailSettings",
     "FacebookSettings",
     "PushSettings",
@@ -152,6 +154,47 @@ class ScheduleSettings(_Section):
         return value
 
 
+class DrillSettings(_Section):
+    """The test audience of `broadcaster drill`: our own addresses, never customers'."""
+
+    email_addresses: list[str] = Field(default_factory=list)  # test mailboxes someone can reply from
+    telegram_chat_id: str = ""  # a test chat (a staff group or your own chat with the bot)
+    push_device: str = ""  # "fcm:<registration token>" or "webpush:<subscription JSON>" of a test device
+    # How long the drill waits for the round trips (a reply to the e-mail, the bot's /status answer).
+    wait_seconds: Annotated[float, Field(gt=0, le=3_600)] = 60.0
+
+    @field_validator("email_addresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        from email_validator import EmailNotValidError, validate_email
+
+        checked = []
+        for value in values:
+            try:
+                checked.append(validate_email(value, check_deliverability=False).normalized)
+            except EmailNotValidError as exc:
+                raise ValueError(f"{value!r} is not an e-mail address: {exc}") from None
+        return list(dict.fromkeys(checked))
+
+    @field_validator("telegram_chat_id")
+    @classmethod
+    def _chat(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"-?\d{1,20}|@[A-Za-z0-9_]{5,32}", value):
+            raise ValueError(f"{value!r} is not a Telegram chat id (digits, -100… for a group) or @name")
+        return value
+
+    @field_validator("push_device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        value = value.strip()
+        kind, _, rest = value.partition(":")
+        if value and (kind not in ("fcm", "webpush") or not rest.strip()):
+            # Never "topic:…": a topic reaches every app user, not one test device.
+            raise ValueError('expected "fcm:<registration token>" or "webpush:<subscription JSON>"')
+        return value
+
+
 class ApiSettings(_Section):
     # Bearer token of the staff API (/api/v1/inbox): customer messages are never served without it.
     token: Secret | None = None
@@ -234,6 +277,7 @@ class Settings(_Section):
     api: ApiSettings = Field(default_factory=ApiSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    drill: DrillSettings = Field(default_factory=DrillSettings)
     templates_dir: str = ""
     components: dict[str, ComponentSettings] = Field(default_factory=_default_components)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)

@@ -18,6 +18,7 @@ from sqlmodel import col, select
 
 from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory, upsert_insert, writing
+from broadcaster.drill_reply import DRILL_UPDATE_ID, drill_address_exists, take_drill_replies
 from broadcaster.intake import normalised
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from broadcaster.ratelimit import bounded_pause
@@ -49,8 +50,10 @@ async def insert_inbound(
     Each is `normalised` first (the keys returned are the normalised ones). They are dated by
     our clock (`now`, default the current time): the inbox's windows count by it, never by the
     sender's `received_at`, which is kept for display. With a `writer`, as one synchronous call
-    on the loop (SQLite; see `LoopWriter`).
+    on the loop (SQLite; see `LoopWriter`). A reply to a drill e-mail is recorded on its drill
+    run instead (`broadcaster.drill_reply`): it is no customer message.
     """
+    messages = await take_drill_replies(sessions, messages)
     if not messages:
         return set()
     messages = [normalised(m) for m in messages]
@@ -178,8 +181,10 @@ async def reply_address_exists(sessions: SessionFactory, address: ReplyAddress) 
     """Whether we sent `reply+<update>.<token>@` ourselves: that update to the token's subscription.
 
     The SMTP listener asks at RCPT, the IMAP poller per message. A leaked token with another
-    update id is no address of ours.
+    update id is no address of ours. Update 0 is a drill's (`broadcaster.drill_reply`).
     """
+    if address.update_id == DRILL_UPDATE_ID:
+        return await drill_address_exists(sessions, address.token)
     async with sessions() as session:
         statement = (
             select(col(Delivery.id))

@@ -340,3 +340,20 @@ class Message(SQLModel, table=True):
     delivery_error: str = ""
     created_at: datetime = _created()  # ours: when we received it (the inbox's windows count by it)
     sent_at: datetime | None = _when()  # the sender's clock, for display only (None: ours, or unknown)
+
+
+class DrillRun(SQLModel, table=True):
+    """One `broadcaster drill`: what each channel did with the TEST message, and the e-mail reply
+    that came back to it (`reply+0.<reply_token>@…`, recorded by the inbound path, never filed)."""
+
+    __tablename__ = "drill_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = _created()
+    finished_at: datetime | None = _when(index=True)  # None while it runs (or if it was killed)
+    ok: bool = False
+    results: list[dict[str, Any]] = _json(list)  # one per channel: channel, status, detail, fix, ids…
+    by: str = Field(default="", max_length=120)
+    reply_token: str = Field(unique=True, max_length=32)
+    replied_at: datetime | None = _when()
+    reply_from: str = Field(default="", max_length=200)

@@ -327,6 +327,31 @@ class TelegramChannel:
             )
         return CheckResult(True, f"ok: @{me.username}")
 
+    async def webhook(self) -> CheckResult:
+        """getWebhookInfo: where Telegram delivers messages to the bot — a webhook, or none (polling).
+
+        A webhook whose last delivery failed is not ok: customers' messages wait at Telegram.
+        """
+        try:
+            info = await self._get_bot().get_webhook_info()
+        except Unauthorized as exc:
+            return CheckResult(False, exc.reason, fix='set channels.telegram.token = "env:TELEGRAM_TOKEN"')
+        except TelegramError as exc:
+            return CheckResult(False, f"getWebhookInfo failed: {self._scrub(exc.message)}",
+                               fix="check channels.telegram.token and base_url")  # fmt: skip
+        pending = info.pending_update_count or 0
+        if not info.url:
+            return CheckResult(
+                True, f"no webhook: polling mode (serve --telegram-polling), {pending} pending"
+            )
+        if info.last_error_message:
+            return CheckResult(
+                False,
+                f"webhook {info.url}: Telegram's last try failed: {self._scrub(info.last_error_message)}",
+                fix="make server.public_base_url reachable from the internet over https, then run serve",
+            )
+        return CheckResult(True, f"webhook set: {info.url}, {pending} pending")
+
     async def aclose(self) -> None:
         """Close the HTTP connection pools; the channel may be used again afterwards."""
         # Bot.shutdown() only acts after Bot.initialize(), which we never call: close our transports.

@@ -11,6 +11,7 @@ from broadcaster.cli import (
     captured,
     deliveries,
     doctor,
+    drill,
     inbox,
     incident_delete,
     incident_views,
@@ -43,6 +44,7 @@ deliveries.register(app)
 captured.register(app)
 server.register(app)
 doctor.register(app)
+drill.register(app)
 schedule.register(app)
 
 

@@ -15,6 +15,7 @@ from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.drill import last_drill
 from broadcaster.models import LoopState
 from broadcaster.shared_pacing import StoreDown, deployment_pacing
 from channels import build_channels
@@ -88,6 +89,15 @@ async def _pacing_diagnosis(settings: Settings, sessions: SessionFactory) -> lis
         await pacing.aclose()
 
 
+async def _drill_diagnosis(sessions: SessionFactory) -> Diagnosis:
+    """The latest `broadcaster drill`: when, and which channel failed (a warning, never broken)."""
+    ok, detail = await last_drill(sessions)
+    fix = "" if ok else "run `broadcaster drill` (a TEST message to the [drill] audience)"
+    if not ok and not detail.startswith("never"):
+        fix = "fix what `broadcaster drill` reported, then run it again"
+    return Diagnosis("last drill", "settings", ok, detail, fix)
+
+
 def _settings_diagnoses(settings: Settings) -> list[Diagnosis]:
     found = []
     if not (settings.staff.email or settings.staff.telegram_chat_id):
@@ -157,6 +167,7 @@ async def diagnose(settings: Settings) -> list[Diagnosis]:
                 await channel.aclose()
         results += await _loop_diagnoses(runtime.sessions)
         results += await _pacing_diagnosis(settings, runtime.sessions)
+        results.append(await _drill_diagnosis(runtime.sessions))
     return results + await _mailbox_diagnosis(settings) + _settings_diagnoses(settings)
 
 
