@@ -510,3 +510,48 @@ async def test_a_message_with_more_parts_than_room_left_waits_whole(peer: Telegr
     finally:
         await tg.aclose()
     assert peer.texts("-1005") == ["g0", "g1"]
+
+
+@pytest.fixture(params=["postgresql", "redis"])
+def shared_store_url(request: pytest.FixtureRequest) -> tuple[str, str]:
+    fixture = "redis_url" if request.param == "redis" else "pg_database_url"
+    return request.param, request.getfixturevalue(fixture)
+
+
+async def test_two_workers_keep_one_second_per_chat_and_twenty_a_minute_per_group_between_them(
+    peer: TelegramPeer, shared_store_url: tuple[str, str]
+) -> None:
+    from broadcaster.db import create_engine
+    from broadcaster.shared_pacing import PaceStore, PostgresPaceStore, RedisPaceStore, SharedPacing
+
+    kind, url = shared_store_url
+    engine = create_engine(url) if kind == "postgresql" else None
+
+    def store() -> PaceStore:
+        return PostgresPaceStore(engine) if engine is not None else RedisPaceStore(url)
+
+    peer.enforce_limits(per_second=1_000, per_chat=1.0, per_group=3)
+    settings = settings_for(peer.base_url, interval=1.0).model_copy(update={"per_group_per_minute": 3})
+    workers = [TelegramChannel(settings) for _ in range(2)]
+    pacings = [SharedPacing(store()) for _ in workers]
+    for worker, pacing in zip(workers, pacings, strict=True):
+        worker.share_pacing(pacing)
+    try:
+        # Two workers each sending twice to one customer: four messages, never two in a second.
+        sends = [w.send(rendered(f"Point {i}"), Target("4242"), idempotency_key=f"k{i}") for i, w in
+                 enumerate(workers * 2)]  # fmt: skip
+        await asyncio.gather(*sends)
+        # A group takes 3 a minute from both workers together: the fourth is deferred, not sent.
+        for i in range(3):
+            await workers[i % 2].send(rendered(f"Groupe {i}"), Target("-1001"), idempotency_key=f"g{i}")
+        with pytest.raises(TargetBusy):
+            await workers[1].send(rendered("Groupe 3"), Target("-1001"), idempotency_key="g3")
+    finally:
+        for worker, pacing in zip(workers, pacings, strict=True):
+            await worker.aclose()
+            await pacing.aclose()
+        if engine is not None:
+            await engine.dispose()
+
+    assert peer.flood is not None and peer.flood.refused == 0
+    assert len(peer.texts("4242")) == 4 and len(peer.texts("-1001")) == 3
