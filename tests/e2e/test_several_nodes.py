@@ -2,9 +2,10 @@
 
 Real processes, one config file, one database, the real Telegram and SMTP peers:
 
-- webhooks spread over both nodes, each update also delivered again to the other node (a
-  provider retry the balancer sent elsewhere) → every customer message filed once, the bot
-  answers each customer once;
+- webhooks spread over both nodes, each update also delivered to the other node at the same
+  time (a provider retry the balancer sent elsewhere), new customers writing twice at once, one
+  message to each node → every customer message filed once, one conversation per customer, the
+  bot answers each customer once;
 - a spike of reports spread over both → one draft and one staff alert, not one per node;
 - a promised update comes due → one reminder although both nodes run a scheduler; `kill -9` the
   one holding the scheduler lock → the other takes over and fires the next job;
@@ -39,7 +40,7 @@ from sqlmodel import col, select
 from broadcaster.config import Settings, load_settings
 from broadcaster.db import SessionFactory, create_engine, session_factory, upgrade
 from broadcaster.election import poller_lock_key
-from broadcaster.models import Delivery, InboundRecord, Incident, Message, ScheduledRun, utcnow
+from broadcaster.models import Conversation, Delivery, InboundRecord, Incident, Message, ScheduledRun, utcnow
 from broadcaster.scheduler import ADVISORY_LOCK_KEY
 from tests.conftest import PG_URL_VAR, _reset_postgres
 from tests.e2e.helpers import TOKEN, draft, open_
@@ -229,25 +230,24 @@ async def test_webhooks_spread_over_two_nodes_are_filed_once_and_answered_once(
     for n, chat in enumerate(customers):
         asked = telegram.add_customer_message(chat)
         updates.append(telegram_update(900_000 + n, chat, asked, "le site est en panne ?"))
-    # Each customer asks twice more at once, one message to each node: one answer per state still.
-    twice = customers[:10]
-    again = []
-    for n, chat in enumerate(twice):
-        for k in range(2):
-            asked = telegram.add_customer_message(chat)
-            again.append(telegram_update(950_000 + 2 * n + k, chat, asked, "is checkout down?"))
+    # New customers writing twice at once, one message to each node: one conversation, one answer.
+    pairs = []
+    for n in range(20):
+        chat = 5_700_000 + n
+        customers.append(chat)
+        questions = [
+            (telegram.add_customer_message(chat), text_) for text_ in ("allo ?", "is checkout down?")
+        ]
+        pairs.append([telegram_update(950_000 + 2 * n + k, chat, m, t) for k, (m, t) in enumerate(questions)])
     async with httpx.AsyncClient(timeout=30) as client:
-        # Spread over both nodes, and every update delivered again to the other node, concurrently.
+        # Spread over both nodes, and every update delivered to the other node too, at the same time.
         await asyncio.gather(
-            *(post_update(client, (first, second)[n % 2], body) for n, body in enumerate(updates))
+            *(post_update(client, (first, second)[n % 2], body) for n, body in enumerate(updates)),
+            *(post_update(client, (second, first)[n % 2], body) for n, body in enumerate(updates)),
         )
-        await asyncio.gather(
-            *(post_update(client, (second, first)[n % 2], body) for n, body in enumerate(updates))
-        )
-        await asyncio.gather(
-            *(post_update(client, (first, second)[n % 2], body) for n, body in enumerate(again))
-        )
-    expected = len(updates) + len(again)
+        for one, other in pairs:  # pair by pair: both nodes file at the same moment
+            await asyncio.gather(post_update(client, first, one), post_update(client, second, other))
+    expected = len(updates) + 2 * len(pairs)
     assert await eventually(lambda: count(sessions, filed_messages()), lambda n: n >= expected) == expected
     assert await count(sessions, select(func.count()).select_from(InboundRecord)) == expected
     await eventually(
@@ -257,6 +257,7 @@ async def test_webhooks_spread_over_two_nodes_are_filed_once_and_answered_once(
     await eventually(lambda: count(sessions, outbox_waiting()), lambda n: n == 0)
     answers = {chat: len(telegram.texts(chat)) for chat in customers}
     assert answers == dict.fromkeys(customers, 1)
+    assert await count(sessions, select(func.count()).select_from(Conversation)) == len(customers)
 
 
 def outbox_waiting() -> Any:
