@@ -19,7 +19,9 @@ from sqlmodel import col, select
 from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory, upsert_insert, writing
 from broadcaster.drill_reply import DRILL_UPDATE_ID, drill_address_exists, take_drill_replies
+from broadcaster.election import DeploymentLock
 from broadcaster.intake import normalised
+from broadcaster.logs import log_event
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from broadcaster.ratelimit import bounded_pause
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
@@ -244,7 +246,10 @@ class Poller:
     """Polls a provider (X mentions, X DMs) with a persisted cursor until stopped.
 
     Messages are stored before the cursor moves, so a crash in between repeats a poll (stored
-    once) rather than losing messages.
+    once) rather than losing messages. With a `lock`, `run` polls only while this process holds
+    it: one node of a deployment polls a source, the others stand by and ask for the lock every
+    `interval` (Telegram ends one of two concurrent getUpdates with 409; two IMAP pollers would
+    fetch every message twice).
     """
 
     def __init__(
@@ -254,8 +259,10 @@ class Poller:
         interval: float,
         on_stored: Callable[[], None] | None = None,
         max_pause: float = DispatchSettings().max_pause_seconds,
+        lock: DeploymentLock | None = None,
     ) -> None:
         self._sessions = sessions
+        self._lock = lock
         self._on_stored = on_stored
         self._polls = polls
         self._interval = interval
@@ -302,7 +309,27 @@ class Poller:
         return stored
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        """Poll every `interval` until `stop`; with a `lock`, only while holding it."""
+        if self._lock is None:
+            await self._poll_until(stop)
+            return
+        lock = self._lock
+        try:
+            while not stop.is_set():
+                if await lock.acquire():
+                    log_event(log, "poller elected", poller=self.name)
+                    await self._poll_until(stop, lock)
+                    if not stop.is_set():
+                        log_event(log, "poller lost its lock", logging.WARNING, poller=self.name)
+                await self._pause(stop)
+        finally:
+            await lock.release()
+
+    async def _poll_until(self, stop: asyncio.Event, lock: DeploymentLock | None = None) -> None:
+        while not stop.is_set() and (lock is None or await lock.held()):
             await self.poll_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self._interval)
+            await self._pause(stop)
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=self._interval)

@@ -17,13 +17,14 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import zlib
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Select, bindparam
+from sqlalchemy import Connection, Row, Select, bindparam, text
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sql_update
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OUTAGE_INTENTS = frozenset(SPIKE_INTENTS)
+#: The advisory lock space of conversations being filed ("INBX"; the key is a hash, `_conversation_lock`).
+INBOX_LOCK_SPACE = 0x494E4258
 BATCH = 500
 
 
@@ -164,6 +167,8 @@ def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
     if not records:
         connection.rollback()
         return None
+    if connection.dialect.name == "postgresql":
+        _lock_conversations(connection, records)
     threads = _threads_for(connection, records)
     subscribed = _subscribed_addresses(connection, records)
     open_incident = latest_open_incident(connection)
@@ -197,6 +202,30 @@ def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
             thread.name = thread.name or record.customer_name
         messages.append(Filing(thread, record, found, language, trust))
     return Reading(records, threads, messages, open_incident, reports)
+
+
+def _lock_conversations(connection: Connection, records: Sequence[Row[Any]]) -> None:
+    """Hold each record's conversation until the transaction ends (PostgreSQL, several nodes).
+
+    SKIP LOCKED gives two nodes different records, but two of one customer's would be filed side
+    by side: both nodes would read the conversation before the other wrote it, so the bot would
+    answer one question twice, or a new customer's conversation be inserted twice. A transaction
+    advisory lock per conversation makes the second node wait and then read what the first wrote.
+    Taken in one order (sorted keys), so two batches never wait for each other in a circle.
+    """
+    keys = sorted({_conversation_lock(r.channel, r.conversation_key) for r in records})
+    connection.execute(_LOCK_CONVERSATIONS, {"space": INBOX_LOCK_SPACE, "keys": keys})
+
+
+_LOCK_CONVERSATIONS = text(
+    "SELECT pg_advisory_xact_lock(:space, key) FROM unnest(CAST(:keys AS integer[])) AS key"
+)
+
+
+def _conversation_lock(channel: str, key: str) -> int:
+    """A conversation's advisory lock key: a stable signed 32-bit hash (a collision only waits)."""
+    value = zlib.crc32(f"{channel}\x00{key}".encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _subscribed_addresses(connection: Connection, records: Sequence[Row[Any]]) -> dict[str, str]:

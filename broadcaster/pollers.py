@@ -3,6 +3,7 @@ IMAP, and Telegram `getUpdates` for setups without a public URL (`serve --telegr
 
 Each source is a `Poller` with its cursor in the database, so a restart neither misses nor
 repeats a message; `on_stored` nudges the inbox filer as soon as something new is committed.
+Each is elected: on several nodes one polls it, the others stand by (`election.DeploymentLock`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.election import DeploymentLock, poller_lock_key, poller_lock_name
 from broadcaster.inbound import Poller, reply_address_exists, reply_address_for
 from channels import ChannelRuntime
 from channels.email_imap import ImapMailbox
@@ -43,8 +45,9 @@ def build_pollers(
     if twitter is not None and twitter.live and isinstance(twitter.channel, TwitterChannel):
         polls = {"twitter:mentions": twitter.channel.poll_mentions, "twitter:dms": twitter.channel.poll_dms}
         pulled.pollers.append(
-            Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds, on_stored, longest)
-        )
+            Poller(sessions, polls, settings.channels.twitter.poll_interval_seconds, on_stored, longest,
+                   _lock(settings, polls))
+        )  # fmt: skip
     email = settings.channels.email
     if email.imap_enabled:
 
@@ -56,14 +59,22 @@ def build_pollers(
 
         mailbox = ImapMailbox(email, known_address=known, thread_of=thread_of)
         pulled.clients.append(mailbox)
+        imap = {"email:imap": mailbox.poll}
         pulled.pollers.append(
-            Poller(sessions, {"email:imap": mailbox.poll}, email.imap_poll_seconds, on_stored, longest)
+            Poller(sessions, imap, email.imap_poll_seconds, on_stored, longest, _lock(settings, imap))
         )
     if telegram_polling and settings.channels.telegram.live:
         updates = TelegramUpdates(settings.channels.telegram)
         pulled.clients.append(updates)
         # One getUpdates call holds up to polling_timeout_seconds; the 1 s interval only paces errors.
+        long_poll = {"telegram:updates": updates.poll}
         pulled.long_polls.append(
-            Poller(sessions, {"telegram:updates": updates.poll}, 1.0, on_stored, longest)
+            Poller(sessions, long_poll, 1.0, on_stored, longest, _lock(settings, long_poll))
         )
     return pulled
+
+
+def _lock(settings: Settings, polls: Mapping[str, object]) -> DeploymentLock:
+    """The lock of the poller of `polls` (named as `Poller.name` names it)."""
+    name = "+".join(polls)
+    return DeploymentLock(settings.database.url, poller_lock_key(name), poller_lock_name(name))

@@ -1,7 +1,8 @@
 """The scheduler: APScheduler 3 fires every planned job at its time, one scheduler per deployment.
 
-`Scheduler.run` takes the deployment's scheduler lock (PostgreSQL: `pg_try_advisory_lock` on a
-connection it keeps; SQLite: an exclusive `flock` beside the database file), then runs an
+`Scheduler.run` takes the deployment's scheduler lock (`election.DeploymentLock`; PostgreSQL:
+`pg_try_advisory_lock` on a connection it keeps; SQLite: an exclusive `flock` beside the database
+file), then runs an
 `AsyncIOScheduler` whose `SQLAlchemyJobStore` lives in the product's database. Every
 `sync_seconds` it mirrors the plan (`schedule_plan.plan`, read from the incidents) into the store:
 new jobs added, moved ones replaced (`replace_existing`), stale ones removed. Another node waits for
@@ -17,13 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO, Any
 
 from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -33,6 +31,7 @@ from sqlalchemy.engine import make_url
 from broadcaster.compose import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
+from broadcaster.election import DeploymentLock
 from broadcaster.models import utcnow
 from broadcaster.retention import Purged, purge_customer_messages
 from broadcaster.schedule_jobs import JobContext, execute, record_missed
@@ -57,60 +56,6 @@ def sync_database_url(url: str) -> str:
     backend = parsed.get_backend_name()
     driver = "sqlite" if backend == "sqlite" else "postgresql+psycopg"
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
-
-
-class SchedulerLock:
-    """Held by the one scheduler of a deployment; `held` turns False if the holder's connection dies."""
-
-    def __init__(self, database_url: str) -> None:
-        self._url = make_url(database_url)
-        self._connection: Any = None
-        self._file: IO[bytes] | None = None
-
-    async def acquire(self) -> bool:
-        if self._url.get_backend_name() == "sqlite":
-            return self._acquire_file()
-        import asyncpg
-
-        url = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = await asyncpg.connect(url)
-        if await connection.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY):
-            self._connection = connection
-            return True
-        await connection.close()
-        return False
-
-    def _acquire_file(self) -> bool:
-        database = self._url.database or ""
-        path = Path(f"{database}.scheduler.lock") if database not in ("", ":memory:") else None
-        if path is None:
-            return True  # an in-memory database belongs to this process alone
-        handle = path.open("wb")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._file = handle
-        return True
-
-    async def held(self) -> bool:
-        if self._connection is None:
-            return True
-        try:
-            await self._connection.fetchval("SELECT 1")
-        except Exception:  # the connection is gone, and the lock with it
-            return False
-        return True
-
-    async def release(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await self._connection.close()  # closing the session releases the advisory lock
-            self._connection = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 async def fire(database_url: str, job: PlannedJob) -> None:
@@ -196,19 +141,22 @@ class Scheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Wait for the scheduler lock, then schedule until `stop` (or until the lock is lost)."""
-        lock = SchedulerLock(self._url)
-        while not stop.is_set():
-            if await lock.acquire():
-                log.info("scheduler started: this process runs the deployment's scheduled jobs")
-                try:
-                    await self._schedule_while_held(lock, stop)
-                finally:
-                    await lock.release()
-            if not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self._sync_seconds)
+        lock = DeploymentLock(self._url, ADVISORY_LOCK_KEY, "scheduler")
+        try:
+            while not stop.is_set():
+                if await lock.acquire():
+                    log.info("scheduler started: this process runs the deployment's scheduled jobs")
+                    try:
+                        await self._schedule_while_held(lock, stop)
+                    finally:
+                        await lock.release()
+                if not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=self._sync_seconds)
+        finally:
+            await lock.release()  # a node standing by closes its connection too
 
-    async def _schedule_while_held(self, lock: SchedulerLock, stop: asyncio.Event) -> None:
+    async def _schedule_while_held(self, lock: DeploymentLock, stop: asyncio.Event) -> None:
         self.start_jobs()  # jobs due while no scheduler ran are fired or reported missed now
         try:
             while not stop.is_set() and await lock.held():

@@ -46,8 +46,8 @@ _WEBHOOK_IS_SET = (
     "or run `broadcaster serve` without --telegram-polling and keep the webhook"
 )
 _ANOTHER_POLLER = (
-    "another process is calling getUpdates with this bot token: "
-    "run a single `broadcaster serve --telegram-polling`"
+    "another process is calling getUpdates with this bot token: the nodes of one deployment take "
+    "turns (one database), so another deployment or bot program uses this token; stop it"
 )
 
 

@@ -69,7 +69,9 @@ class TelegramPeer(ServedPeer):
     Seeds: `add_customer_message(chat_id)`. Records: `messages` (with `reply_to_message_id`,
     the message actually quoted), `requests`, `wait_for(count, timeout)`.
     Long polling: `queue_message(chat_id, text)` and `queue_update(update)` feed getUpdates;
-    `webhook_url` (setWebhook) makes it answer 409; `get_updates_calls` records its parameters.
+    `webhook_url` (setWebhook) makes it answer 409; `get_updates_calls` records its parameters;
+    a getUpdates arriving while another waits ends the waiting one with 409, as Telegram does with
+    two bot instances polling one token (`get_updates_conflicts` counts them).
     """
 
     def __init__(
@@ -101,6 +103,8 @@ class TelegramPeer(ServedPeer):
         self.get_updates_calls: list[dict[str, Any]] = []  # the parameters of each getUpdates
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = itertools.count(1)
+        self.get_updates_conflicts = 0
+        self._long_poll = 0  # which getUpdates call is the latest: an earlier one still waiting ends
         app = Starlette(routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])])
         self._server = ServerThread(app, "telegram-peer")
         self.port = self._server.port
@@ -124,6 +128,7 @@ class TelegramPeer(ServedPeer):
             self.webhook_url = ""
             self.get_updates_calls.clear()
             self._updates.clear()
+            self.get_updates_conflicts = 0
 
     def rate_limit_next(self, n: int, retry_after: int = 3) -> None:
         """Answer the next `n` sendMessage calls with 429 and `retry_after` seconds."""
@@ -239,14 +244,27 @@ class TelegramPeer(ServedPeer):
                     "use deleteWebhook to delete the webhook first",
                 )
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._long_poll += 1
+            mine = self._long_poll
+            self._cond.notify_all()  # a call still waiting is terminated by this one
         # A worker thread waits on the condition that queue_message() notifies (bounded).
-        updates = await asyncio.to_thread(self._wait_for_updates, timeout)
+        updates = await asyncio.to_thread(self._wait_for_updates, timeout, mine)
+        if updates is None:
+            return _error(
+                409,
+                "Conflict: terminated by other getUpdates request; "
+                "make sure that only one bot instance is running",
+            )
         wanted = [u for u in updates if not kinds or any(kind in u for kind in kinds)]
         return _ok(wanted[:limit])
 
-    def _wait_for_updates(self, timeout: float) -> list[dict[str, Any]]:
+    def _wait_for_updates(self, timeout: float, mine: int) -> list[dict[str, Any]] | None:
+        """The pending updates; None when a later getUpdates call terminated this one."""
         with self._cond:
-            self._cond.wait_for(lambda: bool(self._updates), timeout=timeout)
+            self._cond.wait_for(lambda: bool(self._updates) or self._long_poll != mine, timeout=timeout)
+            if self._long_poll != mine:
+                self.get_updates_conflicts += 1
+                return None
             return list(self._updates)
 
     def _webhook_info(self) -> dict[str, Any]:
