@@ -3,10 +3,12 @@ else the PostgreSQL database, else (SQLite, one process) each worker's own `Slid
 
 Two shapes of budget, both kept on the store's clock (never a node's, which may be skewed):
 
-- **spaced** (a bot's 30/s, 1/s to a chat): grants `spacing` apart, no burst ever. The store keeps
-  the next free moment per scope and hands out the next slot in one atomic step; the worker
-  sleeps until its slot. `spacing` carries a small margin for the time between grant and arrival.
-- **counted** (20 a minute to a group, X's 100 posts per 15 minutes): a moving window log, at
+- **admitted** (a bot's 30/s, 1/s to a chat): `admit` hands out the next slot, spaced
+  `window / limit` (+3 %) apart so there is no burst ever, together with a place in the scope's
+  sliding log, where the send counts from its slot until `window` after its response (`settle`):
+  however late it leaves or slowly it is answered, the provider never sees `limit + 1` in a window.
+  One atomic step (a Lua script; a PostgreSQL function), then the worker sleeps until its slot.
+- **counted** (20 a minute to a group, X's 100 posts per 15 minutes): `count`, the log alone, at
   most `limit` in any `window`, bursts allowed, all of a reservation or nothing.
 
 Why not the `limits` package: its moving window is stamped with each client's own clock, has no
@@ -25,7 +27,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Protocol, TypeVar
 
@@ -66,10 +68,6 @@ class PaceStore(Protocol):
 
     label: str  # for logs and `doctor`: "redis 127.0.0.1:6379/1", "postgresql"
 
-    async def space(self, scope: str, spacing: float, cost: int) -> float:
-        """Reserve `cost` grants `spacing` apart in `scope`; seconds until the first is due."""
-        ...
-
     async def hold_off(self, scope: str, seconds: float) -> None:
         """Grant nothing in `scope` for `seconds` (a 429), then resume at the even pace."""
         ...
@@ -77,7 +75,7 @@ class PaceStore(Protocol):
     async def admit(
         self, scope: str, spacing: float, limit: int, window: float, cost: int, hold: float
     ) -> tuple[float, str]:
-        """`space` and `count` in one step: the next slot of `scope`, and `cost` places in its
+        """The next slot of `scope`, spaced `spacing` per message, and `cost` places in its
         log (`<scope>:sent`) free by then, counted from the slot until `window` after `hold` (or
         `settle`). (seconds until the slot, reservation); else (seconds to try again, "")."""
         ...
@@ -104,17 +102,6 @@ class PaceStore(Protocol):
 
 
 # ----- Redis ---------------------------------------------------------------------------------
-
-_SPACE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local spacing = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-local start = math.max(nxt, now)
-redis.call('SET', KEYS[1], string.format('%.6f', start + spacing * cost), 'PX', ARGV[3])
-return string.format('%.6f', start - now)
-"""
 
 _HOLD_LUA = """
 local t = redis.call('TIME')
@@ -187,7 +174,6 @@ class RedisPaceStore:
         kwargs = self._client.connection_pool.connection_kwargs
         self.label = f"redis {kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
         self._prefix = prefix
-        self._space = self._client.register_script(_SPACE_LUA)
         self._hold = self._client.register_script(_HOLD_LUA)
         self._count = self._client.register_script(_COUNT_LUA)
         self._settle = self._client.register_script(_SETTLE_LUA)
@@ -203,11 +189,6 @@ class RedisPaceStore:
             return await call
         except (RedisError, OSError) as exc:
             raise StoreDown(f"{self.label}: {type(exc).__name__}") from None
-
-    async def space(self, scope: str, spacing: float, cost: int) -> float:
-        ttl = _ttl_ms(spacing * cost)
-        wait = await self._run(self._space(keys=[self._prefix + scope], args=[spacing, cost, ttl]))
-        return float(wait)
 
     async def hold_off(self, scope: str, seconds: float) -> None:
         await self._run(self._hold(keys=[self._prefix + scope], args=[seconds, _ttl_ms(seconds)]))
@@ -253,21 +234,6 @@ class RedisPaceStore:
 
 
 # ----- PostgreSQL ----------------------------------------------------------------------------
-
-_PG_SPACE = text(
-    """
-    WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now),
-    slot AS (
-        INSERT INTO pace_slot (scope, next_grant, expires_at, ring)
-        SELECT :scope, clock.now + :span, clock.now + :span + :ttl, '' FROM clock
-        ON CONFLICT (scope) DO UPDATE SET
-            next_grant = greatest(pace_slot.next_grant + :span, excluded.next_grant),
-            expires_at = greatest(pace_slot.next_grant + :span, excluded.next_grant) + :ttl
-        RETURNING next_grant
-    )
-    SELECT slot.next_grant - :span - clock.now FROM slot, clock
-    """
-)
 
 _PG_HOLD = text(
     """
@@ -343,16 +309,6 @@ class PostgresPaceStore:
         except (SQLAlchemyError, OSError) as exc:
             raise StoreDown(f"{self.label}: {type(exc).__name__}") from None
 
-    async def space(self, scope: str, spacing: float, cost: int) -> float:
-        span = spacing * cost
-        async with self._statement() as connection:
-            result = await connection.execute(  # type: ignore[attr-defined]
-                _PG_SPACE, {"scope": scope, "span": span, "ttl": IDLE_TTL_SECONDS}
-            )
-            wait = float(result.scalar_one())
-        await self._forget_idle_rows()
-        return wait
-
     async def hold_off(self, scope: str, seconds: float) -> None:
         async with self._statement() as connection:
             await connection.execute(  # type: ignore[attr-defined]
@@ -388,6 +344,7 @@ class PostgresPaceStore:
         admit |= {"window": window, "cost": cost, "hold": hold, "ttl": IDLE_TTL_SECONDS}
         async with self._statement() as connection:
             row = (await connection.execute(_PG_ADMIT, admit)).one()  # type: ignore[attr-defined]
+        await self._forget_idle_rows()
         return max(float(row.wait), 0.0), ",".join(row.taken)
 
     async def settle(self, scope: str, reservation: str, hold: float, ended_after: float) -> None:
@@ -429,8 +386,8 @@ def _ttl_ms(span: float) -> int:
 class SharedPacing:
     """A deployment's store, with the fallback to local pacing while it is down.
 
-    `window(scope, limit, window)` is the pacer for a rate (`turn`/`pause`); `spaced_turn` and
-    `count` are what channels with their own limits (a chat, a group, X's budget) draw from.
+    `window(scope, limit, window)` is the pacer for a rate (`turn`/`pause`), a chat's included;
+    `store.count` is what a group's minute and X's budget draw from.
     """
 
     def __init__(self, store: PaceStore, clock: Callable[[], float] = time.monotonic) -> None:
@@ -479,13 +436,13 @@ class SharedPacing:
     def window(self, scope: str, limit: int, window: float) -> SharedWindow:
         return SharedWindow(self, scope, limit, window)
 
-    async def spaced_turn_wait(self, scope: str, spacing: float, cost: int = 1) -> float | None:
-        """Seconds until a spaced grant in `scope` (reserved), or None: pace locally."""
-        return await self.call(lambda: self.store.space(scope, spacing * (1 + MARGIN), cost))
-
     def hold_off(self, scope: str, seconds: float) -> None:
         """A 429 for every worker: written in the background (the caller is not async)."""
-        task = asyncio.get_running_loop().create_task(self._hold_off(scope, seconds))
+        self.in_background(self._hold_off(scope, seconds))
+
+    def in_background(self, step: Coroutine[object, object, None]) -> None:
+        """Run `step` without waiting for it (`aclose` does)."""
+        task = asyncio.get_running_loop().create_task(step)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -535,8 +492,8 @@ class SharedWindow:
         reservation, slot = admitted
         try:
             yield
-        finally:
-            await self._settle(reservation, time.monotonic() - slot)
+        finally:  # written in the background: the place it frees is a window away anyway
+            self._pacing.in_background(self._settle(reservation, time.monotonic() - slot))
 
     @property
     def _log(self) -> str:

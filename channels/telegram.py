@@ -240,8 +240,7 @@ class TelegramChannel:
                 if quoting is not None and not sent:
                     quote = ReplyParameters(message_id=quoting, allow_sending_without_reply=True)
                 try:
-                    async with self._pacer.turn(slot):
-                        await self._shared_chat_turn(chat)
+                    async with self._pacer.turn(slot), self._shared_chat_turn(chat):
                         message = await self._get_bot().send_message(
                             chat_id=chat,
                             text=part,
@@ -255,14 +254,16 @@ class TelegramChannel:
                 sent.append(message)
         return sent
 
-    async def _shared_chat_turn(self, chat: str) -> None:
-        """Wait for the chat's turn in the deployment (1 a second, whichever worker sends)."""
+    @asynccontextmanager
+    async def _shared_chat_turn(self, chat: str) -> AsyncIterator[None]:
+        """The chat's turn in the deployment (1 a second, whichever worker sends), counted until a
+        second after Telegram answers, like the bot's overall rate."""
         interval = self._settings.per_chat_interval_seconds
         if self._shared is None or interval <= 0:
+            yield
             return
-        wait = await self._shared.spaced_turn_wait(f"{self.pacing_scope}:chat:{chat}", interval)
-        if wait:
-            await asyncio.sleep(wait)  # the chat's reserved turn, not synchronisation
+        async with self._shared.window(f"{self.pacing_scope}:chat:{chat}", 1, interval).turn():
+            yield
 
     async def _shared_group_room(self, chat: str, parts: int) -> None:
         """Count `parts` against the group's minute for the deployment, or raise `TargetBusy`."""

@@ -50,10 +50,12 @@ async def test_two_workers_get_distinct_slots_spaced_by_the_limit(
 ) -> None:
     spacing = 10.0  # one grant every 10 s: the slots are far apart whatever the machine's speed
     first, second = two_stores
-    waits = await asyncio.gather(*[(first, second)[i % 2].space("bot:1", spacing, 1) for i in range(6)])
+    asked = [(first, second)[i % 2].admit("bot:1", spacing, 100, 1.0, 1, 0.0) for i in range(6)]
+    answers = await asyncio.gather(*asked)
 
     # Six reservations from two workers: one each at 0, 10, 20 … 50 s from now, none shared.
-    slots = sorted(waits)
+    assert all(reservation for _, reservation in answers)
+    slots = sorted(wait for wait, _ in answers)
     assert slots[0] == pytest.approx(0, abs=1.0)
     for earlier, later in zip(slots, slots[1:], strict=False):
         assert later - earlier == pytest.approx(spacing, abs=1.0)
@@ -63,8 +65,8 @@ async def test_a_reservation_of_three_messages_takes_three_slots(
     two_stores: tuple[PaceStore, PaceStore],
 ) -> None:
     first, second = two_stores
-    await first.space("bot:2", 10.0, 3)
-    assert await second.space("bot:2", 10.0, 1) == pytest.approx(30.0, abs=1.0)
+    await first.admit("bot:2", 10.0, 100, 1.0, 3, 0.0)
+    assert (await second.admit("bot:2", 10.0, 100, 1.0, 1, 0.0))[0] == pytest.approx(30.0, abs=1.0)
 
 
 async def test_a_pause_holds_for_the_other_worker_and_saves_nothing_up(
@@ -72,15 +74,16 @@ async def test_a_pause_holds_for_the_other_worker_and_saves_nothing_up(
 ) -> None:
     first, second = two_stores
     await first.hold_off("bot:3", 120.0)  # a 429 with retry_after 120 seen by the first worker
-    after_pause = await second.space("bot:3", 10.0, 1)
+    after_pause, _ = await second.admit("bot:3", 10.0, 100, 1.0, 1, 0.0)
     assert after_pause == pytest.approx(120.0, abs=2.0)
-    assert await first.space("bot:3", 10.0, 1) == pytest.approx(130.0, abs=2.0)  # no burst after
+    next_one, _ = await first.admit("bot:3", 10.0, 100, 1.0, 1, 0.0)
+    assert next_one == pytest.approx(130.0, abs=2.0)  # no burst after
 
 
 async def test_scopes_are_apart(two_stores: tuple[PaceStore, PaceStore]) -> None:
     first, second = two_stores
-    await first.space("bot:4:chat:1", 10.0, 1)
-    assert await second.space("bot:4:chat:2", 10.0, 1) == pytest.approx(0, abs=1.0)
+    await first.admit("bot:4:chat:1", 10.0, 1, 1.0, 1, 0.0)
+    assert (await second.admit("bot:4:chat:2", 10.0, 1, 1.0, 1, 0.0))[0] == pytest.approx(0, abs=1.0)
 
 
 async def test_a_counted_budget_allows_its_limit_and_no_more_across_workers(
