@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +38,7 @@ from broadcaster.shared_pacing import SharedPacing, deployment_pacing, pacer_for
 from channels import ChannelRuntime
 from channels.base import (
     DeliveryError,
+    PacesEachMessage,
     RateLimited,
     Rejected,
     Reply,
@@ -89,6 +91,9 @@ class ChannelWorker:
         self._pacer = pacer_for(pacing, scope, runtime.rate_per_second)
         if pacing is not None and isinstance(runtime.channel, SharesPacing):
             runtime.channel.share_pacing(pacing)
+        self._turn_per_send = not isinstance(runtime.channel, PacesEachMessage)
+        if not self._turn_per_send:
+            runtime.channel.pace_messages_with(self._pacer)  # type: ignore[attr-defined]
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_seconds)
         self._pause_shown: tuple[datetime | None, int] = (None, -1)  # first look: clear a stale pause
         self._slots = asyncio.Semaphore(runtime.concurrency)
@@ -299,7 +304,8 @@ class ChannelWorker:
                 refund_attempt=True,
             )
         try:
-            async with self._slots, self._pacer.turn(self._messages_in(delivery)):
+            turn = self._pacer.turn(self._messages_in(delivery)) if self._turn_per_send else nullcontext()
+            async with self._slots, turn:
                 started = time.monotonic()
                 result = await self._send(delivery)
                 self.report.sent(time.monotonic() - started)

@@ -504,7 +504,7 @@ class SharedWindow:
         after it ends (a late send, a slow answer): (reservation, the slot by this worker's
         clock); None while the store is down."""
         store, spacing = self._pacing.store, self.spacing * (1 + MARGIN)
-        for _ in range(1_000):  # each refusal waits for the oldest send to leave the window
+        for _ in range(10_000):  # each refusal waits for a place: a window, or a slot
             asked = time.monotonic()
             answer = await self._pacing.call(
                 lambda: store.admit(self.scope, spacing, self.limit, self.window, cost, IN_FLIGHT_SECONDS)
@@ -516,10 +516,13 @@ class SharedWindow:
             # half round trip this may be off by is less than the provider's own answer takes to
             # come back, which the send's end (and so its place in the log) already includes.
             evaluated = (asked + time.monotonic()) / 2
-            if wait > 0:
-                await asyncio.sleep(wait)  # our slot, or the window freeing: the provider's pace
             if reservation:
+                if wait > 0:
+                    await asyncio.sleep(wait)  # our slot: the provider's pace
                 return reservation, evaluated + wait
+            # Refused: the log is full. A place a send still holds (`wait` beyond one window: it
+            # is in flight) frees once that send ends, so look again a slot later.
+            await asyncio.sleep(wait if wait <= self.window else self.spacing)
         return None
 
     async def _settle(self, reservation: str, ended_after: float) -> None:

@@ -18,6 +18,7 @@ from broadcaster.message import RenderedMessage
 from channels.retry_hint import retry_after_seconds
 
 if TYPE_CHECKING:
+    from broadcaster.ratelimit import Pacer
     from broadcaster.shared_pacing import SharedPacing
 
 
@@ -174,6 +175,15 @@ class SharesPacing(Protocol):
     from the deployment's shared budget when there is one, so they hold across workers."""
 
     def share_pacing(self, pacing: SharedPacing) -> None: ...
+
+
+@runtime_checkable
+class PacesEachMessage(Protocol):
+    """A channel that sends one delivery as several messages with waits between them (Telegram:
+    a split message, 1 s apart in a chat): it takes the channel's turn for each message itself,
+    after its own waits, instead of the dispatcher taking one turn around the whole send."""
+
+    def pace_messages_with(self, pacer: Pacer) -> None: ...
 
 
 @runtime_checkable

@@ -33,7 +33,7 @@ from telegram.error import (
 from broadcaster.config import TelegramSettings
 from broadcaster.limits import split_plain_text
 from broadcaster.message import RenderedMessage
-from broadcaster.ratelimit import SlidingWindow
+from broadcaster.ratelimit import Pacer, SlidingWindow, Unlimited
 from broadcaster.shared_pacing import SharedPacing
 from channels.base import (
     CheckResult,
@@ -168,6 +168,11 @@ class TelegramChannel:
         self._transports: list[AiohttpRequest] = []
         self._pacer = _ChatPacer(settings.per_chat_interval_seconds, settings.per_group_per_minute)
         self._shared: SharedPacing | None = None
+        self._bot_rate: Pacer = Unlimited()  # the dispatcher's pacer for the bot, once it hands it over
+
+    def pace_messages_with(self, pacer: Pacer) -> None:
+        """Take the bot's overall turn for each message, after the chat's own wait."""
+        self._bot_rate = pacer
 
     @property
     def pacing_scope(self) -> str:
@@ -240,7 +245,7 @@ class TelegramChannel:
                 if quoting is not None and not sent:
                     quote = ReplyParameters(message_id=quoting, allow_sending_without_reply=True)
                 try:
-                    async with self._pacer.turn(slot), self._shared_chat_turn(chat):
+                    async with self._pacer.turn(slot), self._shared_chat_turn(chat), self._bot_rate.turn():
                         message = await self._get_bot().send_message(
                             chat_id=chat,
                             text=part,
