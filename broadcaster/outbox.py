@@ -156,13 +156,16 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
 
 # The rows are picked once, in a CTE (materialised on PostgreSQL): a LIMIT sub-select inside
 # `IN (…)` may be run again per row by PostgreSQL's plan, and then claimed up to three times `limit`.
+# Earliest due first (a broadcast's rows share one time: in id order). The `status IN` term is the
+# partial index ix_delivery_due's own condition, so the pick walks that index in order and stops
+# after `limit` rows: it reads the live rows it takes and those in flight, never the sent history
+# (a row in flight was due when claimed, so it too is at or before :now).
 _CLAIM_SQL = """
 WITH picked AS {materialized} (
         SELECT id FROM delivery
-         WHERE channel = :channel
-           AND ((status = 'pending' AND next_attempt_at <= :now)
-                OR (status = 'sending' AND lease_until < :now))
-         ORDER BY id
+         WHERE channel = :channel AND status IN ('pending', 'sending') AND next_attempt_at <= :now
+           AND (status = 'pending' OR lease_until < :now)
+         ORDER BY next_attempt_at, id
          LIMIT :limit {lock}
        )
 UPDATE delivery
