@@ -26,10 +26,11 @@ PUBLIC_TARGETS = {
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
+    """A channel's public target (subscribers' rows are written in SQL, see `subscriber_filter`)."""
+
     channel: str
     target: str
     locale: str
-    subscription_id: int | None = None
 
 
 def resolve_locale(requested: str, settings: Settings) -> str:
