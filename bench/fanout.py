@@ -303,10 +303,15 @@ def run_scenario(sc: Scenario, count: int, budget: float) -> Result:
     return result
 
 
+def _persist_target(target: float, count: int) -> float:
+    """The issue's targets: `target` up to 10,000 subscribers a channel, twice it above (4 s at 100,000)."""
+    return target if count <= 10_000 else 2 * target
+
+
 def _verdicts(result: Result) -> list[tuple[str, str, str, bool | None]]:
     """(metric, figure, target, met?) rows; met is None where the issue states no target."""
     sc, n, alone, both = result["scenario"], result["count"], result["alone"], result["together"]
-    persist, limit = result["persist_s"], sc["persist_target"]
+    persist, limit = result["persist_s"], _persist_target(sc["persist_target"], n)
     persisted = f"{sum(result['deliveries'].values()):,} in {persist:.3f} s"
     rows: list[tuple[str, str, str, bool | None]] = [
         ("subscribers imported", f"{result['subscriptions']:,} in {result['import_s']:.2f} s", "", None),
