@@ -19,9 +19,8 @@ import resource
 import sys
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,9 @@ class Scenario:
     concurrency: int = 64
     smtp_peer: PeerKind = "smtp-fast"  # or "smtp": the test suite's SmtpPeer, which parses every message
 
+
+#: Subscribers per import (one file of `broadcaster subscribers import`).
+IMPORT_CHUNK = 10_000
 
 SCENARIOS = (
     Scenario("no latency", 0.0, 0.0, email_target=800, telegram_target=None),
@@ -119,7 +121,7 @@ async def _drain(
     deadline: float,
 ) -> dict[str, Result]:
     """Run a Dispatcher on `runtimes` until each peer received `count` more messages; per-channel figures."""
-    from sqlmodel import col, select
+    from sqlmodel import col, func, select
 
     from broadcaster.dispatch import Dispatcher
     from broadcaster.models import Delivery, utcnow
@@ -145,21 +147,33 @@ async def _drain(
     figures: dict[str, Result] = {}
     async with sessions() as session:
         for name in peers:
-            statement = select(col(Delivery.status), col(Delivery.sent_at)).where(
-                col(Delivery.update_id) == update_id, col(Delivery.channel) == name
+            # Counted in SQL: the bench's own accounting holds no row per delivery (its peak RSS is
+            # the broadcaster's, flat in the audience).
+            sent_at = col(Delivery.sent_at)
+            statement = (
+                select(col(Delivery.status), func.count(), func.count(sent_at), func.max(sent_at))
+                .where(col(Delivery.update_id) == update_id, col(Delivery.channel) == name)
+                .group_by(col(Delivery.status))
             )
             rows = (await session.exec(statement)).all()
-            sent_ats = [at for _, at in rows if at is not None]
+            sent = sum(with_time for _, _, with_time, _ in rows)
+            last = max((_aware(at) for *_, at in rows if at is not None), default=None)
             # From the dispatcher's start to this channel's last accepted message (sent_at per row).
-            span = (max(sent_ats) - started_at).total_seconds() if sent_ats else 0.0
+            span = (last - started_at).total_seconds() if last is not None else 0.0
             figures[name] = {
-                "sent": len(sent_ats),
+                "sent": sent,
                 "received": received[name] - before[name],
-                "statuses": dict(Counter(status for status, _ in rows)),
+                "statuses": {status: n for status, n, _, _ in rows},
                 "seconds": round(span, 3),
-                "msg_per_s": round(len(sent_ats) / span, 1) if span > 0 else 0.0,
+                "msg_per_s": round(sent / span, 1) if span > 0 else 0.0,
             }
     return figures
+
+
+def _aware(value: datetime | str) -> datetime:
+    """An aggregate's time: text on SQLite (the column type is not applied to it), naive UTC."""
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
 async def _ceilings(
@@ -223,16 +237,19 @@ async def _measure(sc: Scenario, count: int, budget: float) -> Result:
         sessions = session_factory(engine)
         runtimes = build_channels(settings, sessions)
         try:
-            # One subscriber per index, on both channels; a third of them read English.
-            entries = [
-                NewSubscriber(
-                    f"client{i:06d}@clients.example.org", str(10**8 + i), "en" if i % 3 == 0 else "fr"
-                )
-                for i in range(count)
-            ]
-            started = time.perf_counter()
-            async with sessions() as session:
-                imported = await import_subscribers(session, settings, entries)
+            # One subscriber per index, on both channels; a third of them read English. Imported
+            # IMPORT_CHUNK at a time, as files of that size: an all-or-nothing import holds its whole
+            # file, and the peak RSS measured here is the fan-out's, not the test data's.
+            started, subscriptions = time.perf_counter(), 0
+            for first in range(0, count, IMPORT_CHUNK):
+                entries = [
+                    NewSubscriber(
+                        f"client{i:06d}@clients.example.org", str(10**8 + i), "en" if i % 3 == 0 else "fr"
+                    )
+                    for i in range(first, min(count, first + IMPORT_CHUNK))
+                ]
+                async with sessions() as session:
+                    subscriptions += (await import_subscribers(session, settings, entries)).subscriptions
             import_s = time.perf_counter() - started
             update_id, persist_s, rows = await _publish(sessions, settings, "Site indisponible")
             ceilings = await _ceilings(sessions, settings, update_id, smtp, telegram, sc, min(count, 3000))
@@ -251,7 +268,7 @@ async def _measure(sc: Scenario, count: int, budget: float) -> Result:
     return {
         "scenario": asdict(sc),
         "count": count,
-        "subscriptions": imported.subscriptions,
+        "subscriptions": subscriptions,
         "import_s": round(import_s, 3),
         "deliveries": rows,
         "persist_s": round(persist_s, 3),
@@ -297,10 +314,15 @@ def run_scenario(sc: Scenario, count: int, budget: float) -> Result:
     return result
 
 
+def _persist_target(target: float, count: int) -> float:
+    """The issue's targets: `target` up to 10,000 subscribers a channel, twice it above (4 s at 100,000)."""
+    return target if count <= 10_000 else 2 * target
+
+
 def _verdicts(result: Result) -> list[tuple[str, str, str, bool | None]]:
     """(metric, figure, target, met?) rows; met is None where the issue states no target."""
     sc, n, alone, both = result["scenario"], result["count"], result["alone"], result["together"]
-    persist, limit = result["persist_s"], sc["persist_target"]
+    persist, limit = result["persist_s"], _persist_target(sc["persist_target"], n)
     persisted = f"{sum(result['deliveries'].values()):,} in {persist:.3f} s"
     rows: list[tuple[str, str, str, bool | None]] = [
         ("subscribers imported", f"{result['subscriptions']:,} in {result['import_s']:.2f} s", "", None),

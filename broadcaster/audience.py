@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select as sa_select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,10 +26,11 @@ PUBLIC_TARGETS = {
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
+    """A channel's public target (subscribers' rows are written in SQL, see `subscriber_filter`)."""
+
     channel: str
     target: str
     locale: str
-    subscription_id: int | None = None
 
 
 def resolve_locale(requested: str, settings: Settings) -> str:
@@ -50,42 +52,50 @@ def public_recipients(settings: Settings, channels: Iterable[str]) -> list[Recip
     return recipients
 
 
-async def subscriber_recipients(
-    session: AsyncSession, settings: Settings, channels: Iterable[str], components: Sequence[str]
-) -> list[Recipient]:
-    """Active subscriptions on `channels` whose component filter is empty or meets `components`."""
-    wanted = [c for c in channels if c in SUBSCRIBER_CHANNELS]
-    if not wanted:
-        return []
+def subscriber_filter(dialect: str, channel: str, components: Sequence[str]) -> list[ColumnElement[bool]]:
+    """The active subscriptions on `channel` whose component filter is empty or meets `components`.
+
+    In SQL, so a broadcast's audience never passes through Python one subscription at a time.
+    """
+    listed = col(Subscription.components)
+    elements = json_elements(dialect, listed).table_valued("value")
+    meets = exists(select(1).select_from(elements).where(elements.c.value.in_(list(components))))
+    return [
+        col(Subscription.active).is_(True),
+        col(Subscription.channel) == channel,
+        or_(func.json_array_length(listed) == 0, meets),
+    ]
+
+
+def json_elements(dialect: str, array: Any) -> Any:
+    """The function listing a JSON array's elements as text: `json_each` on SQLite."""
+    return func.json_array_elements_text(array) if dialect == "postgresql" else func.json_each(array)
+
+
+async def subscriber_locales(
+    session: AsyncSession, conditions: Sequence[ColumnElement[bool]]
+) -> dict[str, int]:
+    """How many subscriptions meeting `conditions` each subscriber locale (as stored) has."""
     statement = (
-        sa_select(
-            col(Subscription.id),
-            col(Subscription.channel),
-            col(Subscription.address),
-            col(Subscription.components),
-            col(Subscriber.locale),
-        )
+        select(col(Subscriber.locale), func.count())
+        .select_from(Subscription)
         .join(Subscriber, col(Subscriber.id) == col(Subscription.subscriber_id))
-        .where(col(Subscription.active).is_(True))
-        .where(col(Subscription.channel).in_(wanted))
-        .order_by(col(Subscription.id))
+        .where(*conditions)
+        .group_by(col(Subscriber.locale))
     )
-    affected = set(components)
-    recipients = []
-    # Five columns: past sqlmodel.select()'s typed overloads, so plain SQLAlchemy on the connection.
     rows = await (await session.connection()).execute(statement)
-    for sid, channel, address, filter_, locale in rows:
-        if filter_ and not affected.intersection(filter_):
-            continue
-        recipients.append(Recipient(channel, address, resolve_locale(locale, settings), sid))
-    return recipients
+    return {locale: n for locale, n in rows}
 
 
 async def readers_by_locale(
     session: AsyncSession, settings: Settings, channels: Iterable[str], components: Sequence[str]
 ) -> dict[str, int]:
     """How many subscriptions of each locale an update on `channels` about `components` reaches."""
+    dialect = session.get_bind().dialect.name
     readers: dict[str, int] = {}
-    for recipient in await subscriber_recipients(session, settings, channels, components):
-        readers[recipient.locale] = readers.get(recipient.locale, 0) + 1
+    for channel in [c for c in channels if c in SUBSCRIBER_CHANNELS]:
+        conditions = subscriber_filter(dialect, channel, components)
+        for stored, n in (await subscriber_locales(session, conditions)).items():
+            locale = resolve_locale(stored, settings)
+            readers[locale] = readers.get(locale, 0) + n
     return readers

@@ -97,8 +97,9 @@ class ChannelWorker:
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_seconds)
         self._pause_shown: tuple[datetime | None, int] = (None, -1)  # first look: clear a stale pause
         self._slots = asyncio.Semaphore(runtime.concurrency)
-        self._renditions: dict[int, RenderedMessage] = {}
-        self._tokens: dict[int, tuple[str, str]] = {}
+        self._renditions: dict[int, RenderedMessage] = {}  # per update and locale: a few per update
+        # Per delivery id, from its claim until its outcome is written: never the whole audience.
+        self._tokens: dict[int, tuple[str, str]] = {}  # (unsubscribe, reply) tokens of its subscription
         self._thread_refs: dict[int, str | None] = {}
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
@@ -134,6 +135,8 @@ class ChannelWorker:
                 task.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)  # no beat after the loop ends
             self._held = {d.id: d.claim_token for d in self._handed}
+            self._tokens.clear()  # the rows in flight were cancelled: claimed again, loaded again
+            self._thread_refs.clear()
             self.report.log_progress()
 
     async def _heartbeat(self) -> None:
@@ -226,6 +229,8 @@ class ChannelWorker:
             )
         for outcome in outcomes:
             self._held.pop(outcome.delivery.id, None)
+            self._tokens.pop(outcome.delivery.id, None)
+            self._thread_refs.pop(outcome.delivery.id, None)
         self.report.recorded(outcomes)
 
     async def _next_done(
@@ -258,24 +263,26 @@ class ChannelWorker:
                     self._renditions[rendition.id] = RenderedMessage.from_json(rendition.payload)
                 except (ValueError, TypeError, KeyError, AttributeError) as exc:  # its deliveries fail alone
                     log.error("rendition %s cannot be read (%s)", rendition.id, type(exc).__name__)
-        subscriptions = {d.subscription_id for d in claimed if d.subscription_id} - self._tokens.keys()
+        subscriptions = {d.subscription_id for d in claimed if d.subscription_id}
         if subscriptions:
             statement = select(
                 col(Subscription.id), col(Subscription.unsubscribe_token), col(Subscription.reply_token)
             ).where(col(Subscription.id).in_(subscriptions))
-            for sid, unsubscribe, reply in await session.exec(statement):
-                assert sid is not None
-                self._tokens[sid] = (unsubscribe, reply)
+            tokens = {sid: (unsubscribe, reply) for sid, unsubscribe, reply in await session.exec(statement)}
+            self._tokens.update(
+                (d.id, tokens[d.subscription_id]) for d in claimed if d.subscription_id in tokens
+            )
         if self.runtime.channel.capabilities.threads:
             for delivery in claimed:
                 if delivery.subscription_id is None and delivery.rendition_id is not None:
                     self._thread_refs[delivery.id] = await outbox.thread_ref(session, delivery)
 
     def _target(self, delivery: ClaimedDelivery) -> Target:
-        if delivery.subscription_id is None or delivery.subscription_id not in self._tokens:
+        tokens = self._tokens.get(delivery.id) if delivery.subscription_id is not None else None
+        if tokens is None:
             thread = self._thread_refs.pop(delivery.id, "") or ""
             return Target(address=delivery.target, locale=delivery.locale, thread_ref=thread)
-        unsubscribe, reply = self._tokens[delivery.subscription_id]
+        unsubscribe, reply = tokens
         return Target(
             address=delivery.target,
             locale=delivery.locale,

@@ -15,6 +15,8 @@ from sqlmodel import JSON, Column, Field, SQLModel
 
 #: Row ids are signed 64-bit integers on SQLite and PostgreSQL: no row has an id past this.
 MAX_ROW_ID = 2**63 - 1
+#: The outbox rows still to send (pending) or in flight (sending): the claim's partial index.
+LIVE_CONDITION = "status IN ('pending', 'sending')"
 
 
 def utcnow() -> datetime:
@@ -159,6 +161,16 @@ class Delivery(SQLModel, table=True):
         sa.UniqueConstraint("update_id", "channel", "target", name="uq_delivery_key"),
         sa.UniqueConstraint("message_id", name="uq_delivery_message_id"),
         sa.Index("ix_delivery_claim", "channel", "status", "next_attempt_at"),
+        # The live rows only, in the order a claim takes them: a claim reads what it takes (and the
+        # rows in flight), not the outbox's sent history (migration 0013).
+        sa.Index(
+            "ix_delivery_due",
+            "channel",
+            "next_attempt_at",
+            "id",
+            sqlite_where=sa.text(LIVE_CONDITION),
+            postgresql_where=sa.text(LIVE_CONDITION),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Update, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.db import dialect_name, writing
-from broadcaster.models import Delivery, Message, Subscription, utcnow
+from broadcaster.models import Delivery, Message, Subscriber, Subscription, utcnow
 
 PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
 #: Handed to a capture-mode channel: stored in `captured_message`, nothing left the machine.
@@ -154,15 +166,52 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
         await (await session.connection()).execute(insert(Delivery), list(rows))
 
 
+async def insert_audience(
+    session: AsyncSession,
+    *,
+    update_id: int,
+    channel: str,
+    conditions: Sequence[ColumnElement[bool]],
+    renditions: Mapping[str, tuple[int, str]],
+    fallback: tuple[int, str],
+    now: datetime,
+) -> int:
+    """A pending broadcast row for every subscription meeting `conditions`, in one `INSERT … SELECT`
+    (in subscription order); how many. Each row takes the (rendition id, locale) of its subscriber's
+    stored locale in `renditions`, else `fallback` (a locale first seen since they were chosen)."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    stored = col(Subscriber.locale)
+    computed: dict[str, Any] = {
+        "target": col(Subscription.address),
+        "locale": case({k: v[1] for k, v in renditions.items()}, value=stored, else_=fallback[1]),
+        "rendition_id": case({k: v[0] for k, v in renditions.items()}, value=stored, else_=fallback[0]),
+        "subscription_id": col(Subscription.id),
+    }
+    row = new_delivery(channel=channel, target="", locale="", now=now, update_id=update_id)
+    values = [computed.get(name, literal(value, table.c[name].type)) for name, value in row.items()]
+    audience = (
+        select(*values)
+        .select_from(Subscription)
+        .join(Subscriber, col(Subscriber.id) == col(Subscription.subscriber_id))
+        .where(*conditions)
+        .order_by(col(Subscription.id))
+    )
+    result = await (await session.connection()).execute(insert(table).from_select(list(row), audience))
+    return int(result.rowcount)
+
+
 # The rows are picked once, in a CTE (materialised on PostgreSQL): a LIMIT sub-select inside
 # `IN (…)` may be run again per row by PostgreSQL's plan, and then claimed up to three times `limit`.
+# Earliest due first (a broadcast's rows share one time: in id order). The `status IN` term is the
+# partial index ix_delivery_due's own condition, so the pick walks that index in order and stops
+# after `limit` rows: it reads the live rows it takes and those in flight, never the sent history
+# (a row in flight was due when claimed, so it too is at or before :now).
 _CLAIM_SQL = """
 WITH picked AS {materialized} (
         SELECT id FROM delivery
-         WHERE channel = :channel
-           AND ((status = 'pending' AND next_attempt_at <= :now)
-                OR (status = 'sending' AND lease_until < :now))
-         ORDER BY id
+         WHERE channel = :channel AND status IN ('pending', 'sending') AND next_attempt_at <= :now
+           AND (status = 'pending' OR lease_until < :now)
+         ORDER BY next_attempt_at, id
          LIMIT :limit {lock}
        )
 UPDATE delivery

@@ -150,15 +150,11 @@ async def import_subscribers(
         cleaned.append(entry)
     if problems:
         raise ImportError_(problems)
-    existing = {
-        (channel, address)
-        for channel, address in await session.exec(select(Subscription.channel, Subscription.address))
-    }
+    existing = await _subscribed(session, [pair for entry in cleaned for pair in _addresses(entry)])
     report = ImportReport()
     pending: list[tuple[NewSubscriber, list[tuple[str, str]]]] = []
     for entry in cleaned:
-        addresses = (("email", entry.email), ("telegram", entry.telegram_chat_id), ("push", entry.push))
-        wanted = [(c, a) for c, a in addresses if a]
+        wanted = _addresses(entry)
         fresh = [(c, a) for c, a in wanted if (c, a) not in existing]
         report.already_subscribed += len(wanted) - len(fresh)
         if fresh:
@@ -183,6 +179,29 @@ async def import_subscribers(
             on_progress(start + len(chunk))
     await session.commit()
     return report
+
+
+def _addresses(entry: NewSubscriber) -> list[tuple[str, str]]:
+    """The (channel, address) pairs an entry subscribes."""
+    addresses = (("email", entry.email), ("telegram", entry.telegram_chat_id), ("push", entry.push))
+    return [(c, a) for c, a in addresses if a]
+
+
+async def _subscribed(session: AsyncSession, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (channel, address) pairs already have a subscription: the import's own
+    addresses are looked up, not every subscription read."""
+    by_channel: dict[str, list[str]] = {}
+    for channel, address in pairs:
+        by_channel.setdefault(channel, []).append(address)
+    found: set[tuple[str, str]] = set()
+    for channel, addresses in by_channel.items():
+        for start in range(0, len(addresses), 5000):  # within every database's bind limit
+            statement = select(Subscription.address).where(
+                col(Subscription.channel) == channel,
+                col(Subscription.address).in_(addresses[start : start + 5000]),
+            )
+            found.update((channel, address) for address in await session.exec(statement))
+    return found
 
 
 def subscription_row(

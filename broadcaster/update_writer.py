@@ -17,14 +17,23 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlmodel import select
+from sqlalchemy import ColumnElement
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster import outbox
-from broadcaster.audience import Recipient, public_recipients, subscriber_recipients
+from broadcaster.audience import (
+    SUBSCRIBER_CHANNELS,
+    Recipient,
+    public_recipients,
+    resolve_locale,
+    subscriber_filter,
+    subscriber_locales,
+)
 from broadcaster.component_status import affected_elsewhere_sync, refresh_component_statuses_sync
 from broadcaster.compose import Composer
 from broadcaster.config import Settings
+from broadcaster.db import dialect_name
 from broadcaster.drafting import (
     Fallback,
     IncidentFacts,
@@ -37,7 +46,7 @@ from broadcaster.drafting import (
 )
 from broadcaster.lint import Finding, has_errors
 from broadcaster.message import MessageKind, RenderedMessage
-from broadcaster.models import Component, Incident, IncidentUpdate, Rendition, utcnow
+from broadcaster.models import Component, Incident, IncidentUpdate, Rendition, Subscription, utcnow
 
 __all__ = [
     "NO_CHANGES",
@@ -187,12 +196,13 @@ async def write_update(
     session.add(update)
     await session.flush()
     assert update.id is not None
-    recipients = public_recipients(settings, channels) + await subscriber_recipients(
-        session, settings, channels, list(audience if audience is not None else incident.components)
-    )
+    public = public_recipients(settings, channels)
     if only_to is not None:
-        recipients = [r for r in recipients if (r.channel, r.target) in only_to]
-    await _write_deliveries(session, settings, rendered.renders, update.id, recipients, now)
+        public = [r for r in public if (r.channel, r.target) in only_to]
+    components = list(audience if audience is not None else incident.components)
+    counts, readers = await _write_deliveries(
+        session, settings, rendered.renders, update.id, public, components, only_to, now
+    )
     incident.status = draft.status
     incident.next_update_at = draft.next_update_at
     if draft.alternative:
@@ -205,12 +215,6 @@ async def write_update(
     session.add(incident)
     await session.flush()
     await connection.run_sync(refresh_component_statuses_sync, now)
-    counts: dict[str, int] = {}
-    readers: dict[str, int] = {}
-    for r in recipients:
-        counts[r.channel] = counts.get(r.channel, 0) + 1
-        if r.subscription_id is not None:
-            readers[r.locale] = readers.get(r.locale, 0) + 1
     return Published(
         incident=incident,
         update=update,
@@ -225,11 +229,17 @@ async def _write_deliveries(
     settings: Settings,
     renders: dict[str, dict[str, RenderedMessage]],
     update_id: int,
-    recipients: Sequence[Recipient],
+    public: Sequence[Recipient],
+    components: Sequence[str],
+    only_to: Collection[tuple[str, str]] | None,
     now: datetime,
-) -> None:
+) -> tuple[dict[str, int], dict[str, int]]:
     """One rendition per channel × locale, one Delivery row per recipient (a locale without its
-    own rendition gets the default locale's)."""
+    own rendition gets the default locale's); (rows per channel, subscriptions per locale).
+
+    The subscribers' rows are written by the database itself, one `INSERT … SELECT` per channel:
+    nothing per recipient is held here, however large the audience.
+    """
     renditions = {
         (channel, locale): Rendition(
             update_id=update_id, channel=channel, locale=locale, payload=msg.to_json()
@@ -241,19 +251,65 @@ async def _write_deliveries(
     await session.flush()
     default_locale = settings.brand.default_locale
 
-    def rendition_for(channel: str, locale: str) -> Rendition:
-        return renditions.get((channel, locale)) or renditions[(channel, default_locale)]
+    def rendition_for(channel: str, locale: str) -> tuple[int, str]:
+        rendition = renditions.get((channel, locale)) or renditions[(channel, default_locale)]
+        assert rendition.id is not None
+        return rendition.id, rendition.locale
 
     rows = [
         outbox.new_delivery(
             channel=r.channel,
             target=r.target,
-            locale=rendition_for(r.channel, r.locale).locale,
+            locale=rendition_for(r.channel, r.locale)[1],
             now=now,
             update_id=update_id,
-            rendition_id=rendition_for(r.channel, r.locale).id,
-            subscription_id=r.subscription_id,
+            rendition_id=rendition_for(r.channel, r.locale)[0],
         )
-        for r in recipients
+        for r in public
     ]
     await outbox.insert_deliveries(session, rows)
+    counts: dict[str, int] = {}
+    for r in public:
+        counts[r.channel] = counts.get(r.channel, 0) + 1
+    readers: dict[str, int] = {}
+    dialect = dialect_name(session)
+    for channel in [c for c in renders if c in SUBSCRIBER_CHANNELS]:
+        for conditions in _audience_parts(dialect, channel, components, only_to):
+            stored_locales = await subscriber_locales(session, conditions)
+            if not stored_locales:
+                continue
+            chosen = {}
+            for stored, n in stored_locales.items():
+                locale = resolve_locale(stored, settings)
+                readers[locale] = readers.get(locale, 0) + n
+                chosen[stored] = rendition_for(channel, locale)
+            written = await outbox.insert_audience(
+                session,
+                update_id=update_id,
+                channel=channel,
+                conditions=conditions,
+                renditions=chosen,
+                fallback=rendition_for(channel, default_locale),
+                now=now,
+            )
+            if written:
+                counts[channel] = counts.get(channel, 0) + written
+    return counts, readers
+
+
+#: Addresses per statement when only some subscribers are told: within every database's bind limit.
+_ADDRESSES_PER_STATEMENT = 5000
+
+
+def _audience_parts(
+    dialect: str, channel: str, components: Sequence[str], only_to: Collection[tuple[str, str]] | None
+) -> list[list[ColumnElement[bool]]]:
+    """The conditions of `channel`'s subscribers to write, in parts that each fit one statement."""
+    conditions = subscriber_filter(dialect, channel, components)
+    if only_to is None:
+        return [conditions]
+    addresses = sorted({target for c, target in only_to if c == channel})
+    return [
+        [*conditions, col(Subscription.address).in_(addresses[i : i + _ADDRESSES_PER_STATEMENT])]
+        for i in range(0, len(addresses), _ADDRESSES_PER_STATEMENT)
+    ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from broadcaster import outbox
-from broadcaster.db import SessionFactory
+from broadcaster.db import SessionFactory, is_sqlite
 from broadcaster.models import utcnow
 from broadcaster.outbox import DeliveryKey, Outcome, parse_idempotency_key
 from tests.conftest import make_settings
@@ -120,3 +121,38 @@ async def test_a_claim_never_takes_more_than_its_limit(database_url: str, sessio
         await outbox.record(session, [Outcome(d, outbox.PENDING) for d in tried[1::2]])
         sizes = [len(await outbox.claim(session, "email", 1, lease_seconds=60)) for _ in range(10)]
     assert sizes == [1] * 10  # a breaker's one probe is one row
+
+
+async def test_a_claim_walks_the_live_rows_in_order_whatever_the_outbox_holds(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    """The claim's plan reads the partial index of live rows in claim order (no sort of every due
+    row), so its cost is the rows it takes, not the outbox's size: checked on the plan, not a clock."""
+    from sqlalchemy import event
+
+    await _queue(database_url, sessions, 40)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        if statement.lstrip().startswith("WITH picked"):
+            seen.append((statement, parameters))
+
+    engine = sessions.kw["bind"]
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with sessions() as session:
+            assert len(await outbox.claim(session, "email", 5, lease_seconds=60)) == 5
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = seen
+    async with engine.connect() as connection:
+        if is_sqlite(database_url):
+            rows = await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            plan = [str(row[-1]) for row in rows]
+        else:  # as if the table were large: a sequential scan is the planner's choice on 20 rows
+            await connection.exec_driver_sql("SET enable_seqscan = off")
+            await connection.exec_driver_sql("SET enable_bitmapscan = off")
+            rows = await connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+            plan = [str(row[0]) for row in rows]
+    assert any("ix_delivery_due" in line for line in plan), plan
+    assert not any("TEMP B-TREE" in line or line.strip(" ->").startswith("Sort") for line in plan), plan
