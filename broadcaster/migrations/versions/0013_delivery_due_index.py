@@ -1,7 +1,7 @@
 """delivery due index: a claim reads only the live rows it takes, whatever the outbox's size
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-04
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013'
-down_revision = '0011'  # 0012 on the merged main (another branch's table): renumber when merging
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
