@@ -136,10 +136,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'broadcaster.db'}"
     else:
-        url = request.getfixturevalue("postgres_url")
-        if not url:
-            pytest.skip(f"{PG_URL_VAR} is not set: PostgreSQL tests skipped (CI sets it)")
-        _reset_postgres(url)
+        return request.getfixturevalue("pg_database_url")
     upgrade(url)
     return url
 

@@ -16,10 +16,9 @@ from sqlalchemy import text, update
 from sqlmodel import col, select
 
 from broadcaster.compose import Composer
-from broadcaster.db import SessionFactory, create_engine, session_factory, upgrade
+from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.models import Incident, ScheduledRun, utcnow
 from broadcaster.scheduler import ADVISORY_LOCK_KEY, Scheduler
-from tests.conftest import PG_URL_VAR, _reset_postgres
 from tests.test_scheduler import ON_CALL, STAFF_CHAT, open_major, promise_settings, staff_alerts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,20 +108,11 @@ async def wait_for_holders(sessions: SessionFactory, count: int) -> list[int]:
     return found
 
 
-@pytest.fixture
-def fresh_postgres(postgres_url: str) -> str:
-    if not postgres_url:
-        pytest.skip(f"{PG_URL_VAR} is not set: PostgreSQL tests skipped (CI sets it)")
-    _reset_postgres(postgres_url)
-    upgrade(postgres_url)
-    return postgres_url
-
-
 @pytest.mark.postgres
 async def test_two_scheduler_processes_on_postgresql_fire_every_job_once_and_take_over(
-    fresh_postgres: str, tmp_path: Path
+    pg_database_url: str, tmp_path: Path
 ) -> None:
-    postgres_url = fresh_postgres
+    postgres_url = pg_database_url
     settings = promise_settings(postgres_url)
     config = tmp_path / "config.toml"
     config.write_text(

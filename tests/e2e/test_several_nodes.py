@@ -38,11 +38,10 @@ from sqlalchemy import func, text, update
 from sqlmodel import col, select
 
 from broadcaster.config import Settings, load_settings
-from broadcaster.db import SessionFactory, create_engine, session_factory, upgrade
+from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.election import poller_lock_key
 from broadcaster.models import Conversation, Delivery, InboundRecord, Incident, Message, ScheduledRun, utcnow
 from broadcaster.scheduler import ADVISORY_LOCK_KEY
-from tests.conftest import PG_URL_VAR, _reset_postgres
 from tests.e2e.helpers import TOKEN, draft, open_
 from tests.peers.smtp import SmtpPeer, free_port
 from tests.peers.telegram import TelegramPeer
@@ -73,6 +72,13 @@ class Node:
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def healthy(self) -> bool:
+        """/healthz answers 200 (False while the node is not listening yet)."""
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
 
 class Cluster:
@@ -113,13 +119,8 @@ class Cluster:
         """Until every started node answers /healthz (bounded)."""
         deadline = time.monotonic() + WAIT
         for node in self.nodes:
-            while True:
+            while not node.healthy():
                 assert node.process.poll() is None, node.output()[-3000:]
-                try:
-                    if httpx.get(f"{node.url}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
                 assert time.monotonic() < deadline, node.output()[-3000:]
                 time.sleep(0.1)
 
@@ -143,29 +144,10 @@ class Cluster:
 
 
 @pytest.fixture
-def fresh_postgres(postgres_url: str) -> str:
-    if not postgres_url:
-        pytest.skip(f"{PG_URL_VAR} is not set: the several-nodes tests need PostgreSQL (CI sets it)")
-    _reset_postgres(postgres_url)
-    upgrade(postgres_url)
-    return postgres_url
-
-
-@pytest.fixture
-def telegram() -> Iterator[TelegramPeer]:
-    with TelegramPeer() as peer:
-        yield peer
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpPeer]:
-    with SmtpPeer() as peer:
-        yield peer
-
-
-@pytest.fixture
-def cluster(fresh_postgres: str, tmp_path: Path, telegram: TelegramPeer, smtp: SmtpPeer) -> Iterator[Cluster]:
-    nodes = Cluster(tmp_path, fresh_postgres, telegram, smtp)
+def cluster(
+    pg_database_url: str, tmp_path: Path, telegram: TelegramPeer, smtp: SmtpPeer
+) -> Iterator[Cluster]:
+    nodes = Cluster(tmp_path, pg_database_url, telegram, smtp)
     try:
         yield nodes
     finally:
@@ -174,8 +156,8 @@ def cluster(fresh_postgres: str, tmp_path: Path, telegram: TelegramPeer, smtp: S
 
 
 @pytest.fixture
-async def sessions(fresh_postgres: str) -> AsyncIterator[SessionFactory]:
-    engine = create_engine(fresh_postgres)
+async def sessions(pg_database_url: str) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(pg_database_url)
     yield session_factory(engine)
     await engine.dispose()
 
