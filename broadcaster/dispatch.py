@@ -91,9 +91,10 @@ class ChannelWorker:
         self._pacer = pacer_for(pacing, scope, runtime.rate_per_second)
         if pacing is not None and isinstance(runtime.channel, SharesPacing):
             runtime.channel.share_pacing(pacing)
-        self._turn_per_send = not isinstance(runtime.channel, PacesEachMessage)
-        if not self._turn_per_send:
-            runtime.channel.pace_messages_with(self._pacer)  # type: ignore[attr-defined]
+        self._turn_per_send = True
+        if isinstance(runtime.channel, PacesEachMessage):
+            runtime.channel.pace_messages_with(self._pacer)
+            self._turn_per_send = False
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_seconds)
         self._pause_shown: tuple[datetime | None, int] = (None, -1)  # first look: clear a stale pause
         self._slots = asyncio.Semaphore(runtime.concurrency)

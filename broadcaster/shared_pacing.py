@@ -35,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broadcaster.ratelimit import Pacer, SlidingWindow
+from broadcaster.ratelimit import Pacer, SlidingWindow, pacer_for_rate
 
 __all__ = [
     "MARGIN",
@@ -542,8 +542,6 @@ def deployment_pacing(redis_url: str | None, engine: AsyncEngine | None) -> Shar
 
 def pacer_for(pacing: SharedPacing | None, scope: str, rate_per_second: float) -> Pacer:
     """A channel's `rate_per_second` as the deployment's shared window, or a local one."""
-    from broadcaster.ratelimit import pacer_for_rate
-
     local = pacer_for_rate(rate_per_second)
     if pacing is None or not isinstance(local, SlidingWindow):
         return local
