@@ -501,25 +501,22 @@ class SharedWindow:
 
     async def _admit(self, cost: int) -> tuple[str, float] | None:
         """Wait for this send's slot in the deployment's budget, counted in its log until `window`
-        after it ends (a late send, a slow answer): (reservation, the slot by this worker's
-        clock); None while the store is down."""
+        after it ends (a late send, a slow answer): (reservation, the slot by this worker's clock,
+        never later than the store's, so the send's end is never placed early); None while the
+        store is down."""
         store, spacing = self._pacing.store, self.spacing * (1 + MARGIN)
         for _ in range(10_000):  # each refusal waits for a place: a window, or a slot
-            asked = time.monotonic()
+            asked = time.monotonic()  # the store evaluated it after this: the slot is no earlier
             answer = await self._pacing.call(
                 lambda: store.admit(self.scope, spacing, self.limit, self.window, cost, IN_FLIGHT_SECONDS)
             )
             if answer is None:
                 return None
             wait, reservation = answer
-            # The store answered between `asked` and now: its "now" is taken as the midpoint. The
-            # half round trip this may be off by is less than the provider's own answer takes to
-            # come back, which the send's end (and so its place in the log) already includes.
-            evaluated = (asked + time.monotonic()) / 2
             if reservation:
                 if wait > 0:
                     await asyncio.sleep(wait)  # our slot: the provider's pace
-                return reservation, evaluated + wait
+                return reservation, asked + wait
             # Refused: the log is full. A place a send still holds (`wait` beyond one window: it
             # is in flight) frees once that send ends, so look again a slot later.
             await asyncio.sleep(wait if wait <= self.window else self.spacing)
