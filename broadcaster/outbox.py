@@ -350,6 +350,9 @@ def record_sync(connection: Connection, outcomes: Sequence[Outcome]) -> int:
         for o in outcomes
     ]
     connection.execute(statement, params)
+    retried = [o.delivery.id for o in outcomes if o.status == PENDING and o.delivery.subscription_id]
+    if retried:
+        connection.execute(_withdrawal_of_ended(retried))
     _record_answers(connection, [o for o in outcomes if o.delivery.message_id is not None])
     to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
     subscriptions = Subscription.__table__  # type: ignore[attr-defined]
@@ -416,8 +419,9 @@ async def expire(session: AsyncSession, channel: str, created_before: datetime) 
 def withdrawal(subscription_ids: Iterable[int | None], reason: str) -> Update:
     """The statement that fails the broadcasts still waiting for these subscriptions, which have
     just ended: someone who unsubscribes (or whose address is refused for good) gets no retry of
-    an update they were still due. Rows in flight (`sending`) go on; answers to their own
-    messages, and alerts, are not broadcasts and are kept."""
+    an update they were still due. Rows in flight (`sending`) finish their attempt; a retry it
+    asks for is failed the same way when `record` writes it. Answers to their own messages, and
+    alerts, are not broadcasts and are kept."""
     table = Delivery.__table__  # type: ignore[attr-defined]
     return (
         update(table)
@@ -428,6 +432,33 @@ def withdrawal(subscription_ids: Iterable[int | None], reason: str) -> Update:
             table.c.message_id.is_(None),
         )
         .values(status=FAILED, last_error=f"not sent: {reason}"[:500], lease_until=None)
+    )
+
+
+def _withdrawal_of_ended(delivery_ids: Sequence[int]) -> Update:
+    """The statement that fails those of these broadcast retries whose subscription ended while
+    their attempt was in flight (`withdrawal` leaves `sending` rows alone): the retry never leaves."""
+    deliveries = Delivery.__table__  # type: ignore[attr-defined]
+    subscriptions = Subscription.__table__  # type: ignore[attr-defined]
+    ended_reason = (
+        select(subscriptions.c.deactivated_reason)
+        .where(subscriptions.c.id == deliveries.c.subscription_id, subscriptions.c.active.is_(False))
+        .scalar_subquery()
+    )
+    return (
+        update(deliveries)
+        .where(
+            deliveries.c.id.in_(delivery_ids),
+            deliveries.c.status == PENDING,
+            deliveries.c.update_id.is_not(None),
+            deliveries.c.message_id.is_(None),
+            ended_reason.is_not(None),
+        )
+        .values(
+            status=FAILED,
+            last_error=func.substr(literal("not sent: ") + ended_reason, 1, 500),
+            lease_until=None,
+        )
     )
 
 

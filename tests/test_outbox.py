@@ -6,9 +6,12 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import update
+from sqlmodel import col, select
+
 from broadcaster import outbox
-from broadcaster.db import SessionFactory, is_sqlite
-from broadcaster.models import utcnow
+from broadcaster.db import SessionFactory, is_sqlite, writing
+from broadcaster.models import Delivery, Subscription, utcnow
 from broadcaster.outbox import DeliveryKey, Outcome, parse_idempotency_key
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_, people, subscribe
@@ -88,6 +91,31 @@ async def test_renewed_lease_is_not_claimed_and_only_the_holders_live_rows_are_r
         past_renewal = utcnow() + timedelta(seconds=30)
         again = await outbox.claim(session, "email", 10, lease_seconds=10, now=past_renewal)
         assert [d.id for d in again] == [held[1].id]
+
+
+async def test_a_retry_whose_subscription_ended_during_its_attempt_never_leaves(
+    database_url: str, sessions: SessionFactory
+) -> None:
+    await _queue(database_url, sessions, 4)  # 2 e-mail rows
+    async with sessions() as session:
+        in_flight = await outbox.claim(session, "email", 10, lease_seconds=30)
+        ended, kept = in_flight
+        async with writing(session):
+            await session.exec(  # type: ignore[call-overload]
+                update(Subscription)
+                .where(col(Subscription.id) == ended.subscription_id)
+                .values(active=False, deactivated_reason="unsubscribed")
+            )
+            await session.exec(outbox.withdrawal([ended.subscription_id], "unsubscribed"))  # type: ignore[call-overload]
+            await session.commit()
+        soon = utcnow() + timedelta(seconds=1)
+        retries = [Outcome(d, outbox.PENDING, next_attempt_at=soon, error="421") for d in in_flight]
+        await outbox.record(session, retries)
+        rows = {
+            d.id: (d.status, d.last_error)
+            for d in (await session.exec(select(Delivery).where(col(Delivery.channel) == "email"))).all()
+        }
+    assert rows == {ended.id: ("failed", "not sent: unsubscribed"), kept.id: ("pending", "421")}
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
