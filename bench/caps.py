@@ -61,9 +61,9 @@ def busiest_second(times: list[float]) -> int:
 
 async def _publish(sessions: Any, settings: Any, chats: int) -> int:
     """Subscribe `chats` chats and open an incident; its first update's id."""
-    from broadcaster.compose import Composer
-    from broadcaster.publish import UpdateDraft, open_incident
-    from broadcaster.subscribers import NewSubscriber, import_subscribers
+    from broadcaster.compose.render import Composer
+    from broadcaster.delivery.subscribers import NewSubscriber, import_subscribers
+    from broadcaster.publishing.incidents import UpdateDraft, open_incident
 
     entries = [NewSubscriber(telegram_chat_id=str(10**8 + i), line=i + 2) for i in range(chats)]
     async with sessions() as session:
@@ -86,7 +86,7 @@ async def _deliver(config: dict[str, Any], update_id: int, budget: float) -> dic
     """One worker: its own engine, channels and pacer, until the update is delivered."""
     from broadcaster.config import parse_settings
     from broadcaster.db import create_engine, session_factory
-    from broadcaster.dispatch import Dispatcher
+    from broadcaster.delivery.dispatch import Dispatcher
     from channels import build_channels
 
     settings = parse_settings(config, "bench/caps.py")
@@ -141,7 +141,7 @@ async def measure(
                 if process.is_alive():
                     process.kill()
             seconds = time.monotonic() - started
-            from broadcaster import outbox
+            from broadcaster.delivery import outbox
 
             async with sessions() as session:
                 counts = await outbox.counts_by_channel(session, [update_id])

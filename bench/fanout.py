@@ -72,7 +72,7 @@ def _settings(url: str, smtp: PeerProcess, telegram: PeerProcess, sc: Scenario) 
 
 
 def _draft(now: Any) -> Any:
-    from broadcaster.publish import UpdateDraft
+    from broadcaster.publishing.incidents import UpdateDraft
 
     return UpdateDraft(
         status="investigating",
@@ -87,9 +87,9 @@ def _draft(now: Any) -> Any:
 
 async def _publish(sessions: Any, settings: Any, title: str) -> tuple[int, float, dict[str, int]]:
     """Open an incident; return (update id, seconds for the whole publish transaction, rows per channel)."""
-    from broadcaster.compose import Composer
+    from broadcaster.compose.render import Composer
     from broadcaster.models import utcnow
-    from broadcaster.publish import open_incident
+    from broadcaster.publishing.incidents import open_incident
 
     composer = Composer(None, default_locale=settings.brand.default_locale)
     draft = _draft(utcnow())
@@ -123,7 +123,7 @@ async def _drain(
     """Run a Dispatcher on `runtimes` until each peer received `count` more messages; per-channel figures."""
     from sqlmodel import col, func, select
 
-    from broadcaster.dispatch import Dispatcher
+    from broadcaster.delivery.dispatch import Dispatcher
     from broadcaster.models import Delivery, utcnow
 
     before = {name: peer.count() for name, peer in peers.items()}
@@ -221,7 +221,7 @@ async def _ceilings(
 
 async def _measure(sc: Scenario, count: int, budget: float) -> Result:
     from broadcaster.db import create_engine, session_factory, upgrade
-    from broadcaster.subscribers import NewSubscriber, import_subscribers
+    from broadcaster.delivery.subscribers import NewSubscriber, import_subscribers
     from channels import build_channels
 
     deadline = time.monotonic() + budget

@@ -1,8 +1,8 @@
 """crisis-broadcaster: one crisis update, adapted to every channel, delivered reliably."""
 
-from broadcaster.compose import Composer, TemplateError
+from broadcaster.compose.lint import Draft, Finding, has_errors, lint
+from broadcaster.compose.render import Composer, TemplateError
 from broadcaster.config import ConfigError, Settings, load_settings
-from broadcaster.lint import Draft, Finding, has_errors, lint
 from broadcaster.message import Brand, MessageContext, RenderedMessage
 
 __all__ = [

@@ -10,6 +10,18 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyNetwork, SecretStr, field_validator
 
+__all__ = [
+    "BlogSettings",
+    "EmailSettings",
+    "FacebookSettings",
+    "PushSettings",
+    "Secret",
+    "Section",
+    "TelegramSettings",
+    "TwitterSettings",
+    "WEBPUSH_HOSTS",
+]
+
 #: The push services browsers subscribe through: Chrome/Edge (FCM), Firefox, Safari, Windows (WNS).
 WEBPUSH_HOSTS = (
     "fcm.googleapis.com",

@@ -40,6 +40,7 @@ class ConfigError(Exception):
 __all__ = [
     "BlogSettings",
     "ConfigError",
+    "DispatchSettings",
     "DrillSettings",
     "EmailSettings",
     "FacebookSettings",

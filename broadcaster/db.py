@@ -23,6 +23,26 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+__all__ = [
+    "DatabaseNotReady",
+    "LoopWriter",
+    "MIGRATIONS_DIR",
+    "SessionFactory",
+    "T",
+    "alembic_config",
+    "create_engine",
+    "create_sync_engine",
+    "dialect_name",
+    "ensure_schema",
+    "is_locked",
+    "is_sqlite",
+    "session_factory",
+    "sqlite_writer",
+    "upgrade",
+    "upsert_insert",
+    "writing",
+]
+
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
     log_event(log, "channel paused", channel="telegram", reason="rate_limited", until=until)
 
-→ `2026-12-03T14:02:00Z INFO broadcaster.dispatch channel paused channel=telegram reason=rate_limited
+→ `2026-12-03T14:02:00Z INFO broadcaster.delivery.dispatch channel paused channel=telegram reason=rate_limited
 until=2026-12-03T14:02:30Z`. Fields are ours (channel names, counts, fixed reason words, times),
 never a customer's text, address or a secret: callers pass only such values.
 """

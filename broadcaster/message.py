@@ -11,6 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+__all__ = [
+    "Brand",
+    "MessageContext",
+    "MessageKind",
+    "NOTICE_EXTRA",
+    "NoticeFacts",
+    "RenderedMessage",
+    "UNSUBSCRIBE_PLACEHOLDER",
+]
+
 MessageKind = Literal["update", "resolved", "maintenance_notice", "postmortem"]
 
 #: Placeholders a rendered message may contain; the dispatcher replaces them per recipient.

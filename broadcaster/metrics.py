@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from broadcaster import outbox
 from broadcaster.db import SessionFactory
+from broadcaster.delivery import outbox
 from broadcaster.models import Delivery
 
 __all__ = ["CONTENT_TYPE", "OUTCOMES", "Metrics"]

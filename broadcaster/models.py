@@ -13,6 +13,35 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import JSON, Column, Field, SQLModel
 
+__all__ = [
+    "AUTOMATED",
+    "CapturedMessage",
+    "ChannelPause",
+    "Component",
+    "Conversation",
+    "Delivery",
+    "DrillRun",
+    "INERT",
+    "InboundRecord",
+    "Incident",
+    "IncidentUpdate",
+    "LIVE_CONDITION",
+    "LoopState",
+    "MAX_ROW_ID",
+    "Message",
+    "NOT_OPEN",
+    "PaceSlot",
+    "PollCursor",
+    "Rendition",
+    "ScheduledRun",
+    "Subscriber",
+    "Subscription",
+    "UNVERIFIED",
+    "UTCDateTime",
+    "VERIFIED",
+    "utcnow",
+]
+
 #: Row ids are signed 64-bit integers on SQLite and PostgreSQL: no row has an id past this.
 MAX_ROW_ID = 2**63 - 1
 #: The outbox rows still to send (pending) or in flight (sending): the claim's partial index.

@@ -1,6 +1,6 @@
 """The channel contract (DESIGN §4): capabilities as data, a typed error tree, one result type.
 
-Rendering is pure and shared: `broadcaster.compose` renders every channel from its templates and
+Rendering is pure and shared: `broadcaster.compose.render` renders every channel from its templates and
 the capabilities below, so an adapter only sends, parses inbound payloads purely, and checks its
 credentials. It never returns a bare bool: failures are `DeliveryError` subclasses that carry
 what the dispatcher needs to decide between retrying, waiting and giving up.
@@ -18,8 +18,29 @@ from broadcaster.message import RenderedMessage
 from channels.retry_hint import retry_after_seconds
 
 if TYPE_CHECKING:
-    from broadcaster.ratelimit import Pacer
-    from broadcaster.shared_pacing import SharedPacing
+    from broadcaster.delivery.ratelimit import Pacer
+    from broadcaster.delivery.shared_pacing import SharedPacing
+
+__all__ = [
+    "Capabilities",
+    "Channel",
+    "CheckResult",
+    "DeliveryError",
+    "Inbound",
+    "InboundMessage",
+    "Overflow",
+    "PacesEachMessage",
+    "RateLimited",
+    "Rejected",
+    "Reply",
+    "Replying",
+    "SendResult",
+    "SharesPacing",
+    "Target",
+    "TargetBusy",
+    "Unauthorized",
+    "Unavailable",
+]
 
 
 class Overflow(enum.Enum):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from channels.base import Capabilities, Inbound, Overflow
 
+__all__ = ["CAPABILITIES", "CHANNEL_NAMES"]
+
 CAPABILITIES: dict[str, Capabilities] = {
     # X: 280 weighted characters, URLs count 23 (developer.x.com "counting characters").
     "twitter": Capabilities(max_body=280, overflow=Overflow.SPLIT, inbound=Inbound.POLL, threads=True),

@@ -18,6 +18,8 @@ from broadcaster.models import CapturedMessage, utcnow
 from channels.base import Capabilities, CheckResult, InboundMessage, Reply, SendResult, Target
 from channels.capabilities import CAPABILITIES
 
+__all__ = ["CaptureChannel", "PART_SEPARATOR"]
+
 PART_SEPARATOR = "\n\n----- next part -----\n\n"
 
 

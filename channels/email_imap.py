@@ -1,7 +1,7 @@
 """Replies read from a mailbox over IMAP, for setups whose SMTP listener cannot be reached.
 
     mailbox = ImapMailbox(settings.channels.email, known_address=is_ours)
-    messages, cursor = await mailbox.poll(cursor)  # broadcaster.inbound.Poller calls this
+    messages, cursor = await mailbox.poll(cursor)  # broadcaster.inbox.inbound.Poller calls this
     await mailbox.aclose()
 
 The mailbox is the one the reply domain delivers to. Each message follows the SMTP listener's

@@ -23,6 +23,19 @@ from channels.email_headers import header_text
 from channels.email_html import html_to_text
 from channels.email_quotes import strip_quotes
 
+__all__ = [
+    "CHANNEL",
+    "PARSE_SECONDS",
+    "ReplyAddress",
+    "html_to_text",
+    "parse_headers",
+    "parse_message",
+    "parse_reply",
+    "parse_reply_address",
+    "referenced_ids",
+    "replies_from",
+]
+
 CHANNEL = "email"
 # Parsing runs off the event loop and is given this long: more means the machine is overloaded.
 PARSE_SECONDS = 10.0

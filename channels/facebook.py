@@ -21,8 +21,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import should_bypass_proxies
 
+from broadcaster.compose.limits import split_plain_text
 from broadcaster.config import FacebookSettings
-from broadcaster.limits import split_plain_text
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,

@@ -30,11 +30,11 @@ from telegram.error import (
     TimedOut,
 )
 
+from broadcaster.compose.limits import split_plain_text
 from broadcaster.config import TelegramSettings
-from broadcaster.limits import split_plain_text
+from broadcaster.delivery.ratelimit import Pacer, SlidingWindow, Unlimited
+from broadcaster.delivery.shared_pacing import SharedPacing
 from broadcaster.message import RenderedMessage
-from broadcaster.ratelimit import Pacer, SlidingWindow, Unlimited
-from broadcaster.shared_pacing import SharedPacing
 from channels.base import (
     CheckResult,
     DeliveryError,

@@ -1,7 +1,7 @@
 """Telegram customer messages pulled with getUpdates, for a bot that has no public webhook URL.
 
     updates = TelegramUpdates(settings.channels.telegram)
-    messages, cursor = await updates.poll(cursor)  # broadcaster.inbound.Poller calls this
+    messages, cursor = await updates.poll(cursor)  # broadcaster.inbox.inbound.Poller calls this
     await updates.aclose()
 
 A call waits up to `polling_timeout_seconds` for news (long polling), so it runs on a Bot and a

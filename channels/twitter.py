@@ -26,10 +26,10 @@ from tweepy.errors import (
 )
 from tweepy.errors import Unauthorized as TweepyUnauthorized
 
+from broadcaster.compose.limits import split_x_thread
 from broadcaster.config import TwitterSettings
-from broadcaster.limits import split_x_thread
+from broadcaster.delivery.shared_pacing import SharedPacing
 from broadcaster.message import RenderedMessage
-from broadcaster.shared_pacing import SharedPacing
 from channels.base import (
     CheckResult,
     DeliveryError,

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from broadcaster.compose.foreign_markup import without_shortcodes
 from broadcaster.config import BlogSettings
-from broadcaster.foreign_markup import without_shortcodes
 from channels.base import (
     CheckResult,
     DeliveryError,

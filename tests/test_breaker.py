@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from broadcaster.breaker import Breaker
+from broadcaster.delivery.breaker import Breaker
 
 
 class Clock:

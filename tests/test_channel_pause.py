@@ -8,9 +8,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from broadcaster import channel_pause
 from broadcaster.cli import app
 from broadcaster.db import SessionFactory
+from broadcaster.delivery import channel_pause
 from tests.test_inbox_cli import with_sessions
 
 runner = CliRunner()

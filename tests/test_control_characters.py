@@ -12,11 +12,11 @@ import re
 import pytest
 from sqlmodel import select
 
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.control_characters import control_character, without_controls
 from broadcaster.db import SessionFactory
-from broadcaster.drafting import PublishError, UpdateDraft
 from broadcaster.models import Incident
+from broadcaster.publishing.drafting import PublishError, UpdateDraft
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_
 from tests.test_compose import make_context

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from broadcaster.cli import app
 from broadcaster.config import load_settings
 from broadcaster.db import create_engine, session_factory
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending
+from broadcaster.inbox.filing import file_pending
+from broadcaster.inbox.inbound import store_inbound
+from broadcaster.inbox.spikes import draft_if_spike
 from broadcaster.models import utcnow
-from broadcaster.spikes import draft_if_spike
 from channels.base import InboundMessage
 
 runner = CliRunner()

@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 from broadcaster.cli import app
 from broadcaster.config import ConfigError, Settings, parse_settings
 from broadcaster.db import SessionFactory
-from broadcaster.drill import FAILED, OK, SKIPPED, DrillReport, last_drill, run_drill
-from broadcaster.inbound import Poller, reply_address_exists
+from broadcaster.delivery.subscribers import NewSubscriber
+from broadcaster.drill.run import FAILED, OK, SKIPPED, DrillReport, last_drill, run_drill
+from broadcaster.inbox.inbound import Poller, reply_address_exists
 from broadcaster.models import (
     CapturedMessage,
     Conversation,
@@ -29,7 +30,6 @@ from broadcaster.models import (
     Incident,
     utcnow,
 )
-from broadcaster.subscribers import NewSubscriber
 from broadcaster.web import create_app
 from broadcaster.web.app import inbound_email_listener
 from channels.email_imap import ImapMailbox

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from broadcaster.db import SessionFactory
 from broadcaster.election import DeploymentLock, poller_lock_key, poller_lock_name
-from broadcaster.inbound import Poll, Poller
+from broadcaster.inbox.inbound import Poll, Poller
 from channels.base import InboundMessage
 
 WAIT = 30.0

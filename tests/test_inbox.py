@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from broadcaster.cli import app
 from broadcaster.db import SessionFactory, create_engine, session_factory
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending
-from broadcaster.inbox_actions import find_conversations
+from broadcaster.delivery.subscribers import NewSubscriber
+from broadcaster.inbox.actions import find_conversations
+from broadcaster.inbox.filing import file_pending
+from broadcaster.inbox.inbound import store_inbound
 from broadcaster.models import Delivery, Message
-from broadcaster.subscribers import NewSubscriber
 from channels.base import InboundMessage
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, open_, resolve, subscribe

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlmodel import col, func, select
 
-from broadcaster import inbox_actions
-from broadcaster.compose import format_when
+from broadcaster.compose.render import format_when
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import conversation_dict, file_pending, message_dict
-from broadcaster.inbox_actions import InboxError, UnknownConversation
+from broadcaster.inbox import actions as inbox_actions
+from broadcaster.inbox.actions import InboxError, UnknownConversation
+from broadcaster.inbox.filing import conversation_dict, file_pending, message_dict
+from broadcaster.inbox.inbound import store_inbound
 from broadcaster.models import Conversation, Delivery, Message
 from channels.base import InboundMessage
 from tests.conftest import make_settings

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from sqlmodel import select
 
-from broadcaster.compose import format_when
+from broadcaster.compose.render import format_when
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import Conversation, Delivery, Message

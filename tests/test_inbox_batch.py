@@ -11,10 +11,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
 from broadcaster.db import SessionFactory, create_engine, session_factory, sqlite_writer
-from broadcaster.inbound import GroupCommit, store_inbound
-from broadcaster.inbox import file_pending_batch
+from broadcaster.inbox.bot import StatusBot
+from broadcaster.inbox.filing import file_pending_batch
+from broadcaster.inbox.inbound import GroupCommit, store_inbound
 from broadcaster.models import utcnow
-from broadcaster.status_bot import StatusBot
 from channels.base import InboundMessage
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_

@@ -14,9 +14,9 @@ from sqlmodel import select
 from typer.testing import CliRunner, Result
 
 from broadcaster.cli import app
-from broadcaster.compose import format_when
+from broadcaster.compose.render import format_when
 from broadcaster.db import SessionFactory, create_engine, session_factory
-from broadcaster.dispatch import ChannelWorker
+from broadcaster.delivery.dispatch import ChannelWorker
 from broadcaster.models import Conversation, Delivery, Message
 from channels import build_channels
 from tests.conftest import make_settings

@@ -18,11 +18,11 @@ from sqlalchemy import Connection, Engine, create_engine, func, select, text
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import BATCH, Reading, read_batch, write_batch
+from broadcaster.inbox.bot import StatusBot
+from broadcaster.inbox.filing import BATCH, Reading, read_batch, write_batch
+from broadcaster.inbox.inbound import store_inbound
 from broadcaster.models import Conversation, Message, utcnow
-from broadcaster.scheduler import sync_database_url
-from broadcaster.status_bot import StatusBot
+from broadcaster.schedule.runner import sync_database_url
 from channels.base import InboundMessage
 from tests.conftest import make_settings
 

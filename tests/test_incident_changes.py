@@ -15,17 +15,17 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.db import SessionFactory
-from broadcaster.drafting import PublishError, UpdateDraft
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending
-from broadcaster.maintenance import schedule_maintenance, start_maintenance
+from broadcaster.delivery.subscribers import NewSubscriber
+from broadcaster.inbox.bot import StatusBot
+from broadcaster.inbox.filing import file_pending
+from broadcaster.inbox.inbound import store_inbound
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Component, Delivery, IncidentUpdate, Message, Rendition, utcnow
-from broadcaster.publish import Published, post_update
-from broadcaster.status_bot import StatusBot
-from broadcaster.subscribers import NewSubscriber
+from broadcaster.publishing.drafting import PublishError, UpdateDraft
+from broadcaster.publishing.incidents import Published, post_update
+from broadcaster.publishing.maintenance import schedule_maintenance, start_maintenance
 from broadcaster.web import create_app
 from channels.base import InboundMessage
 from tests.conftest import make_settings

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import broadcaster.intent as intent_module
-from broadcaster.intent import INTENTS, MAX_CHARS, Classification, classify, detect_language
+import broadcaster.inbox.intent as intent_module
+from broadcaster.inbox.intent import INTENTS, MAX_CHARS, Classification, classify, detect_language
 
 HERE = Path(__file__).parent
 Example = tuple[str, str, str]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from broadcaster.limits import (
+from broadcaster.compose.limits import (
     fit_subject,
     split_text,
     split_x_thread,

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from broadcaster.compose import Composer
-from broadcaster.drafting import UpdateDraft, preview
-from broadcaster.lint import RULES, Draft, Finding, has_errors, lint, thanks_in
+from broadcaster.compose.lint import RULES, Draft, Finding, has_errors, lint, thanks_in
+from broadcaster.compose.render import Composer
 from broadcaster.message import RenderedMessage
+from broadcaster.publishing.drafting import UpdateDraft, preview
 from tests.conftest import make_settings
 
 GOOD_FR = (

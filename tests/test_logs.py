@@ -6,12 +6,12 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from broadcaster.channel_report import error_kind
+from broadcaster.delivery.channel_report import error_kind
 from broadcaster.logs import StructuredFormatter
 
 
 def record(event: str, **fields: object) -> logging.LogRecord:
-    made = logging.LogRecord("broadcaster.dispatch", logging.WARNING, __file__, 1, event, None, None)
+    made = logging.LogRecord("broadcaster.delivery.dispatch", logging.WARNING, __file__, 1, event, None, None)
     made.created = datetime(2026, 12, 3, 14, 2, tzinfo=UTC).timestamp()
     made.fields = fields
     return made
@@ -22,7 +22,7 @@ def test_text_lines_quote_values_so_a_field_cannot_forge_another_line() -> None:
         record("channel paused", channel="email", reason="a b\nERROR forged=1", count=3, wait=1.23456)
     )
     assert line == (
-        "2026-12-03T14:02:00Z WARNING broadcaster.dispatch channel paused channel=email "
+        "2026-12-03T14:02:00Z WARNING broadcaster.delivery.dispatch channel paused channel=email "
         'reason="a b\\nERROR forged=1" count=3 wait=1.235'
     )
     assert "\n" not in line
@@ -32,7 +32,7 @@ def test_json_lines_carry_the_same_fields() -> None:
     until = datetime(2026, 12, 3, 14, 3, tzinfo=UTC)
     line = StructuredFormatter("json").format(record("channel paused", channel="telegram", until=until))
     assert json.loads(line) == {
-        "at": "2026-12-03T14:02:00Z", "level": "WARNING", "logger": "broadcaster.dispatch",
+        "at": "2026-12-03T14:02:00Z", "level": "WARNING", "logger": "broadcaster.delivery.dispatch",
         "event": "channel paused", "channel": "telegram", "until": "2026-12-03T14:03:00Z",
     }  # fmt: skip
 

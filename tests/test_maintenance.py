@@ -8,13 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import col, select
 
-from broadcaster.compose import CHANNEL_PARTS, Composer
+from broadcaster.compose.limits import x_weighted_length
+from broadcaster.compose.lint import Draft, lint
+from broadcaster.compose.render import CHANNEL_PARTS, Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.drafting import LintRefused, PublishError
-from broadcaster.limits import x_weighted_length
-from broadcaster.lint import Draft, lint
-from broadcaster.maintenance import (
+from broadcaster.delivery.subscribers import NewSubscriber
+from broadcaster.message import Brand, MessageContext, RenderedMessage
+from broadcaster.models import Component, Delivery, Incident, IncidentUpdate, Rendition, ScheduledRun
+from broadcaster.publishing.drafting import LintRefused, PublishError
+from broadcaster.publishing.incidents import Published
+from broadcaster.publishing.maintenance import (
     PHASES,
     MaintenanceError,
     Unannounced,
@@ -26,10 +30,6 @@ from broadcaster.maintenance import (
     schedule_maintenance,
     start_maintenance,
 )
-from broadcaster.message import Brand, MessageContext, RenderedMessage
-from broadcaster.models import Component, Delivery, Incident, IncidentUpdate, Rendition, ScheduledRun
-from broadcaster.publish import Published
-from broadcaster.subscribers import NewSubscriber
 from channels.capabilities import CAPABILITIES
 from tests.conftest import make_settings
 from tests.e2e.helpers import subscribe

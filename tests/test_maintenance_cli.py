@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from broadcaster.cli import app
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import load_settings
 from broadcaster.db import create_engine, session_factory
-from broadcaster.scheduler import Scheduler
+from broadcaster.schedule.runner import Scheduler
 from tests.test_cli import rows, runner
 
 PARIS = ZoneInfo("Europe/Paris")

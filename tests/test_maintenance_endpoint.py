@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.maintenance import (
+from broadcaster.publishing.maintenance import (
     complete_maintenance,
     complete_maintenance_now,
     reschedule_maintenance,

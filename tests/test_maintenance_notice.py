@@ -13,10 +13,10 @@ from sqlmodel import col, select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.maintenance import Unannounced, cancel_maintenance, reschedule_maintenance
+from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import Delivery, utcnow
-from broadcaster.publish import Published
-from broadcaster.subscribers import NewSubscriber
+from broadcaster.publishing.incidents import Published
+from broadcaster.publishing.maintenance import Unannounced, cancel_maintenance, reschedule_maintenance
 from tests.conftest import make_settings
 from tests.e2e.helpers import subscribe
 from tests.test_scheduler import Clock, scheduler_at

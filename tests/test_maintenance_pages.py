@@ -13,7 +13,8 @@ import pytest
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.maintenance import (
+from broadcaster.models import utcnow
+from broadcaster.publishing.maintenance import (
     cancel_maintenance,
     complete_maintenance,
     post_notice,
@@ -21,7 +22,6 @@ from broadcaster.maintenance import (
     schedule_maintenance,
     start_maintenance,
 )
-from broadcaster.models import utcnow
 from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_, resolve

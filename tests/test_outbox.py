@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from broadcaster import outbox
 from broadcaster.db import SessionFactory, is_sqlite, writing
+from broadcaster.delivery import outbox
+from broadcaster.delivery.outbox import DeliveryKey, Outcome, parse_idempotency_key
 from broadcaster.models import Delivery, Subscription, utcnow
-from broadcaster.outbox import DeliveryKey, Outcome, parse_idempotency_key
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_, people, subscribe
 
@@ -122,7 +122,7 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
     import random
 
     from broadcaster.config import DispatchSettings
-    from broadcaster.dispatch import backoff_delay
+    from broadcaster.delivery.dispatch import backoff_delay
 
     settings = DispatchSettings(backoff_base_seconds=2, backoff_max_seconds=60)
     rng = random.Random(7)

@@ -14,7 +14,7 @@ from sqlmodel import col
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import Incident, IncidentUpdate
-from broadcaster.publish import UpdateDraft
+from broadcaster.publishing.incidents import UpdateDraft
 from broadcaster.web import create_app
 from tests.e2e.helpers import draft, follow_up, open_
 

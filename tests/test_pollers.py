@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from broadcaster.channel_settings import TwitterSettings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import Poller, load_cursor
+from broadcaster.inbox.inbound import Poller, load_cursor
 from broadcaster.models import InboundRecord
 from channels.twitter import TwitterChannel
 from tests.peers.x_api import XApiPeer

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import update as sql_update
 from sqlmodel import col, select
 
-from broadcaster.compose import Composer
+from broadcaster.compose.foreign_markup import markdown_text
+from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.foreign_markup import markdown_text
 from broadcaster.models import (
     CapturedMessage,
     Component,
@@ -27,7 +27,8 @@ from broadcaster.models import (
     IncidentUpdate,
     Message,
 )
-from broadcaster.postmortem import (
+from broadcaster.publishing.incidents import Published
+from broadcaster.publishing.postmortem import (
     PLACEHOLDERS,
     PostmortemError,
     draft_postmortem,
@@ -35,7 +36,6 @@ from broadcaster.postmortem import (
     publish_postmortem,
     save_postmortem,
 )
-from broadcaster.publish import Published
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, follow_up, live_settings, open_, people, resolve, subscribe
 from tests.peers.telegram import TelegramPeer

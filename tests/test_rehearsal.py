@@ -10,7 +10,6 @@ from sqlalchemy import update as sql_update
 from sqlmodel import col, func, select
 
 from broadcaster.db import SessionFactory
-from broadcaster.maintenance import post_notice, schedule_maintenance
 from broadcaster.models import (
     CapturedMessage,
     Component,
@@ -23,8 +22,9 @@ from broadcaster.models import (
     ScheduledRun,
     utcnow,
 )
-from broadcaster.rehearsal import NotARehearsal, check_rehearsal, delete_rehearsal
-from broadcaster.schedule_plan import plan
+from broadcaster.publishing.maintenance import post_notice, schedule_maintenance
+from broadcaster.publishing.rehearsal import NotARehearsal, check_rehearsal, delete_rehearsal
+from broadcaster.schedule.plan import plan
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, live_settings, open_, people, resolve, subscribe
 from tests.peers.telegram import TelegramPeer

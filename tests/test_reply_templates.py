@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from broadcaster.reply_templates import IncidentState, ReplyTemplates
+from broadcaster.inbox.reply_templates import IncidentState, ReplyTemplates
 from tests.conftest import make_settings
 
 THANKS = re.compile(r"merci|thank", re.IGNORECASE)

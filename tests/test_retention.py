@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.db import SessionFactory, create_engine, session_factory, upgrade
 from broadcaster.models import InboundRecord, Message, utcnow
-from broadcaster.scheduler import Scheduler
+from broadcaster.schedule.runner import Scheduler
 from tests.conftest import make_settings
 from tests.test_inbox_actions import customer_writes, inbound
 from tests.test_scheduler import Clock

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import Delivery, Incident, IncidentUpdate, utcnow
-from broadcaster.schedule_report import schedule_report
-from broadcaster.scheduler import Scheduler
+from broadcaster.schedule.report import schedule_report
+from broadcaster.schedule.runner import Scheduler
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, follow_up, open_
 
@@ -184,7 +184,7 @@ async def test_bad_cadence_configuration_names_the_key(database_url: str) -> Non
 async def test_a_resolved_incident_reminds_the_staff_of_its_postmortem_with_a_draft(
     sessions: SessionFactory, database_url: str
 ) -> None:
-    from broadcaster.postmortem import save_postmortem
+    from broadcaster.publishing.postmortem import save_postmortem
     from tests.e2e.helpers import resolve
 
     settings = promise_settings(database_url)

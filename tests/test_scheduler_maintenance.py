@@ -8,8 +8,8 @@ from sqlmodel import col, select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.maintenance import reschedule_maintenance, schedule_maintenance
 from broadcaster.models import Component, Incident, IncidentUpdate, utcnow
+from broadcaster.publishing.maintenance import reschedule_maintenance, schedule_maintenance
 from tests.conftest import make_settings
 from tests.test_scheduler import Clock, scheduler_at
 
@@ -170,7 +170,7 @@ async def test_the_status_page_shows_a_maintenance_as_upcoming_then_running_then
 async def test_a_cancelled_maintenance_leaves_nothing_scheduled(
     sessions: SessionFactory, database_url: str
 ) -> None:
-    from broadcaster.maintenance import cancel_maintenance
+    from broadcaster.publishing.maintenance import cancel_maintenance
 
     settings = make_settings(database_url)
     now = utcnow()
@@ -187,7 +187,7 @@ async def test_a_cancelled_maintenance_leaves_nothing_scheduled(
 async def test_the_job_store_follows_a_reschedule_and_a_cancellation(
     sessions: SessionFactory, database_url: str
 ) -> None:
-    from broadcaster.maintenance import cancel_maintenance
+    from broadcaster.publishing.maintenance import cancel_maintenance
 
     settings = make_settings(database_url)
     now = utcnow()

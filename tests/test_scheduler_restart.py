@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import text, update
 from sqlmodel import col, select
 
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.models import Incident, ScheduledRun, utcnow
-from broadcaster.scheduler import ADVISORY_LOCK_KEY, Scheduler
+from broadcaster.schedule.runner import ADVISORY_LOCK_KEY, Scheduler
 from tests.test_scheduler import ON_CALL, STAFF_CHAT, open_major, promise_settings, staff_alerts
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broadcaster.db import create_engine
-from broadcaster.shared_pacing import (
+from broadcaster.delivery.shared_pacing import (
     MARGIN,
     PaceStore,
     PostgresPaceStore,
@@ -107,7 +107,7 @@ async def test_a_store_that_does_not_answer_is_logged_once_and_sends_go_on(
 ) -> None:
     pacing = SharedPacing(RedisPaceStore("redis://127.0.0.1:9/0"))  # nothing listens on port 9
     window = pacing.window("telegram:5", limit=1000, window=1.0)
-    caplog.set_level(logging.INFO, logger="broadcaster.shared_pacing")
+    caplog.set_level(logging.INFO, logger="broadcaster.delivery.shared_pacing")
     sent = 0
     for _ in range(20):
         async with window.turn():

@@ -14,18 +14,18 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from broadcaster.compose import Composer
+from broadcaster.compose.limits import visible_length
+from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.dispatch import Dispatcher
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending
-from broadcaster.limits import visible_length
+from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.staff_alerts import staff_messages
+from broadcaster.inbox.filing import file_pending
+from broadcaster.inbox.inbound import store_inbound
+from broadcaster.inbox.spikes import draft_if_spike
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Conversation, Delivery, Incident, Message
-from broadcaster.publish import publish_draft, resolve_incident
-from broadcaster.spikes import draft_if_spike
-from broadcaster.staff_alerts import staff_messages
+from broadcaster.publishing.incidents import publish_draft, resolve_incident
 from channels import build_channels
 from channels.base import InboundMessage
 from tests.conftest import make_settings
@@ -211,7 +211,7 @@ async def test_without_a_staff_address_the_draft_is_made_and_a_warning_logged(
 ) -> None:
     settings = make_settings(database_url, brand={"default_locale": "en"})
     await report(sessions, 12, at=NOW, batch="a")
-    with caplog.at_level(logging.WARNING, logger="broadcaster.staff_alerts"):
+    with caplog.at_level(logging.WARNING, logger="broadcaster.delivery.staff_alerts"):
         draft_id = await check(sessions, settings)
     assert draft_id is not None
     (incident,) = await drafts(sessions)

@@ -6,15 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, select
 
-from broadcaster import outbox
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.dispatch import Dispatcher
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending
+from broadcaster.delivery import outbox
+from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.subscribers import NewSubscriber
+from broadcaster.inbox.bot import StatusBot
+from broadcaster.inbox.filing import file_pending
+from broadcaster.inbox.inbound import store_inbound
 from broadcaster.models import Conversation, Delivery, Message, Subscription, utcnow
-from broadcaster.status_bot import StatusBot
-from broadcaster.subscribers import NewSubscriber
 from channels import build_channels
 from channels.base import InboundMessage
 from tests.conftest import make_settings

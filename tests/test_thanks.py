@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from broadcaster.lint import thanks_in
+from broadcaster.compose.lint import thanks_in
 
 HERE = Path(__file__).parent
 LABELS = ("thanks", "none")

@@ -15,12 +15,12 @@ from sqlmodel import select
 
 from broadcaster.cli import app
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending
-from broadcaster.maintenance import post_notice, schedule_maintenance
+from broadcaster.inbox.bot import StatusBot
+from broadcaster.inbox.filing import file_pending
+from broadcaster.inbox.inbound import store_inbound
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Message, Rendition, utcnow
-from broadcaster.status_bot import StatusBot
+from broadcaster.publishing.maintenance import post_notice, schedule_maintenance
 from broadcaster.web import create_app
 from channels.base import InboundMessage
 from tests.conftest import make_settings

@@ -11,8 +11,8 @@ from sqlmodel import select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import Delivery, Subscription
-from broadcaster.subscribers import NewSubscriber
 from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe

@@ -15,8 +15,8 @@ import pytest
 from sqlmodel import select
 
 from broadcaster.db import SessionFactory
+from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import Subscription
-from broadcaster.subscribers import NewSubscriber
 from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_, subscribe

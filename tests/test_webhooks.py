@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from broadcaster.db import SessionFactory
-from broadcaster.inbox import file_pending
+from broadcaster.inbox.filing import file_pending
 from broadcaster.models import InboundRecord
 from broadcaster.web import create_app
 from tests.conftest import make_settings

@@ -17,10 +17,10 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from broadcaster.captured import ALERT, ANSWER, Captured, find_captured
 from broadcaster.cli.options import AsJson
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
+from broadcaster.delivery.captured import ALERT, ANSWER, Captured, find_captured
 from broadcaster.localtime import local_time
 
 __all__ = ["register"]

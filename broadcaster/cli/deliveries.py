@@ -16,13 +16,13 @@ from rich.table import Table
 from sqlmodel import col, select
 from typer.core import TyperGroup
 
-from broadcaster import channel_pause, outbox
 from broadcaster.cli.options import AsJson, row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import delivery_table
+from broadcaster.delivery import channel_pause, outbox
+from broadcaster.delivery.requeue import Requeued, requeue
 from broadcaster.models import Delivery, Incident, IncidentUpdate
-from broadcaster.requeue import Requeued, requeue
 
 
 class _ShowByDefault(TyperGroup):

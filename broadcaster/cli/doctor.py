@@ -15,9 +15,9 @@ from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.drill import last_drill
+from broadcaster.delivery.shared_pacing import StoreDown, deployment_pacing
+from broadcaster.drill.run import last_drill
 from broadcaster.models import LoopState
-from broadcaster.shared_pacing import StoreDown, deployment_pacing
 from channels import build_channels
 from channels.email_imap import ImapMailbox
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
-from broadcaster.drill import FAILED, OK, DrillReport, run_drill
+from broadcaster.drill.run import FAILED, OK, DrillReport, run_drill
 
 _STYLE = {OK: "[green]ok[/]", FAILED: "[red]failed[/]"}
 

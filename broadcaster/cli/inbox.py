@@ -14,13 +14,13 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from broadcaster import inbox_actions
 from broadcaster.cli.options import row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import Runtime, console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import answer_status, conversation_text, inbox_table
 from broadcaster.db import SessionFactory
-from broadcaster.inbox import conversation_dict, conversation_with_messages, message_dict
+from broadcaster.inbox import actions as inbox_actions
+from broadcaster.inbox.filing import conversation_dict, conversation_with_messages, message_dict
 from broadcaster.models import Conversation
 
 app = typer.Typer(help="The shared inbox: customer messages from every channel.", no_args_is_help=True)

@@ -15,7 +15,7 @@ from broadcaster.cli.options import AsJson, row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, fail, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
-from broadcaster.rehearsal import Rehearsal, check_rehearsal, delete_rehearsal
+from broadcaster.publishing.rehearsal import Rehearsal, check_rehearsal, delete_rehearsal
 
 __all__ = ["register"]
 

@@ -10,15 +10,15 @@ from rich.panel import Panel
 from rich.table import Table
 from sqlmodel import col, select
 
-from broadcaster import outbox
 from broadcaster.cli.options import AsJson, iso, row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import delivery_table
+from broadcaster.delivery import outbox
+from broadcaster.inbox.spikes import publish_command
 from broadcaster.localtime import local_time
 from broadcaster.models import Incident, IncidentUpdate
-from broadcaster.spikes import publish_command
-from broadcaster.update_writer import changes_between
+from broadcaster.publishing.update_writer import changes_between
 
 
 def list_(

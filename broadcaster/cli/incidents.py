@@ -13,7 +13,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from broadcaster import outbox
 from broadcaster.cli.options import (
     Alternative,
     AlternativeTranslation,
@@ -44,9 +43,10 @@ from broadcaster.cli.runtime import (
     user_errors,
 )
 from broadcaster.cli.views import delivery_table, fallback_lines, finding_lines
-from broadcaster.dispatch import Dispatcher
+from broadcaster.delivery import outbox
+from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.models import Incident
-from broadcaster.publish import (
+from broadcaster.publishing.incidents import (
     LintRefused,
     Published,
     discard_draft,

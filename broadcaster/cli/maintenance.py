@@ -34,18 +34,18 @@ from broadcaster.cli.options import (
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
-from broadcaster.drafting import LintRefused, enabled_channels
 from broadcaster.localtime import local_time
-from broadcaster.maintenance import (
+from broadcaster.models import Incident, utcnow
+from broadcaster.publishing.drafting import LintRefused, enabled_channels
+from broadcaster.publishing.maintenance import (
     Unannounced,
     cancel_maintenance,
     complete_maintenance_now,
     reschedule_maintenance,
     schedule_maintenance,
 )
-from broadcaster.models import Incident, utcnow
+from broadcaster.publishing.update_writer import Published
 from broadcaster.timeparse import parse_future
-from broadcaster.update_writer import Published
 
 app = typer.Typer(help="Schedule, move, cancel, complete and list maintenance windows.", no_args_is_help=True)
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from broadcaster.config import Settings
-from broadcaster.drafting import UpdateDraft
 from broadcaster.models import MAX_ROW_ID, utcnow
+from broadcaster.publishing.drafting import UpdateDraft
 from broadcaster.timeparse import parse_future
 
 Message = Annotated[str, typer.Option("--message", "-m", help="The update, in the brand's default locale.")]

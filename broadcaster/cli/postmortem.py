@@ -19,7 +19,7 @@ from broadcaster.cli.options import AsJson, Force, NoWait, row_number
 from broadcaster.cli.runtime import Runtime, console, err_console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.models import Incident
-from broadcaster.postmortem import (
+from broadcaster.publishing.postmortem import (
     PostmortemError,
     draft_postmortem,
     missing_sections,

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from broadcaster.audience import readers_by_locale
 from broadcaster.cli.options import (
     Alternative,
     AlternativeTranslation,
@@ -25,11 +24,12 @@ from broadcaster.cli.options import (
 )
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.cli.views import fallback_lines, finding_lines, message_panel
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import DatabaseNotReady
-from broadcaster.drafting import fallbacks, preview
+from broadcaster.delivery.audience import readers_by_locale
 from broadcaster.message import MessageKind
+from broadcaster.publishing.drafting import fallbacks, preview
 
 
 async def _readers(settings: Settings, channels: list[str], components: list[str]) -> dict[str, int]:

@@ -15,10 +15,10 @@ import typer
 from rich.text import Text
 
 from broadcaster.cli.outside import TerminalConsole, outside
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import ConfigError, Settings, load_settings
 from broadcaster.db import DatabaseNotReady, SessionFactory, create_engine, ensure_schema, session_factory
-from broadcaster.drafting import PublishError
+from broadcaster.publishing.drafting import PublishError
 
 console = TerminalConsole()
 err_console = TerminalConsole(stderr=True)

@@ -15,8 +15,8 @@ from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal
 from broadcaster.config import Settings
 from broadcaster.localtime import local_time
 from broadcaster.models import utcnow
-from broadcaster.schedule_report import schedule_report
-from broadcaster.scheduler import Scheduler
+from broadcaster.schedule.report import schedule_report
+from broadcaster.schedule.runner import Scheduler
 
 
 def _local(settings: Settings, iso_time: str) -> str:

@@ -13,9 +13,9 @@ from rich.table import Table
 from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.db import upgrade
-from broadcaster.dispatch import Dispatcher
+from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.logs import configure_logging, log_event
-from broadcaster.publish import sync_components
+from broadcaster.publishing.incidents import sync_components
 from channels import build_channels
 from channels.webpush import generate_vapid_key, public_key_from_file
 

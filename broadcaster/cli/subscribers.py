@@ -14,8 +14,8 @@ from sqlmodel import col, select
 
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, fail, open_runtime, run, state, user_errors
+from broadcaster.delivery.subscribers import ImportError_, NewSubscriber, import_subscribers, parse_csv
 from broadcaster.models import Subscriber, Subscription
-from broadcaster.subscribers import ImportError_, NewSubscriber, import_subscribers, parse_csv
 
 app = typer.Typer(help="Manage who receives updates.", no_args_is_help=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

@@ -10,12 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from broadcaster.cli.outside import outside
+from broadcaster.compose.lint import Finding
 from broadcaster.config import Settings
-from broadcaster.drafting import TRANSLATION_OPTIONS, Fallback
-from broadcaster.lint import Finding
 from broadcaster.localtime import local_time
 from broadcaster.message import RenderedMessage
 from broadcaster.models import INERT, Conversation, Message
+from broadcaster.publishing.drafting import TRANSLATION_OPTIONS, Fallback
 
 STATUS_STYLES = {
     "sent": "green", "captured": "magenta", "pending": "yellow", "sending": "cyan", "failed": "red",

@@ -13,18 +13,18 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlmodel import col, select
 
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
-from broadcaster.dispatch import Dispatcher
-from broadcaster.inbound import reply_address_exists, store_inbound
-from broadcaster.inbox_filer import InboxFiling
+from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.inbox.filer import InboxFiling
+from broadcaster.inbox.inbound import reply_address_exists, store_inbound
+from broadcaster.inbox.pollers import Pulled, build_pollers
+from broadcaster.inbox.postmaster import forward_to_staff
 from broadcaster.loop_health import LoopHealth
 from broadcaster.metrics import CONTENT_TYPE, Metrics
 from broadcaster.models import NOT_OPEN, Component, Incident
-from broadcaster.pollers import Pulled, build_pollers
-from broadcaster.postmaster import forward_to_staff
-from broadcaster.scheduler import SchedulerThread
+from broadcaster.schedule.runner import SchedulerThread
 from broadcaster.web.api_docs import serve_docs
 from broadcaster.web.feed import feed_router
 from broadcaster.web.inbox_api import inbox_router, staff_router

@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlmodel import col, select
 
-from broadcaster.compose import status_words
+from broadcaster.compose.render import status_words
 from broadcaster.config import Settings
 from broadcaster.control_characters import without_controls
 from broadcaster.db import SessionFactory

@@ -18,16 +18,16 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from broadcaster import inbox_actions
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbox import conversation_dict, conversation_with_messages, message_dict
-from broadcaster.inbox_actions import (
+from broadcaster.inbox import actions as inbox_actions
+from broadcaster.inbox.actions import (
     MAX_LIMIT,
     MAX_TEXT,
     InboxError,
     UnknownConversation,
 )
+from broadcaster.inbox.filing import conversation_dict, conversation_with_messages, message_dict
 from broadcaster.web.ids import RowId, RowIdFilter
 
 JsonObject = dict[str, object]

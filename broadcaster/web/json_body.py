@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 
-from broadcaster.intake import MAX_RAW_DEPTH
+from broadcaster.inbox.intake import MAX_RAW_DEPTH
 
 __all__ = ["MAX_DEPTH", "check_json"]
 

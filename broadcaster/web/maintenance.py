@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import select
 
-from broadcaster.compose import format_when
+from broadcaster.compose.render import format_when
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import Incident, utcnow

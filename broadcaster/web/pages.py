@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from broadcaster.compose import status_words
+from broadcaster.compose.render import status_words
 from broadcaster.config import Settings
 from broadcaster.control_characters import without_controls
 from broadcaster.web.times import PageClock

@@ -20,9 +20,9 @@ from sqlmodel import col, select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.drafting import duration_words
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Component, Incident, IncidentUpdate, Rendition, utcnow
+from broadcaster.publishing.drafting import duration_words
 from broadcaster.web.ids import is_row_id
 from broadcaster.web.notices import describe, distinct_notices, notice_facts
 from broadcaster.web.pages import Pages, visitor_locale

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import utcnow
-from broadcaster.schedule_report import schedule_report
+from broadcaster.schedule.report import schedule_report
 from broadcaster.web.inbox_api import staff_router
 
 

@@ -22,8 +22,8 @@ from sqlmodel import col, select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, writing
+from broadcaster.delivery.outbox import withdrawal
 from broadcaster.models import Subscriber, Subscription, utcnow
-from broadcaster.outbox import withdrawal
 from broadcaster.web.pages import Pages
 from broadcaster.web.words import page_words, speaks
 

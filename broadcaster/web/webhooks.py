@@ -16,7 +16,7 @@ from fastapi.responses import PlainTextResponse
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import GroupCommit
+from broadcaster.inbox.inbound import GroupCommit
 from broadcaster.web.json_body import check_json
 from channels.facebook_webhook import parse_events, signature_is_valid, verify_subscription
 from channels.telegram import TelegramChannel

@@ -15,7 +15,7 @@ import pytest
 from markdown_it import MarkdownIt
 from pydantic import SecretStr
 
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import BlogSettings
 from broadcaster.message import RenderedMessage
 from channels.base import Channel, RateLimited, Rejected, Target, Unauthorized, Unavailable

@@ -321,7 +321,7 @@ def answer(text: str, locale: str = "fr") -> RenderedMessage:
 
 
 def to_customer(message: InboundMessage) -> Reply:
-    """The Reply the inbox builds from a customer's e-mail (broadcaster/answers.py)."""
+    """The Reply the inbox builds from a customer's e-mail (broadcaster/inbox/answers.py)."""
     return Reply(
         conversation_key=message.conversation_key,
         customer_handle=message.customer_handle,

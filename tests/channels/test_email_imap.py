@@ -16,9 +16,9 @@ from sqlmodel import select
 
 from broadcaster.channel_settings import EmailSettings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import Poller, load_cursor, reply_address_for
+from broadcaster.delivery.subscribers import NewSubscriber
+from broadcaster.inbox.inbound import Poller, load_cursor, reply_address_for
 from broadcaster.models import Delivery, InboundRecord, Subscription
-from broadcaster.subscribers import NewSubscriber
 from channels.base import Rejected, Unauthorized, Unavailable
 from channels.email_imap import PER_POLL, ImapMailbox
 from channels.email_parse import ReplyAddress

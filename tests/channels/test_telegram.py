@@ -522,7 +522,7 @@ async def test_two_workers_keep_one_second_per_chat_and_twenty_a_minute_per_grou
     peer: TelegramPeer, shared_store_url: tuple[str, str]
 ) -> None:
     from broadcaster.db import create_engine
-    from broadcaster.shared_pacing import PaceStore, PostgresPaceStore, RedisPaceStore, SharedPacing
+    from broadcaster.delivery.shared_pacing import PaceStore, PostgresPaceStore, RedisPaceStore, SharedPacing
 
     kind, url = shared_store_url
     engine = create_engine(url) if kind == "postgresql" else None

@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from broadcaster.config import TelegramSettings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import Poller, load_cursor
+from broadcaster.inbox.inbound import Poller, load_cursor
 from broadcaster.models import InboundRecord
 from channels.base import Rejected, Unauthorized, Unavailable
 from channels.telegram_polling import ALLOWED_UPDATES, TelegramUpdates

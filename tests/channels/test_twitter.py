@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from broadcaster.config import TwitterSettings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import Poller, load_cursor
+from broadcaster.inbox.inbound import Poller, load_cursor
 from broadcaster.message import RenderedMessage
 from broadcaster.models import InboundRecord
 from channels.base import Channel, RateLimited, Rejected, Reply, Replying, Target, Unauthorized, Unavailable
@@ -666,7 +666,7 @@ async def test_client_not_enrolled_is_its_own_cause(peer: XApiPeer, channel: Twi
 async def test_two_workers_of_one_account_share_its_posting_budget_in_redis(
     peer: XApiPeer, clock: Clock, redis_url: str
 ) -> None:
-    from broadcaster.shared_pacing import RedisPaceStore, SharedPacing
+    from broadcaster.delivery.shared_pacing import RedisPaceStore, SharedPacing
 
     workers = [TwitterChannel(settings_for(peer, posts_per_window=4, window_seconds=900.0)) for _ in range(2)]
     pacings = [SharedPacing(RedisPaceStore(redis_url)) for _ in workers]

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from broadcaster.channel_settings import WEBPUSH_HOSTS, PushSettings
 from broadcaster.config import Settings
-from broadcaster.subscribers import NewSubscriber, validate
+from broadcaster.delivery.subscribers import NewSubscriber, validate
 from channels.base import Rejected, SendResult
 from channels.outbound_url import OutboundPolicy, UnsafeURL
 from channels.webpush import WebPushSender

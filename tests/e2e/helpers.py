@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.dispatch import Dispatcher
-from broadcaster.publish import Published, UpdateDraft, open_incident, post_update, resolve_incident
-from broadcaster.subscribers import NewSubscriber, import_subscribers
+from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.subscribers import NewSubscriber, import_subscribers
+from broadcaster.publishing.incidents import (
+    Published,
+    UpdateDraft,
+    open_incident,
+    post_update,
+    resolve_incident,
+)
 from channels import build_channels
 from tests.conftest import make_settings
 from tests.peers.smtp import SmtpPeer

@@ -120,7 +120,7 @@ async def test_broadcast_emails_are_valid_mime_with_list_and_reply_headers(
 async def test_component_filters_and_inactive_subscriptions_are_respected(
     database_url: str, sessions: SessionFactory, smtp: SmtpPeer
 ) -> None:
-    from broadcaster.subscribers import NewSubscriber
+    from broadcaster.delivery.subscribers import NewSubscriber
 
     settings = live_settings(database_url, smtp, None)
     await subscribe(

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from broadcaster import inbox_actions
-from broadcaster.compose import Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending
-from broadcaster.incident_answers import answer_linked_conversations
+from broadcaster.inbox import actions as inbox_actions
+from broadcaster.inbox.bot import StatusBot
+from broadcaster.inbox.filing import file_pending
+from broadcaster.inbox.inbound import store_inbound
+from broadcaster.inbox.resolution_answers import answer_linked_conversations
+from broadcaster.inbox.spikes import draft_if_spike
 from broadcaster.models import Conversation, Incident, IncidentUpdate, utcnow
-from broadcaster.publish import publish_draft
-from broadcaster.spikes import draft_if_spike
-from broadcaster.status_bot import StatusBot
+from broadcaster.publishing.incidents import publish_draft
 from channels.base import InboundMessage
 from tests.e2e.helpers import draft, live_settings, open_, resolve
 from tests.e2e.test_inbox_answers import send_answers

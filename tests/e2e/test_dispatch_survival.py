@@ -19,8 +19,8 @@ from sqlmodel import select
 from broadcaster.cli.doctor import diagnose
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import Delivery, Rendition, utcnow
-from broadcaster.subscribers import NewSubscriber
 from broadcaster.web import create_app
 from channels.webpush import generate_vapid_key
 from tests.conftest import make_settings

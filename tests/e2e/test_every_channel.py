@@ -15,9 +15,9 @@ import pytest
 from sqlmodel import select
 
 from broadcaster.db import SessionFactory
+from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery, Rendition
-from broadcaster.subscribers import NewSubscriber
 from channels.webpush import generate_vapid_key
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, deliver, draft, open_, subscribe

@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 import pytest
 from sqlmodel import select
 
-from broadcaster import outbox
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.dispatch import Dispatcher
+from broadcaster.delivery import outbox
+from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import Delivery, Subscription
-from broadcaster.subscribers import NewSubscriber
 from channels import build_channels
 from tests.e2e.helpers import draft, live_settings, open_, people, subscribe
 from tests.peers.smtp import SmtpPeer

@@ -10,7 +10,7 @@ import pytest
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
-from broadcaster.subscribers import NewSubscriber
+from broadcaster.delivery.subscribers import NewSubscriber
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, deliver, draft, open_, subscribe
 from tests.peers.telegram import TelegramPeer

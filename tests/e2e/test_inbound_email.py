@@ -10,11 +10,11 @@ from sqlmodel import col, select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbox import file_pending
-from broadcaster.inbox_actions import find_conversations
-from broadcaster.inbox_actions import reply as reply_to_conversation
+from broadcaster.delivery.subscribers import NewSubscriber
+from broadcaster.inbox.actions import find_conversations
+from broadcaster.inbox.actions import reply as reply_to_conversation
+from broadcaster.inbox.filing import file_pending
 from broadcaster.models import Delivery, Message, Subscription
-from broadcaster.subscribers import NewSubscriber
 from broadcaster.web.app import inbound_email_listener
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, open_, subscribe

@@ -19,9 +19,9 @@ from sqlmodel import select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.dispatch import Dispatcher
-from broadcaster.inbound import store_inbound
-from broadcaster.inbox import file_pending
+from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.inbox.filing import file_pending
+from broadcaster.inbox.inbound import store_inbound
 from broadcaster.models import Conversation, Incident, Message, utcnow
 from broadcaster.web import create_app
 from channels import build_channels
@@ -120,8 +120,8 @@ async def test_an_incident_can_opt_out_of_answering_at_resolution(
         await file_pending(sessions)
         assert opened.incident.id is not None
         async with sessions() as session:
-            from broadcaster.compose import Composer
-            from broadcaster.publish import resolve_incident
+            from broadcaster.compose.render import Composer
+            from broadcaster.publishing.incidents import resolve_incident
 
             await resolve_incident(
                 session, settings, Composer(default_locale="fr"), opened.incident.id,

@@ -19,10 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.dispatch import Dispatcher
+from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.logs import StructuredFormatter
 from broadcaster.metrics import Metrics
-from broadcaster.publish import Published
+from broadcaster.publishing.incidents import Published
 from broadcaster.web import create_app
 from channels import build_channels
 from tests.conftest import make_settings
@@ -36,7 +36,9 @@ API_TOKEN = "metrics-token-for-tests"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 TELEGRAM_UPDATE = Path(__file__).parents[1] / "payloads" / "telegram" / "status_question.json"
 # Hostile text in an update: markup, a log-injection attempt, an address. None of it may reach a log.
-HOSTILE_FR = "Paiement <b>KO</b>\nINFO broadcaster.dispatch channel resumed channel=email victime@example.org"
+HOSTILE_FR = (
+    "Paiement <b>KO</b>\nINFO broadcaster.delivery.dispatch channel resumed channel=email victime@example.org"
+)
 HOSTILE_EN = "Payment down\r\nERROR fake line password=hunter2 victim@example.org"
 
 

@@ -12,12 +12,12 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from broadcaster import channel_pause, outbox
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.dispatch import Dispatcher
+from broadcaster.delivery import channel_pause, outbox
+from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import ChannelPause
-from broadcaster.subscribers import NewSubscriber
 from channels import build_channels
 from tests.e2e.helpers import draft, live_settings, open_, people, subscribe
 from tests.e2e.test_faults import EN, FR, dispatching, rows, until
@@ -94,7 +94,7 @@ async def test_a_dead_relay_gets_one_probe_per_interval_and_everyone_once_it_is_
     dispatcher = Dispatcher(sessions, runtimes, settings.dispatch, settings.server.public_base_url)
     breaker = dispatcher.workers["email"].breaker
     stop = asyncio.Event()
-    caplog.set_level(logging.INFO, "broadcaster.dispatch")
+    caplog.set_level(logging.INFO, "broadcaster.delivery.dispatch")
     task = asyncio.create_task(dispatcher.run(stop))
     try:
 

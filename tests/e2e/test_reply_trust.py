@@ -18,11 +18,11 @@ from sqlmodel import col, select
 from broadcaster.cli.views import conversation_text
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.inbox import conversation_with_messages, file_pending, message_dict
-from broadcaster.inbox_actions import reply
+from broadcaster.delivery.subscribers import NewSubscriber
+from broadcaster.inbox.actions import reply
+from broadcaster.inbox.bot import StatusBot
+from broadcaster.inbox.filing import conversation_with_messages, file_pending, message_dict
 from broadcaster.models import Conversation, Delivery, Message, Subscription
-from broadcaster.status_bot import StatusBot
-from broadcaster.subscribers import NewSubscriber
 from broadcaster.web.app import inbound_email_listener
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, open_, subscribe

@@ -13,11 +13,11 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from broadcaster import outbox
 from broadcaster.cli import app
 from broadcaster.db import SessionFactory
+from broadcaster.delivery import outbox
+from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import Delivery, Subscription
-from broadcaster.subscribers import NewSubscriber
 from tests.e2e.helpers import draft, live_settings, open_, subscribe
 from tests.e2e.test_faults import EN, FR, dispatching, rows, until
 from tests.peers.smtp import SmtpPeer

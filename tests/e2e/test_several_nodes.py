@@ -41,7 +41,7 @@ from broadcaster.config import Settings, load_settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.election import poller_lock_key
 from broadcaster.models import Conversation, Delivery, InboundRecord, Incident, Message, ScheduledRun, utcnow
-from broadcaster.scheduler import ADVISORY_LOCK_KEY
+from broadcaster.schedule.runner import ADVISORY_LOCK_KEY
 from tests.e2e.helpers import TOKEN, draft, open_
 from tests.peers.smtp import SmtpPeer, free_port
 from tests.peers.telegram import TelegramPeer

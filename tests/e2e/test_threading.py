@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from broadcaster.db import SessionFactory
-from broadcaster.dispatch import Dispatcher
+from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.models import CapturedMessage
 from channels import build_channels
 from tests.conftest import make_settings

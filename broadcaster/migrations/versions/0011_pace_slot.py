@@ -18,7 +18,7 @@ depends_on = None
 
 
 # One admission to a bot's budget in one round trip (PostgreSQL): the bot's row is locked only
-# while the server runs this, never across a worker's network wait (broadcaster/shared_pacing.py).
+# while the server runs this, never across a worker's network wait (broadcaster/delivery/shared_pacing.py).
 PACE_ADMIT = """
 CREATE OR REPLACE FUNCTION pace_admit(
     p_scope text, p_ring text, p_spacing float8, p_limit int, p_window float8, p_cost int,
