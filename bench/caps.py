@@ -87,7 +87,7 @@ async def _deliver(config: dict[str, Any], update_id: int, budget: float) -> dic
     from broadcaster.config import parse_settings
     from broadcaster.db import create_engine, session_factory
     from broadcaster.delivery.dispatch import Dispatcher
-    from channels import build_channels
+    from broadcaster.delivery.runtimes import build_channels
 
     settings = parse_settings(config, "bench/caps.py")
     engine = create_engine(settings.database.url)

@@ -192,7 +192,7 @@ async def _ceilings(
     from broadcaster.message import RenderedMessage
     from broadcaster.models import Rendition
     from channels.base import Target
-    from channels.email_message import build_email
+    from channels.email.message import build_email
 
     statement = select(Rendition.channel, Rendition.payload).where(
         Rendition.update_id == update_id, Rendition.locale == "fr"
@@ -221,8 +221,8 @@ async def _ceilings(
 
 async def _measure(sc: Scenario, count: int, budget: float) -> Result:
     from broadcaster.db import create_engine, session_factory, upgrade
+    from broadcaster.delivery.runtimes import build_channels
     from broadcaster.delivery.subscribers import NewSubscriber, import_subscribers
-    from channels import build_channels
 
     deadline = time.monotonic() + budget
     with (

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lxml import etree  # noqa: E402
 
-from channels.email_html import MAX_HTML_CHARS, html_to_text  # noqa: E402
+from channels.email.html import MAX_HTML_CHARS, html_to_text  # noqa: E402
 
 
 def many_attributes(size: int) -> str:

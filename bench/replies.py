@@ -58,9 +58,9 @@ def score(strip: Callable[[str], str], cases: list[Case]) -> list[tuple[Case, st
 def candidates() -> dict[str, Callable[[str], str]]:
     """Ours, then each reply-parser library that is installed, as text → new text."""
     sys.path.insert(0, str(ROOT))
-    from channels.email_quotes import strip_quotes
+    from channels.email.quotes import strip_quotes
 
-    found: dict[str, Callable[[str], str]] = {"ours (channels.email_quotes)": strip_quotes}
+    found: dict[str, Callable[[str], str]] = {"ours (channels.email.quotes)": strip_quotes}
     try:
         import quotequail
     except ImportError:

@@ -141,7 +141,7 @@ class ScheduleSettings(_Section):
     @field_validator("maintenance_ladder")
     @classmethod
     def _hours_and_channels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        from channels import CHANNEL_NAMES
+        from channels.registry import CHANNEL_NAMES
 
         for hours, names in value.items():
             try:

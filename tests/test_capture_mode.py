@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from broadcaster.cli import app
 from broadcaster.db import SessionFactory
 from broadcaster.delivery.dispatch import ChannelWorker
-from channels import build_channels
+from broadcaster.delivery.runtimes import build_channels
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, follow_up, live_settings, open_, people, subscribe
 from tests.peers.telegram import TelegramPeer

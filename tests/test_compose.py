@@ -18,7 +18,7 @@ import pytest
 from broadcaster.compose.limits import split_text, split_x_thread, visible_length, x_weighted_length
 from broadcaster.compose.render import Composer, TemplateError, format_when, status_words
 from broadcaster.message import UNSUBSCRIBE_PLACEHOLDER, Brand, MessageContext, RenderedMessage
-from channels.capabilities import CAPABILITIES, CHANNEL_NAMES
+from channels.registry import CAPABILITIES, CHANNEL_NAMES
 
 GOLDEN = Path(__file__).parent / "golden"
 BRAND = Brand(

@@ -32,7 +32,7 @@ from broadcaster.models import (
 )
 from broadcaster.web import create_app
 from broadcaster.web.app import inbound_email_listener
-from channels.email_imap import ImapMailbox
+from channels.email.imap import ImapMailbox
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, subscribe
 from tests.peers.imap import ImapPeer

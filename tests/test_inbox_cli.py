@@ -17,8 +17,8 @@ from broadcaster.cli import app
 from broadcaster.compose.render import format_when
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.delivery.dispatch import ChannelWorker
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.models import Conversation, Delivery, Message
-from channels import build_channels
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, draft, open_
 from tests.peers.telegram import TelegramPeer

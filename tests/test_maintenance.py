@@ -30,7 +30,7 @@ from broadcaster.publishing.maintenance import (
     schedule_maintenance,
     start_maintenance,
 )
-from channels.capabilities import CAPABILITIES
+from channels.registry import CAPABILITIES
 from tests.conftest import make_settings
 from tests.e2e.helpers import subscribe
 

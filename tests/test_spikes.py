@@ -19,6 +19,7 @@ from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.delivery.staff_alerts import staff_messages
 from broadcaster.inbox.filing import file_pending
 from broadcaster.inbox.inbound import store_inbound
@@ -26,7 +27,6 @@ from broadcaster.inbox.spikes import draft_if_spike
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Conversation, Delivery, Incident, Message
 from broadcaster.publishing.incidents import publish_draft, resolve_incident
-from channels import build_channels
 from channels.base import InboundMessage
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, draft, open_

@@ -10,12 +10,12 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery import outbox
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.inbox.bot import StatusBot
 from broadcaster.inbox.filing import file_pending
 from broadcaster.inbox.inbound import store_inbound
 from broadcaster.models import Conversation, Delivery, Message, Subscription, utcnow
-from channels import build_channels
 from channels.base import InboundMessage
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, follow_up, open_, subscribe

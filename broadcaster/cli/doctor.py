@@ -15,11 +15,11 @@ from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.delivery.shared_pacing import StoreDown, deployment_pacing
 from broadcaster.drill.run import last_drill
 from broadcaster.models import LoopState
-from channels import build_channels
-from channels.email_imap import ImapMailbox
+from channels.email.imap import ImapMailbox
 
 CHECK_TIMEOUT = 30.0
 STRONG_SECRET_LENGTH = 32

@@ -45,6 +45,7 @@ from broadcaster.cli.runtime import (
 from broadcaster.cli.views import delivery_table, fallback_lines, finding_lines
 from broadcaster.delivery import outbox
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.models import Incident
 from broadcaster.publishing.incidents import (
     LintRefused,
@@ -55,7 +56,6 @@ from broadcaster.publishing.incidents import (
     publish_draft,
     resolve_incident,
 )
-from channels import build_channels
 
 app = typer.Typer(help="Open, update, resolve and inspect incidents.", no_args_is_help=True)
 

@@ -14,10 +14,10 @@ from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal
 from broadcaster.config import Settings
 from broadcaster.db import upgrade
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.logs import configure_logging, log_event
 from broadcaster.publishing.incidents import sync_components
-from channels import build_channels
-from channels.webpush import generate_vapid_key, public_key_from_file
+from channels.push.webpush import generate_vapid_key, public_key_from_file
 
 log = logging.getLogger("broadcaster.worker")
 

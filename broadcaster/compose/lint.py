@@ -21,7 +21,7 @@ from broadcaster.compose import lint_rules as rules
 from broadcaster.compose.lint_rules import Fact, Folded, facts, fold
 from broadcaster.message import MessageKind, RenderedMessage
 from channels.base import Overflow
-from channels.capabilities import CAPABILITIES
+from channels.registry import CAPABILITIES
 
 __all__ = ["RULES", "Draft", "Finding", "has_errors", "lint", "thanks_in"]
 

@@ -31,7 +31,7 @@ from broadcaster.compose.limits import fit_subject, split_text, split_x_thread, 
 from broadcaster.compose.lint import thanks_in
 from broadcaster.control_characters import without_controls
 from broadcaster.message import NOTICE_EXTRA, MessageContext, NoticeFacts, RenderedMessage
-from channels.capabilities import CAPABILITIES, CHANNEL_NAMES
+from channels.registry import CAPABILITIES, CHANNEL_NAMES
 
 __all__ = ["NO_BREAK_SPACE", "Composer", "TemplateError", "format_when", "impact_words", "status_words"]
 

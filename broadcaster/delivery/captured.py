@@ -17,10 +17,10 @@ from sqlalchemy import ColumnElement, false, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.delivery.capture import PART_SEPARATOR
 from broadcaster.delivery.outbox import answer_key, broadcast_key_prefix, parse_idempotency_key
 from broadcaster.models import CapturedMessage, Conversation, Incident, IncidentUpdate, Message
-from channels.capabilities import CHANNEL_NAMES
-from channels.capture import PART_SEPARATOR
+from channels.registry import CHANNEL_NAMES
 
 __all__ = ["ALERT", "ANSWER", "BROADCAST", "Captured", "captured_of_updates", "find_captured"]
 

@@ -29,13 +29,13 @@ from broadcaster.delivery.breaker import Breaker
 from broadcaster.delivery.channel_report import ChannelReport
 from broadcaster.delivery.outbox import ClaimedDelivery, Outcome
 from broadcaster.delivery.ratelimit import bounded_pause
+from broadcaster.delivery.runtimes import ChannelRuntime
 from broadcaster.delivery.shared_pacing import SharedPacing, deployment_pacing, pacer_for
 from broadcaster.inbox.answers import HandOff
 from broadcaster.loop_health import LoopHealth
 from broadcaster.message import RenderedMessage
 from broadcaster.metrics import Metrics
 from broadcaster.models import Rendition, Subscription, utcnow
-from channels import ChannelRuntime
 from channels.base import (
     DeliveryError,
     PacesEachMessage,

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from broadcaster.db import writing
 from broadcaster.delivery import outbox
 from broadcaster.models import Delivery, IncidentUpdate, Subscription, utcnow
-from channels.capabilities import CHANNEL_NAMES
+from channels.registry import CHANNEL_NAMES
 
 __all__ = ["ByChannel", "REQUEUEABLE", "Requeued", "requeue"]
 

@@ -20,7 +20,7 @@ from broadcaster.config import Settings
 from broadcaster.delivery.outbox import new_delivery
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery
-from channels.capabilities import CAPABILITIES
+from channels.registry import CAPABILITIES
 
 __all__ = ["queue_staff_alert", "staff_messages"]
 

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from broadcaster.config import Settings
 from broadcaster.models import Subscriber, Subscription, utcnow
 from channels.base import Rejected
-from channels.webpush import endpoint_policy, parse_subscription
+from channels.push.webpush import endpoint_policy, parse_subscription
 
 __all__ = [
     "CSV_COLUMNS",

@@ -22,9 +22,9 @@ from sqlmodel import col, select
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.delivery.runtimes import ChannelRuntime
 from broadcaster.inbox.answers import BOT
 from broadcaster.models import Conversation, DrillRun, Message
-from channels import ChannelRuntime
 
 __all__ = ["FAILED", "OK", "SKIPPED", "ChannelResult", "round_trips"]
 
@@ -52,7 +52,7 @@ class ChannelResult:
 
 
 async def _webhook(runtime: ChannelRuntime) -> ChannelResult:
-    from channels.telegram import TelegramChannel
+    from channels.telegram.adapter import TelegramChannel
 
     name = "telegram (webhook)"
     channel = runtime.channel

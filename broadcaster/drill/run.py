@@ -26,12 +26,13 @@ from sqlmodel import col, select
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, writing
 from broadcaster.delivery.audience import PUBLIC_TARGETS
+from broadcaster.delivery.runtimes import ChannelRuntime, build_channels
 from broadcaster.drill.checks import FAILED, OK, SKIPPED, ChannelResult, round_trips
 from broadcaster.drill.message import drill_message
 from broadcaster.drill.reply import DRILL_UPDATE_ID
 from broadcaster.models import DrillRun, utcnow
-from channels import CHANNEL_NAMES, ChannelRuntime, build_channels
 from channels.base import DeliveryError, RateLimited, Rejected, SendResult, Target, Unauthorized
+from channels.registry import CHANNEL_NAMES
 
 __all__ = [
     "FAILED",

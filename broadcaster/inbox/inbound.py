@@ -25,7 +25,7 @@ from broadcaster.inbox.intake import normalised
 from broadcaster.logs import log_event
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
-from channels.email_parse import ReplyAddress
+from channels.email.parse import ReplyAddress
 
 __all__ = [
     "GroupCommit",

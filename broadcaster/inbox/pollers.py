@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.delivery.runtimes import ChannelRuntime
 from broadcaster.election import DeploymentLock, poller_lock_key, poller_lock_name
 from broadcaster.inbox.inbound import Poller, reply_address_exists, reply_address_for
-from channels import ChannelRuntime
-from channels.email_imap import ImapMailbox
-from channels.email_parse import ReplyAddress
-from channels.telegram_polling import TelegramUpdates
-from channels.twitter import TwitterChannel
+from channels.email.imap import ImapMailbox
+from channels.email.parse import ReplyAddress
+from channels.telegram.polling import TelegramUpdates
+from channels.twitter.adapter import TwitterChannel
 
 __all__ = ["Pulled", "build_pollers"]
 

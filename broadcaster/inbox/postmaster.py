@@ -16,8 +16,8 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, writing
 from broadcaster.delivery.staff_alerts import queue_staff_alert
 from broadcaster.models import utcnow
-from channels.email_headers import header_text
-from channels.email_parse import html_to_text, parse_message
+from channels.email.headers import header_text
+from channels.email.parse import html_to_text, parse_message
 
 __all__ = ["MAX_TEXT", "forward_to_staff", "postmaster_alert"]
 

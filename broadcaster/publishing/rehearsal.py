@@ -43,7 +43,7 @@ from broadcaster.models import (
 )
 from broadcaster.publishing.component_status import refresh_component_statuses_sync
 from broadcaster.publishing.drafting import PublishError
-from channels.capabilities import CHANNEL_NAMES
+from channels.registry import CHANNEL_NAMES
 
 __all__ = ["NotARehearsal", "Rehearsal", "check_rehearsal", "delete_rehearsal"]
 

@@ -17,6 +17,7 @@ from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.inbox.filer import InboxFiling
 from broadcaster.inbox.inbound import reply_address_exists, store_inbound
 from broadcaster.inbox.pollers import Pulled, build_pollers
@@ -35,9 +36,8 @@ from broadcaster.web.schedule_api import schedule_router
 from broadcaster.web.surface import SecurityHeaders, redirect_slashes_to
 from broadcaster.web.unsubscribe import unsubscribe_router
 from broadcaster.web.webhooks import webhook_router
-from channels import build_channels
 from channels.base import InboundMessage
-from channels.email_inbound import InboundSmtpServer, ReplyAddress
+from channels.email.inbound import InboundSmtpServer, ReplyAddress
 
 
 def inbound_email_listener(

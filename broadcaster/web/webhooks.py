@@ -18,8 +18,8 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.inbox.inbound import GroupCommit
 from broadcaster.web.json_body import check_json
-from channels.facebook_webhook import parse_events, signature_is_valid, verify_subscription
-from channels.telegram import TelegramChannel
+from channels.facebook.webhook import parse_events, signature_is_valid, verify_subscription
+from channels.telegram.adapter import TelegramChannel
 
 MAX_BODY = 1024 * 1024
 

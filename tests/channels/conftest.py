@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.webpush import generate_vapid_key
+from channels.push.webpush import generate_vapid_key
 from tests.peers.webpush import WebPushEndpoint
 
 

@@ -19,7 +19,7 @@ from broadcaster.compose.render import Composer
 from broadcaster.config import BlogSettings
 from broadcaster.message import RenderedMessage
 from channels.base import Channel, RateLimited, Rejected, Target, Unauthorized, Unavailable
-from channels.blog import BlogChannel, status_words
+from channels.blog.adapter import BlogChannel, status_words
 from tests.peers.wordpress import WordPressPeer
 from tests.test_compose import make_context
 

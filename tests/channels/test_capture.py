@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlmodel import col, select
 
 from broadcaster.db import SessionFactory
+from broadcaster.delivery.capture import PART_SEPARATOR, CaptureChannel
 from broadcaster.message import RenderedMessage
 from broadcaster.models import CapturedMessage
 from channels.base import Channel, Reply, Replying, Target
-from channels.capture import PART_SEPARATOR, CaptureChannel
 
 
 async def captured(sessions: SessionFactory) -> list[CapturedMessage]:

@@ -25,9 +25,9 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.email import EmailChannel
-from channels.email_message import build_reply, message_id_for, reply_subject, thread_references
-from channels.email_parse import parse_reply
+from channels.email.adapter import EmailChannel
+from channels.email.message import build_reply, message_id_for, reply_subject, thread_references
+from channels.email.parse import parse_reply
 from tests.peers.smtp import SmtpPeer, free_port
 
 PASSWORD = "s3cret-Pa55word"

@@ -1,11 +1,11 @@
-"""Reading the verdict of the DMARC-checking MTA in front of us (`channels.email_auth`)."""
+"""Reading the verdict of the DMARC-checking MTA in front of us (`channels.email.auth`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from channels.email_auth import from_authenticated
-from channels.email_parse import parse_message
+from channels.email.auth import from_authenticated
+from channels.email.parse import parse_message
 
 ID = "mx.shop.example"
 C = "c@example.com"

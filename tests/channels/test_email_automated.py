@@ -1,4 +1,4 @@
-"""Machine-made mail detection (`channels.email_automated`), measured on written examples.
+"""Machine-made mail detection (`channels.email.automated`), measured on written examples.
 
 `payloads/email/machine_eval/tuning.mbox` is the set the rules were tuned on; `heldout.mbox` was
 written at the same time and never tuned on; `independent.mbox` was written later by someone else
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from channels.email_automated import is_automatic, looks_automatic
-from channels.email_parse import parse_message, parse_reply
+from channels.email.automated import is_automatic, looks_automatic
+from channels.email.parse import parse_message, parse_reply
 
 EVAL = Path(__file__).parent.parent / "payloads" / "email" / "machine_eval"
 DOMAIN = "reply.shop.example"

@@ -9,7 +9,7 @@ import pytest
 
 from broadcaster.message import RenderedMessage
 from channels.base import Target
-from channels.email_message import build_email, build_email_bytes
+from channels.email.message import build_email, build_email_bytes
 
 NOW = datetime(2026, 11, 22, 13, 5, tzinfo=UTC)
 HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post",

@@ -20,8 +20,8 @@ from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.inbox.inbound import Poller, load_cursor, reply_address_for
 from broadcaster.models import Delivery, InboundRecord, Subscription
 from channels.base import Rejected, Unauthorized, Unavailable
-from channels.email_imap import PER_POLL, ImapMailbox
-from channels.email_parse import ReplyAddress
+from channels.email.imap import PER_POLL, ImapMailbox
+from channels.email.parse import ReplyAddress
 from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe
 from tests.peers.imap import ImapPeer
 from tests.peers.smtp import SmtpPeer
@@ -111,7 +111,7 @@ async def test_automatic_mail_is_ignored(
     peer: ImapPeer, mailbox: ImapMailbox, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     peer.append(payload(name))
-    caplog.set_level(logging.INFO, logger="channels.email_imap")
+    caplog.set_level(logging.INFO, logger="channels.email.imap")
 
     messages, cursor = await mailbox.poll("")
 
@@ -205,7 +205,7 @@ async def test_a_message_for_an_unknown_token_is_never_parsed(
     unknown = "00000000deadbeef"
     peer.append(probed(reply(to=f"reply+42.{unknown}@{DOMAIN}"), "x-probe-unknown"))
     peer.append(probed(reply(message_id="<known@gmail.example>"), "x-probe-known"))
-    caplog.set_level(logging.INFO, logger="channels.email_imap")
+    caplog.set_level(logging.INFO, logger="channels.email.imap")
     box = ImapMailbox(settings_for(peer), known_address=known)
     messages, cursor = await box.poll("")
 

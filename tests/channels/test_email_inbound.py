@@ -15,8 +15,8 @@ import pytest
 import trustme
 
 from channels.base import InboundMessage
-from channels.email_html import MAX_HTML_CHARS
-from channels.email_inbound import (
+from channels.email.html import MAX_HTML_CHARS
+from channels.email.inbound import (
     InboundSmtpServer,
     html_to_text,
     is_automatic,
@@ -24,7 +24,7 @@ from channels.email_inbound import (
     parse_reply_address,
     strip_quotes,
 )
-from channels.email_parse import parse_message
+from channels.email.parse import parse_message
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads" / "email"
 DOMAIN = "reply.shop.example"

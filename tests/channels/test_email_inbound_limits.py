@@ -9,7 +9,7 @@ import pytest
 
 from broadcaster.web.app import inbound_email_listener
 from channels.base import InboundMessage
-from channels.email_inbound import TOO_MANY_SESSIONS, InboundSmtpServer
+from channels.email.inbound import TOO_MANY_SESSIONS, InboundSmtpServer
 from tests.conftest import make_settings
 
 BOUND = 10.0  # seconds: every wait here is bounded

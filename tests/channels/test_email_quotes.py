@@ -1,4 +1,4 @@
-"""The customer's own words in a reply (`channels.email_quotes.strip_quotes`), on real client layouts.
+"""The customer's own words in a reply (`channels.email.quotes.strip_quotes`), on real client layouts.
 
 `tests/payloads/email/replies/tune.txt` is the set the rules were adjusted to; `heldout.txt` was
 drawn from the same cases at random (fixed seed, a third) before any result was looked at, and is
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from bench.replies import Case, load, score
-from channels.email_quotes import strip_quotes
+from channels.email.quotes import strip_quotes
 
 TUNE = load("tune.txt")
 HELDOUT = load("heldout.txt")

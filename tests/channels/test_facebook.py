@@ -28,8 +28,8 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.facebook import FacebookChannel
-from channels.facebook_webhook import parse_events, signature_is_valid, verify_subscription
+from channels.facebook.adapter import FacebookChannel
+from channels.facebook.webhook import parse_events, signature_is_valid, verify_subscription
 from tests.peers.graph_api import GraphApiPeer
 
 TOKEN = "EAAGm0PX4ZCpsBAPageTokenSecret123"

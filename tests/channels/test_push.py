@@ -24,9 +24,9 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.push import FCM_SCOPE, PushChannel, fcm_error
+from channels.push.adapter import FCM_SCOPE, PushChannel, fcm_error
+from channels.push.webpush import generate_vapid_key, public_key_from_file
 from channels.retry_hint import retry_after_seconds
-from channels.webpush import generate_vapid_key, public_key_from_file
 from tests.peers.fcm import GOOGLE_TOKEN_AUDIENCE, FcmPeer
 from tests.peers.webpush import WebPushEndpoint
 

@@ -28,7 +28,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.telegram import TelegramChannel, _ChatPacer
+from channels.telegram.adapter import TelegramChannel, _ChatPacer
 from tests.peers.telegram import TelegramPeer
 
 TOKEN = "123:TEST"

@@ -18,7 +18,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.inbox.inbound import Poller, load_cursor
 from broadcaster.models import InboundRecord
 from channels.base import Rejected, Unauthorized, Unavailable
-from channels.telegram_polling import ALLOWED_UPDATES, TelegramUpdates
+from channels.telegram.polling import ALLOWED_UPDATES, TelegramUpdates
 from tests.peers.telegram import TelegramPeer
 
 TOKEN = "123:TEST"

@@ -20,8 +20,8 @@ from broadcaster.inbox.inbound import Poller, load_cursor
 from broadcaster.message import RenderedMessage
 from broadcaster.models import InboundRecord
 from channels.base import Channel, RateLimited, Rejected, Reply, Replying, Target, Unauthorized, Unavailable
-from channels.twitter import TwitterChannel, parse_dm_events, parse_mentions
-from channels.twitter_transport import PostBudget
+from channels.twitter.adapter import TwitterChannel, parse_dm_events, parse_mentions
+from channels.twitter.transport import PostBudget
 from tests.peers.x_api import XApiPeer
 
 PAYLOADS = Path(__file__).parent.parent / "payloads" / "twitter"

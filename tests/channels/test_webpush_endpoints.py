@@ -25,7 +25,7 @@ from broadcaster.config import Settings
 from broadcaster.delivery.subscribers import NewSubscriber, validate
 from channels.base import Rejected, SendResult
 from channels.outbound_url import OutboundPolicy, UnsafeURL
-from channels.webpush import WebPushSender
+from channels.push.webpush import WebPushSender
 from tests.conftest import make_settings
 from tests.peers.http_server import ServedPeer, ServerThread
 from tests.peers.webpush import WebPushEndpoint

@@ -9,6 +9,7 @@ from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.delivery.subscribers import NewSubscriber, import_subscribers
 from broadcaster.publishing.incidents import (
     Published,
@@ -17,7 +18,6 @@ from broadcaster.publishing.incidents import (
     post_update,
     resolve_incident,
 )
-from channels import build_channels
 from tests.conftest import make_settings
 from tests.peers.smtp import SmtpPeer
 from tests.peers.telegram import TelegramPeer

@@ -22,7 +22,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import Delivery, Rendition, utcnow
 from broadcaster.web import create_app
-from channels.webpush import generate_vapid_key
+from channels.push.webpush import generate_vapid_key
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, follow_up, live_settings, open_, people, subscribe
 from tests.e2e.test_faults import dispatching, rows, until

@@ -18,7 +18,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery, Rendition
-from channels.webpush import generate_vapid_key
+from channels.push.webpush import generate_vapid_key
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, deliver, draft, open_, subscribe
 from tests.peers.fcm import FcmPeer

@@ -14,9 +14,9 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery import outbox
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import Delivery, Subscription
-from channels import build_channels
 from tests.e2e.helpers import draft, live_settings, open_, people, subscribe
 from tests.peers.smtp import SmtpPeer
 from tests.peers.telegram import TelegramPeer

@@ -20,11 +20,11 @@ from sqlmodel import select
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.inbox.filing import file_pending
 from broadcaster.inbox.inbound import store_inbound
 from broadcaster.models import Conversation, Incident, Message, utcnow
 from broadcaster.web import create_app
-from channels import build_channels
 from channels.base import InboundMessage
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, draft, live_settings, open_, resolve

@@ -20,11 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.logs import StructuredFormatter
 from broadcaster.metrics import Metrics
 from broadcaster.publishing.incidents import Published
 from broadcaster.web import create_app
-from channels import build_channels
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, draft, open_, people, subscribe
 from tests.peers.smtp import SmtpPeer, free_port

@@ -16,9 +16,9 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery import channel_pause, outbox
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.models import ChannelPause
-from channels import build_channels
 from tests.e2e.helpers import draft, live_settings, open_, people, subscribe
 from tests.e2e.test_faults import EN, FR, dispatching, rows, until
 from tests.peers.smtp import SmtpPeer

@@ -6,8 +6,8 @@ from sqlmodel import col, select
 
 from broadcaster.db import SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.runtimes import build_channels
 from broadcaster.models import CapturedMessage
-from channels import build_channels
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, follow_up, open_, resolve
 

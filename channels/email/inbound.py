@@ -30,9 +30,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from channels.base import InboundMessage
-from channels.email_auth import with_sender_check
-from channels.email_automated import is_automatic
-from channels.email_parse import (
+from channels.email.auth import with_sender_check
+from channels.email.automated import is_automatic
+from channels.email.parse import (
     PARSE_SECONDS,
     ReplyAddress,
     html_to_text,

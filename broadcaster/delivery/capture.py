@@ -16,7 +16,7 @@ from broadcaster.db import SessionFactory, dialect_name, writing
 from broadcaster.message import RenderedMessage
 from broadcaster.models import CapturedMessage, utcnow
 from channels.base import Capabilities, CheckResult, InboundMessage, Reply, SendResult, Target
-from channels.capabilities import CAPABILITIES
+from channels.registry import CAPABILITIES
 
 __all__ = ["CaptureChannel", "PART_SEPARATOR"]
 

@@ -1,7 +1,7 @@
 """App push through FCM HTTP v1, and Web Push for browsers, behind one `push` channel.
 
 Targets: `"topic:all"` (every app user, through the configured FCM topic), `"fcm:<registration
-token>"` (one device), `"webpush:<subscription JSON>"` (one browser, see `channels.webpush`).
+token>"` (one device), `"webpush:<subscription JSON>"` (one browser, see `channels.push.webpush`).
 FCM authenticates with a service account: google-auth signs a JWT and trades it at the JSON's
 `token_uri` for an access token, cached until shortly before it expires.
 https://firebase.google.com/docs/cloud-messaging/send/v1-api
@@ -37,9 +37,9 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.capabilities import CAPABILITIES
+from channels.push.webpush import WebPushSender
+from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds
-from channels.webpush import WebPushSender
 
 __all__ = ["FCM_SCOPE", "PushChannel"]
 

@@ -42,9 +42,9 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.capabilities import CAPABILITIES
+from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds
-from channels.twitter_inbound import (
+from channels.twitter.inbound import (
     data_list,
     id_number,
     meta,
@@ -54,7 +54,7 @@ from channels.twitter_inbound import (
     parse_dm_events,
     parse_mentions,
 )
-from channels.twitter_transport import PostBudget, Transport, api_endpoint, open_transport
+from channels.twitter.transport import PostBudget, Transport, api_endpoint, open_transport
 
 __all__ = ["TwitterChannel", "parse_dm_events", "parse_mentions"]
 

@@ -1,7 +1,7 @@
 """Pure parsing of inbound e-mail: reply addresses and the new text only.
 
 Nothing here does I/O, so every rule is tested on recorded `.eml` files without a network.
-A reply reaches us at `reply+<update_id>.<token>@<reply_domain>` (see `channels.email_message`);
+A reply reaches us at `reply+<update_id>.<token>@<reply_domain>` (see `channels.email.message`);
 the token is the subscription's reply token, hence the conversation key.
 """
 
@@ -18,10 +18,10 @@ from email.utils import parseaddr, parsedate_to_datetime
 from typing import NamedTuple, cast
 
 from channels.base import InboundMessage
-from channels.email_automated import looks_automatic
-from channels.email_headers import header_text
-from channels.email_html import html_to_text
-from channels.email_quotes import strip_quotes
+from channels.email.automated import looks_automatic
+from channels.email.headers import header_text
+from channels.email.html import html_to_text
+from channels.email.quotes import strip_quotes
 
 __all__ = [
     "CHANNEL",

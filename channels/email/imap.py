@@ -5,7 +5,7 @@
     await mailbox.aclose()
 
 The mailbox is the one the reply domain delivers to. Each message follows the SMTP listener's
-rules (`channels.email_parse`): only `reply+<update>.<token>@<reply_domain>` recipients count,
+rules (`channels.email.parse`): only `reply+<update>.<token>@<reply_domain>` recipients count,
 read from To, Cc, Delivered-To and X-Original-To since there is no envelope here; automatic mail
 and messages over `inbound_max_bytes` are skipped with a log line. As the listener does at RCPT,
 a message's tokens are checked from its headers before its body is parsed (off the event loop).
@@ -35,9 +35,9 @@ from pydantic import SecretStr
 
 from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
-from channels.email_auth import with_sender_check
-from channels.email_automated import is_automatic
-from channels.email_parse import (
+from channels.email.auth import with_sender_check
+from channels.email.automated import is_automatic
+from channels.email.parse import (
     PARSE_SECONDS,
     ReplyAddress,
     parse_headers,

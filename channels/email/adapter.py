@@ -30,9 +30,9 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.capabilities import CAPABILITIES
-from channels.email_message import build_email_bytes, build_reply, is_plausible_address, message_id_for
-from channels.email_pool import PoolClosed, SmtpConfigError, SmtpPool
+from channels.email.message import build_email_bytes, build_reply, is_plausible_address, message_id_for
+from channels.email.pool import PoolClosed, SmtpConfigError, SmtpPool
+from channels.registry import CAPABILITIES
 from channels.retry_hint import DEFAULT_RETRY_AFTER
 
 __all__ = ["EmailChannel", "delivery_error"]

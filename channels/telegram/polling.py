@@ -8,7 +8,7 @@ A call waits up to `polling_timeout_seconds` for news (long polling), so it runs
 connection of its own, never the sender's pool. The cursor is the next `offset` (last
 `update_id` + 1): asking with it confirms every earlier update to Telegram, which then forgets
 them, so the poller stores messages before it saves the cursor. Updates become messages with the
-webhook's parser (`channels.telegram_inbound`), one at a time: an unreadable one is still confirmed.
+webhook's parser (`channels.telegram.inbound`), one at a time: an unreadable one is still confirmed.
 https://core.telegram.org/bots/api#getupdates
 """
 
@@ -32,8 +32,8 @@ from channels.base import (
     Unavailable,
 )
 from channels.retry_hint import retry_after_seconds
-from channels.telegram_inbound import INBOUND_KINDS, messages_of, update_id_of
-from channels.telegram_request import AiohttpRequest, aiohttp_bot
+from channels.telegram.inbound import INBOUND_KINDS, messages_of, update_id_of
+from channels.telegram.request import AiohttpRequest, aiohttp_bot
 
 __all__ = ["TelegramUpdates"]
 

@@ -24,7 +24,7 @@ from email.utils import parseaddr
 from flufl.bounce import all_failures
 
 from broadcaster.compose.lint_rules import fold
-from channels.email_headers import header_text
+from channels.email.headers import header_text
 
 __all__ = ["is_automatic", "looks_automatic", "machine_made"]
 

@@ -26,7 +26,7 @@ from broadcaster.config import BlogSettings
 from channels.base import CheckResult, Unauthorized, Unavailable
 
 if TYPE_CHECKING:
-    from channels.blog import BlogEntry
+    from channels.blog.adapter import BlogEntry
 
 __all__ = ["MarkdownFolderPublisher", "front_matter", "render_document", "slugify"]
 

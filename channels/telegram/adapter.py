@@ -48,10 +48,10 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.capabilities import CAPABILITIES
+from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds
-from channels.telegram_inbound import parse_updates
-from channels.telegram_request import AiohttpRequest, aiohttp_bot
+from channels.telegram.inbound import parse_updates
+from channels.telegram.request import AiohttpRequest, aiohttp_bot
 
 __all__ = ["TelegramChannel"]
 

@@ -36,9 +36,9 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
-from channels.capabilities import CAPABILITIES
-from channels.facebook_webhook import parse_events
+from channels.facebook.webhook import parse_events
 from channels.log_redaction import hide_in_logs
+from channels.registry import CAPABILITIES
 from channels.retry_hint import DEFAULT_RETRY_AFTER, retry_after_seconds
 
 __all__ = ["FacebookChannel"]

@@ -1,8 +1,8 @@
 """The blog channel: every update of an incident lands in ONE external post, newest update first.
 
 The built-in incident page and Atom feed (`broadcaster.web`) need no adapter; this one
-publishes on top of them to WordPress (`channels.wordpress`) or to a Hugo/Jekyll content folder
-(`channels.markdown_folder`). The first update creates the post; `target.thread_ref` then names it
+publishes on top of them to WordPress (`channels.blog.wordpress`) or to a Hugo/Jekyll content folder
+(`channels.blog.markdown_folder`). The first update creates the post; `target.thread_ref` then names it
 (a WordPress post id, a file name) and each follow-up puts its section on top of the timeline.
 A section is marked with the delivery's idempotency key, so a retried update is never added twice.
 """
@@ -19,9 +19,9 @@ from typing import Protocol
 from broadcaster.config import BlogSettings
 from broadcaster.message import RenderedMessage
 from channels.base import CheckResult, InboundMessage, Rejected, SendResult, Target, Unauthorized
-from channels.capabilities import CAPABILITIES
-from channels.markdown_folder import MarkdownFolderPublisher
-from channels.wordpress import WordPressPublisher
+from channels.blog.markdown_folder import MarkdownFolderPublisher
+from channels.blog.wordpress import WordPressPublisher
+from channels.registry import CAPABILITIES
 
 __all__ = ["BlogChannel", "BlogEntry", "BlogPublisher", "entry_from_message", "status_words"]
 

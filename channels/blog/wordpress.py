@@ -28,7 +28,7 @@ from channels.base import (
 from channels.retry_hint import retry_after_seconds
 
 if TYPE_CHECKING:
-    from channels.blog import BlogEntry
+    from channels.blog.adapter import BlogEntry
 
 __all__ = ["WordPressPublisher", "insert_section", "section_html"]
 
