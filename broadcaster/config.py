@@ -16,18 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from broadcaster.channel_settings import (
-    BlogSettings,
-    EmailSettings,
-    FacebookSettings,
-    PushSettings,
-    Secret,
-    TelegramSettings,
-    TwitterSettings,
-)
-from broadcaster.channel_settings import (
-    Section as _Section,
-)
+from channels.registry import SPECS, ChannelsSettings
+from channels.settings import Secret
+from channels.settings import Section as _Section
 
 ENV_PREFIX = "env:"
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -38,17 +29,12 @@ class ConfigError(Exception):
 
 
 __all__ = [
-    "BlogSettings",
+    "ChannelsSettings",
     "ConfigError",
     "DispatchSettings",
     "DrillSettings",
-    "EmailSettings",
-    "FacebookSettings",
-    "PushSettings",
     "ScheduleSettings",
     "Settings",
-    "TelegramSettings",
-    "TwitterSettings",
     "load_settings",
     "parse_settings",
 ]
@@ -107,7 +93,12 @@ class InboxSettings(_Section):
 
 
 def _default_ladder() -> dict[str, list[str]]:
-    return {"72": ["email"], "24": ["push"], "1": ["twitter", "facebook", "telegram"]}
+    """Each channel's `notice_hours`: e-mail 72 h before, push 24 h, the social channels 1 h."""
+    ladder: dict[str, list[str]] = {}
+    for spec in SPECS.values():
+        if spec.notice_hours is not None:
+            ladder.setdefault(str(spec.notice_hours), []).append(spec.name)
+    return dict(sorted(ladder.items(), key=lambda item: -int(item[0])))
 
 
 class ScheduleSettings(_Section):
@@ -141,15 +132,13 @@ class ScheduleSettings(_Section):
     @field_validator("maintenance_ladder")
     @classmethod
     def _hours_and_channels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        from channels.registry import CHANNEL_NAMES
-
         for hours, names in value.items():
             try:
                 if float(hours) <= 0:
                     raise ValueError
             except ValueError:
                 raise ValueError(f"{hours!r} is not a number of hours before the start (> 0)") from None
-            unknown = sorted(set(names) - set(CHANNEL_NAMES))
+            unknown = sorted(set(names) - set(SPECS))
             if unknown:
                 raise ValueError(f"unknown channel(s) {', '.join(unknown)} for the {hours} h notice")
         return value
@@ -247,15 +236,6 @@ class DispatchSettings(_Section):
 class ComponentSettings(_Section):
     label: LocalisedText
     critical: bool = False  # checkout/payment: the linter asks for an alternative when it is down
-
-
-class ChannelsSettings(_Section):
-    email: EmailSettings = Field(default_factory=EmailSettings)
-    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
-    twitter: TwitterSettings = Field(default_factory=TwitterSettings)
-    facebook: FacebookSettings = Field(default_factory=FacebookSettings)
-    push: PushSettings = Field(default_factory=PushSettings)
-    blog: BlogSettings = Field(default_factory=BlogSettings)
 
 
 def _default_components() -> dict[str, ComponentSettings]:

@@ -207,3 +207,29 @@ def test_no_core_module_spells_out_a_set_of_channel_names() -> None:
             if len(literal & names) >= 2:
                 spelled.append(f"{path.relative_to(ROOT)}:{node.lineno}: {sorted(literal & names)}")
     assert spelled == []
+
+
+def test_the_channels_read_neither_the_products_configuration_nor_its_database() -> None:
+    ground = ("broadcaster.config", "broadcaster.db", "broadcaster.models")
+    reaching = [
+        f"{_modules()[i.importer].relative_to(ROOT)}:{i.line}: {i.target}"
+        for i in _all_imports()
+        if i.importer.startswith("channels") and i.target in ground
+    ]
+    assert reaching == []
+
+
+def test_every_channel_package_is_in_the_registry_with_its_templates() -> None:
+    from channels.registry import CHANNEL_NAMES, SPECS
+
+    packages = sorted(p.parent.name for p in (ROOT / "channels").glob("*/__init__.py"))
+    assert packages == sorted(CHANNEL_NAMES)
+    missing = [
+        f"message_templates/{name}/{locale}/{kind}.{part}.j2"
+        for name, spec in SPECS.items()
+        for locale in ("fr", "en")
+        for kind in ("update", "resolved")
+        for part in spec.parts
+        if not (ROOT / "message_templates" / name / locale / f"{kind}.{part}.j2").is_file()
+    ]
+    assert missing == []

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from broadcaster.compose.limits import x_weighted_length
 from broadcaster.compose.lint import Draft, lint
-from broadcaster.compose.render import CHANNEL_PARTS, Composer
+from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery.subscribers import NewSubscriber
@@ -30,7 +30,7 @@ from broadcaster.publishing.maintenance import (
     schedule_maintenance,
     start_maintenance,
 )
-from channels.registry import CAPABILITIES
+from channels.registry import CAPABILITIES, CHANNEL_NAMES
 from tests.conftest import make_settings
 from tests.e2e.helpers import subscribe
 
@@ -76,7 +76,7 @@ def _context(locale: str, phase: str) -> MessageContext:
 @pytest.mark.parametrize("phase", PHASES)
 def test_every_channel_renders_every_phase_within_its_limits(locale: str, phase: str) -> None:
     rendered = Composer(default_locale="fr").render_all(_context(locale, phase))
-    assert set(rendered) == set(CHANNEL_PARTS)
+    assert set(rendered) == set(CHANNEL_NAMES)
     end_clock = nbsp("4 h 30" if locale == "fr" else "4:30 AM")
     start_clock = nbsp("2 h 00" if locale == "fr" else "2:00 AM")
     for channel, message in rendered.items():

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 from sqlmodel import select
 
-from broadcaster.channel_settings import TwitterSettings
 from broadcaster.db import SessionFactory
 from broadcaster.inbox.inbound import Poller, load_cursor
 from broadcaster.models import InboundRecord
 from channels.twitter.adapter import TwitterChannel
+from channels.twitter.settings import TwitterSettings
 from tests.peers.x_api import XApiPeer
 
 

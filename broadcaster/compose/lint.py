@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from broadcaster.compose import lint_rules as rules
-from broadcaster.compose.lint_rules import Fact, Folded, facts, fold
+from broadcaster.compose.lint_rules import Fact, facts
+from broadcaster.folding import Folded, fold
 from broadcaster.message import MessageKind, RenderedMessage
 from channels.base import Overflow
 from channels.registry import CAPABILITIES

@@ -9,7 +9,6 @@ wraps each phrase in word boundaries, so `dns` never matches inside `dnsx` nor `
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -18,12 +17,13 @@ from functools import lru_cache
 from babel import Locale, UnknownLocaleError
 from babel.numbers import get_decimal_symbol
 
+from broadcaster.folding import Folded
+
 __all__ = [
     "ALTERNATIVE",
     "APOLOGY",
     "BLAME",
     "Fact",
-    "Folded",
     "JARGON",
     "MINIMISING",
     "OVER_PROMISE",
@@ -31,7 +31,6 @@ __all__ = [
     "Phrase",
     "THANKS",
     "facts",
-    "fold",
 ]
 
 #: A phone number: at least 8 digits in groups of 1-4, single separators ("01 23 45 67 89", "+33 1…").
@@ -203,49 +202,6 @@ ALTERNATIVE: tuple[Phrase, ...] = (
     # A written phone number is an alternative by itself.
     Phrase(PHONE),
 )
-
-
-# --- folding ----------------------------------------------------------------------------------------
-
-_ASCII = str.maketrans(
-    {"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'", "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-",
-     "œ": "oe", "æ": "ae"}
-)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Folded:
-    """Text folded for matching, with the original index of every folded character."""
-
-    text: str
-    origin: tuple[int, ...]
-    source: str
-
-    def quote(self, start: int, end: int) -> str:
-        """The original words behind `text[start:end]`, on one line."""
-        return " ".join(self.source[self.origin[start] : self.origin[end - 1] + 1].split())
-
-
-def fold(text: str) -> Folded:
-    """Lower-case, strip accents and invisible characters, ASCII quotes/dashes, one space per run.
-
-    >>> fold("Désolé,  VOTRE Connexion").text
-    'desole, votre connexion'
-    """
-    chars: list[str] = []
-    origin: list[int] = []
-    for index, char in enumerate(text):
-        for piece in unicodedata.normalize("NFKD", char):
-            if unicodedata.combining(piece) or unicodedata.category(piece) == "Cf":
-                continue  # accents, soft hyphens, zero-width spaces
-            for out in piece.casefold().translate(_ASCII):
-                if out.isspace():
-                    if not chars or chars[-1] == " ":
-                        continue
-                    out = " "
-                chars.append(out)
-                origin.append(index)
-    return Folded("".join(chars), tuple(origin), text)
 
 
 # --- facts ------------------------------------------------------------------------------------------

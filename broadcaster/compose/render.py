@@ -26,24 +26,12 @@ from babel.lists import format_list
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from broadcaster.compose.foreign_markup import markdown_text
-from broadcaster.compose.limits import fit_subject, split_text, split_x_thread, truncate_at_word
 from broadcaster.compose.lint import thanks_in
 from broadcaster.control_characters import without_controls
 from broadcaster.message import NOTICE_EXTRA, MessageContext, NoticeFacts, RenderedMessage
-from channels.registry import CAPABILITIES, CHANNEL_NAMES
+from channels.registry import CHANNEL_NAMES, SPECS
 
 __all__ = ["NO_BREAK_SPACE", "Composer", "TemplateError", "format_when", "impact_words", "status_words"]
-
-#: Template parts each channel needs; the first part of a titled channel is its title.
-CHANNEL_PARTS: dict[str, tuple[str, ...]] = {
-    "twitter": ("body",),
-    "facebook": ("body",),
-    "telegram": ("body",),
-    "email": ("subject", "text", "html"),
-    "push": ("title", "body"),
-    "blog": ("title", "body"),
-}
 
 _STATUS_WORDS: dict[str, dict[str, str]] = {
     "fr": {
@@ -93,7 +81,6 @@ _SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})
 #: Inside a clock every space is a no-break space: "17 h 11" never breaks into "17 / h 11".
 NO_BREAK_SPACE = "\u00a0"
 _CLOCK_SPACES = str.maketrans({" ": NO_BREAK_SPACE, "\u202f": NO_BREAK_SPACE})
-_BREAKABLE_SPACES = re.compile(r"[^\S\u00a0\u2007\u202f]+")
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
@@ -224,9 +211,6 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-#: Parts another renderer reads as markup (a Hugo/Jekyll folder, WordPress): what people wrote is
-#: escaped for it before the template places it.
-_FOREIGN_PARTS: dict[tuple[str, str], Callable[[str], str]] = {("blog", "body"): markdown_text}
 _WRITTEN_TEXTS = ("title", "message", "alternative", "compensation")
 _LABELS = ("components", "added_components", "removed_components", "still_affected")
 
@@ -312,7 +296,9 @@ class Composer:
             status_link=context.incident_url or context.brand.status_url,
             message_thanks=thanks_in(context.message),
         )
-        escape = _FOREIGN_PARTS.get((channel, part))
+        # A part another renderer reads as markup (a Hugo/Jekyll folder, WordPress): what people
+        # wrote is escaped for it before the template places it.
+        escape = SPECS[channel].escaped_parts.get(part)
         if escape is not None:
             variables.update(_escaped_texts(context, escape))
         try:
@@ -322,31 +308,24 @@ class Composer:
 
     def render(self, channel: str, context: MessageContext) -> RenderedMessage:
         """Render `context` for `channel` and apply its length limits (split or truncate)."""
-        if channel not in CHANNEL_PARTS:
+        if channel not in SPECS:
             raise ValueError(f"unknown channel {channel!r}")
-        texts = {part: self._render_part(channel, context, part) for part in CHANNEL_PARTS[channel]}
-        return _LIMITERS[channel](context, texts, self._markdown.render)
+        spec = SPECS[channel]
+        texts = {part: self._render_part(channel, context, part) for part in spec.parts}
+        fitted = spec.fit(texts, spec.capabilities, self._markdown.render)
+        return RenderedMessage(
+            channel=channel,
+            locale=context.locale,
+            kind=context.kind,
+            parts=fitted.parts,
+            title=fitted.title,
+            html=fitted.html,
+            extra=_extra(context),
+        )
 
     def render_all(self, context: MessageContext) -> dict[str, RenderedMessage]:
         """Every channel of `CHANNEL_NAMES`, in preview order; raises before returning anything."""
         return {channel: self.render(channel, context) for channel in CHANNEL_NAMES}
-
-
-_Limiter = Callable[[MessageContext, dict[str, str], Callable[[str], str]], RenderedMessage]
-
-
-def _message(
-    context: MessageContext, channel: str, parts: Iterable[str], title: str = "", html: str = ""
-) -> RenderedMessage:
-    return RenderedMessage(
-        channel=channel,
-        locale=context.locale,
-        kind=context.kind,
-        parts=tuple(parts),
-        title=title,
-        html=html,
-        extra=_extra(context),
-    )
 
 
 def _extra(context: MessageContext) -> dict[str, Any]:
@@ -354,43 +333,3 @@ def _extra(context: MessageContext) -> dict[str, Any]:
     if context.kind == "maintenance_notice":  # the public page shows each notice once, with its times
         extra[NOTICE_EXTRA] = NoticeFacts.of(context).to_extra()
     return extra
-
-
-def _twitter(context: MessageContext, texts: dict[str, str], _md: Callable[[str], str]) -> RenderedMessage:
-    return _message(context, "twitter", split_x_thread(texts["body"], CAPABILITIES["twitter"].max_body))
-
-
-def _facebook(context: MessageContext, texts: dict[str, str], _md: Callable[[str], str]) -> RenderedMessage:
-    body = truncate_at_word(texts["body"], CAPABILITIES["facebook"].max_body)
-    return _message(context, "facebook", [body])
-
-
-def _telegram(context: MessageContext, texts: dict[str, str], _md: Callable[[str], str]) -> RenderedMessage:
-    return _message(context, "telegram", split_text(texts["body"], CAPABILITIES["telegram"].max_body))
-
-
-def _email(context: MessageContext, texts: dict[str, str], _md: Callable[[str], str]) -> RenderedMessage:
-    subject = fit_subject(texts["subject"], CAPABILITIES["email"].max_title)
-    return _message(context, "email", [texts["text"]], title=subject, html=texts["html"])
-
-
-def _push(context: MessageContext, texts: dict[str, str], _md: Callable[[str], str]) -> RenderedMessage:
-    caps = CAPABILITIES["push"]
-    # Lock screens show one paragraph: fold the body's lines (not its no-break spaces), then cut at a word.
-    body = truncate_at_word(_BREAKABLE_SPACES.sub(" ", texts["body"]).strip(), caps.max_body)
-    return _message(context, "push", [body], title=fit_subject(texts["title"], caps.max_title))
-
-
-def _blog(context: MessageContext, texts: dict[str, str], md: Callable[[str], str]) -> RenderedMessage:
-    title = fit_subject(texts["title"], CAPABILITIES["blog"].max_title)
-    return _message(context, "blog", [texts["body"]], title=title, html=md(texts["body"]).strip())
-
-
-_LIMITERS: dict[str, _Limiter] = {
-    "twitter": _twitter,
-    "facebook": _facebook,
-    "telegram": _telegram,
-    "email": _email,
-    "push": _push,
-    "blog": _blog,
-}

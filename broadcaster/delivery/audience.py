@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.config import Settings
 from broadcaster.models import Subscriber, Subscription
+from channels.registry import SPECS
 
 __all__ = [
     "PUBLIC_TARGETS",
@@ -25,15 +26,11 @@ __all__ = [
     "subscriber_locales",
 ]
 
-SUBSCRIBER_CHANNELS = ("email", "telegram", "push")
+#: Channels people subscribe on, each with an address of their own.
+SUBSCRIBER_CHANNELS = tuple(name for name, spec in SPECS.items() if spec.subscribers)
 
 #: The single public target of channels that post once for everybody.
-PUBLIC_TARGETS = {
-    "twitter": "timeline",
-    "facebook": "page",
-    "push": "topic:all",
-    "blog": "incidents",
-}
+PUBLIC_TARGETS = {name: spec.public_target for name, spec in SPECS.items() if spec.public_target}
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from broadcaster.drill.message import drill_message
 from broadcaster.drill.reply import DRILL_UPDATE_ID
 from broadcaster.models import DrillRun, utcnow
 from channels.base import DeliveryError, RateLimited, Rejected, SendResult, Target, Unauthorized
-from channels.registry import CHANNEL_NAMES
+from channels.registry import CHANNEL_NAMES, SPECS
 
 __all__ = [
     "FAILED",
@@ -46,23 +46,8 @@ __all__ = [
 ]
 
 #: Channels everybody sees: a drill posts there only when asked (`--public`).
-PUBLIC_CHANNELS = ("twitter", "facebook", "blog")
+PUBLIC_CHANNELS = tuple(name for name, spec in SPECS.items() if spec.seen_by_everybody)
 SEND_TIMEOUT = 30.0
-#: What makes each channel live, for the "capture mode" fix.
-_GO_LIVE = {
-    "email": "channels.email.host",
-    "telegram": "channels.telegram.token",
-    "twitter": "channels.twitter.consumer_key, consumer_secret, access_token and access_token_secret",
-    "facebook": "channels.facebook.page_id and page_access_token",
-    "push": "channels.push.service_account_file (FCM) or vapid_private_key_file (Web Push)",
-    "blog": 'channels.blog.publisher ("wordpress" with wordpress_url and wordpress_app_password, '
-    'or "markdown" with markdown_dir)',
-}
-_AUDIENCE_KEY = {
-    "email": "drill.email_addresses",
-    "telegram": "drill.telegram_chat_id",
-    "push": "drill.push_device",
-}
 
 Progress = Callable[[str], None]
 
@@ -115,7 +100,7 @@ def _capture_fix(name: str, settings: Settings) -> str:
     if getattr(settings.channels, name).capture:
         return f"capture mode is on: set channels.{name}.capture = false to go live"
     return (
-        f"capture mode (no credentials): set {_GO_LIVE[name]} to go live, "
+        f"capture mode (no credentials): set {SPECS[name].go_live} to go live, "
         f"or channels.{name}.enabled = false if you do not use it"
     )
 
@@ -128,7 +113,7 @@ def _refusal(name: str, exc: DeliveryError) -> tuple[str, str]:
         case RateLimited():
             return f"rate limited: {exc.reason}", f"run the drill again in {exc.retry_after:g} s"
         case Rejected():
-            key = _AUDIENCE_KEY.get(name, f"channels.{name}")
+            key = SPECS[name].drill_audience or f"channels.{name}"
             return f"refused: {exc.reason}", f"check {key}: the provider refused the test audience"
     return (
         f"unreachable: {exc.reason}",
@@ -178,7 +163,7 @@ def _before_sending(
             name, FAILED, "capture mode: nothing would leave the machine", _capture_fix(name, settings)
         )
     if not _audience(name, settings, public):
-        key = _AUDIENCE_KEY[name]
+        key = SPECS[name].drill_audience
         return ChannelResult(name, FAILED, f"no test audience: set {key}", f"set {key} in the config file")
     return None
 

@@ -28,22 +28,23 @@ from typing import Protocol
 from sqlalchemy import Connection, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.compose.lint_rules import fold
 from broadcaster.config import Settings
 from broadcaster.delivery.outbox import ClaimedDelivery, withdrawal
 from broadcaster.delivery.subscribers import subscription_row
+from broadcaster.folding import fold
 from broadcaster.inbox.answers import BOT, Answer, Answered, HandOff, queue_answers_sync
-from broadcaster.inbox.filing import Thread
 from broadcaster.inbox.intent import Classification
 from broadcaster.inbox.reply_templates import UNREAD, IncidentState, ReplyTemplates, current_incident_sync
 from broadcaster.inbox.spikes import SPIKE_INTENTS, Suspicion, outage_suspected_sync
+from broadcaster.inbox.thread import Thread
 from broadcaster.metrics import Metrics
 from broadcaster.models import Subscriber, Subscription, utcnow
+from channels.registry import SPECS
 
 log = logging.getLogger(__name__)
 
 #: Channels whose customers can receive our alerts where they wrote to us.
-SUBSCRIBABLE = frozenset({"telegram", "email"})
+SUBSCRIBABLE = frozenset(name for name, spec in SPECS.items() if spec.answers_alerts)
 ALL_IS_WELL = 0  # `bot_answered_state` when the answer was "no incident"
 SUSPECTED = -1  # `bot_answered_state` when the answer was "customers report a problem, we check"
 

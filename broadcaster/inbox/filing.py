@@ -21,7 +21,6 @@ import zlib
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Select, bindparam, text
@@ -37,6 +36,7 @@ from broadcaster.inbox.answers import Answered
 from broadcaster.inbox.intent import Classification, classify
 from broadcaster.inbox.reply_templates import latest_open_incident
 from broadcaster.inbox.spikes import SPIKE_INTENTS
+from broadcaster.inbox.thread import Thread
 from broadcaster.models import (
     AUTOMATED,
     UNVERIFIED,
@@ -61,7 +61,6 @@ __all__ = [
     "NOTHING",
     "OUTAGE_INTENTS",
     "Reading",
-    "Thread",
     "conversation_dict",
     "conversation_with_messages",
     "file_batch",
@@ -78,23 +77,6 @@ OUTAGE_INTENTS = frozenset(SPIKE_INTENTS)
 #: The advisory lock space of conversations being filed ("INBX"; the key is a hash, `_conversation_lock`).
 INBOX_LOCK_SPACE = 0x494E4258
 BATCH = 500
-
-
-@dataclass(slots=True)
-class Thread:
-    """What a batch knows and changes of one conversation (plain data: ORM objects cost ~0.5 ms each)."""
-
-    channel: str
-    key: str
-    handle: str
-    name: str
-    locale: str
-    incident_id: int | None
-    last_message_at: datetime
-    id: int | None = None
-    bot_answered_state: int | None = None
-    handed_off: bool = False
-    status: str = "open"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """What a customer message asks for (intent) and which language it is in (FR/EN), without a model.
 
 Weighted phrase patterns per intent run over normalised text (`normalise`: folded by
-`lint_rules.fold`, apostrophes and punctuation made spaces, "merciii" -> "merci", "???" -> "?").
+`folding.fold`, apostrophes and punctuation made spaces, "merciii" -> "merci", "???" -> "?").
 The best score wins; ties go to the first intent of `PRIORITY`. Subscribing and unsubscribing
 are only read in short messages (`MAX_REQUEST_CHARS`); whether the sender may ask is the inbox's
 check. Bot commands (`/status`, `/subscribe [component]`, `/lang fr`) are parsed before any
@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from broadcaster.compose.lint_rules import fold
+from broadcaster.folding import fold
 
 __all__ = [
     "INTENTS",

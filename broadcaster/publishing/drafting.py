@@ -15,6 +15,7 @@ from broadcaster.config import Settings
 from broadcaster.control_characters import control_character
 from broadcaster.message import Brand, MessageContext, MessageKind, RenderedMessage
 from broadcaster.models import utcnow
+from channels.registry import CHANNEL_NAMES
 
 __all__ = [
     "Fallback",
@@ -137,7 +138,7 @@ class IncidentFacts:
 
 
 def enabled_channels(settings: Settings, chosen: Sequence[str] = ()) -> list[str]:
-    names = [n for n in ("twitter", "facebook", "telegram", "email", "push", "blog") if _enabled(settings, n)]
+    names = [n for n in CHANNEL_NAMES if _enabled(settings, n)]
     if not chosen:
         return names
     unknown = [c for c in chosen if c not in names]

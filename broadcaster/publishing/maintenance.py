@@ -46,6 +46,7 @@ from broadcaster.publishing.maintenance_notice import (
     tell_those_told,
 )
 from broadcaster.publishing.update_writer import Published, add_missing_components, one_transaction
+from channels.registry import CHANNEL_NAMES
 
 __all__ = [
     "PHASES",
@@ -210,7 +211,7 @@ async def post_notice(
         raise MaintenanceError(f"unknown maintenance phase {phase!r} (choose from {', '.join(PHASES)})")
     incident = await _load(session, incident_id)
     enabled = enabled_channels(settings)
-    unknown = [c for c in channels if c not in ("twitter", "facebook", "telegram", "email", "push", "blog")]
+    unknown = [c for c in channels if c not in CHANNEL_NAMES]
     if unknown:
         raise MaintenanceError(f"unknown channel(s): {', '.join(unknown)}")
     chosen = [c for c in enabled if c in channels]

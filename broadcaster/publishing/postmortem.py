@@ -31,6 +31,7 @@ from broadcaster.message import MessageKind
 from broadcaster.models import Conversation, Incident, IncidentUpdate, Message
 from broadcaster.publishing.drafting import PublishError, UpdateDraft, enabled_channels
 from broadcaster.publishing.update_writer import Published, changes_between, one_transaction, write_update
+from channels.registry import CHANNEL_NAMES, SPECS
 
 __all__ = [
     "PLACEHOLDERS",
@@ -59,12 +60,6 @@ PLACEHOLDERS: dict[str, dict[str, str]] = {
     },
 }
 
-_CHANNEL_LABELS: dict[str, dict[str, str]] = {
-    "fr": {"twitter": "X", "facebook": "Facebook", "telegram": "Telegram", "email": "E-mail",
-           "push": "Notifications push", "blog": "Blog"},
-    "en": {"twitter": "X", "facebook": "Facebook", "telegram": "Telegram", "email": "E-mail",
-           "push": "Push notifications", "blog": "Blog"},
-}  # fmt: skip
 _NOT_DELIVERED = (outbox.FAILED, outbox.DEAD)
 _WAITING = (outbox.PENDING, outbox.SENDING)
 
@@ -166,17 +161,17 @@ def _duration(delta: timedelta, language: str) -> str:
 
 
 def _delivery_lines(counts: dict[str, dict[str, int]], language: str) -> list[dict[str, Any]]:
-    labels = _CHANNEL_LABELS.get(language, _CHANNEL_LABELS["en"])
     return [
         {
-            "label": labels.get(channel, channel),
+            "label": SPECS[channel].label(language) if channel in SPECS else channel,
             "sent": per.get(outbox.SENT, 0),
             "captured": per.get(outbox.CAPTURED, 0),  # capture mode: stored, never sent to customers
             "not_delivered": sum(per.get(s, 0) for s in _NOT_DELIVERED),
             "waiting": sum(per.get(s, 0) for s in _WAITING),
         }
         for channel, per in sorted(
-            counts.items(), key=lambda item: list(labels).index(item[0]) if item[0] in labels else 99
+            counts.items(),
+            key=lambda item: CHANNEL_NAMES.index(item[0]) if item[0] in CHANNEL_NAMES else len(CHANNEL_NAMES),
         )
     ]
 

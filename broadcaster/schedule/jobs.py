@@ -25,10 +25,12 @@ from broadcaster.models import Incident, ScheduledRun
 from broadcaster.publishing.drafting import UpdateDraft
 from broadcaster.publishing.incidents import post_update, promised_update_at
 from broadcaster.schedule.plan import PlannedJob, plan
+from channels.registry import SPECS
 
 log = logging.getLogger(__name__)
 
-STAFF_CHANNELS = ("email", "telegram")
+#: Where the staff can be alerted (`[staff]`).
+STAFF_CHANNELS = tuple(name for name, spec in SPECS.items() if spec.staff_alerts)
 
 
 @dataclass(frozen=True, slots=True)

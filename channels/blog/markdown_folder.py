@@ -22,11 +22,11 @@ import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from broadcaster.config import BlogSettings
 from channels.base import CheckResult, Unauthorized, Unavailable
+from channels.blog.settings import BlogSettings
 
 if TYPE_CHECKING:
-    from channels.blog.adapter import BlogEntry
+    from channels.blog.entry import BlogEntry
 
 __all__ = ["MarkdownFolderPublisher", "front_matter", "render_document", "slugify"]
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from broadcaster.compose.foreign_markup import without_shortcodes
-from broadcaster.config import BlogSettings
 from channels.base import (
     CheckResult,
     DeliveryError,
@@ -25,10 +24,11 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.blog.settings import BlogSettings
 from channels.retry_hint import retry_after_seconds
 
 if TYPE_CHECKING:
-    from channels.blog.adapter import BlogEntry
+    from channels.blog.entry import BlogEntry
 
 __all__ = ["WordPressPublisher", "insert_section", "section_html"]
 

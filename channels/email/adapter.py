@@ -15,7 +15,6 @@ from collections.abc import Mapping
 
 import aiosmtplib
 
-from broadcaster.config import EmailSettings
 from broadcaster.message import RenderedMessage
 from channels.base import (
     Capabilities,
@@ -32,6 +31,7 @@ from channels.base import (
 )
 from channels.email.message import build_email_bytes, build_reply, is_plausible_address, message_id_for
 from channels.email.pool import PoolClosed, SmtpConfigError, SmtpPool
+from channels.email.settings import EmailSettings
 from channels.registry import CAPABILITIES
 from channels.retry_hint import DEFAULT_RETRY_AFTER
 

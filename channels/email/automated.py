@@ -23,7 +23,7 @@ from email.utils import parseaddr
 
 from flufl.bounce import all_failures
 
-from broadcaster.compose.lint_rules import fold
+from broadcaster.folding import fold
 from channels.email.headers import header_text
 
 __all__ = ["is_automatic", "looks_automatic", "machine_made"]

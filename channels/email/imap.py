@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 import aioimaplib
 from pydantic import SecretStr
 
-from broadcaster.config import EmailSettings
 from channels.base import CheckResult, DeliveryError, InboundMessage, Rejected, Unauthorized, Unavailable
 from channels.email.auth import with_sender_check
 from channels.email.automated import is_automatic
@@ -46,6 +45,7 @@ from channels.email.parse import (
     referenced_ids,
     replies_from,
 )
+from channels.email.settings import EmailSettings
 from channels.log_redaction import hide_in_logs
 
 __all__ = ["ImapMailbox"]

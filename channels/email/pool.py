@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import aiosmtplib
 
-from broadcaster.config import EmailSettings
+from channels.email.settings import EmailSettings
 
 T = TypeVar("T")
 

@@ -22,7 +22,6 @@ from requests.adapters import HTTPAdapter
 from requests.utils import should_bypass_proxies
 
 from broadcaster.compose.limits import split_plain_text
-from broadcaster.config import FacebookSettings
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
@@ -36,6 +35,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.facebook.settings import FacebookSettings
 from channels.facebook.webhook import parse_events
 from channels.log_redaction import hide_in_logs
 from channels.registry import CAPABILITIES

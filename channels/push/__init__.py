@@ -1,1 +1,44 @@
-"""The push channel."""
+"""Push: the app's topic through FCM, and every browser subscribed through Web Push."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+from broadcaster.compose.limits import fit_subject, truncate_at_word
+from channels.base import Capabilities, Overflow
+from channels.push.settings import PushSettings
+from channels.spec import ChannelSpec, Fitted, LiveAdapter
+
+__all__ = ["SPEC"]
+
+_BREAKABLE_SPACES = re.compile(r"[^\S\u00a0\u2007\u202f]+")
+
+
+def _fit(texts: Mapping[str, str], caps: Capabilities, _md: Callable[[str], str]) -> Fitted:
+    # Lock screens show one paragraph: fold the body's lines (not its no-break spaces), then cut at a word.
+    body = truncate_at_word(_BREAKABLE_SPACES.sub(" ", texts["body"]).strip(), caps.max_body)
+    return Fitted((body,), title=fit_subject(texts["title"], caps.max_title))
+
+
+def _build(section: PushSettings) -> LiveAdapter:
+    from channels.push.adapter import PushChannel
+
+    return LiveAdapter(PushChannel(section), 32, section.rate_per_second)
+
+
+SPEC = ChannelSpec(
+    name="push",
+    settings=PushSettings,
+    # Lock screens show about 178 characters of body and 50 of title (iOS / Android).
+    capabilities=Capabilities(max_body=178, max_title=50, overflow=Overflow.TRUNCATE),
+    parts=("title", "body"),
+    fit=_fit,
+    labels={"fr": "Notifications push", "en": "Push notifications"},
+    build=_build,
+    go_live="channels.push.service_account_file (FCM) or vapid_private_key_file (Web Push)",
+    subscribers=True,
+    public_target="topic:all",
+    drill_audience="drill.push_device",
+    notice_hours=24,
+)

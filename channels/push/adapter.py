@@ -24,7 +24,6 @@ import requests
 from google.auth.transport.requests import Request as GoogleRequest
 from google.oauth2 import service_account
 
-from broadcaster.channel_settings import PushSettings
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
@@ -37,6 +36,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.push.settings import PushSettings
 from channels.push.webpush import WebPushSender
 from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds

@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPushException, webpush_async
 
-from broadcaster.channel_settings import PushSettings
 from channels.base import (
     CheckResult,
     DeliveryError,
@@ -43,6 +42,7 @@ from channels.outbound_url import (
     UnsafeURL,
     guarded_session,
 )
+from channels.push.settings import PushSettings
 from channels.retry_hint import retry_after_seconds
 from channels.tls import client_context
 

@@ -31,7 +31,6 @@ from telegram.error import (
 )
 
 from broadcaster.compose.limits import split_plain_text
-from broadcaster.config import TelegramSettings
 from broadcaster.delivery.ratelimit import Pacer, SlidingWindow, Unlimited
 from broadcaster.delivery.shared_pacing import SharedPacing
 from broadcaster.message import RenderedMessage
@@ -52,6 +51,7 @@ from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds
 from channels.telegram.inbound import parse_updates
 from channels.telegram.request import AiohttpRequest, aiohttp_bot
+from channels.telegram.settings import TelegramSettings
 
 __all__ = ["TelegramChannel"]
 

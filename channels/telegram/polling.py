@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 from telegram import Bot
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 
-from broadcaster.config import TelegramSettings
 from channels.base import (
     CheckResult,
     DeliveryError,
@@ -34,6 +33,7 @@ from channels.base import (
 from channels.retry_hint import retry_after_seconds
 from channels.telegram.inbound import INBOUND_KINDS, messages_of, update_id_of
 from channels.telegram.request import AiohttpRequest, aiohttp_bot
+from channels.telegram.settings import TelegramSettings
 
 __all__ = ["TelegramUpdates"]
 

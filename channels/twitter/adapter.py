@@ -27,7 +27,6 @@ from tweepy.errors import (
 from tweepy.errors import Unauthorized as TweepyUnauthorized
 
 from broadcaster.compose.limits import split_x_thread
-from broadcaster.config import TwitterSettings
 from broadcaster.delivery.shared_pacing import SharedPacing
 from broadcaster.message import RenderedMessage
 from channels.base import (
@@ -54,6 +53,7 @@ from channels.twitter.inbound import (
     parse_dm_events,
     parse_mentions,
 )
+from channels.twitter.settings import TwitterSettings
 from channels.twitter.transport import PostBudget, Transport, api_endpoint, open_transport
 
 __all__ = ["TwitterChannel", "parse_dm_events", "parse_mentions"]

@@ -18,10 +18,10 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from broadcaster.channel_settings import TwitterSettings
 from channels.base import RateLimited, Rejected
 from channels.log_redaction import hide_in_logs
 from channels.tls import client_context
+from channels.twitter.settings import TwitterSettings
 
 __all__ = ["API_HOST", "PinnedResolver", "PostBudget", "Transport", "api_endpoint", "open_transport"]
 

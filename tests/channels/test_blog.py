@@ -16,10 +16,11 @@ from markdown_it import MarkdownIt
 from pydantic import SecretStr
 
 from broadcaster.compose.render import Composer
-from broadcaster.config import BlogSettings
 from broadcaster.message import RenderedMessage
 from channels.base import Channel, RateLimited, Rejected, Target, Unauthorized, Unavailable
-from channels.blog.adapter import BlogChannel, status_words
+from channels.blog.adapter import BlogChannel
+from channels.blog.entry import status_words
+from channels.blog.settings import BlogSettings
 from tests.peers.wordpress import WordPressPeer
 from tests.test_compose import make_context
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from broadcaster.config import EmailSettings
 from broadcaster.message import RenderedMessage
 from channels.base import (
     InboundMessage,
@@ -28,6 +27,7 @@ from channels.base import (
 from channels.email.adapter import EmailChannel
 from channels.email.message import build_reply, message_id_for, reply_subject, thread_references
 from channels.email.parse import parse_reply
+from channels.email.settings import EmailSettings
 from tests.peers.smtp import SmtpPeer, free_port
 
 PASSWORD = "s3cret-Pa55word"

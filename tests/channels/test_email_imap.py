@@ -14,7 +14,6 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
-from broadcaster.channel_settings import EmailSettings
 from broadcaster.db import SessionFactory
 from broadcaster.delivery.subscribers import NewSubscriber
 from broadcaster.inbox.inbound import Poller, load_cursor, reply_address_for
@@ -22,6 +21,7 @@ from broadcaster.models import Delivery, InboundRecord, Subscription
 from channels.base import Rejected, Unauthorized, Unavailable
 from channels.email.imap import PER_POLL, ImapMailbox
 from channels.email.parse import ReplyAddress
+from channels.email.settings import EmailSettings
 from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe
 from tests.peers.imap import ImapPeer
 from tests.peers.smtp import SmtpPeer

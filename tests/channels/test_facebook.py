@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from broadcaster.config import FacebookSettings
 from broadcaster.message import RenderedMessage
 from channels.base import (
     DeliveryError,
@@ -29,6 +28,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.facebook.adapter import FacebookChannel
+from channels.facebook.settings import FacebookSettings
 from channels.facebook.webhook import parse_events, signature_is_valid, verify_subscription
 from tests.peers.graph_api import GraphApiPeer
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from broadcaster.channel_settings import PushSettings
 from broadcaster.message import RenderedMessage
 from channels.base import (
     DeliveryError,
@@ -25,6 +24,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.push.adapter import FCM_SCOPE, PushChannel, fcm_error
+from channels.push.settings import PushSettings
 from channels.push.webpush import generate_vapid_key, public_key_from_file
 from channels.retry_hint import retry_after_seconds
 from tests.peers.fcm import GOOGLE_TOKEN_AUDIENCE, FcmPeer

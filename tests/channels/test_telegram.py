@@ -16,7 +16,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from broadcaster.config import TelegramSettings
 from broadcaster.message import RenderedMessage
 from channels.base import (
     RateLimited,
@@ -29,6 +28,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.telegram.adapter import TelegramChannel, _ChatPacer
+from channels.telegram.settings import TelegramSettings
 from tests.peers.telegram import TelegramPeer
 
 TOKEN = "123:TEST"

@@ -13,12 +13,12 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
-from broadcaster.config import TelegramSettings
 from broadcaster.db import SessionFactory
 from broadcaster.inbox.inbound import Poller, load_cursor
 from broadcaster.models import InboundRecord
 from channels.base import Rejected, Unauthorized, Unavailable
 from channels.telegram.polling import ALLOWED_UPDATES, TelegramUpdates
+from channels.telegram.settings import TelegramSettings
 from tests.peers.telegram import TelegramPeer
 
 TOKEN = "123:TEST"

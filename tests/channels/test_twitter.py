@@ -14,13 +14,13 @@ import pytest
 from pydantic import SecretStr
 from sqlmodel import select
 
-from broadcaster.config import TwitterSettings
 from broadcaster.db import SessionFactory
 from broadcaster.inbox.inbound import Poller, load_cursor
 from broadcaster.message import RenderedMessage
 from broadcaster.models import InboundRecord
 from channels.base import Channel, RateLimited, Rejected, Reply, Replying, Target, Unauthorized, Unavailable
 from channels.twitter.adapter import TwitterChannel, parse_dm_events, parse_mentions
+from channels.twitter.settings import TwitterSettings
 from channels.twitter.transport import PostBudget
 from tests.peers.x_api import XApiPeer
 

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from broadcaster.channel_settings import WEBPUSH_HOSTS, PushSettings
 from broadcaster.config import Settings
 from broadcaster.delivery.subscribers import NewSubscriber, validate
 from channels.base import Rejected, SendResult
 from channels.outbound_url import OutboundPolicy, UnsafeURL
+from channels.push.settings import WEBPUSH_HOSTS, PushSettings
 from channels.push.webpush import WebPushSender
 from tests.conftest import make_settings
 from tests.peers.http_server import ServedPeer, ServerThread
