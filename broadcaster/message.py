@@ -121,7 +121,7 @@ class RenderedMessage:
 
     def to_json(self) -> str:
         # Field by field: `dataclasses.asdict` deep-copies every value, a cost paid per answer.
-        data = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        data = {name: getattr(self, name) for name in self.__slots__}
         data["parts"] = list(self.parts)
         return json.dumps(data, ensure_ascii=False)
 

@@ -95,11 +95,11 @@ class Reply:
     reply_token: str = ""  # e-mail: "<update>.<token>", so the customer's next reply threads back
 
     def to_dict(self) -> dict[str, str]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, str]) -> Reply:
-        return cls(**{name: str(data.get(name, "")) for name in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{name: str(data.get(name, "")) for name in cls.__slots__})
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from broadcaster.cli.runtime import console, fail, open_runtime, run, state, use
 from broadcaster.cli.views import delivery_table
 from broadcaster.delivery import channel_pause, outbox
 from broadcaster.delivery.requeue import Requeued, requeue
-from broadcaster.models import Delivery, Incident, IncidentUpdate
+from broadcaster.models import ChannelPause, Delivery, Incident, IncidentUpdate
 
 
 class _ShowByDefault(TyperGroup):
@@ -56,13 +56,17 @@ def deliveries(
 ) -> None:
     """Where every message of an incident stands, and why the failed ones failed."""
 
-    async def fetch():  # type: ignore[no-untyped-def]
+    async def fetch() -> tuple[dict[str, dict[str, int]], list[Delivery], dict[str, ChannelPause]] | None:
         async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
             if await session.get(Incident, incident_id) is None:
                 return None
-            update_ids = list(
-                await session.exec(select(IncidentUpdate.id).where(IncidentUpdate.incident_id == incident_id))
-            )
+            update_ids = [
+                i
+                for i in await session.exec(
+                    select(IncidentUpdate.id).where(IncidentUpdate.incident_id == incident_id)
+                )
+                if i is not None
+            ]
             counts = await outbox.counts_by_channel(session, update_ids)
             pauses = await channel_pause.paused(session)
             troubled = list(

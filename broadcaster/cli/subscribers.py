@@ -14,7 +14,13 @@ from sqlmodel import col, select
 
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, fail, open_runtime, run, state, user_errors
-from broadcaster.delivery.subscribers import ImportError_, NewSubscriber, import_subscribers, parse_csv
+from broadcaster.delivery.subscribers import (
+    ImportError_,
+    ImportReport,
+    NewSubscriber,
+    import_subscribers,
+    parse_csv,
+)
 from broadcaster.models import Subscriber, Subscription
 
 app = typer.Typer(help="Manage who receives updates.", no_args_is_help=True)
@@ -76,7 +82,7 @@ def import_(
     if problems:
         fail(f"{path}: " + "\n".join(problems))
 
-    async def save():  # type: ignore[no-untyped-def]
+    async def save() -> ImportReport:
         async with open_runtime(settings) as runtime, runtime.sessions() as session:
             with Progress(
                 TextColumn("[bold]Importing"),
@@ -116,7 +122,7 @@ def list_(
 ) -> None:
     """List subscriptions with their state."""
 
-    async def fetch():  # type: ignore[no-untyped-def]
+    async def fetch() -> list[tuple[Subscription, Subscriber]]:
         async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
             statement = (
                 select(Subscription, Subscriber)

@@ -48,7 +48,7 @@ async def take_drill_replies(
     async with sessions() as session, writing(session):
         for message in messages:
             if is_drill_reply(message):
-                await session.exec(  # type: ignore[call-overload]
+                await session.exec(
                     update(DrillRun)
                     .where(col(DrillRun.reply_token) == str(message.raw.get("token", "")))
                     .where(col(DrillRun.replied_at).is_(None))

@@ -40,8 +40,8 @@ from channels.email.parse import (
     parse_reply,
     parse_reply_address,
     replies_from,
-    strip_quotes,
 )
+from channels.email.quotes import strip_quotes
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -136,7 +136,7 @@ class _SMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str) and status.startswith(("552 Error", "500 Line too long")):
-            status = cast(AnyStr, TOO_BIG)  # a line over the limit is a message over it
+            status = TOO_BIG  # a line over the limit is a message over it
         await super().push(status)
 
 

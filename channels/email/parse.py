@@ -70,12 +70,12 @@ def parse_reply_address(address: str, reply_domain: str) -> ReplyAddress | None:
 
 def parse_message(raw: bytes) -> EmailMessage:
     """Parse wire bytes with the modern policy (header objects, `get_body`)."""
-    return cast(EmailMessage, message_from_bytes(raw, policy=policy.default))
+    return message_from_bytes(raw, policy=policy.default)
 
 
 def parse_headers(raw: bytes) -> EmailMessage:
     """Only the header block of `raw`: enough to route and classify, the body left unread."""
-    return cast(EmailMessage, BytesHeaderParser(policy=policy.default).parsebytes(raw))
+    return BytesHeaderParser(policy=policy.default).parsebytes(raw)
 
 
 def parse_reply(

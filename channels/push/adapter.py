@@ -70,7 +70,7 @@ class _TimeoutRequest(GoogleRequest):
         timeout: Any = None,
         **kwargs: Any,
     ) -> Any:
-        return super().__call__(url, method, body, headers, timeout=self._timeout, **kwargs)
+        return super().__call__(url, method, body, headers, timeout=self._timeout, **kwargs)  # type: ignore[no-untyped-call]
 
 
 class _FcmClient:
