@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
+from broadcaster.errors import ConfigurationError
 from channels.registry import SPECS, ChannelsSettings
 from channels.settings import Secret
 from channels.settings import Section as _Section
@@ -24,7 +25,7 @@ ENV_PREFIX = "env:"
 DEFAULT_CONFIG_PATH = Path("config.toml")
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigurationError):
     """A one-line, user-facing description of what is wrong in the configuration."""
 
 

@@ -23,6 +23,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.errors import ConfigurationError
+
 __all__ = [
     "DatabaseNotReady",
     "LoopWriter",
@@ -184,7 +186,7 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-class DatabaseNotReady(Exception):
+class DatabaseNotReady(ConfigurationError):
     """The schema is missing or older than this release: `broadcaster init` fixes it."""
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from broadcaster.config import BrandSettings
+from broadcaster.errors import InvalidInput
 from broadcaster.localtime import local_time
 
 __all__ = ["parse_future", "parse_when"]
@@ -38,12 +39,12 @@ def parse_when(value: str, *, now: datetime, timezone: str) -> datetime:
     duration = _DURATION.match(text)
     if text and duration and (duration["h"] or duration["m"]):
         if text.isdigit():
-            raise ValueError(f"{value!r}: add a unit, e.g. {value}m or {value}h")
+            raise InvalidInput(f"{value!r}: add a unit, e.g. {value}m or {value}h")
         return now + timedelta(hours=int(duration["h"] or 0), minutes=int(duration["m"] or 0))
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(
+        raise InvalidInput(
             f"{value!r} is not a time: use a duration (30m, 2h, 1h30m), a clock time (14:30) "
             "or an ISO date-time (2026-11-22T14:30)"
         ) from None
@@ -56,15 +57,15 @@ def parse_future(option: str, value: str, *, now: datetime, brand: BrandSettings
     """`value`, typed for `option` on the brand's clock, as aware UTC; refused unless after `now`.
 
     >>> parse_future("--eta", "2026-12-01T10:00", now=now, brand=settings.brand)
-    ValueError: --eta 2026-12-01T10:00: this time is in the past (it is now 2 déc. 17:45, Europe/Paris)
+    InvalidInput: --eta 2026-12-01T10:00: this time is in the past (it is now 2 déc. 17:45, Europe/Paris)
     """
     try:
         when = parse_when(value, now=now, timezone=brand.timezone)
     except ValueError as exc:
-        raise ValueError(f"{option}: {exc}") from None
+        raise InvalidInput(f"{option}: {exc}") from None
     if when <= now:
         clock = local_time(now, brand.timezone, locale=brand.default_locale, now=now)
-        raise ValueError(
+        raise InvalidInput(
             f"{option} {value.strip()}: this time is in the past (it is now {clock}, {brand.timezone})"
         )
     return when

@@ -19,6 +19,7 @@ from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import Runtime, console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import answer_status, conversation_text, inbox_table
 from broadcaster.db import SessionFactory
+from broadcaster.errors import InvalidInput
 from broadcaster.inbox import actions as inbox_actions
 from broadcaster.inbox.filing import conversation_dict, conversation_with_messages, message_dict
 from broadcaster.models import Conversation
@@ -53,7 +54,7 @@ def list_(
 ) -> None:
     """Conversations, most recent first, with their last message."""
     if open_only and status not in (None, "open"):
-        raise ValueError(f"--open and --status {status} contradict each other")
+        raise InvalidInput(f"--open and --status {status} contradict each other")
     wanted = "open" if open_only else status
     rows = _with_runtime(
         ctx,
@@ -119,7 +120,7 @@ def _os_user() -> str:
     try:
         return getpass.getuser()
     except OSError:  # no user name in the environment nor the password database
-        raise ValueError("who is answering? give --as NAME or set BROADCASTER_AGENT") from None
+        raise InvalidInput("who is answering? give --as NAME or set BROADCASTER_AGENT") from None
 
 
 @app.command("canned")
@@ -178,7 +179,7 @@ def label(
 ) -> None:
     """Add or remove labels (a-z, 0-9, '_' and '-', up to 32 characters)."""
     if not add and not remove:
-        raise ValueError("give --add LABEL or --remove LABEL")
+        raise InvalidInput("give --add LABEL or --remove LABEL")
     _change(
         ctx, as_json, lambda sessions: inbox_actions.label(sessions, conversation_id, add or [], remove or [])
     )

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from broadcaster.config import Settings
+from broadcaster.errors import InvalidInput
 from broadcaster.models import MAX_ROW_ID, utcnow
 from broadcaster.publishing.drafting import UpdateDraft
 from broadcaster.timeparse import parse_future
@@ -58,7 +59,7 @@ def parse_translations(values: list[str] | None, option: str = "--translation") 
     for value in values or []:
         locale, sep, text = value.partition(":")
         if not sep or not locale.strip():
-            raise ValueError(f"{option} {value!r}: write LOCALE:TEXT, e.g. en:'Checkout is down'")
+            raise InvalidInput(f"{option} {value!r}: write LOCALE:TEXT, e.g. en:'Checkout is down'")
         result[locale.strip()] = text
     return result
 

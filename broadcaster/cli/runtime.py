@@ -16,9 +16,9 @@ from rich.text import Text
 
 from broadcaster.cli.outside import TerminalConsole, outside
 from broadcaster.compose.render import Composer
-from broadcaster.config import ConfigError, Settings, load_settings
-from broadcaster.db import DatabaseNotReady, SessionFactory, create_engine, ensure_schema, session_factory
-from broadcaster.publishing.drafting import PublishError
+from broadcaster.config import Settings, load_settings
+from broadcaster.db import SessionFactory, create_engine, ensure_schema, session_factory
+from broadcaster.errors import BroadcasterError
 
 console = TerminalConsole()
 err_console = TerminalConsole(stderr=True)
@@ -50,13 +50,14 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def user_errors(func: Callable[..., T]) -> Callable[..., T]:
-    """Turn configuration and input errors into one red line and exit code 2, no traceback."""
+    """Turn what a person can fix (`BroadcasterError`) into one red line and exit code 2, no
+    traceback; a programming error keeps its traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, PublishError, DatabaseNotReady, ValueError) as exc:
+        except BroadcasterError as exc:
             fail(str(exc))
             raise  # unreachable: fail() exits
 

@@ -28,6 +28,7 @@ from markupsafe import Markup, escape
 
 from broadcaster.compose.lint import thanks_in
 from broadcaster.control_characters import without_controls
+from broadcaster.errors import ConfigurationError
 from broadcaster.message import NOTICE_EXTRA, MessageContext, NoticeFacts, RenderedMessage
 from channels.registry import CHANNEL_NAMES, SPECS
 
@@ -86,7 +87,7 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 
 
-class TemplateError(Exception):
+class TemplateError(ConfigurationError):
     """A template could not be rendered (missing variable, missing template, syntax error).
 
     Raised before anything is sent; `template_name` says which file to fix.

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.delivery.capture import PART_SEPARATOR
 from broadcaster.delivery.outbox import answer_key, broadcast_key_prefix, parse_idempotency_key
+from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.models import CapturedMessage, Conversation, Incident, IncidentUpdate, Message
 from channels.registry import CHANNEL_NAMES
 
@@ -82,17 +83,19 @@ async def find_captured(
 ) -> list[Captured]:
     """Every captured message (of `incident_id`, on `channel`): newest incident first, each in order.
 
-    Staff alerts and answers in conversations linked to no incident come last. Raises ValueError
-    for an unknown channel or incident.
+    Staff alerts and answers in conversations linked to no incident come last. Raises `InvalidInput`
+    for an unknown channel, `NotFound` for an unknown incident.
     """
     statement = select(CapturedMessage)
     if channel is not None:
         if channel not in CHANNEL_NAMES:
-            raise ValueError(f"--channel {channel}: unknown channel (choose from {', '.join(CHANNEL_NAMES)})")
+            raise InvalidInput(
+                f"--channel {channel}: unknown channel (choose from {', '.join(CHANNEL_NAMES)})"
+            )
         statement = statement.where(CapturedMessage.channel == channel)
     if incident_id is not None:
         if await session.get(Incident, incident_id) is None:
-            raise ValueError(f"no incident #{incident_id}")
+            raise NotFound(f"no incident #{incident_id}")
         statement = statement.where(await _incident_condition(session, incident_id))
     rows = list(await session.exec(statement.order_by(col(CapturedMessage.id))))
     keys = {row.id: parse_idempotency_key(row.idempotency_key) for row in rows}

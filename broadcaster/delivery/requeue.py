@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.db import writing
 from broadcaster.delivery import outbox
+from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.models import Delivery, IncidentUpdate, Subscription, utcnow
 from channels.registry import CHANNEL_NAMES
 
@@ -42,10 +43,10 @@ class Requeued:
 def _check_choice(statuses: Sequence[str], channels: Sequence[str]) -> None:
     wrong = [s for s in statuses if s not in REQUEUEABLE]
     if wrong:
-        raise ValueError(f"--status {wrong[0]!r}: only {' or '.join(REQUEUEABLE)} rows can be requeued")
+        raise InvalidInput(f"--status {wrong[0]!r}: only {' or '.join(REQUEUEABLE)} rows can be requeued")
     unknown = [c for c in channels if c not in CHANNEL_NAMES]
     if unknown:
-        raise ValueError(f"--channel {unknown[0]!r}: no such channel (one of {', '.join(CHANNEL_NAMES)})")
+        raise InvalidInput(f"--channel {unknown[0]!r}: no such channel (one of {', '.join(CHANNEL_NAMES)})")
 
 
 async def requeue(
@@ -60,14 +61,14 @@ async def requeue(
     """Reset the chosen rows of `update_id` to `pending`, due now, with no attempts, error or lease,
     and a retry window that starts now.
 
-    One transaction: every chosen row moves or none does. `ValueError` names an unknown update,
-    status or channel before anything is written.
+    One transaction: every chosen row moves or none does. `NotFound` names an unknown update and
+    `InvalidInput` a wrong status or channel, before anything is written.
     """
     _check_choice(statuses, channels)
     now = now or utcnow()
     async with writing(session):
         if await session.get(IncidentUpdate, update_id) is None:
-            raise ValueError(f"no update #{update_id}")
+            raise NotFound(f"no update #{update_id}")
         chosen: list[ColumnElement[bool]] = [col(Delivery.status).in_(statuses)]
         if channels:
             chosen.append(col(Delivery.channel).in_(channels))

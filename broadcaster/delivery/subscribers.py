@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.config import Settings
+from broadcaster.errors import InvalidInput
 from broadcaster.models import Subscriber, Subscription, utcnow
 from channels.base import Rejected
 from channels.push.webpush import endpoint_policy, parse_subscription
@@ -35,7 +36,7 @@ _CHAT_ID = re.compile(r"-?[0-9]{1,20}")  # ASCII: int() would also read "١٢٣"
 _LOCALE = re.compile(r"^[a-z]{2}([_-][A-Za-z]{2})?$")
 
 
-class ImportError_(ValueError):
+class ImportError_(InvalidInput):
     """Every bad line of a CSV file, one per entry; nothing was imported."""
 
     def __init__(self, problems: Sequence[str]) -> None:

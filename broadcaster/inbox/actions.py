@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.errors import InvalidInput, NotFound
 from broadcaster.inbox.answers import Answer, NothingToAnswer, queue_answers
 from broadcaster.inbox.reply_templates import ReplyTemplateError, ReplyTemplates, current_incident
 from broadcaster.models import Conversation, Message, utcnow
@@ -47,11 +48,11 @@ STATUSES = ("open", "pending", "closed")
 LABEL = re.compile(r"[a-z0-9_-]{1,32}")
 
 
-class InboxError(ValueError):
+class InboxError(InvalidInput):
     """An agent's action refused: the message says what is wrong and how to fix it."""
 
 
-class UnknownConversation(InboxError):
+class UnknownConversation(InboxError, NotFound):
     """No conversation has this id (the API answers 404)."""
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broadcaster.delivery.outbox import ClaimedDelivery, new_delivery
+from broadcaster.errors import InvalidInput
 from broadcaster.message import RenderedMessage
 from broadcaster.models import INERT, Delivery, InboundRecord, Message, utcnow
 from channels.base import Reply
@@ -60,7 +61,7 @@ class Answered:
     raw: dict[str, Any]
 
 
-class NothingToAnswer(ValueError):
+class NothingToAnswer(InvalidInput):
     """The conversation has no customer message to answer (or does not exist)."""
 
 

@@ -28,6 +28,7 @@ import message_templates
 from broadcaster.compose.lint import thanks_in
 from broadcaster.compose.render import format_when, status_words
 from broadcaster.config import Settings
+from broadcaster.errors import ConfigurationError
 from broadcaster.models import NOT_OPEN, Incident, IncidentUpdate
 
 _incidents = Incident.__table__  # type: ignore[attr-defined]
@@ -41,7 +42,7 @@ BOT_TEMPLATES = frozenset(
 )  # fmt: skip
 
 
-class ReplyTemplateError(ValueError):
+class ReplyTemplateError(ConfigurationError, ValueError):
     """An unknown canned reply, or a template that does not render; names the file."""
 
 

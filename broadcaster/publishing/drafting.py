@@ -13,6 +13,7 @@ from broadcaster.compose.lint import Draft, Finding, lint
 from broadcaster.compose.render import NO_BREAK_SPACE, Composer
 from broadcaster.config import Settings
 from broadcaster.control_characters import control_character
+from broadcaster.errors import InvalidInput
 from broadcaster.message import Brand, MessageContext, MessageKind, RenderedMessage
 from broadcaster.models import utcnow
 from channels.registry import CHANNEL_NAMES
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-class PublishError(Exception):
+class PublishError(InvalidInput):
     """Bad input (unknown component, empty message, wrong status…): nothing was written."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 
+from broadcaster.errors import InvalidInput
 from broadcaster.inbox.intake import MAX_RAW_DEPTH
 
 __all__ = ["MAX_DEPTH", "check_json"]
@@ -28,22 +29,22 @@ def check_json(body: bytes) -> None:
     try:
         data = json.loads(body, parse_constant=_Constant)
     except RecursionError:
-        raise ValueError(f"body: nested deeper than {MAX_DEPTH} levels") from None
+        raise InvalidInput(f"body: nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
-        raise ValueError(f"body is not JSON: {exc}") from None
+        raise InvalidInput(f"body is not JSON: {exc}") from None
     pending: list[tuple[object, str, int]] = [(data, "", 0)]
     while pending:
         value, path, depth = pending.pop()
         if depth > MAX_DEPTH:
-            raise ValueError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+            raise InvalidInput(f"{path}: nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict):
             pending.extend((v, _joined(path, str(k)), depth + 1) for k, v in value.items())
         elif isinstance(value, list):
             pending.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
         elif isinstance(value, _Constant) or (isinstance(value, float) and not math.isfinite(value)):
-            raise ValueError(f"{path or 'body'}: {value} is not a number JSON allows")
+            raise InvalidInput(f"{path or 'body'}: {value} is not a number JSON allows")
         elif isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
-            raise ValueError(f"{path or 'body'}: integer beyond 64 bits")
+            raise InvalidInput(f"{path or 'body'}: integer beyond 64 bits")
 
 
 def _joined(path: str, key: str) -> str:
