@@ -15,7 +15,17 @@ import logging.config
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["LogFormat", "StructuredFormatter", "configure_logging", "log_event", "logging_config"]
+from channels.log_redaction import hide_in_logs
+from channels.registry import SPECS
+
+__all__ = [
+    "LogFormat",
+    "StructuredFormatter",
+    "configure_logging",
+    "install_log_redaction",
+    "log_event",
+    "logging_config",
+]
 
 LogFormat = Literal["text", "json"]
 _FIELDS = "fields"
@@ -85,3 +95,11 @@ def logging_config(log_format: LogFormat) -> dict[str, Any]:
 def configure_logging(log_format: LogFormat) -> None:
     """Send our loggers' lines to stderr (a process without uvicorn's logging: `broadcaster worker`)."""
     logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, **logging_config(log_format)})
+
+
+def install_log_redaction() -> None:
+    """Hide the secrets every channel's client libraries write into their own logs (`LogRule`s of
+    the channel specs): once, at start-up, before any client logs a line."""
+    for spec in SPECS.values():
+        for rule in spec.log_rules:
+            hide_in_logs(rule.loggers, rule.secret, rule.rewrite)

@@ -1,18 +1,31 @@
 """Secrets some client libraries write into their own logs (tokens in URLs, LOGIN arguments), hidden.
 
-    hide_in_logs(("httpx",), "bot token", lambda message: _TOKEN.sub("/bot***", message))
+Each channel names its rules in its spec (`ChannelSpec.log_rules`); the process installs them all
+once at start-up (`broadcaster.logs.install_log_redaction`), before any client logs a line:
 
-Each rule is installed once per logger, however often its module is imported again.
+    LogRule(("httpx", "telegram.Bot"), "bot token", hide_bot_token)
+
+A rule is installed once per logger, however often it is installed again.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-__all__ = ["hide_in_logs"]
+__all__ = ["LogRule", "hide_in_logs"]
 
 Rewrite = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class LogRule:
+    """Pass every record of `loggers` through `rewrite`, which hides `secret` in its message."""
+
+    loggers: tuple[str, ...]
+    secret: str
+    rewrite: Rewrite
 
 
 class _Redact(logging.Filter):

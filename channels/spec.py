@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from channels.base import Capabilities, Channel
+from channels.log_redaction import LogRule
 from channels.settings import ChannelSection
 
 __all__ = ["ChannelSpec", "Fit", "Fitted", "LiveAdapter"]
@@ -68,6 +69,7 @@ class ChannelSpec(Generic[S]):
     drill_audience: str = ""  # the `[drill]` key naming its test audience
     notice_hours: int | None = None  # the default maintenance ladder: notified this long before
     escaped_parts: Mapping[str, Callable[[str], str]] = field(default_factory=dict)  # read as markup there
+    log_rules: tuple[LogRule, ...] = ()  # secrets its client libraries write into their logs, hidden
 
     def label(self, locale: str) -> str:
         return self.labels.get(locale.split("_")[0].split("-")[0]) or self.labels.get("en") or self.name

@@ -15,12 +15,18 @@ from sqlalchemy.engine import make_url
 
 from broadcaster.config import Settings, parse_settings
 from broadcaster.db import SessionFactory, create_engine, session_factory, upgrade
+from broadcaster.logs import install_log_redaction
 
 PG_URL_VAR = "BROADCASTER_TEST_DATABASE_URL"
 REDIS_URL_VAR = "BROADCASTER_TEST_REDIS_URL"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """What `broadcaster`'s start-up does before any command: the channels' log redaction."""
+    install_log_redaction()
 
 
 def _is_local(address: Any) -> bool:

@@ -42,3 +42,24 @@ def test_the_reason_of_a_dead_row_is_the_kind_of_error_never_the_providers_text(
     assert error_kind("gave up after 1 attempts: internal error: KeyError") == "internal error"
     assert error_kind("gave up after 2 attempts: client@example.com: refused") == "other"
     assert error_kind("550 5.1.1 <client@example.com> unknown") == "other"
+
+
+def test_start_up_installs_every_channels_redaction_once_however_often_it_runs() -> None:
+    from broadcaster.logs import install_log_redaction
+    from channels.registry import SPECS
+
+    install_log_redaction()
+    install_log_redaction()
+    for spec in SPECS.values():
+        for rule in spec.log_rules:
+            for name in rule.loggers:
+                same = [
+                    f for f in logging.getLogger(name).filters if getattr(f, "secret", None) == rule.secret
+                ]
+                assert len(same) == 1, (spec.name, name)
+    assert {spec.name for spec in SPECS.values() if spec.log_rules} == {
+        "telegram",
+        "twitter",
+        "facebook",
+        "email",
+    }

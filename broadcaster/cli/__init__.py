@@ -24,6 +24,7 @@ from broadcaster.cli import (
 )
 from broadcaster.cli import maintenance as maintenance_cli
 from broadcaster.cli.runtime import CliState
+from broadcaster.logs import install_log_redaction
 
 __all__ = ["app", "main"]
 
@@ -60,4 +61,5 @@ def root(
 
 
 def main() -> None:
+    install_log_redaction()
     app()

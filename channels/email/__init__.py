@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 
 from broadcaster.compose.limits import fit_subject
 from channels.base import Capabilities, Inbound, Overflow
+from channels.email.redaction import LOG_RULES
 from channels.email.settings import EmailSettings
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
 
@@ -38,4 +39,5 @@ SPEC = ChannelSpec(
     staff_alerts=True,
     drill_audience="drill.email_addresses",
     notice_hours=72,
+    log_rules=LOG_RULES,
 )

@@ -46,7 +46,6 @@ from channels.email.parse import (
     replies_from,
 )
 from channels.email.settings import EmailSettings
-from channels.log_redaction import hide_in_logs
 
 __all__ = ["ImapMailbox"]
 
@@ -67,19 +66,10 @@ _CURSOR = re.compile(r"(\d{1,10}):(\d{1,10})")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]", re.IGNORECASE)
 _FETCH_UID = re.compile(rb"\bUID (\d+)", re.IGNORECASE)
 _FETCH_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)", re.IGNORECASE)
-_LOGIN_ARGUMENTS = re.compile(r"\bLOGIN .*")
 _FIXES = {
     Unauthorized: "fix the channels.email.imap_* setting named above",
     Unavailable: "check channels.email.imap_host, imap_port and imap_security, and that the server runs",
 }
-
-
-def _hide_login(message: str) -> str:
-    return _LOGIN_ARGUMENTS.sub("LOGIN ***", message) if "LOGIN " in message else message
-
-
-# aioimaplib logs each command at DEBUG and masks the password only when it needed no quoting.
-hide_in_logs(("aioimaplib.aioimaplib",), "IMAP login", _hide_login)
 
 
 class ImapMailbox:

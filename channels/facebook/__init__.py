@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 
 from broadcaster.compose.limits import truncate_at_word
 from channels.base import Capabilities, Inbound, Overflow
+from channels.facebook.redaction import LOG_RULES
 from channels.facebook.settings import FacebookSettings
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
 
@@ -38,4 +39,5 @@ SPEC = ChannelSpec(
     public_target="page",
     seen_by_everybody=True,
     notice_hours=1,
+    log_rules=LOG_RULES,
 )

@@ -35,9 +35,9 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.facebook.redaction import hide_access_token
 from channels.facebook.settings import FacebookSettings
 from channels.facebook.webhook import parse_events
-from channels.log_redaction import hide_in_logs
 from channels.registry import CAPABILITIES
 from channels.retry_hint import DEFAULT_RETRY_AFTER, retry_after_seconds
 
@@ -46,7 +46,6 @@ __all__ = ["FacebookChannel"]
 _T = TypeVar("_T")
 _GRAPH_URL: str = facebook.FACEBOOK_GRAPH_URL  # "https://graph.facebook.com/", hard-coded in the sdk
 _VERSION = re.compile(r"v?(\d+\.\d+)")
-_TOKEN_PARAM = re.compile(r"(access_token=)[^&\s\"']+")
 _MAX_REASON = 300
 _AUTH_CODES = frozenset({102, 190})
 _PERMISSION_CODES = frozenset({10, *range(200, 300)})
@@ -59,14 +58,6 @@ _MISSING_OBJECT = (100, 33)
 # https://developers.facebook.com/docs/messenger-platform/reference/send-api/
 _MESSENGER_MAX_TEXT = 2000
 _WINDOW_REASON = "Messenger: more than 24 h since the customer's last message; answer on the page instead"
-
-
-def _hide_access_token(message: str) -> str:
-    return _TOKEN_PARAM.sub(r"\1***", message) if "access_token=" in message else message
-
-
-# urllib3 logs request lines at DEBUG, and GET requests carry `access_token=` in the query.
-hide_in_logs(("urllib3.connectionpool",), "Graph access token", _hide_access_token)
 
 
 class _GraphBaseAdapter(HTTPAdapter):
@@ -306,7 +297,7 @@ class FacebookChannel:
     def _scrub(self, text: str) -> str:
         if self._token:
             text = text.replace(self._token, "***")
-        text = _TOKEN_PARAM.sub(r"\1***", text)
+        text = hide_access_token(text)
         return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
     def _graph_error(self, exc: facebook.GraphAPIError, last: threading.local) -> DeliveryError:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from broadcaster.compose.limits import split_text
 from channels.base import Capabilities, Inbound, Overflow
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
+from channels.telegram.redaction import LOG_RULES
 from channels.telegram.settings import TelegramSettings
 
 __all__ = ["SPEC"]
@@ -38,4 +39,5 @@ SPEC = ChannelSpec(
     staff_alerts=True,
     drill_audience="drill.telegram_chat_id",
     notice_hours=1,
+    log_rules=LOG_RULES,
 )

@@ -11,7 +11,6 @@ https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -50,18 +49,14 @@ from channels.base import (
 from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds
 from channels.telegram.inbound import parse_updates
+from channels.telegram.redaction import hide_bot_token
 from channels.telegram.request import AiohttpRequest, aiohttp_bot
 from channels.telegram.settings import TelegramSettings
 
 __all__ = ["TelegramChannel"]
 
-# PTB 22 emits a PTBDeprecationWarning whenever an int time period is read, including inside
-# RetryAfter.__init__ (so a 429 would turn into a warning-as-error under pytest). Opting into
-# timedelta periods (DESIGN §10) is PTB's documented switch; an explicit user setting wins.
-os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
-_TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 _MAX_REASON = 300
 _MESSAGE_REF = re.compile(r"(-?[0-9]+):([0-9]+)")  # InboundMessage.external_id: "<chat_id>:<message_id>"
 
@@ -284,7 +279,7 @@ class TelegramChannel:
     def _scrub(self, text: str) -> str:
         if self._token:
             text = text.replace(self._token, "***")
-        text = _TOKEN_IN_URL.sub("/bot***", text)
+        text = hide_bot_token(text)
         return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
     def _delivery_error(self, exc: TelegramError, chat: str) -> DeliveryError:

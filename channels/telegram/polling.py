@@ -15,7 +15,6 @@ https://core.telegram.org/bots/api#getupdates
 from __future__ import annotations
 
 import json
-import re
 from urllib.parse import urlencode
 
 from telegram import Bot
@@ -32,13 +31,13 @@ from channels.base import (
 )
 from channels.retry_hint import retry_after_seconds
 from channels.telegram.inbound import INBOUND_KINDS, messages_of, update_id_of
+from channels.telegram.redaction import hide_bot_token
 from channels.telegram.request import AiohttpRequest, aiohttp_bot
 from channels.telegram.settings import TelegramSettings
 
 __all__ = ["TelegramUpdates"]
 
 ALLOWED_UPDATES = list(INBOUND_KINDS)  # what the webhook's parser reads
-_TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
 _MAX_REASON = 300
 _WEBHOOK_IS_SET = (
     "a webhook is set for this bot, and Telegram refuses getUpdates while it is: "
@@ -150,7 +149,7 @@ class TelegramUpdates:
     def _scrub(self, text: str) -> str:
         if self._token:
             text = text.replace(self._token, "***")
-        text = _TOKEN_IN_URL.sub("/bot***", text)
+        text = hide_bot_token(text)
         return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 

@@ -7,7 +7,7 @@ which caps a sender at ~400 msg/s whatever the concurrency; aiohttp's connector 
 
 from __future__ import annotations
 
-import re
+import os
 from typing import Any
 
 import aiohttp
@@ -15,19 +15,7 @@ from telegram import Bot
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-from channels.log_redaction import hide_in_logs
-
 __all__ = ["AiohttpRequest", "aiohttp_bot"]
-
-_TOKEN_IN_URL = re.compile(r"/bot[^/\s\"'`]+")
-
-
-def _hide_bot_token(message: str) -> str:
-    return _TOKEN_IN_URL.sub("/bot***", message) if "/bot" in message else message
-
-
-# Bot API URLs carry the token, and httpx (INFO) and PTB's Bot (DEBUG) log them.
-hide_in_logs(("httpx", "telegram.Bot"), "bot token", _hide_bot_token)
 
 
 class AiohttpRequest(BaseRequest):
@@ -94,6 +82,11 @@ def aiohttp_bot(
     `Bot.initialize()` is never needed to call the API, and it would put the token in its
     InvalidToken message, so it is never called. The second transport serves getUpdates.
     """
+    # PTB 22 emits a PTBDeprecationWarning whenever an int time period is read, including inside
+    # RetryAfter.__init__ (so a 429 would turn into a warning-as-error under pytest). Opting into
+    # timedelta periods (DESIGN §10) is PTB's documented switch, read when a period is; an explicit
+    # user setting wins. Set when a bot is made, never at import.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
     transports = [AiohttpRequest(concurrency, timeout), AiohttpRequest(1, timeout)]
     bot = Bot(token, base_url=base_url, request=transports[0], get_updates_request=transports[1])
     return bot, transports

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from broadcaster.compose.limits import split_x_thread
 from channels.base import Capabilities, Inbound, Overflow
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
+from channels.twitter.redaction import LOG_RULES
 from channels.twitter.settings import TwitterSettings
 
 __all__ = ["SPEC"]
@@ -36,4 +37,5 @@ SPEC = ChannelSpec(
     public_target="timeline",
     seen_by_everybody=True,
     notice_hours=1,
+    log_rules=LOG_RULES,
 )

@@ -7,7 +7,6 @@ still checks the certificate against the name api.twitter.com.
 
 from __future__ import annotations
 
-import re
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from channels.base import RateLimited, Rejected
-from channels.log_redaction import hide_in_logs
 from channels.tls import client_context
 from channels.twitter.settings import TwitterSettings
 
@@ -27,28 +25,6 @@ __all__ = ["API_HOST", "PinnedResolver", "PostBudget", "Transport", "api_endpoin
 
 API_HOST = "api.twitter.com"
 _API_PORT = 443
-
-# tweepy logs every request's headers at DEBUG and oauthlib the parameters it signs: both carry the
-# consumer key and access token, in a header, a tuple list, a query string or a percent-encoded form.
-_AUTH_HEADER = re.compile(r"""(['"]Authorization['"]\s*:\s*)(['"])(?:(?!\2).)*\2""", re.IGNORECASE)
-_OAUTH_PARAM = re.compile(
-    r"""(oauth_(?:consumer_key|token|signature|nonce)(?:', '|=|%3D|%253D|="))[^'&%"\s,)]*"""
-)
-_BEARER = re.compile(r"(Bearer\s+)\S+")
-_LOGGERS = ("tweepy.asynchronous.client", "tweepy.client", "oauthlib.oauth1.rfc5849")
-
-
-def _hide_oauth(message: str) -> str:
-    """OAuth keys, signatures and bearer tokens hidden, as tweepy and oauthlib log them at DEBUG."""
-    lowered = message.lower()
-    if "oauth" not in lowered and "bearer" not in lowered and "authorization" not in lowered:
-        return message
-    message = _AUTH_HEADER.sub(r"\1\2***\2", message)
-    message = _OAUTH_PARAM.sub(r"\1***", message)
-    return _BEARER.sub(r"\1***", message)
-
-
-hide_in_logs(_LOGGERS, "X credentials", _hide_oauth)
 
 
 def api_endpoint(api_base_url: str) -> tuple[str, int] | None:
