@@ -15,7 +15,7 @@ from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.delivery.runtimes import build_channels
+from broadcaster.delivery.runtimes import open_channels
 from broadcaster.delivery.shared_pacing import StoreDown, deployment_pacing
 from broadcaster.drill.run import last_drill
 from broadcaster.models import LoopState
@@ -151,20 +151,19 @@ async def diagnose(settings: Settings) -> list[Diagnosis]:
     """Every channel's `check()` (live) or its capture status, plus settings that will hurt."""
     results = []
     async with open_runtime(settings) as runtime:
-        for name, channel_runtime in build_channels(settings, runtime.sessions).items():
-            channel = channel_runtime.channel
-            if not channel_runtime.live:
-                check = await channel.check()
-                results.append(Diagnosis(name, "capture", True, check.detail, check.fix))
-                continue
-            try:
-                check = await asyncio.wait_for(channel.check(), CHECK_TIMEOUT)
-                results.append(Diagnosis(name, "live", check.ok, check.detail, check.fix))
-            except TimeoutError:
-                results.append(Diagnosis(name, "live", False, f"no answer within {CHECK_TIMEOUT:g} s",
-                                         "check the provider's base URL and the network"))  # fmt: skip
-            finally:
-                await channel.aclose()
+        async with open_channels(settings, runtime.sessions) as runtimes:
+            for name, channel_runtime in runtimes.items():
+                channel = channel_runtime.channel
+                if not channel_runtime.live:
+                    check = await channel.check()
+                    results.append(Diagnosis(name, "capture", True, check.detail, check.fix))
+                    continue
+                try:
+                    check = await asyncio.wait_for(channel.check(), CHECK_TIMEOUT)
+                    results.append(Diagnosis(name, "live", check.ok, check.detail, check.fix))
+                except TimeoutError:
+                    results.append(Diagnosis(name, "live", False, f"no answer within {CHECK_TIMEOUT:g} s",
+                                             "check the provider's base URL and the network"))  # fmt: skip
         results += await _loop_diagnoses(runtime.sessions)
         results += await _pacing_diagnosis(settings, runtime.sessions)
         results.append(await _drill_diagnosis(runtime.sessions))

@@ -108,11 +108,8 @@ async def _deliver_with_progress(
             done = sum(n for per in counts.values() for s, n in per.items() if s in outbox.TERMINAL)
             progress.update(task, completed=done)
 
-        try:
+        async with dispatcher:
             return await dispatcher.deliver([published.update.id], on_progress=on_progress)
-        finally:
-            for runtime_channel in dispatcher.workers.values():
-                await runtime_channel.runtime.channel.aclose()
 
 
 def _report(

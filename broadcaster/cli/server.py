@@ -14,7 +14,7 @@ from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal
 from broadcaster.config import Settings
 from broadcaster.db import upgrade
 from broadcaster.delivery.dispatch import Dispatcher
-from broadcaster.delivery.runtimes import build_channels
+from broadcaster.delivery.runtimes import build_channels, open_channels
 from broadcaster.logs import configure_logging, log_event
 from broadcaster.publishing.incidents import sync_components
 from channels.push.webpush import generate_vapid_key, public_key_from_file
@@ -49,7 +49,8 @@ def register(root: typer.Typer) -> None:
         async def sync() -> dict[str, bool]:
             async with open_runtime(settings) as runtime, runtime.sessions() as session:
                 await sync_components(session, settings)
-                return {name: rt.live for name, rt in build_channels(settings, runtime.sessions).items()}
+                async with open_channels(settings, runtime.sessions) as runtimes:
+                    return {name: rt.live for name, rt in runtimes.items()}
 
         channels = run(sync())
         console.print(f"Database ready: {settings.database.url.split('@')[-1]}")
@@ -104,13 +105,13 @@ def register(root: typer.Typer) -> None:
                 console.print(f"Dispatching {', '.join(runtimes)}; Ctrl-C to stop.")
                 for name, rt in runtimes.items():
                     log_event(log, "channel started", channel=name, mode="live" if rt.live else "capture")
+                dispatcher = Dispatcher(
+                    runtime.sessions, runtimes, settings.dispatch, settings.server.public_base_url
+                )
                 try:
-                    await Dispatcher(
-                        runtime.sessions, runtimes, settings.dispatch, settings.server.public_base_url
-                    ).run(stop)
+                    async with dispatcher:
+                        await dispatcher.run(stop)
                 finally:
-                    for rt in runtimes.values():
-                        await rt.channel.aclose()
                     log_event(log, "worker stopped", channels=",".join(runtimes))
 
         run_until_signal(main)

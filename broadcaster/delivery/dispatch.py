@@ -14,9 +14,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from datetime import datetime, timedelta
+from typing import Self
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
@@ -29,7 +30,7 @@ from broadcaster.delivery.breaker import Breaker
 from broadcaster.delivery.channel_report import ChannelReport
 from broadcaster.delivery.outbox import ClaimedDelivery, Outcome
 from broadcaster.delivery.ratelimit import bounded_pause
-from broadcaster.delivery.runtimes import ChannelRuntime
+from broadcaster.delivery.runtimes import ChannelRuntime, close_channels
 from broadcaster.delivery.shared_pacing import SharedPacing, deployment_pacing, pacer_for
 from broadcaster.inbox.answers import HandOff
 from broadcaster.loop_health import LoopHealth
@@ -454,6 +455,24 @@ class Dispatcher:
     def take(self, claimed: Sequence[ClaimedDelivery]) -> None:
         for delivery in claimed:
             self.workers[delivery.channel].take(delivery)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """The dispatcher owns its channels: their connections close with it."""
+        await close_channels({name: worker.runtime for name, worker in self.workers.items()})
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Self]:
+        """Its loops run in the background until the block ends; then they finish what they hold."""
+        stop = asyncio.Event()
+        runner = asyncio.create_task(self.run(stop))
+        try:
+            yield self
+        finally:
+            stop.set()
+            await runner
 
     async def run(self, stop: asyncio.Event) -> None:
         try:

@@ -26,7 +26,7 @@ from sqlmodel import col, select
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, writing
 from broadcaster.delivery.audience import PUBLIC_TARGETS
-from broadcaster.delivery.runtimes import ChannelRuntime, build_channels
+from broadcaster.delivery.runtimes import ChannelRuntime, open_channels
 from broadcaster.drill.checks import FAILED, OK, SKIPPED, ChannelResult, round_trips
 from broadcaster.drill.message import drill_message
 from broadcaster.drill.reply import DRILL_UPDATE_ID
@@ -186,9 +186,8 @@ async def run_drill(
         await session.commit()
     assert run.id is not None
     started = time.monotonic()
-    runtimes = build_channels(settings, sessions)
     results: list[ChannelResult] = []
-    try:
+    async with open_channels(settings, sessions) as runtimes:
         sending: dict[str, asyncio.Task[ChannelResult]] = {}
         for name in CHANNEL_NAMES:
             runtime = runtimes.get(name)
@@ -202,9 +201,6 @@ async def run_drill(
         results += sent.values()
         accepted = {name for name, result in sent.items() if result.status == OK}
         results += await round_trips(settings, sessions, runtimes, run, accepted, wait=wait, progress=say)
-    finally:
-        for runtime in runtimes.values():
-            await runtime.channel.aclose()
     results.sort(key=lambda r: CHANNEL_NAMES.index(r.channel.split(" ")[0]))
     return await _finish(sessions, run.id, results)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Self
 
 from sqlalchemy.exc import OperationalError
 
@@ -139,6 +140,13 @@ class InboxFiling:
         self._spike_wanted.set()
         await asyncio.gather(*self._tasks)
         self._tasks = []
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     def _filed(self, batch: Batch) -> None:
         if batch.unexplained_reports:

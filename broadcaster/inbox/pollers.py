@@ -8,7 +8,9 @@ Each is elected: on several nodes one polls it, the others stand by (`election.D
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from broadcaster.config import Settings
@@ -16,6 +18,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.delivery.runtimes import ChannelRuntime
 from broadcaster.election import DeploymentLock, poller_lock_key, poller_lock_name
 from broadcaster.inbox.inbound import Poller, reply_address_exists, reply_address_for
+from broadcaster.loop_health import LoopHealth
 from channels.email.imap import ImapMailbox
 from channels.email.parse import ReplyAddress
 from channels.telegram.polling import TelegramUpdates
@@ -31,6 +34,25 @@ class Pulled:
     pollers: list[Poller] = field(default_factory=list)
     long_polls: list[Poller] = field(default_factory=list)  # cancelled at shutdown: they block ~25 s
     clients: list[ImapMailbox | TelegramUpdates] = field(default_factory=list)
+
+    @asynccontextmanager
+    async def running(self, health: LoopHealth) -> AsyncIterator[None]:
+        """Every poller runs, supervised by `health`, until the block ends; then the pollers stop
+        (a long poll is cancelled: nothing is lost, updates are confirmed by the next offset) and
+        their clients close."""
+        stop = asyncio.Event()
+        polls = [asyncio.create_task(health.supervise(p.name, p.run, stop)) for p in self.pollers]
+        long_polls = [asyncio.create_task(health.supervise(p.name, p.run, stop)) for p in self.long_polls]
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in long_polls:
+                task.cancel()
+            await asyncio.gather(*long_polls, return_exceptions=True)
+            await asyncio.gather(*polls)
+            for client in self.clients:
+                await client.aclose()
 
 
 def build_pollers(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -20,7 +19,7 @@ from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.delivery.runtimes import build_channels
 from broadcaster.inbox.filer import InboxFiling
 from broadcaster.inbox.inbound import reply_address_exists, store_inbound
-from broadcaster.inbox.pollers import Pulled, build_pollers
+from broadcaster.inbox.pollers import build_pollers
 from broadcaster.inbox.postmaster import forward_to_staff
 from broadcaster.loop_health import LoopHealth
 from broadcaster.metrics import CONTENT_TYPE, Metrics
@@ -102,51 +101,33 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = []
-        long_polls: list[asyncio.Task[None]] = []
-        pulled = Pulled()
-        listener = None
-        composer = Composer(settings.templates_dir or None, default_locale=settings.brand.default_locale)
-        scheduler = SchedulerThread(settings, composer, dispatcher.wake)
-        if dispatch:
-            scheduler.start()
-            tasks.append(asyncio.create_task(dispatcher.run(stop)))
-            await filer.start()
-            listener = inbound_email_listener(
-                settings, sessions, filer.nudge, lambda: dispatcher.wake("email")
-            )
-            if listener is not None:
-                await listener.start()
-            pulled = build_pollers(
-                settings, sessions, runtimes, telegram_polling=telegram_polling, on_stored=filer.nudge
-            )
-            tasks.extend(asyncio.create_task(health.supervise(p.name, p.run, stop)) for p in pulled.pollers)
-            long_polls = [
-                asyncio.create_task(health.supervise(p.name, p.run, stop)) for p in pulled.long_polls
-            ]
-        # Everything built so far lives as long as the server: out of the collector's sight, a full
-        # collection no longer walks it (it stalled every request for ~150 ms, the status bot's p99).
-        gc.collect()
-        gc.freeze()
-        try:
+        """Each part starts in order and stops in reverse, even when one of them fails: the
+        dispatcher (and its channels) last, so the filer's and the scheduler's answers still go."""
+        async with AsyncExitStack() as parts:
+            parts.push_async_callback(engine.dispose)
+            await parts.enter_async_context(dispatcher)  # closes its channels
+            if dispatch:
+                await parts.enter_async_context(dispatcher.running())
+                composer = Composer(
+                    settings.templates_dir or None, default_locale=settings.brand.default_locale
+                )
+                await parts.enter_async_context(SchedulerThread(settings, composer, dispatcher.wake))
+                await parts.enter_async_context(filer)
+                listener = inbound_email_listener(
+                    settings, sessions, filer.nudge, lambda: dispatcher.wake("email")
+                )
+                if listener is not None:
+                    await parts.enter_async_context(listener)
+                pulled = build_pollers(
+                    settings, sessions, runtimes, telegram_polling=telegram_polling, on_stored=filer.nudge
+                )
+                await parts.enter_async_context(pulled.running(health))
+            # Everything built so far lives as long as the server: out of the collector's sight, a full
+            # collection no longer walks it (it stalled every request for ~150 ms, the status bot's p99).
+            gc.collect()
+            gc.freeze()
+            parts.callback(gc.unfreeze)  # collectable again once the app stops (tests run many apps)
             yield
-        finally:
-            stop.set()
-            await scheduler.stop()
-            await filer.stop()
-            gc.unfreeze()  # collectable again once the app stops (tests run many apps)
-            if listener is not None:
-                await listener.stop()
-            for task in long_polls:  # nothing is lost: updates are only confirmed by the next offset
-                task.cancel()
-            await asyncio.gather(*long_polls, return_exceptions=True)
-            await asyncio.gather(*tasks)
-            for client in pulled.clients:
-                await client.aclose()
-            for runtime in runtimes.values():
-                await runtime.channel.aclose()
-            await engine.dispose()
 
     app = FastAPI(
         title="crisis-broadcaster", version="0.1.0", lifespan=lifespan,
