@@ -203,6 +203,9 @@ class Delivery(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    # "broadcast" (an update to a subscriber or a public post), "answer" (to a customer, in their
+    # thread: `message_id`, `reply`) or "alert" (to the staff: `payload` only).
+    kind: str = Field(default="broadcast", max_length=16, sa_column_kwargs={"server_default": "broadcast"})
     update_id: int | None = Field(default=None, foreign_key="incident_update.id", index=True)
     channel: str = Field(max_length=32)
     target: str = Field(max_length=1024)

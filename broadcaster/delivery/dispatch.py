@@ -355,13 +355,14 @@ class ChannelWorker:
     async def _send(self, delivery: ClaimedDelivery) -> SendResult:
         """A broadcast (its rendition, personalised), an answer in the customer's thread, or an alert."""
         key = delivery.idempotency_key
-        if delivery.rendition_id is None:
+        if delivery.kind == outbox.ANSWER:
+            channel = self.runtime.channel
+            if not isinstance(channel, Replying):
+                raise Rejected(f"the {self.name} channel cannot answer customers")
             message = RenderedMessage.from_json(delivery.payload)
-            if delivery.reply:
-                channel = self.runtime.channel
-                if not isinstance(channel, Replying):
-                    raise Rejected(f"the {self.name} channel cannot answer customers")
-                return await channel.reply(message, Reply.from_dict(delivery.reply), idempotency_key=key)
+            return await channel.reply(message, Reply.from_dict(delivery.reply or {}), idempotency_key=key)
+        if delivery.kind == outbox.ALERT or delivery.rendition_id is None:
+            message = RenderedMessage.from_json(delivery.payload)
             return await self.runtime.channel.send(
                 message, Target(address=delivery.target, locale=delivery.locale), idempotency_key=key
             )

@@ -36,7 +36,10 @@ from broadcaster.db import dialect_name, writing
 from broadcaster.models import Delivery, Message, Subscriber, Subscription, utcnow
 
 __all__ = [
+    "ALERT",
+    "ANSWER",
     "ANSWER_STATUS",
+    "BROADCAST",
     "CAPTURED",
     "ClaimedDelivery",
     "DEAD",
@@ -66,6 +69,9 @@ __all__ = [
 ]
 
 PENDING, SENDING, SENT, FAILED, DEAD = "pending", "sending", "sent", "failed", "dead"
+#: What a row is (`Delivery.kind`): an update to a subscriber or a public post, an answer to a
+#: customer in their thread, an alert to the staff.
+BROADCAST, ANSWER, ALERT = "broadcast", "answer", "alert"
 #: Handed to a capture-mode channel: stored in `captured_message`, nothing left the machine.
 CAPTURED = "captured"
 #: Final states: nothing more will happen to the row.
@@ -114,6 +120,7 @@ def parse_idempotency_key(key: str) -> DeliveryKey:
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     id: int
+    kind: str  # BROADCAST, ANSWER or ALERT
     update_id: int | None
     channel: str
     target: str
@@ -130,9 +137,9 @@ class ClaimedDelivery:
     @property
     def idempotency_key(self) -> str:
         """`<update>:<channel>:<target>` for a broadcast, `reply:<message>`, `alert:<delivery>`."""
-        if self.message_id is not None:
+        if self.kind == ANSWER and self.message_id is not None:
             return answer_key(self.message_id)
-        if self.update_id is None:
+        if self.kind == ALERT or self.update_id is None:
             return f"{_ALERT_PREFIX}{self.id}"
         return f"{broadcast_key_prefix(self.update_id)}{self.channel}:{self.target}"
 
@@ -153,6 +160,7 @@ class Outcome:
 
 def new_delivery(
     *,
+    kind: str,
     channel: str,
     target: str,
     locale: str,
@@ -170,6 +178,7 @@ def new_delivery(
     alert only its payload.
     """
     return {
+        "kind": kind,
         "update_id": update_id,
         "channel": channel,
         "target": target,
@@ -217,7 +226,7 @@ async def insert_audience(
         "rendition_id": case({k: v[0] for k, v in renditions.items()}, value=stored, else_=fallback[0]),
         "subscription_id": col(Subscription.id),
     }
-    row = new_delivery(channel=channel, target="", locale="", now=now, update_id=update_id)
+    row = new_delivery(kind=BROADCAST, channel=channel, target="", locale="", now=now, update_id=update_id)
     values = [computed.get(name, literal(value, table.c[name].type)) for name, value in row.items()]
     audience = (
         select(*values)
@@ -248,7 +257,7 @@ UPDATE delivery
    SET status = 'sending', lease_until = :lease_until, attempts = attempts + 1, claim_token = :token
  WHERE id IN (SELECT id FROM picked)
    AND ((status = 'pending' AND next_attempt_at <= :now) OR (status = 'sending' AND lease_until < :now))
-RETURNING id, update_id, channel, target, locale, rendition_id, subscription_id, attempts,
+RETURNING id, kind, update_id, channel, target, locale, rendition_id, subscription_id, attempts,
           message_id, payload, reply, COALESCE(requeued_at, created_at) AS retry_from
 """
 
@@ -284,6 +293,7 @@ async def claim(
     return [
         ClaimedDelivery(
             id=r.id,
+            kind=r.kind,
             update_id=r.update_id,
             channel=r.channel,
             target=r.target,
@@ -380,10 +390,10 @@ def record_sync(connection: Connection, outcomes: Sequence[Outcome]) -> int:
         for o in outcomes
     ]
     connection.execute(statement, params)
-    retried = [o.delivery.id for o in outcomes if o.status == PENDING and o.delivery.subscription_id]
+    retried = [o.delivery.id for o in outcomes if o.status == PENDING and o.delivery.kind == BROADCAST]
     if retried:
         connection.execute(_withdrawal_of_ended(retried))
-    _record_answers(connection, [o for o in outcomes if o.delivery.message_id is not None])
+    _record_answers(connection, [o for o in outcomes if o.delivery.kind == ANSWER])
     to_deactivate = {o.delivery.subscription_id: o.error for o in outcomes if o.deactivate_subscription}
     subscriptions = Subscription.__table__  # type: ignore[attr-defined]
     for subscription_id, reason in to_deactivate.items():
@@ -458,8 +468,7 @@ def withdrawal(subscription_ids: Iterable[int | None], reason: str) -> Update:
         .where(
             table.c.subscription_id.in_([i for i in subscription_ids if i is not None]),
             table.c.status == PENDING,
-            table.c.update_id.is_not(None),
-            table.c.message_id.is_(None),
+            table.c.kind == BROADCAST,
         )
         .values(status=FAILED, last_error=f"not sent: {reason}"[:500], lease_until=None)
     )
@@ -480,8 +489,7 @@ def _withdrawal_of_ended(delivery_ids: Sequence[int]) -> Update:
         .where(
             deliveries.c.id.in_(delivery_ids),
             deliveries.c.status == PENDING,
-            deliveries.c.update_id.is_not(None),
-            deliveries.c.message_id.is_(None),
+            deliveries.c.kind == BROADCAST,
             ended_reason.is_not(None),
         )
         .values(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broadcaster.compose.limits import fit_subject, split_text
 from broadcaster.config import Settings
-from broadcaster.delivery.outbox import new_delivery
+from broadcaster.delivery.outbox import ALERT, new_delivery
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery
 from channels.registry import CAPABILITIES
@@ -81,7 +81,12 @@ async def queue_staff_alert(
         return 0
     rows = [
         new_delivery(
-            channel=channel, target=address, locale=message.locale, now=now, payload=message.to_json()
+            kind=ALERT,
+            channel=channel,
+            target=address,
+            locale=message.locale,
+            now=now,
+            payload=message.to_json(),
         )
         for (channel, address), message in messages.items()
     ]

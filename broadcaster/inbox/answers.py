@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from broadcaster.delivery.outbox import ClaimedDelivery, new_delivery
+from broadcaster.delivery.outbox import ANSWER, ClaimedDelivery, new_delivery
 from broadcaster.errors import InvalidInput
 from broadcaster.message import RenderedMessage
 from broadcaster.models import INERT, Delivery, InboundRecord, Message, utcnow
@@ -168,6 +168,7 @@ def queue_answers_sync(
         [
             ClaimedDelivery(
                 id=delivery_ids[row["message_id"]],
+                kind=ANSWER,
                 update_id=None,
                 channel=row["channel"],
                 target=row["target"],
@@ -201,6 +202,7 @@ def _delivery_row(answer: Answer, thread: Answered, message_id: int, now: dateti
         reply_token=_reply_token(thread.raw),
     )
     return new_delivery(
+        kind=ANSWER,
         channel=thread.channel,
         target=thread.key,
         locale=answer.locale,

@@ -258,6 +258,7 @@ async def _write_deliveries(
 
     rows = [
         outbox.new_delivery(
+            kind=outbox.BROADCAST,
             channel=r.channel,
             target=r.target,
             locale=rendition_for(r.channel, r.locale)[1],
