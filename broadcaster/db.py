@@ -47,6 +47,7 @@ __all__ = [
 
 SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
+R = TypeVar("R")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -145,12 +146,23 @@ class LoopWriter:
 
     async def run(self, fn: Callable[[Connection], T], fallback: Callable[[], Awaitable[T]]) -> T:
         """`fn(connection)` then commit, under the writer lock; or `fallback()` (see the class)."""
+        return await self.read_then_write(lambda _: None, lambda connection, _: fn(connection), fallback)
+
+    async def read_then_write(
+        self,
+        read: Callable[[Connection], R],
+        write: Callable[[Connection, R], T],
+        fallback: Callable[[], Awaitable[T]],
+    ) -> T:
+        """`read(connection)` without the writer lock, then `write(connection, what was read)` and
+        commit under it, in one transaction; or `fallback()` (see the class)."""
         if self._engine is None:
             return await fallback()
         try:
-            async with sqlite_writer(self._engine.url):
-                with self._engine.connect() as connection:
-                    result = fn(connection)
+            with self._engine.connect() as connection:
+                found = read(connection)
+                async with sqlite_writer(self._engine.url):
+                    result = write(connection, found)
                     connection.commit()
                     return result
         except OperationalError as exc:

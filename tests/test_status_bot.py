@@ -220,7 +220,8 @@ async def test_answers_handed_to_a_worker_that_dies_are_claimed_again_after_the_
     settings = make_settings(database_url)
     dispatcher = Dispatcher(sessions, build_channels(settings, sessions), settings.dispatch, "http://t")
     await store_inbound(sessions, [said("le site est en panne ?", key="31")])
-    assert await file_pending(sessions, bot=StatusBot(settings, dispatcher)) == 1  # handed over, never sent
+    handed_over = dispatcher.hand_off()  # claimed for this process's workers, never sent
+    assert await file_pending(sessions, bot=StatusBot(settings), hand_off=handed_over) == 1
     async with sessions() as session:
         (row,) = await session.exec(select(Delivery).where(col(Delivery.message_id).is_not(None)))
         assert (row.status, row.attempts) == ("sending", 1)  # claimed in the filing transaction

@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import Connection, insert, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.config import Settings
-from broadcaster.delivery.outbox import ClaimedDelivery, withdrawal
+from broadcaster.delivery.outbox import withdrawal
 from broadcaster.delivery.subscribers import subscription_row
 from broadcaster.folding import fold
-from broadcaster.inbox.answers import BOT, Answer, Answered, HandOff, queue_answers_sync
+from broadcaster.inbox.answers import BOT, Answer
 from broadcaster.inbox.intent import Classification
 from broadcaster.inbox.reply_templates import UNREAD, IncidentState, ReplyTemplates, current_incident_sync
 from broadcaster.inbox.spikes import SPIKE_INTENTS, Suspicion, outage_suspected_sync
@@ -52,67 +49,35 @@ SUSPECTED = -1  # `bot_answered_state` when the answer was "customers report a p
 Filed = tuple[Thread, Classification]  # a customer message just filed, and what it asks
 
 
-class Senders(Protocol):
-    """The dispatch workers of this process (`broadcaster.delivery.dispatch.Dispatcher`)."""
-
-    def hand_off(self) -> HandOff: ...
-
-    def take(self, claimed: Sequence[ClaimedDelivery]) -> None: ...
-
-
 class StatusBot:
-    """Answers filed messages. With `senders`, its answers go straight to this process's workers:
-    written claimed, handed over once committed (`send`), so a customer waits for no poll."""
+    """Answers filed messages: says what to answer (`answers_to`); the filer writes the answers and
+    hands them to delivery."""
 
-    def __init__(
-        self, settings: Settings, senders: Senders | None = None, metrics: Metrics | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
         self._templates = ReplyTemplates(settings)
-        self._senders = senders
 
-    def send(self, claimed: Sequence[ClaimedDelivery]) -> None:
-        """Give the workers the answers `answer` claimed, once their transaction is committed."""
-        if self._senders is not None and claimed:
-            self._senders.take(claimed)
-
-    async def answer(
-        self,
-        session: AsyncSession,
-        filed: list[Filed],
-        now: datetime | None = None,
-        replying_to: Mapping[int, Answered] | None = None,
-    ) -> list[ClaimedDelivery]:
-        """`answer_sync` in the session's transaction."""
-        connection = await session.connection()
-        return await connection.run_sync(lambda sync: self.answer_sync(sync, filed, now, replying_to))
-
-    def answer_sync(
+    def answers_to(
         self,
         connection: Connection,
         filed: list[Filed],
         now: datetime | None = None,
-        replying_to: Mapping[int, Answered] | None = None,
         latest_open: int | None = UNREAD,
-    ) -> list[ClaimedDelivery]:
-        """Queue the bot's answers to `filed` in the caller's transaction; what to `send` after it.
+    ) -> list[Answer]:
+        """The bot's answers to `filed`, read in the caller's transaction (a subscription asked
+        for is written there too); the conversations' states are set on their `Thread`s.
 
         `latest_open`: the latest open incident's id, when the caller has just read it.
         """
         if not self._settings.inbox.bot_enabled or not filed:
             return []
         with self._metrics.bot_answer_seconds.time():
-            return self._queue_answers(connection, filed, now or utcnow(), replying_to, latest_open)
+            return self._answers(connection, filed, now or utcnow(), latest_open)
 
-    def _queue_answers(
-        self,
-        connection: Connection,
-        filed: list[Filed],
-        now: datetime,
-        replying_to: Mapping[int, Answered] | None,
-        latest_open: int | None,
-    ) -> list[ClaimedDelivery]:
+    def _answers(
+        self, connection: Connection, filed: list[Filed], now: datetime, latest_open: int | None
+    ) -> list[Answer]:
         answers: list[Answer] = []
         states: dict[int | None, IncidentState | None] = {}
         suspected = functools.cache(lambda: outage_suspected_sync(connection, self._settings, now))
@@ -133,11 +98,7 @@ class StatusBot:
             thread.status = "pending" if text is not None else "open"
             if text is not None:
                 answers.append(Answer(thread.id, text, self._templates.language(thread.locale), BOT))
-        if not answers:
-            return []
-        hand_off = self._senders.hand_off() if self._senders is not None else None
-        queued = queue_answers_sync(connection, answers, now, hand_off=hand_off, replying_to=replying_to)
-        return queued.claimed
+        return answers
 
     def _text_for(
         self,

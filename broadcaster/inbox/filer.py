@@ -13,23 +13,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Self
+from collections.abc import Callable, Sequence
+from typing import Protocol, Self
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection
 
 from broadcaster.config import Settings
-from broadcaster.db import SessionFactory, create_sync_engine, is_locked, is_sqlite, sqlite_writer
+from broadcaster.db import LoopWriter, SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
+from broadcaster.delivery.outbox import ClaimedDelivery
+from broadcaster.inbox.answers import HandOff
 from broadcaster.inbox.bot import StatusBot
-from broadcaster.inbox.filing import NOTHING, Batch, file_pending_batch, read_batch, write_batch
+from broadcaster.inbox.filing import NOTHING, Batch, Reading, file_pending_batch, read_batch, write_batch
 from broadcaster.inbox.spikes import draft_if_spike
 from broadcaster.metrics import Metrics
 from broadcaster.models import utcnow
 
-__all__ = ["Filer", "InboxFiling"]
+__all__ = ["Filer", "InboxFiling", "Senders"]
 
 log = logging.getLogger(__name__)
+
+
+class Senders(Protocol):
+    """The dispatch workers of this process (`broadcaster.delivery.dispatch.Dispatcher`)."""
+
+    def hand_off(self) -> HandOff: ...
+
+    def take(self, claimed: Sequence[ClaimedDelivery]) -> None: ...
 
 
 class Filer:
@@ -37,8 +47,10 @@ class Filer:
 
     Webhooks, pollers and the e-mail listener nudge it after they commit, so the status bot's
     answer is queued within milliseconds; the interval catches messages stored by other nodes.
-    `database_url`: a SQLite file's, to file on the loop (see the module's doc). `on_filed`
-    learns each filed batch (it wakes the spike detector; it must not block).
+    The bot's answers are written claimed for `senders` and handed to them once committed, here
+    and nowhere else. On SQLite a batch is read, then written under the writer lock, as one
+    synchronous call on the loop (`LoopWriter`; see the module's doc). `on_filed` learns each
+    filed batch (it wakes the spike detector; it must not block).
     """
 
     def __init__(
@@ -46,60 +58,53 @@ class Filer:
         sessions: SessionFactory,
         *,
         bot: StatusBot | None = None,
+        senders: Senders | None = None,
         on_filed: Callable[[Batch], None] | None = None,
         interval: float = 0.5,
-        database_url: str = "",
         metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._metrics = metrics or Metrics()
         self._bot = bot
+        self._senders = senders
         self._on_filed = on_filed
         self._interval = interval
         self._nudged = asyncio.Event()
-        self._engine = create_sync_engine(database_url, busy_timeout_ms=0) if database_url else None
+        self._writer = LoopWriter(sessions)
 
     def nudge(self) -> None:
         self._nudged.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        try:
-            while not stop.is_set():
-                self._nudged.clear()
-                try:
-                    batch = await self._file_once()
-                    self._metrics.inbound_filed.inc(batch.filed)
-                    if batch.filed and self._on_filed is not None:
-                        self._on_filed(batch)
-                except Exception:  # the database went away, a bug: log it, keep the inbox alive, retry
-                    log.exception("inbox filing failed; retrying in %.1f s", self._interval)
-                    batch = NOTHING
-                if batch.filed == 0:
-                    waiters = [asyncio.ensure_future(self._nudged.wait()), asyncio.ensure_future(stop.wait())]
-                    await asyncio.wait(waiters, timeout=self._interval, return_when="FIRST_COMPLETED")
-                    for waiter in waiters:
-                        waiter.cancel()
-        finally:
-            if self._engine is not None:
-                self._engine.dispose()
+        while not stop.is_set():
+            self._nudged.clear()
+            try:
+                batch = await self._file_once()
+                self._metrics.inbound_filed.inc(batch.filed)
+                if batch.filed and self._on_filed is not None:
+                    self._on_filed(batch)
+            except Exception:  # the database went away, a bug: log it, keep the inbox alive, retry
+                log.exception("inbox filing failed; retrying in %.1f s", self._interval)
+                batch = NOTHING
+            if batch.filed == 0:
+                waiters = [asyncio.ensure_future(self._nudged.wait()), asyncio.ensure_future(stop.wait())]
+                await asyncio.wait(waiters, timeout=self._interval, return_when="FIRST_COMPLETED")
+                for waiter in waiters:
+                    waiter.cancel()
 
     async def _file_once(self) -> Batch:
-        if self._engine is None:
-            return await file_pending_batch(self._sessions, bot=self._bot)
-        try:
-            with self._engine.connect() as connection:
-                reading = read_batch(connection)
-                if reading is None:
-                    return NOTHING
-                async with sqlite_writer(self._engine.url):
-                    batch = write_batch(connection, reading, self._bot)
-        except OperationalError as exc:
-            if not is_locked(exc):
-                raise
-            # Another process holds SQLite's write lock: wait for it in aiosqlite's thread, not here.
-            return await file_pending_batch(self._sessions, bot=self._bot)
-        if self._bot is not None:
-            self._bot.send(batch.claimed)
+        hand_off = self._senders.hand_off() if self._senders is not None else None
+
+        def write(connection: Connection, reading: Reading | None) -> Batch:
+            return NOTHING if reading is None else write_batch(connection, reading, self._bot, hand_off)
+
+        batch = await self._writer.read_then_write(
+            read_batch,
+            write,
+            lambda: file_pending_batch(self._sessions, bot=self._bot, hand_off=hand_off),
+        )
+        if self._senders is not None and batch.claimed:
+            self._senders.take(batch.claimed)
         return batch
 
 
@@ -115,12 +120,11 @@ class InboxFiling:
         self._spike_wanted = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        url = settings.database.url
         self._filer = Filer(
             sessions,
-            bot=StatusBot(settings, dispatcher, dispatcher.metrics),
+            bot=StatusBot(settings, dispatcher.metrics),
+            senders=dispatcher,
             on_filed=self._filed,
-            database_url=url if is_sqlite(url) else "",
             metrics=dispatcher.metrics,
         )
 

@@ -13,13 +13,11 @@ by the bot, and neither changes where answers go or whom they greet.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import logging
 import zlib
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -32,7 +30,7 @@ from sqlmodel import col, select
 
 from broadcaster.db import SessionFactory, upsert_insert, writing
 from broadcaster.delivery.outbox import ClaimedDelivery
-from broadcaster.inbox.answers import Answered
+from broadcaster.inbox.answers import Answered, HandOff, queue_answers_sync
 from broadcaster.inbox.intent import Classification, classify
 from broadcaster.inbox.reply_templates import latest_open_incident
 from broadcaster.inbox.spikes import SPIKE_INTENTS
@@ -102,31 +100,38 @@ class Filing(NamedTuple):
     trust: str
 
 
-async def file_pending(sessions: SessionFactory, *, bot: StatusBot | None = None, limit: int = BATCH) -> int:
+async def file_pending(
+    sessions: SessionFactory,
+    *,
+    bot: StatusBot | None = None,
+    hand_off: HandOff | None = None,
+    limit: int = BATCH,
+) -> int:
     """File stored messages not yet in the inbox, a batch at a time; returns how many were filed.
 
     The batch (`file_batch`) runs as one synchronous call in the connection's thread. With a
-    `bot`, its answers are queued in the same transaction and handed over once it commits.
+    `bot`, its answers are queued in the same transaction (claimed for `hand_off`'s workers).
     """
-    return (await file_pending_batch(sessions, bot=bot, limit=limit)).filed
+    return (await file_pending_batch(sessions, bot=bot, hand_off=hand_off, limit=limit)).filed
 
 
 async def file_pending_batch(
-    sessions: SessionFactory, *, bot: StatusBot | None = None, limit: int = BATCH
+    sessions: SessionFactory,
+    *,
+    bot: StatusBot | None = None,
+    hand_off: HandOff | None = None,
+    limit: int = BATCH,
 ) -> Batch:
-    """`file_pending`, returning the whole `Batch`."""
+    """`file_pending`, returning the whole `Batch` (its `claimed` answers are the caller's to hand over)."""
     async with sessions() as session:
         engine = session.bind
         assert isinstance(engine, AsyncEngine), "the session factory is bound to one engine"
         # On SQLite the writer lock is held for the whole call: the batch cannot wait for it
         # half-way without blocking the event loop. (`broadcaster serve` files in a thread instead.)
         async with writing(session), engine.connect() as connection:
-            batch = await connection.run_sync(
-                lambda sync: file_batch(sync, bot=bot, limit=limit, write_lock=contextlib.nullcontext())
+            return await connection.run_sync(
+                lambda sync: file_batch(sync, bot=bot, hand_off=hand_off, limit=limit)
             )
-    if bot is not None:
-        bot.send(batch.claimed)
-    return batch
 
 
 @dataclass(slots=True)
@@ -144,18 +149,12 @@ def file_batch(
     connection: Connection,
     *,
     bot: StatusBot | None = None,
+    hand_off: HandOff | None = None,
     limit: int = BATCH,
-    write_lock: AbstractContextManager[object],
 ) -> Batch:
-    """File one batch in the connection's transaction and commit it; the caller hands over the answers.
-
-    Only the writes hold `write_lock` (SQLite: the process's writer lock).
-    """
+    """File one batch in the connection's transaction and commit it; the caller hands over the answers."""
     reading = read_batch(connection, limit)
-    if reading is None:
-        return NOTHING
-    with write_lock:
-        return write_batch(connection, reading, bot)
+    return NOTHING if reading is None else write_batch(connection, reading, bot, hand_off)
 
 
 def read_batch(connection: Connection, limit: int = BATCH) -> Reading | None:
@@ -277,10 +276,12 @@ def _pending_records(limit: int, postgres: bool) -> Select[Any]:
     return statement
 
 
-def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None = None) -> Batch:
+def write_batch(
+    connection: Connection, reading: Reading, bot: StatusBot | None = None, hand_off: HandOff | None = None
+) -> Batch:
     """Write a batch read by `read_batch` and commit: new conversations inserted in one statement,
-    messages in one, the bot's answers queued, every conversation updated in one. Hold the writer
-    lock around it (`db.writing`, `db.sqlite_writer`)."""
+    messages in one, the bot's answers queued (claimed for `hand_off`'s workers), every
+    conversation updated in one. Hold the writer lock around it (`db.writing`, `db.sqlite_writer`)."""
     records, threads, messages = reading.records, reading.threads, reading.messages
     _insert_threads(connection, [t for t in threads.values() if t.id is None])
     rows = [
@@ -311,9 +312,12 @@ def write_batch(connection: Connection, reading: Reading, bot: StatusBot | None 
     trusted = [filing for filing in messages if filing.trust == VERIFIED]
     if bot is not None and trusted:
         filed = [(filing.thread, filing.found) for filing in trusted]
-        claimed = bot.answer_sync(
-            connection, filed, replying_to=_answered(trusted), latest_open=reading.open_incident
-        )
+        answers = bot.answers_to(connection, filed, latest_open=reading.open_incident)
+        if answers:
+            replying_to = _answered(trusted)
+            claimed = queue_answers_sync(
+                connection, answers, hand_off=hand_off, replying_to=replying_to
+            ).claimed
     _update_threads(connection, list(threads.values()))
     records_table = InboundRecord.__table__  # type: ignore[attr-defined]
     connection.execute(
