@@ -133,12 +133,6 @@ def current_incident_sync(
     return incident_state_sync(connection, latest_open) if latest_open is not None else None
 
 
-async def incident_state(session: AsyncSession, incident_id: int) -> IncidentState | None:
-    """`incident_state_sync` in the session's transaction."""
-    connection = await session.connection()
-    return await connection.run_sync(incident_state_sync, incident_id)
-
-
 async def current_incident(session: AsyncSession, linked_id: int | None) -> IncidentState | None:
     """`current_incident_sync` in the session's transaction."""
     connection = await session.connection()
