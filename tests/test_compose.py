@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.compose.limits import split_text, split_x_thread, visible_length, x_weighted_length
 from broadcaster.compose.render import Composer, TemplateError, format_when, status_words
 from broadcaster.message import UNSUBSCRIBE_PLACEHOLDER, Brand, MessageContext, RenderedMessage
+from channels.limits import split_text, split_x_thread, visible_length, x_weighted_length
 from channels.registry import CAPABILITIES, CHANNEL_NAMES
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from broadcaster.compose.limits import (
+from channels.limits import (
     fit_subject,
     split_text,
     split_x_thread,

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import col, select
 
-from broadcaster.compose.limits import x_weighted_length
 from broadcaster.compose.lint import Draft, lint
 from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
@@ -30,6 +29,7 @@ from broadcaster.publishing.maintenance import (
     schedule_maintenance,
     start_maintenance,
 )
+from channels.limits import x_weighted_length
 from channels.registry import CAPABILITIES, CHANNEL_NAMES
 from tests.conftest import make_settings
 from tests.e2e.helpers import subscribe

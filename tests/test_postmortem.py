@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import update as sql_update
 from sqlmodel import col, select
 
-from broadcaster.compose.foreign_markup import markdown_text
 from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
@@ -36,6 +35,7 @@ from broadcaster.publishing.postmortem import (
     publish_postmortem,
     save_postmortem,
 )
+from channels.blog.markup import markdown_text
 from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, follow_up, live_settings, open_, people, resolve, subscribe
 from tests.peers.telegram import TelegramPeer

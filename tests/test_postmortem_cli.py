@@ -12,8 +12,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from broadcaster.cli import app
-from broadcaster.compose.foreign_markup import markdown_text
 from broadcaster.publishing.postmortem import PLACEHOLDERS
+from channels.blog.markup import markdown_text
 
 runner = CliRunner()
 OPENING = "Le paiement échoue pour une partie des clients. Nous sommes désolés, nous enquêtons."

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from broadcaster.compose.limits import visible_length
 from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
@@ -28,6 +27,7 @@ from broadcaster.message import RenderedMessage
 from broadcaster.models import Conversation, Delivery, Incident, Message
 from broadcaster.publishing.incidents import publish_draft, resolve_incident
 from channels.base import InboundMessage
+from channels.limits import visible_length
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, draft, open_
 from tests.peers.smtp import SmtpPeer

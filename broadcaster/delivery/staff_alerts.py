@@ -15,11 +15,11 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from broadcaster.compose.limits import fit_subject, split_text
 from broadcaster.config import Settings
 from broadcaster.delivery.outbox import ALERT, new_delivery
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery
+from channels.limits import fit_subject, split_text
 from channels.registry import CAPABILITIES
 
 __all__ = ["queue_staff_alert", "staff_messages"]

@@ -25,10 +25,10 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, or
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from broadcaster.compose.limits import truncate_at_word
 from broadcaster.config import Settings
 from broadcaster.delivery.staff_alerts import queue_staff_alert
 from broadcaster.models import NOT_OPEN, Conversation, Incident, Message
+from channels.limits import truncate_at_word
 
 __all__ = [
     "SPIKE_INTENTS",

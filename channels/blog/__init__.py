@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from broadcaster.compose.foreign_markup import markdown_text
-from broadcaster.compose.limits import fit_subject
 from channels.base import Capabilities, Overflow
+from channels.blog.markup import markdown_text
 from channels.blog.settings import BlogSettings
+from channels.limits import fit_subject
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
 
 __all__ = ["SPEC"]

@@ -4,7 +4,7 @@ The first update creates `<YYYY-MM-DD>-<slug>-<hash6>.md` (front matter + timeli
 rewrites it atomically (temp file in the same folder, then `os.replace`) with the new section on top.
 Front-matter values are JSON, which is valid YAML: titles with colons or quotes stay intact.
 Each section starts with `<!-- update: KEY -->`, so a retried update is never written twice.
-The body comes from the composer with what people wrote already escaped (`foreign_markup`); the
+The body comes from the composer with what people wrote already escaped (`channels.blog.markup`); the
 title and status in the front matter get `<` and `>` as references, since a theme may print them raw.
 """
 

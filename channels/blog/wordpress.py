@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from broadcaster.compose.foreign_markup import without_shortcodes
 from channels.base import (
     CheckResult,
     DeliveryError,
@@ -24,6 +23,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.blog.markup import without_shortcodes
 from channels.blog.settings import BlogSettings
 from channels.retry_hint import retry_after_seconds
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from broadcaster.compose.limits import fit_subject
 from channels.base import Capabilities, Inbound, Overflow
 from channels.email.redaction import LOG_RULES
 from channels.email.settings import EmailSettings
+from channels.limits import fit_subject
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
 
 __all__ = ["SPEC"]

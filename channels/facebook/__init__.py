@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from broadcaster.compose.limits import truncate_at_word
 from channels.base import Capabilities, Inbound, Overflow
 from channels.facebook.redaction import LOG_RULES
 from channels.facebook.settings import FacebookSettings
+from channels.limits import truncate_at_word
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
 
 __all__ = ["SPEC"]

@@ -21,7 +21,6 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import should_bypass_proxies
 
-from broadcaster.compose.limits import split_plain_text
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
@@ -38,6 +37,7 @@ from channels.base import (
 from channels.facebook.redaction import hide_access_token
 from channels.facebook.settings import FacebookSettings
 from channels.facebook.webhook import parse_events
+from channels.limits import split_plain_text
 from channels.registry import CAPABILITIES
 from channels.retry_hint import DEFAULT_RETRY_AFTER, retry_after_seconds
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
-from broadcaster.compose.limits import fit_subject, truncate_at_word
 from channels.base import Capabilities, Overflow
+from channels.limits import fit_subject, truncate_at_word
 from channels.push.settings import PushSettings
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
 

@@ -29,7 +29,6 @@ from telegram.error import (
     TimedOut,
 )
 
-from broadcaster.compose.limits import split_plain_text
 from broadcaster.delivery.ratelimit import Pacer, SlidingWindow, Unlimited
 from broadcaster.delivery.shared_pacing import SharedPacing
 from broadcaster.message import RenderedMessage
@@ -46,6 +45,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.limits import split_plain_text
 from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds
 from channels.telegram.inbound import parse_updates

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from broadcaster.compose.limits import split_x_thread
 from channels.base import Capabilities, Inbound, Overflow
+from channels.limits import split_x_thread
 from channels.spec import ChannelSpec, Fitted, LiveAdapter
 from channels.twitter.redaction import LOG_RULES
 from channels.twitter.settings import TwitterSettings

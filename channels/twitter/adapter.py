@@ -26,7 +26,6 @@ from tweepy.errors import (
 )
 from tweepy.errors import Unauthorized as TweepyUnauthorized
 
-from broadcaster.compose.limits import split_x_thread
 from broadcaster.delivery.shared_pacing import SharedPacing
 from broadcaster.message import RenderedMessage
 from channels.base import (
@@ -41,6 +40,7 @@ from channels.base import (
     Unauthorized,
     Unavailable,
 )
+from channels.limits import split_x_thread
 from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds
 from channels.twitter.inbound import (
