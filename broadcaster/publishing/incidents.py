@@ -316,7 +316,7 @@ async def resolve_incident(
     open still affects them.
 
     Unless the incident or this call opts out, every customer who wrote about the incident gets
-    a personal answer in their own thread, in the same transaction (`incident_answers`).
+    a personal answer in their own thread, in the same transaction (`inbox.resolution_answers`).
     """
     incident = await _load_open(session, incident_id)
     resolved = replace(draft, status="resolved", eta_at=None, next_update_at=None)

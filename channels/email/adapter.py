@@ -88,7 +88,7 @@ class EmailChannel:
     async def reply(self, message: RenderedMessage, to: Reply, *, idempotency_key: str) -> SendResult:
         """E-mail the answer to `to.customer_handle`, in the thread of their message `to.in_reply_to`.
 
-        The result is the answer's Message-ID, as `email_parse` files an inbound one ("<…@…>").
+        The result is the answer's Message-ID, as `channels.email.parse` files an inbound one ("<…@…>").
         """
         address = to.customer_handle.strip()
         if not is_plausible_address(address):
