@@ -18,14 +18,14 @@ from broadcaster.message import RenderedMessage
 from channels.retry_hint import retry_after_seconds
 
 if TYPE_CHECKING:
-    from broadcaster.delivery.ratelimit import Pacer
-    from broadcaster.delivery.shared_pacing import SharedPacing
+    from channels.pacing import Pacer
 
 __all__ = [
     "Capabilities",
     "Channel",
     "CheckResult",
     "DeliveryError",
+    "DeploymentBudget",
     "Inbound",
     "InboundMessage",
     "Overflow",
@@ -190,12 +190,30 @@ class Channel(Protocol):
     async def aclose(self) -> None: ...
 
 
+class DeploymentBudget(Protocol):
+    """The limits of the whole deployment, whichever worker sends (the dispatcher's shared pacing:
+    Redis, PostgreSQL, or the process alone)."""
+
+    def window(self, scope: str, limit: int, window: float) -> Pacer:
+        """The pacer of one rate: at most `limit` in any `window`, a pause holding for every worker."""
+        ...
+
+    async def take(self, scope: str, limit: int, window: float, cost: int) -> tuple[float, str] | None:
+        """`cost` more in `scope`'s last `window`: (0, reservation) when they fit, else (seconds
+        until they do, ""); None when the budget cannot be asked (pace locally)."""
+        ...
+
+    async def give_back(self, scope: str, reservation: str, cost: int) -> None:
+        """Return `cost` of a reservation that was not used."""
+        ...
+
+
 @runtime_checkable
 class SharesPacing(Protocol):
     """A channel with limits of its own (per chat, per group, a posting budget) that draws them
     from the deployment's shared budget when there is one, so they hold across workers."""
 
-    def share_pacing(self, pacing: SharedPacing) -> None: ...
+    def share_pacing(self, pacing: DeploymentBudget) -> None: ...
 
 
 @runtime_checkable

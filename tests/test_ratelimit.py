@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from broadcaster.delivery.ratelimit import SlidingWindow, Unlimited, pacer_for_rate
+from channels.pacing import SlidingWindow, Unlimited, pacer_for_rate
 
 
 class Clock:

@@ -29,7 +29,6 @@ from broadcaster.delivery import channel_pause, outbox
 from broadcaster.delivery.breaker import Breaker
 from broadcaster.delivery.channel_report import ChannelReport
 from broadcaster.delivery.outbox import ClaimedDelivery, Outcome
-from broadcaster.delivery.ratelimit import bounded_pause
 from broadcaster.delivery.runtimes import ChannelRuntime, close_channels
 from broadcaster.delivery.shared_pacing import SharedPacing, deployment_pacing, pacer_for
 from broadcaster.inbox.answers import HandOff
@@ -50,6 +49,7 @@ from channels.base import (
     TargetBusy,
     Unavailable,
 )
+from channels.pacing import bounded_pause
 
 __all__ = [
     "ChannelWorker",

@@ -35,7 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broadcaster.delivery.ratelimit import Pacer, SlidingWindow, pacer_for_rate
+from channels.pacing import Pacer, SlidingWindow, pacer_for_rate
 
 __all__ = [
     "MARGIN",
@@ -435,6 +435,15 @@ class SharedPacing:
 
     def window(self, scope: str, limit: int, window: float) -> SharedWindow:
         return SharedWindow(self, scope, limit, window)
+
+    async def take(self, scope: str, limit: int, window: float, cost: int) -> tuple[float, str] | None:
+        """`cost` more in `scope`'s last `window`, for the whole deployment: (0, reservation) when
+        they fit, else (seconds until they do, ""); None while the store is down."""
+        return await self.call(lambda: self.store.count(scope, limit, window, cost))
+
+    async def give_back(self, scope: str, reservation: str, cost: int) -> None:
+        """Return `cost` of what `take` reserved (posts not made)."""
+        await self.call(lambda: self.store.refund(scope, reservation, cost))
 
     def hold_off(self, scope: str, seconds: float) -> None:
         """A 429 for every worker: written in the background (the caller is not async)."""

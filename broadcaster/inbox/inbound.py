@@ -18,7 +18,6 @@ from sqlmodel import col, select
 
 from broadcaster.config import DispatchSettings
 from broadcaster.db import LoopWriter, SessionFactory, upsert_insert, writing
-from broadcaster.delivery.ratelimit import bounded_pause
 from broadcaster.drill.reply import DRILL_UPDATE_ID, drill_address_exists, take_drill_replies
 from broadcaster.election import DeploymentLock
 from broadcaster.inbox.intake import normalised
@@ -26,6 +25,7 @@ from broadcaster.logs import log_event
 from broadcaster.models import Delivery, InboundRecord, Message, PollCursor, Subscription, utcnow
 from channels.base import DeliveryError, InboundMessage, RateLimited, Rejected, Unauthorized
 from channels.email.parse import ReplyAddress
+from channels.pacing import bounded_pause
 
 __all__ = [
     "GroupCommit",

@@ -29,12 +29,11 @@ from telegram.error import (
     TimedOut,
 )
 
-from broadcaster.delivery.ratelimit import Pacer, SlidingWindow, Unlimited
-from broadcaster.delivery.shared_pacing import SharedPacing
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
     DeliveryError,
+    DeploymentBudget,
     InboundMessage,
     RateLimited,
     Rejected,
@@ -46,6 +45,7 @@ from channels.base import (
     Unavailable,
 )
 from channels.limits import split_plain_text
+from channels.pacing import Pacer, SlidingWindow, Unlimited
 from channels.registry import CAPABILITIES
 from channels.retry_hint import retry_after_seconds
 from channels.telegram.inbound import parse_updates
@@ -162,7 +162,7 @@ class TelegramChannel:
         self._bot: Bot | None = None
         self._transports: list[AiohttpRequest] = []
         self._pacer = _ChatPacer(settings.per_chat_interval_seconds, settings.per_group_per_minute)
-        self._shared: SharedPacing | None = None
+        self._shared: DeploymentBudget | None = None
         self._bot_rate: Pacer = Unlimited()  # the dispatcher's pacer for the bot, once it hands it over
 
     def pace_messages_with(self, pacer: Pacer) -> None:
@@ -174,7 +174,7 @@ class TelegramChannel:
         """The bot's budget: "telegram:<bot id>" (the token's public part before the colon)."""
         return f"telegram:{self._token.partition(':')[0] or 'unset'}"
 
-    def share_pacing(self, pacing: SharedPacing) -> None:
+    def share_pacing(self, pacing: DeploymentBudget) -> None:
         """Draw the per-chat and per-group limits from the deployment's budget as well."""
         self._shared = pacing
 
@@ -270,9 +270,8 @@ class TelegramChannel:
         limit = self._settings.per_group_per_minute
         if self._shared is None or limit <= 0 or not chat.startswith("-"):
             return
-        store = self._shared.store
         scope = f"{self.pacing_scope}:group:{chat}"
-        answer = await self._shared.call(lambda: store.count(scope, limit, 60.0, min(parts, limit)))
+        answer = await self._shared.take(scope, limit, 60.0, min(parts, limit))
         if answer is not None and answer[0] > 0:
             raise TargetBusy(f"Telegram group {chat}: {limit} messages a minute reached", max(answer[0], 1.0))
 

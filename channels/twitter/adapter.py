@@ -26,11 +26,11 @@ from tweepy.errors import (
 )
 from tweepy.errors import Unauthorized as TweepyUnauthorized
 
-from broadcaster.delivery.shared_pacing import SharedPacing
 from broadcaster.message import RenderedMessage
 from channels.base import (
     CheckResult,
     DeliveryError,
+    DeploymentBudget,
     InboundMessage,
     RateLimited,
     Rejected,
@@ -100,7 +100,7 @@ class TwitterChannel:
         self._settings = settings
         self._clock = clock
         self._budget = PostBudget(settings.posts_per_window, settings.window_seconds, clock)
-        self._shared: SharedPacing | None = None
+        self._shared: DeploymentBudget | None = None
         self._client: AsyncClient | None = None
         self._transport: Transport | None = None
         self._me: tuple[str, str] | None = None  # (user id, username) of the account
@@ -118,7 +118,7 @@ class TwitterChannel:
         """The account's budget, named by a digest of its access token (never the token)."""
         return "twitter:" + hashlib.sha256(self._keys[2].encode()).hexdigest()[:16]
 
-    def share_pacing(self, pacing: SharedPacing) -> None:
+    def share_pacing(self, pacing: DeploymentBudget) -> None:
         """Count posts against the deployment's budget: X's limit is per account, not per worker."""
         self._shared = pacing
 
@@ -239,7 +239,7 @@ class TwitterChannel:
             if count > limit:
                 self._budget.reserve(count)  # raises Rejected: the thread can never fit
             scope = f"{self.pacing_scope}:posts"
-            answer = await shared.call(lambda: shared.store.count(scope, limit, window, count))
+            answer = await shared.take(scope, limit, window, count)
             if answer is not None:
                 wait, reservation = answer
                 if wait > 0:
@@ -250,7 +250,7 @@ class TwitterChannel:
 
                 async def give_back_shared(unused: int) -> None:
                     if unused > 0:
-                        await shared.call(lambda: shared.store.refund(scope, reservation, unused))
+                        await shared.give_back(scope, reservation, unused)
 
                 return give_back_shared
         stamp = self._budget.reserve(count)
