@@ -244,7 +244,9 @@ async def _measure(sc: Scenario, count: int, budget: float) -> Result:
             for first in range(0, count, IMPORT_CHUNK):
                 entries = [
                     NewSubscriber(
-                        f"client{i:06d}@clients.example.org", str(10**8 + i), "en" if i % 3 == 0 else "fr"
+                        email=f"client{i:06d}@clients.example.org",
+                        telegram_chat_id=str(10**8 + i),
+                        locale="en" if i % 3 == 0 else "fr",
                     )
                     for i in range(first, min(count, first + IMPORT_CHUNK))
                 ]

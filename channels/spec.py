@@ -67,6 +67,12 @@ class ChannelSpec(Generic[S]):
     answers_alerts: bool = False  # a customer who wrote on it can be subscribed where they wrote
     staff_alerts: bool = False  # the staff can be alerted on it
     drill_audience: str = ""  # the `[drill]` key naming its test audience
+    # People subscribe on it with an address of their own: its column in a subscribers CSV (and
+    # `subscribers add --address <name>:…`), and how an address is checked: (normalised, "" or what
+    # is wrong, naming the column).
+    subscriber_column: str = ""
+    check_address: Callable[[str, S], tuple[str, str]] | None = None
+    addresses_ignore_case: bool = False  # two spellings of one address are one subscriber
     notice_hours: int | None = None  # the default maintenance ladder: notified this long before
     escaped_parts: Mapping[str, Callable[[str], str]] = field(default_factory=dict)  # read as markup there
     log_rules: tuple[LogRule, ...] = ()  # secrets its client libraries write into their logs, hidden

@@ -295,3 +295,22 @@ def test_brackets_in_user_text_are_shown_not_eaten_as_markup(
     assert title in runner.invoke(app, ["incident", "list"]).output
     doctor = runner.invoke(app, ["doctor"])
     assert "[channels.blog]" in doctor.output  # the fix names the config section
+
+
+def test_add_takes_an_address_on_any_subscriber_channel_and_refuses_an_unknown_one(workdir: Path) -> None:
+    added = runner.invoke(
+        app, ["subscribers", "add", "--address", "telegram:4242", "--address", "email:Zoe@Example.com"]
+    )
+    assert added.exit_code == 0, added.output
+    assert rows(workdir, "subscription") == 2
+    refused = runner.invoke(app, ["subscribers", "add", "--address", "fax:0123"])
+    assert refused.exit_code == 2
+    assert "fax:0123" in refused.output and "telegram, email, push" in refused.output
+    assert rows(workdir, "subscription") == 2
+
+
+def test_a_csv_with_only_some_address_columns_is_read(workdir: Path) -> None:
+    (workdir / "push.csv").write_text("push,locale\nfcm:abc123,en\n", encoding="utf-8")
+    result = runner.invoke(app, ["subscribers", "import", "push.csv"])
+    assert result.exit_code == 0, result.output
+    assert rows(workdir, "subscription") == 1

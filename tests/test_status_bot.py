@@ -180,7 +180,9 @@ async def test_stop_by_email_reply_deactivates_that_subscription(
     database_url: str, sessions: SessionFactory
 ) -> None:
     settings = make_settings(database_url)
-    await subscribe(sessions, settings, [NewSubscriber("lea@example.org", "", "fr", [], "Léa", 2)])
+    await subscribe(
+        sessions, settings, [NewSubscriber(email="lea@example.org", locale="fr", name="Léa", line=2)]
+    )
     async with sessions() as session:
         subscription = (await session.exec(select(Subscription))).one()
     raw = {"subject": "Re: Incident", "from": "lea@example.org"}

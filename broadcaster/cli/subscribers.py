@@ -15,6 +15,8 @@ from sqlmodel import col, select
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, fail, open_runtime, run, state, user_errors
 from broadcaster.delivery.subscribers import (
+    ADDRESS_COLUMNS,
+    CSV_COLUMNS,
     ImportError_,
     ImportReport,
     NewSubscriber,
@@ -42,11 +44,28 @@ def add(
         str,
         typer.Option(help="App or browser push: fcm:<registration token> or webpush:<subscription JSON>."),
     ] = "",
+    address: Annotated[
+        list[str] | None,
+        typer.Option("--address", help="CHANNEL:ADDRESS on any channel people subscribe on (repeatable)."),
+    ] = None,
 ) -> None:
-    """Subscribe one person by e-mail, Telegram and/or push."""
+    """Subscribe one person by e-mail, Telegram, push or any subscriber channel."""
     settings = state(ctx).settings
+    others: dict[str, str] = {}
+    for given in address or ():
+        channel, colon, value = given.partition(":")
+        if not colon or channel not in ADDRESS_COLUMNS:
+            fail(f"--address {given!r}: write CHANNEL:ADDRESS, CHANNEL one of {', '.join(ADDRESS_COLUMNS)}")
+        others[channel] = value
     entry = NewSubscriber(
-        email, telegram, locale or settings.brand.default_locale, tuple(component or ()), name, 1, push
+        addresses=others,
+        email=email,
+        telegram_chat_id=telegram,
+        push=push,
+        locale=locale or settings.brand.default_locale,
+        components=tuple(component or ()),
+        name=name,
+        line=1,
     )
 
     async def save() -> tuple[int, int]:
@@ -67,7 +86,7 @@ def add(
 def import_(
     ctx: typer.Context,
     path: Annotated[
-        Path, typer.Argument(help="CSV: " + ",".join(("email", "telegram_chat_id", "locale", "components")))
+        Path, typer.Argument(help="CSV: " + ",".join(CSV_COLUMNS) + " (one address column at least)")
     ],
     as_json: AsJson = False,
 ) -> None:

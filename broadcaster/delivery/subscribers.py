@@ -6,10 +6,9 @@ import csv
 import io
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,10 +16,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from broadcaster.config import Settings
 from broadcaster.errors import InvalidInput
 from broadcaster.models import Subscriber, Subscription, utcnow
-from channels.base import Rejected
-from channels.push.webpush import endpoint_policy, parse_subscription
+from channels.registry import SPECS
 
 __all__ = [
+    "ADDRESS_COLUMNS",
     "CSV_COLUMNS",
     "ImportError_",
     "ImportReport",
@@ -31,8 +30,13 @@ __all__ = [
     "validate",
 ]
 
-CSV_COLUMNS = ("email", "telegram_chat_id", "locale", "components")
-_CHAT_ID = re.compile(r"-?[0-9]{1,20}")  # ASCII: int() would also read "١٢٣"
+#: The column of each channel people subscribe on ("email", "telegram_chat_id", "push"), by channel.
+ADDRESS_COLUMNS: Mapping[str, str] = {
+    name: spec.subscriber_column for name, spec in SPECS.items() if spec.subscriber_column
+}
+_CHANNEL_OF_COLUMN = {column: name for name, column in ADDRESS_COLUMNS.items()}
+#: A subscribers CSV: one address column per channel (any of them), then these.
+CSV_COLUMNS = (*ADDRESS_COLUMNS.values(), "locale", "components")
 _LOCALE = re.compile(r"^[a-z]{2}([_-][A-Za-z]{2})?$")
 
 
@@ -44,15 +48,50 @@ class ImportError_(InvalidInput):
         self.problems = list(problems)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class NewSubscriber:
-    email: str = ""
-    telegram_chat_id: str = ""
-    locale: str = "fr"
-    components: tuple[str, ...] = ()
-    name: str = ""
-    line: int = 0
-    push: str = ""  # "fcm:<registration token>" or "webpush:<PushSubscription JSON>"
+    """One person to subscribe: an address on each channel they chose, by channel.
+
+        NewSubscriber(email="claire@example.com", telegram_chat_id="12345", locale="fr", line=2)
+        NewSubscriber(addresses={"email": "claire@example.com"})
+
+    Keyword addresses are named by their CSV column (`ADDRESS_COLUMNS`), and read back the same
+    way (`entry.email`: "" when there is none).
+    """
+
+    addresses: Mapping[str, str]
+    locale: str
+    components: tuple[str, ...]
+    name: str
+    line: int
+
+    def __init__(
+        self,
+        *,
+        addresses: Mapping[str, str] | None = None,
+        locale: str = "fr",
+        components: Sequence[str] = (),
+        name: str = "",
+        line: int = 0,
+        **columns: str,
+    ) -> None:
+        found = dict(addresses or {})
+        for column, address in columns.items():
+            if column not in _CHANNEL_OF_COLUMN:
+                known = ", ".join(ADDRESS_COLUMNS.values())
+                raise TypeError(f"no channel takes subscribers by {column!r} (columns: {known})")
+            if address:
+                found[_CHANNEL_OF_COLUMN[column]] = address
+        object.__setattr__(self, "addresses", found)
+        object.__setattr__(self, "locale", locale)
+        object.__setattr__(self, "components", tuple(components))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "line", line)
+
+    def __getattr__(self, column: str) -> str:
+        if column not in _CHANNEL_OF_COLUMN:
+            raise AttributeError(column)
+        return self.addresses.get(_CHANNEL_OF_COLUMN[column], "")
 
 
 @dataclass
@@ -66,20 +105,19 @@ class ImportReport:
 def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, list[str]]:
     """Normalise one entry; return it with the list of what is wrong (empty when fine)."""
     problems = []
-    email = entry.email.strip()
-    if email:
-        try:
-            email = validate_email(email, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
-            problems.append(f"email {entry.email!r}: {exc}")
-    chat = entry.telegram_chat_id.strip()
-    if chat and not _CHAT_ID.fullmatch(chat):
-        problems.append(f"telegram_chat_id {chat!r}: must be a number (the chat id the bot sees)")
-    push = entry.push.strip()
-    if push:
-        problems.extend(_push_problems(push, settings))
-    if not email and not chat and not push:
-        problems.append("needs an email, a telegram_chat_id or a push address")
+    addresses: dict[str, str] = {}
+    for channel, raw in entry.addresses.items():
+        address = raw.strip()
+        if not address:
+            continue
+        check = SPECS[channel].check_address
+        if check is not None:
+            address, problem = check(address, settings.channels.section(channel))
+            if problem:
+                problems.append(problem)
+        addresses[channel] = address
+    if not addresses:
+        problems.append(f"needs an address: {' or '.join(ADDRESS_COLUMNS.values())}")
     locale = entry.locale.strip() or settings.brand.default_locale
     if not _LOCALE.match(locale):
         problems.append(f"locale {locale!r}: use a code like fr, en or fr_CA")
@@ -88,31 +126,26 @@ def validate(entry: NewSubscriber, settings: Settings) -> tuple[NewSubscriber, l
         problems.append(
             f"unknown component(s) {', '.join(unknown)} (known: {', '.join(settings.components)})"
         )
-    cleaned = NewSubscriber(email, chat, locale, entry.components, entry.name.strip(), entry.line, push)
+    cleaned = NewSubscriber(
+        addresses=addresses,
+        locale=locale,
+        components=entry.components,
+        name=entry.name.strip(),
+        line=entry.line,
+    )
     return cleaned, problems
-
-
-def _push_problems(push: str, settings: Settings) -> list[str]:
-    kind, _, value = push.partition(":")
-    if kind == "fcm" and value.strip():
-        return []
-    if kind == "webpush":
-        try:
-            parse_subscription(value, endpoint_policy(settings.channels.push))
-        except Rejected as exc:
-            return [f"push webpush:…: {exc.reason}"]
-        return []
-    return [f"push {push[:40]!r}: write fcm:<registration token> or webpush:<subscription JSON>"]
 
 
 def parse_csv(text: str) -> tuple[list[NewSubscriber], list[str]]:
     """Read `email,telegram_chat_id,locale,components` rows (components separated by ';' or '|')."""
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in reader.fieldnames or []]
-    missing = [c for c in ("email", "telegram_chat_id") if c not in header]
-    if missing:
-        return [], [f"line 1: header must include {', '.join(CSV_COLUMNS)} (missing: {', '.join(missing)})"]
-    extra = [h for h in header if h not in (*CSV_COLUMNS, "name", "push")]
+    columns = list(ADDRESS_COLUMNS.values())
+    if not any(c in header for c in columns):
+        return [], [
+            f"line 1: header must include {' or '.join(columns)} (and may have locale, components, name)"
+        ]
+    extra = [h for h in header if h not in (*CSV_COLUMNS, "name")]
     if extra:
         return [], [f"line 1: unknown column(s) {', '.join(extra)} (expected {', '.join(CSV_COLUMNS)}, name)"]
     entries, problems = [], []
@@ -125,13 +158,11 @@ def parse_csv(text: str) -> tuple[list[NewSubscriber], list[str]]:
         components = tuple(c.strip() for c in re.split(r"[;|]", values.get("components", "")) if c.strip())
         entries.append(
             NewSubscriber(
-                values.get("email", ""),
-                values.get("telegram_chat_id", ""),
-                values.get("locale", ""),
-                components,
-                values.get("name", ""),
-                line,
-                values.get("push", ""),
+                addresses={channel: values.get(column, "") for channel, column in ADDRESS_COLUMNS.items()},
+                locale=values.get("locale", ""),
+                components=components,
+                name=values.get("name", ""),
+                line=line,
             )
         )
     return entries, problems
@@ -149,14 +180,11 @@ async def import_subscribers(
     seen: dict[tuple[str, str], int] = {}
     for entry in entries:
         entry, entry_problems = validate(entry, settings)
-        for key in (
-            ("email", entry.email.lower()),
-            ("telegram", entry.telegram_chat_id),
-            ("push", entry.push),
-        ):
-            if key[1] and key in seen:
-                entry_problems.append(f"{key[0]} {key[1]!r} already on line {seen[key]}")
-            elif key[1]:
+        for channel, address in entry.addresses.items():
+            key = (channel, address.lower() if SPECS[channel].addresses_ignore_case else address)
+            if key in seen:
+                entry_problems.append(f"{ADDRESS_COLUMNS[channel]} {address!r} already on line {seen[key]}")
+            else:
                 seen[key] = entry.line
         problems.extend(f"line {entry.line}: {p}" for p in entry_problems)
         cleaned.append(entry)
@@ -195,8 +223,7 @@ async def import_subscribers(
 
 def _addresses(entry: NewSubscriber) -> list[tuple[str, str]]:
     """The (channel, address) pairs an entry subscribes."""
-    addresses = (("email", entry.email), ("telegram", entry.telegram_chat_id), ("push", entry.push))
-    return [(c, a) for c, a in addresses if a]
+    return [(c, a) for c, a in entry.addresses.items() if a]
 
 
 async def _subscribed(session: AsyncSession, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:

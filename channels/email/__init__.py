@@ -18,6 +18,15 @@ def _fit(texts: Mapping[str, str], caps: Capabilities, _md: Callable[[str], str]
     return Fitted((texts["text"],), title=fit_subject(texts["subject"], caps.max_title), html=texts["html"])
 
 
+def _check_address(value: str, _section: EmailSettings) -> tuple[str, str]:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value, check_deliverability=False).normalized, ""
+    except EmailNotValidError as exc:
+        return value, f"email {value!r}: {exc}"
+
+
 def _build(section: EmailSettings) -> LiveAdapter:
     from channels.email.adapter import EmailChannel
 
@@ -35,6 +44,9 @@ SPEC = ChannelSpec(
     build=_build,
     go_live="channels.email.host",
     subscribers=True,
+    subscriber_column="email",
+    check_address=_check_address,
+    addresses_ignore_case=True,
     answers_alerts=True,
     staff_alerts=True,
     drill_audience="drill.email_addresses",

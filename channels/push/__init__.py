@@ -21,6 +21,23 @@ def _fit(texts: Mapping[str, str], caps: Capabilities, _md: Callable[[str], str]
     return Fitted((body,), title=fit_subject(texts["title"], caps.max_title))
 
 
+def _check_address(value: str, section: PushSettings) -> tuple[str, str]:
+    """`fcm:<registration token>` or `webpush:<PushSubscription JSON>` whose endpoint we may reach."""
+    from channels.base import Rejected
+    from channels.push.webpush import endpoint_policy, parse_subscription
+
+    kind, _, rest = value.partition(":")
+    if kind == "fcm" and rest.strip():
+        return value, ""
+    if kind == "webpush":
+        try:
+            parse_subscription(rest, endpoint_policy(section))
+        except Rejected as exc:
+            return value, f"push webpush:…: {exc.reason}"
+        return value, ""
+    return value, f"push {value[:40]!r}: write fcm:<registration token> or webpush:<subscription JSON>"
+
+
 def _build(section: PushSettings) -> LiveAdapter:
     from channels.push.adapter import PushChannel
 
@@ -38,6 +55,8 @@ SPEC = ChannelSpec(
     build=_build,
     go_live="channels.push.service_account_file (FCM) or vapid_private_key_file (Web Push)",
     subscribers=True,
+    subscriber_column="push",
+    check_address=_check_address,
     public_target="topic:all",
     drill_audience="drill.push_device",
     notice_hours=24,

@@ -3,6 +3,7 @@ messages come back by webhook or `getUpdates`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 from channels.base import Capabilities, Inbound, Overflow
@@ -16,6 +17,15 @@ __all__ = ["SPEC"]
 
 def _fit(texts: Mapping[str, str], caps: Capabilities, _md: Callable[[str], str]) -> Fitted:
     return Fitted(tuple(split_text(texts["body"], caps.max_body)))
+
+
+_CHAT_ID = re.compile(r"-?[0-9]{1,20}")  # ASCII: int() would also read "١٢٣"
+
+
+def _check_address(value: str, _section: TelegramSettings) -> tuple[str, str]:
+    if _CHAT_ID.fullmatch(value):
+        return value, ""
+    return value, f"telegram_chat_id {value!r}: must be a number (the chat id the bot sees)"
 
 
 def _build(section: TelegramSettings) -> LiveAdapter:
@@ -35,6 +45,8 @@ SPEC = ChannelSpec(
     build=_build,
     go_live="channels.telegram.token",
     subscribers=True,
+    subscriber_column="telegram_chat_id",
+    check_address=_check_address,
     answers_alerts=True,
     staff_alerts=True,
     drill_audience="drill.telegram_chat_id",

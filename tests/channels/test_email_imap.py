@@ -465,7 +465,9 @@ async def test_a_reply_sent_to_our_from_address_is_threaded_by_the_message_it_an
     with SmtpPeer() as smtp:
         settings = live_settings(database_url, smtp, None)
         await subscribe(
-            sessions, settings, [NewSubscriber("marie.dupont@gmail.example", "", "fr", [], "Marie", 2)]
+            sessions,
+            settings,
+            [NewSubscriber(email="marie.dupont@gmail.example", locale="fr", name="Marie", line=2)],
         )
         opening = draft("investigating", "Paiement en panne, désolés.", "Sorry.")
         opened = await open_(sessions, settings, opening, force=True)
