@@ -151,6 +151,8 @@ class DrillSettings(_Section):
     email_addresses: list[str] = Field(default_factory=list)  # test mailboxes someone can reply from
     telegram_chat_id: str = ""  # a test chat (a staff group or your own chat with the bot)
     push_device: str = ""  # "fcm:<registration token>" or "webpush:<subscription JSON>" of a test device
+    # Any other channel people subscribe on: {channel: [test addresses]} (`[drill.audience]`).
+    audience: dict[str, list[str]] = Field(default_factory=dict)
     # How long the drill waits for the round trips (a reply to the e-mail, the bot's /status answer).
     wait_seconds: Annotated[float, Field(gt=0, le=3_600)] = 60.0
 
@@ -174,6 +176,18 @@ class DrillSettings(_Section):
         if value and not re.fullmatch(r"-?\d{1,20}|@[A-Za-z0-9_]{5,32}", value):
             raise ValueError(f"{value!r} is not a Telegram chat id (digits, -100… for a group) or @name")
         return value
+
+    @field_validator("audience")
+    @classmethod
+    def _subscriber_channels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in value:
+            spec = SPECS.get(name)
+            if spec is None or not spec.subscribers:
+                subscribers = ", ".join(n for n, s in SPECS.items() if s.subscribers)
+                raise ValueError(f"{name}: not a channel people subscribe on ({subscribers})")
+            if spec.drill_audience:
+                raise ValueError(f"{name}: its test audience is {spec.drill_audience}")
+        return {name: [a.strip() for a in addresses if a.strip()] for name, addresses in value.items()}
 
     @field_validator("push_device")
     @classmethod

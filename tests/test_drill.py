@@ -335,6 +335,8 @@ async def test_a_blocked_test_chat_fails_with_the_fix_and_a_set_webhook_is_repor
         ({"email_addresses": ["not an address"]}, "drill.email_addresses"),
         ({"telegram_chat_id": "12; DROP"}, "drill.telegram_chat_id"),
         ({"wait_seconds": 0}, "drill.wait_seconds"),
+        ({"audience": {"twitter": ["@someone"]}}, "drill.audience"),  # a public channel has no audience
+        ({"audience": {"email": ["a@example.com"]}}, "drill.email_addresses"),  # its own key says it
     ],
 )
 def test_the_drill_section_refuses_what_is_no_test_audience(drill: dict[str, Any], named: str) -> None:

@@ -87,7 +87,17 @@ def _audience(name: str, settings: Settings, public: bool) -> list[str]:
         return chats + [channel] if public and channel and chats else chats
     if name == "push":
         return [drill.push_device] if drill.push_device else []
+    if SPECS[name].subscribers:
+        return list(drill.audience.get(name, ()))
     return [PUBLIC_TARGETS[name]]
+
+
+def _audience_key(name: str) -> str:
+    """The setting naming `name`'s test audience (a public channel's is the channel's own)."""
+    spec = SPECS[name]
+    if spec.drill_audience:
+        return spec.drill_audience
+    return f"drill.audience.{name}" if spec.subscribers else f"channels.{name}"
 
 
 def _targets(name: str, settings: Settings, token: str, public: bool) -> list[Target]:
@@ -113,7 +123,7 @@ def _refusal(name: str, exc: DeliveryError) -> tuple[str, str]:
         case RateLimited():
             return f"rate limited: {exc.reason}", f"run the drill again in {exc.retry_after:g} s"
         case Rejected():
-            key = SPECS[name].drill_audience or f"channels.{name}"
+            key = _audience_key(name)
             return f"refused: {exc.reason}", f"check {key}: the provider refused the test audience"
     return (
         f"unreachable: {exc.reason}",
@@ -163,7 +173,7 @@ def _before_sending(
             name, FAILED, "capture mode: nothing would leave the machine", _capture_fix(name, settings)
         )
     if not _audience(name, settings, public):
-        key = SPECS[name].drill_audience
+        key = _audience_key(name)
         return ChannelResult(name, FAILED, f"no test audience: set {key}", f"set {key} in the config file")
     return None
 
