@@ -22,7 +22,6 @@ from broadcaster.config import Settings
 from broadcaster.db import LoopWriter, SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.delivery.outbox import ClaimedDelivery
-from broadcaster.delivery.staff_alerts import STAFF_CHANNELS
 from broadcaster.inbox.answers import HandOff
 from broadcaster.inbox.bot import StatusBot
 from broadcaster.inbox.filing import NOTHING, Batch, Reading, file_pending_batch, read_batch, write_batch
@@ -167,7 +166,7 @@ class InboxFiling:
             try:
                 async with self._sessions() as session:
                     if await draft_if_spike(session, self._settings, utcnow()) is not None:
-                        for channel in STAFF_CHANNELS:  # the staff alert
-                            self._dispatcher.wake(channel)
+                        self._dispatcher.wake("email")  # the staff alert
+                        self._dispatcher.wake("telegram")
             except Exception:  # the database went away, a bug: the next batch tries again
                 log.exception("spike detection failed")
