@@ -1,5 +1,5 @@
 """The product's errors: one root, `BroadcasterError`, whose message is one line for a person
-(it names the config key, the CSV line, the option or the object), and four kinds under it.
+(it names the config key, the CSV line, the option or the object), and three kinds under it.
 
 The CLI turns any `BroadcasterError` into one red line and exit code 2; anything else (a
 `KeyError` from a bug) is a programming error and keeps its traceback. `InvalidInput` is also a
@@ -8,7 +8,7 @@ The CLI turns any `BroadcasterError` into one red line and exit code 2; anything
 
 from __future__ import annotations
 
-__all__ = ["BroadcasterError", "Conflict", "ConfigurationError", "InvalidInput", "NotFound"]
+__all__ = ["BroadcasterError", "ConfigurationError", "InvalidInput", "NotFound"]
 
 
 class BroadcasterError(Exception):
@@ -25,7 +25,3 @@ class InvalidInput(BroadcasterError, ValueError):
 
 class NotFound(BroadcasterError, LookupError):
     """The incident, update, conversation or link named does not exist."""
-
-
-class Conflict(BroadcasterError):
-    """The request contradicts the current state (already published, already resolved)."""

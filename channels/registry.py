@@ -21,7 +21,7 @@ from channels.spec import ChannelSpec
 from channels.telegram.settings import TelegramSettings
 from channels.twitter.settings import TwitterSettings
 
-__all__ = ["CAPABILITIES", "CHANNEL_NAMES", "SPECS", "ChannelsSettings", "spec"]
+__all__ = ["CAPABILITIES", "CHANNEL_NAMES", "SPECS", "ChannelsSettings"]
 
 
 class ChannelsSettings(Section):
@@ -60,8 +60,3 @@ SPECS: Mapping[str, ChannelSpec[Any]] = {
 #: Every channel of the product, in the order previews show them.
 CHANNEL_NAMES: tuple[str, ...] = tuple(SPECS)
 CAPABILITIES: Mapping[str, Capabilities] = {name: s.capabilities for name, s in SPECS.items()}
-
-
-def spec(name: str) -> ChannelSpec[Any]:
-    """The spec of channel `name`; KeyError for a name that is no channel."""
-    return SPECS[name]
