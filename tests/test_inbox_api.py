@@ -17,6 +17,7 @@ from broadcaster.models import Conversation, Delivery, Message
 from broadcaster.web.inbox_api import inbox_router
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_
+from tests.served import served
 from tests.test_inbox_actions import customer_writes, inbound
 
 TOKEN = "staff-token-0123456789abcdef"
@@ -27,7 +28,7 @@ HOSTILE = "<script>alert('x')</script> le site est en panne ?"
 def client_for(settings: Settings, sessions: SessionFactory) -> httpx.AsyncClient:
     app = FastAPI()
     app.include_router(inbox_router(settings, sessions))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return served(app)
 
 
 @pytest.fixture

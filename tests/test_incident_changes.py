@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from sqlmodel import col, select
 
@@ -30,6 +29,7 @@ from broadcaster.web import create_app
 from channels.base import InboundMessage
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, follow_up, open_, resolve, subscribe
+from tests.served import served
 
 SORRY = draft("investigating", "Le site est lent, nous sommes désolés.", "The site is slow, we are sorry.")
 FIXED = draft("resolved", "Le site fonctionne de nouveau. Merci !", "The site works again. Thank you!")
@@ -69,7 +69,7 @@ async def test_resolving_a_minor_incident_leaves_a_critical_one_showing(
     assert (await statuses(sessions))["website"] == "major_outage"  # the critical one is still open
 
     app = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with served(app) as client:
         api = (await client.get("/api/v1/status")).json()
         page = (await client.get("/status", headers={"Accept-Language": "en"})).text
     assert {c["name"]: c["status"] for c in api["components"]}["website"] == "major_outage"

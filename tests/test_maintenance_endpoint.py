@@ -21,6 +21,7 @@ from broadcaster.publishing.maintenance import (
 from broadcaster.web import create_app
 from broadcaster.web.maintenance import OVERDUE_RETRY_SECONDS, maintenance_router
 from tests.conftest import make_settings
+from tests.served import served
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 START = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 02:00 in Paris
@@ -36,7 +37,7 @@ def _visible(page: str) -> str:
 def _client(settings: Settings, sessions: SessionFactory, clock: Callable[[], datetime]) -> httpx.AsyncClient:
     app = FastAPI()
     app.include_router(maintenance_router(settings, sessions, clock=clock))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop")
+    return served(app, "http://shop")
 
 
 async def test_200_before_503_with_retry_after_during_200_after(
@@ -115,7 +116,7 @@ async def test_completed_early_answers_200_at_once(database_url: str, sessions: 
 
 async def test_the_service_app_serves_the_endpoint(database_url: str) -> None:
     app = create_app(make_settings(database_url), dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop") as client:
+    async with served(app, "http://shop") as client:
         response = await client.get("/maintenance")
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"

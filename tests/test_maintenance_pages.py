@@ -25,6 +25,7 @@ from broadcaster.publishing.maintenance import (
 from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_, resolve
+from tests.served import served
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 PARIS = ZoneInfo("Europe/Paris")
@@ -61,7 +62,7 @@ def _notices(section: str) -> dict[str, str]:
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings(database_url), dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with served(app) as c:
         yield c
 
 

@@ -17,6 +17,7 @@ from broadcaster.models import Incident, IncidentUpdate
 from broadcaster.publishing.incidents import UpdateDraft
 from broadcaster.web import create_app
 from tests.e2e.helpers import draft, follow_up, open_
+from tests.served import served
 
 OPENING = draft(
     "investigating", "Le paiement échoue. Désolés, on enquête.", "Payment fails. Sorry, we're on it."
@@ -32,7 +33,7 @@ def _readable(text: str) -> str:
 def page_client(database_url: str, settings_for: Callable[..., Settings]) -> Callable[..., httpx.AsyncClient]:
     def build(**brand: object) -> httpx.AsyncClient:
         app = create_app(settings_for(brand=brand) if brand else settings_for(), dispatch=False)
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        return served(app)
 
     return build
 

@@ -13,6 +13,7 @@ from broadcaster.models import Incident, IncidentUpdate, Rendition
 from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, follow_up, open_, resolve
+from tests.served import served
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 FR_OPEN = "Le paiement échoue pour une partie d'entre vous. Désolés, on enquête. <script>alert(1)</script>"
@@ -22,7 +23,7 @@ EN_OPEN = "Payment fails for some of you. Sorry, we are investigating."
 @pytest.fixture
 async def client(database_url: str) -> httpx.AsyncClient:
     app = create_app(make_settings(database_url), dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with served(app) as c:
         yield c
 
 

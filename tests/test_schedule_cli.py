@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
@@ -13,6 +12,7 @@ from broadcaster.cli import app
 from broadcaster.db import SessionFactory
 from broadcaster.web.schedule_api import schedule_router
 from tests.conftest import make_settings
+from tests.served import served
 from tests.test_scheduler import open_major
 
 runner = CliRunner()
@@ -39,7 +39,7 @@ async def test_the_schedule_api_needs_the_staff_token(database_url: str, session
     incident = await open_major(sessions, settings)
     web = FastAPI()
     web.include_router(schedule_router(settings, sessions))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://test") as client:
+    async with served(web) as client:
         assert (await client.get("/api/v1/schedule")).status_code == 401
         found = await client.get("/api/v1/schedule", headers={"Authorization": f"Bearer {TOKEN}"})
     assert found.status_code == 200

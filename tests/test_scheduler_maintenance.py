@@ -11,6 +11,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.models import Component, Incident, IncidentUpdate, utcnow
 from broadcaster.publishing.maintenance import reschedule_maintenance, schedule_maintenance
 from tests.conftest import make_settings
+from tests.served import served
 from tests.test_scheduler import Clock, scheduler_at
 
 SOCIAL = ["facebook", "telegram", "twitter"]
@@ -142,7 +143,6 @@ async def test_a_notice_not_sent_before_the_start_is_missed_never_sent_late(
 async def test_the_status_page_shows_a_maintenance_as_upcoming_then_running_then_past(
     sessions: SessionFactory, database_url: str
 ) -> None:
-    import httpx
 
     from broadcaster.web import create_app
 
@@ -153,7 +153,7 @@ async def test_the_status_page_shows_a_maintenance_as_upcoming_then_running_then
     )
     app = create_app(settings, dispatch=False)
     french = {"Accept-Language": "fr"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with served(app) as client:
         page = (await client.get("/status", headers=french)).text
         assert "Maintenances prévues" in page and "Tous nos services fonctionnent normalement." in page
         scheduler = scheduler_at(sessions, settings, Clock(maintenance.scheduled_start_at or now))

@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
@@ -16,6 +15,7 @@ from broadcaster.config import ConfigError, Settings
 from broadcaster.db import SessionFactory
 from broadcaster.web import create_app
 from tests.conftest import make_settings
+from tests.served import served
 from tests.test_inbox_api import client_for
 
 runner = CliRunner()
@@ -78,8 +78,7 @@ async def test_an_empty_bearer_is_refused(
 
 async def test_a_telegram_update_without_the_secret_header_is_refused(database_url: str) -> None:
     settings = make_settings(database_url, channels={"telegram": {"webhook_secret": "w" * 40}})
-    transport = httpx.ASGITransport(app=create_app(settings, dispatch=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with served(create_app(settings, dispatch=False)) as client:
         for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": ""}):
             response = await client.post("/webhooks/telegram", content=UPDATE, headers=headers)
             assert response.status_code == 403

@@ -10,7 +10,6 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from sqlmodel import select
 
 from broadcaster.cli import app
@@ -25,6 +24,7 @@ from broadcaster.web import create_app
 from channels.base import InboundMessage
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_
+from tests.served import served
 from tests.test_cli import runner
 
 TITLE = ["--title", "Paiement indisponible", "--title-translation", "en:Payment unavailable"]
@@ -131,7 +131,7 @@ async def test_pages_feed_and_bot_show_the_title_in_the_readers_language(
         title="Paiement indisponible", title_translations={"en": "Payment unavailable"}, force=True,
     )  # fmt: skip
     app = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with served(app) as client:
         english = (await client.get("/status", headers={"Accept-Language": "en"})).text
         french = (await client.get("/status", headers={"Accept-Language": "fr"})).text
         page = (await client.get(f"/incidents/{opened.incident.id}", headers={"Accept-Language": "en"})).text

@@ -18,6 +18,7 @@ from tests.conftest import make_settings
 from tests.e2e.helpers import deliver, draft, live_settings, open_, subscribe
 from tests.e2e.test_faults import dispatching, until
 from tests.peers.smtp import SmtpPeer
+from tests.served import served
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -40,7 +41,7 @@ def _forms(page: str) -> list[tuple[str, str]]:
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings(database_url), dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with served(app) as c:
         yield c
 
 
@@ -132,7 +133,7 @@ async def test_the_links_of_a_real_email_keep_working(database_url: str, session
     assert body is not None and header in body.get_content()  # the link people click is the same one
     path = httpx.URL(header).path
     app = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with served(app) as client:
         assert "Stop receiving" in (await client.get(path)).text  # what a person (or a scanner) opens
         assert (await _subscription(sessions, "claire@example.com")).active
         assert (await client.post(path, data=ONE_CLICK)).status_code == 200  # what the mail provider sends
@@ -154,7 +155,7 @@ async def test_unsubscribing_while_a_retry_waits_cancels_it(
             await until(lambda: _all_retried(sessions))
             token = (await _subscription(sessions, "claire@example.com")).unsubscribe_token
             app = create_app(settings, dispatch=False)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            async with served(app) as c:
                 assert (await c.post(f"/unsubscribe/{token}")).status_code == 200
             smtp.recover()
             await until(lambda: _settled(sessions))

@@ -21,6 +21,7 @@ from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_, subscribe
 from tests.peers.smtp import SmtpPeer
+from tests.served import served
 
 
 async def test_status_reports_components_and_open_incidents(
@@ -28,7 +29,7 @@ async def test_status_reports_components_and_open_incidents(
 ) -> None:
     settings = make_settings(database_url)
     app = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with served(app) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         await open_(
             sessions,
@@ -55,7 +56,7 @@ async def test_one_click_unsubscribe_deactivates_and_unknown_token_is_404(
     async with sessions() as session:
         token = (await session.exec(select(Subscription.unsubscribe_token))).one()
     app = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with served(app) as client:
         response = await client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
         assert response.status_code == 200
         assert (await client.post("/unsubscribe/not-a-token")).status_code == 404

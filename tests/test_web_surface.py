@@ -12,6 +12,7 @@ import pytest
 
 from broadcaster.web import create_app
 from tests.conftest import make_settings
+from tests.served import served
 
 PUBLIC = "https://status.shop.example"
 PAGES = ["/status", "/incidents/404", "/unsubscribe/no-such-token", "/maintenance", "/docs"]
@@ -20,7 +21,7 @@ PAGES = ["/status", "/incidents/404", "/unsubscribe/no-such-token", "/maintenanc
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings(database_url, server={"public_base_url": PUBLIC}), dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with served(app) as c:
         yield c
 
 

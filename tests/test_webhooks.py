@@ -18,6 +18,7 @@ from broadcaster.inbox.filing import file_pending
 from broadcaster.models import InboundRecord
 from broadcaster.web import create_app
 from tests.conftest import make_settings
+from tests.served import served
 
 SECRET = "s3cret-webhook-token"
 TELEGRAM_PAYLOADS = Path(__file__).parent / "payloads" / "telegram"
@@ -29,7 +30,7 @@ JSON_HEADERS = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "appl
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(database_url, channels={"telegram": {"webhook_secret": SECRET}})
     app = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with served(app) as c:
         yield c
 
 
@@ -112,7 +113,7 @@ async def fb_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
         },
     )
     app = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with served(app) as c:
         yield c
 
 

@@ -29,6 +29,7 @@ from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, draft, open_, people, subscribe
 from tests.peers.smtp import SmtpPeer, free_port
 from tests.peers.telegram import TelegramPeer
+from tests.served import served
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +129,7 @@ async def test_metrics_count_a_broadcast_the_inbox_and_the_bots_answer(
     settings = peer_settings(database_url, smtp.port, telegram)
     await subscribe(sessions, settings, people(40))  # 20 addresses, 20 chats
     queued = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=queued), base_url="http://t") as client:
+    async with served(queued, "http://t") as client:
         await open_hostile(sessions, settings)
         before = await scrape(client)
     assert value(before, "broadcaster_queue_depth", channel="email", status="pending") == 20
@@ -189,7 +190,7 @@ async def test_metrics_is_off_by_default_and_needs_the_staff_token(
         (create_app(settings, dispatch=False), {}, 401),
         (create_app(settings, dispatch=False), {"Authorization": "Bearer wrong"}, 401),
     ]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async with served(app, "http://t") as client:
             response = await client.get("/metrics", headers=headers)
         assert response.status_code == status
         assert "broadcaster_" not in response.text
