@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from broadcaster.errors import ConfigurationError
 from channels.registry import SPECS, ChannelsSettings
@@ -30,6 +30,7 @@ class ConfigError(ConfigurationError):
 
 
 __all__ = [
+    "AlertSourceSettings",
     "ChannelsSettings",
     "ConfigError",
     "DispatchSettings",
@@ -248,6 +249,16 @@ class DispatchSettings(_Section):
     redis_url: Secret | None = None
 
 
+class AlertSourceSettings(_Section):
+    """`[alerts.<source>]`: a monitor allowed to post to /webhooks/alerts/<source>."""
+
+    # Checked on every call: an HMAC-SHA256 of the body in X-Broadcaster-Signature ("sha256=<hex>"),
+    # or the secret itself as a bearer token where the tool can only send a header.
+    secret: Secret
+    # What names a component in its alerts (a label value, a monitor's name) → the component.
+    components: dict[str, str] = Field(default_factory=dict)
+
+
 class ComponentSettings(_Section):
     label: LocalisedText
     critical: bool = False  # checkout/payment: the linter asks for an alternative when it is down
@@ -277,7 +288,24 @@ class Settings(_Section):
     templates_dir: str = ""
     components: dict[str, ComponentSettings] = Field(default_factory=_default_components)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
+    alerts: dict[str, AlertSourceSettings] = Field(default_factory=dict)
     source: str = Field(default="(defaults)", exclude=True)
+
+    @field_validator("alerts")
+    @classmethod
+    def _alert_sources_and_components(
+        cls, value: dict[str, AlertSourceSettings], info: ValidationInfo
+    ) -> dict[str, AlertSourceSettings]:
+        from broadcaster.alerts.payloads import SOURCES
+
+        components = info.data.get("components") or {}
+        for name, source in value.items():
+            if name not in SOURCES:
+                raise ValueError(f"{name}: unknown source (one of {', '.join(SOURCES)})")
+            unknown = sorted(set(source.components.values()) - set(components))
+            if unknown:
+                raise ValueError(f"{name}.components: unknown component(s) {', '.join(unknown)}")
+        return value
 
     def component_label(self, name: str, locale: str) -> str:
         """The component's label for `locale`, else its language's ("en_GB" → "en"), else the default's."""

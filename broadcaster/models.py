@@ -29,6 +29,7 @@ __all__ = [
     "LoopState",
     "MAX_ROW_ID",
     "Message",
+    "MonitorAlert",
     "NOT_OPEN",
     "PaceSlot",
     "PollCursor",
@@ -401,3 +402,19 @@ class DrillRun(SQLModel, table=True):
     reply_token: str = Field(unique=True, max_length=32)
     replied_at: datetime | None = _when()
     reply_from: str = Field(default="", max_length=200)
+
+
+class MonitorAlert(SQLModel, table=True):
+    """An alert group a monitor reported (`/webhooks/alerts/<source>`) and the draft it made."""
+
+    __tablename__ = "monitor_alert"
+    __table_args__ = (sa.UniqueConstraint("source", "group_key", name="uq_monitor_alert_group"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    group_key: str = Field(max_length=200)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    status: str = Field(max_length=16)  # firing or resolved, as last reported
+    summary: str = Field(default="", max_length=300)
+    first_seen_at: datetime = _created()
+    last_seen_at: datetime = _created()

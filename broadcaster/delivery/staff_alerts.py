@@ -20,9 +20,12 @@ from broadcaster.delivery.outbox import ALERT, new_delivery
 from broadcaster.message import RenderedMessage
 from broadcaster.models import Delivery
 from channels.limits import fit_subject, split_text
-from channels.registry import CAPABILITIES
+from channels.registry import CAPABILITIES, SPECS
 
-__all__ = ["queue_staff_alert", "staff_messages"]
+__all__ = ["STAFF_CHANNELS", "queue_staff_alert", "staff_messages"]
+
+#: Where the staff can be alerted (`[staff]`): the channels to wake once an alert is queued.
+STAFF_CHANNELS = tuple(name for name, spec in SPECS.items() if spec.staff_alerts)
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from broadcaster.config import Settings
 from broadcaster.db import LoopWriter, SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.delivery.outbox import ClaimedDelivery
+from broadcaster.delivery.staff_alerts import STAFF_CHANNELS
 from broadcaster.inbox.answers import HandOff
 from broadcaster.inbox.bot import StatusBot
 from broadcaster.inbox.filing import NOTHING, Batch, Reading, file_pending_batch, read_batch, write_batch
@@ -166,7 +167,7 @@ class InboxFiling:
             try:
                 async with self._sessions() as session:
                     if await draft_if_spike(session, self._settings, utcnow()) is not None:
-                        self._dispatcher.wake("email")  # the staff alert
-                        self._dispatcher.wake("telegram")
+                        for channel in STAFF_CHANNELS:  # the staff alert
+                            self._dispatcher.wake(channel)
             except Exception:  # the database went away, a bug: the next batch tries again
                 log.exception("spike detection failed")

@@ -22,7 +22,7 @@ from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.inbox.resolution_answers import answer_linked_conversations
 from broadcaster.inbox.spikes import SPIKE_INTENTS
-from broadcaster.models import Conversation, Incident, Message, utcnow
+from broadcaster.models import Conversation, Incident, Message, MonitorAlert, utcnow
 from broadcaster.publishing.drafting import (
     LintRefused,
     PublishError,
@@ -227,6 +227,11 @@ async def discard_draft(session: AsyncSession, incident_id: int) -> Incident:
         await connection.execute(
             sql_update(Conversation)
             .where(col(Conversation.incident_id) == incident_id)
+            .values(incident_id=None)
+        )
+        await connection.execute(  # a monitor's alert that made it: its next firing drafts anew
+            sql_update(MonitorAlert)
+            .where(col(MonitorAlert.incident_id) == incident_id)
             .values(incident_id=None)
         )
         deleted = await connection.execute(

@@ -37,6 +37,7 @@ from broadcaster.models import (
     Incident,
     IncidentUpdate,
     Message,
+    MonitorAlert,
     Rendition,
     ScheduledRun,
     utcnow,
@@ -182,6 +183,8 @@ async def delete_rehearsal(
             runs = await delete(ScheduledRun, col(ScheduledRun.incident_id) == incident_id)
             unlink = sql_update(Conversation).where(col(Conversation.incident_id) == incident_id)
             unlinked = await connection.execute(unlink.values(incident_id=None))
+            monitored = sql_update(MonitorAlert).where(col(MonitorAlert.incident_id) == incident_id)
+            await connection.execute(monitored.values(incident_id=None))
             await delete(Incident, col(Incident.id) == incident_id)
             await connection.run_sync(refresh_component_statuses_sync, now)  # an open rehearsal held some
             await session.commit()

@@ -20,17 +20,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from broadcaster.compose.render import Composer, format_when
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, dialect_name, upsert_insert
-from broadcaster.delivery.staff_alerts import queue_staff_alert
+from broadcaster.delivery.staff_alerts import STAFF_CHANNELS, queue_staff_alert
 from broadcaster.models import Incident, ScheduledRun
 from broadcaster.publishing.drafting import UpdateDraft
 from broadcaster.publishing.incidents import post_update, promised_update_at
 from broadcaster.schedule.plan import PlannedJob, plan
-from channels.registry import SPECS
 
 log = logging.getLogger(__name__)
-
-#: Where the staff can be alerted (`[staff]`).
-STAFF_CHANNELS = tuple(name for name, spec in SPECS.items() if spec.staff_alerts)
 
 
 @dataclass(frozen=True, slots=True)

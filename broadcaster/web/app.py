@@ -17,6 +17,7 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
 from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.delivery.runtimes import build_channels
+from broadcaster.delivery.staff_alerts import STAFF_CHANNELS
 from broadcaster.inbox.filer import InboxFiling
 from broadcaster.inbox.inbound import reply_address_exists, store_inbound
 from broadcaster.inbox.pollers import build_pollers
@@ -25,6 +26,7 @@ from broadcaster.loop_health import LoopHealth
 from broadcaster.metrics import CONTENT_TYPE, Metrics
 from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.schedule.runner import SchedulerThread
+from broadcaster.web.alert_webhooks import alert_router
 from broadcaster.web.api_docs import serve_docs
 from broadcaster.web.feed import feed_router
 from broadcaster.web.inbox_api import inbox_router, staff_router
@@ -99,6 +101,10 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
 
     filer = InboxFiling(settings, sessions, dispatcher)  # the inbox filer, its bot, the spike detector
 
+    def staff_alerted() -> None:
+        for channel in STAFF_CHANNELS:
+            dispatcher.wake(channel)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         """Each part starts in order and stops in reverse, even when one of them fails: the
@@ -113,9 +119,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
                 )
                 await parts.enter_async_context(SchedulerThread(settings, composer, dispatcher.wake))
                 await parts.enter_async_context(filer)
-                listener = inbound_email_listener(
-                    settings, sessions, filer.nudge, lambda: dispatcher.wake("email")
-                )
+                listener = inbound_email_listener(settings, sessions, filer.nudge, staff_alerted)
                 if listener is not None:
                     await parts.enter_async_context(listener)
                 pulled = build_pollers(
@@ -216,6 +220,8 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     app.include_router(unsubscribe_router(settings, sessions))
     app.include_router(maintenance_router(settings, sessions))
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
+
+    app.include_router(alert_router(settings, sessions, staff_alerted if dispatch else None))
     app.include_router(schedule_router(settings, sessions))
     app.include_router(inbox_router(settings, sessions, dispatcher.wake if dispatch else None))
     if settings.server.metrics:
