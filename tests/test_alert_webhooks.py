@@ -111,7 +111,10 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, dispatch=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with (
+        app.router.lifespan_context(app),  # its engine is disposed when the app stops
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
+    ):
         yield c
 
 
@@ -248,6 +251,7 @@ async def test_the_staff_alert_reaches_the_on_call_mailbox(
         )
         app = create_app(settings, dispatch=False)
         async with (
+            app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
             dispatching(sessions, settings),
         ):
