@@ -24,6 +24,7 @@ from tests.conftest import make_settings
 from tests.e2e.helpers import live_settings
 from tests.e2e.test_faults import dispatching, until
 from tests.peers.smtp import SmtpPeer
+from tests.served import served
 
 SECRET = "s3cret-for-the-monitors"
 ALERTS = {
@@ -110,11 +111,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, dispatch=False)
-    async with (
-        app.router.lifespan_context(app),  # its engine is disposed when the app stops
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c,
-    ):
+    async with served(create_app(settings, dispatch=False)) as c:
         yield c
 
 
@@ -249,10 +246,8 @@ async def test_the_staff_alert_reaches_the_on_call_mailbox(
         settings = make_settings(
             database_url, alerts=ALERTS, staff=STAFF, channels={"email": base.channels.email.model_dump()}
         )
-        app = create_app(settings, dispatch=False)
         async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+            served(create_app(settings, dispatch=False)) as client,
             dispatching(sessions, settings),
         ):
             assert (await post(client, "alertmanager", alertmanager())).status_code == 200
