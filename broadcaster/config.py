@@ -201,9 +201,25 @@ class DrillSettings(_Section):
         return value
 
 
-class ApiSettings(_Section):
-    # Bearer token of the staff API (/api/v1/inbox): customer messages are never served without it.
-    token: Secret | None = None
+class AuthSettings(_Section):
+    # Roles that must set up a second factor (TOTP) before they can do anything once signed in.
+    require_2fa: list[str] = Field(default_factory=lambda: ["admin", "editor"])
+    session_idle_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 120
+    session_lifetime_hours: Annotated[int, Field(ge=1, le=24 * 31)] = 24
+    # Failed sign-ins within lockout_minutes before the e-mail typed, or the client address, is locked.
+    max_failures_per_account: Annotated[int, Field(ge=1)] = 5
+    max_failures_per_address: Annotated[int, Field(ge=1)] = 20
+    lockout_minutes: Annotated[int, Field(ge=1)] = 15
+
+    @field_validator("require_2fa")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        from broadcaster.auth.roles import ROLES
+
+        unknown = sorted(set(value) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown role(s) {', '.join(unknown)}: expected some of {', '.join(ROLES)}")
+        return value
 
 
 class PrivacySettings(_Section):
@@ -281,7 +297,7 @@ class Settings(_Section):
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
-    api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     drill: DrillSettings = Field(default_factory=DrillSettings)
@@ -290,6 +306,15 @@ class Settings(_Section):
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     alerts: dict[str, AlertSourceSettings] = Field(default_factory=dict)
     source: str = Field(default="(defaults)", exclude=True)
+    api: Any = Field(default=None, exclude=True)  # removed: only to say so (see the validator)
+
+    @field_validator("api")
+    @classmethod
+    def _no_shared_api_token(cls, value: object) -> None:
+        raise ValueError(
+            "the shared [api] token is gone; remove the section and give each script its own token:"
+            " broadcaster users add … --role viewer, then broadcaster tokens create"
+        )
 
     @field_validator("alerts")
     @classmethod

@@ -15,6 +15,8 @@ from sqlmodel import JSON, Column, Field, SQLModel
 
 __all__ = [
     "AUTOMATED",
+    "ApiToken",
+    "AuditEvent",
     "CapturedMessage",
     "ChannelPause",
     "Component",
@@ -26,6 +28,7 @@ __all__ = [
     "Incident",
     "IncidentUpdate",
     "LIVE_CONDITION",
+    "LoginFailure",
     "LoopState",
     "MAX_ROW_ID",
     "Message",
@@ -33,8 +36,12 @@ __all__ = [
     "NOT_OPEN",
     "PaceSlot",
     "PollCursor",
+    "RecoveryCode",
     "Rendition",
     "ScheduledRun",
+    "SetupLink",
+    "StaffSession",
+    "StaffUser",
     "Subscriber",
     "Subscription",
     "UNVERIFIED",
@@ -418,3 +425,103 @@ class MonitorAlert(SQLModel, table=True):
     summary: str = Field(default="", max_length=300)
     first_seen_at: datetime = _created()
     last_seen_at: datetime = _created()
+
+
+class StaffUser(SQLModel, table=True):
+    """A member of the staff: what they may do is their role (`auth.roles`); no password until set up."""
+
+    __tablename__ = "staff_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=254)  # lower-cased
+    display_name: str = Field(max_length=120)
+    locale: str = Field(default="fr", max_length=8)
+    role: str = Field(max_length=16)
+    password_hash: str | None = Field(default=None, max_length=200)  # Argon2id
+    totp_secret: str | None = Field(default=None, max_length=64)  # base32; set at enrolment
+    totp_enrolled_at: datetime | None = _when()
+    totp_last_step: int = 0  # the last time step a code was accepted for: a code works once
+    disabled: bool = False
+    created_at: datetime = _created()
+    last_login_at: datetime | None = _when()
+
+
+class RecoveryCode(SQLModel, table=True):
+    """One of a user's ten single-use second-factor recovery codes, stored hashed."""
+
+    __tablename__ = "recovery_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    code_hash: str = Field(max_length=200)
+    used_at: datetime | None = _when()
+
+
+class SetupLink(SQLModel, table=True):
+    """A one-time link to set a password (first admin, new user, reset), valid for a day."""
+
+    __tablename__ = "setup_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    token_hash: str = Field(unique=True, max_length=64)  # sha256 hex of the link's secret
+    created_at: datetime = _created()
+    expires_at: datetime = _created()
+    used_at: datetime | None = _when()
+
+
+class StaffSession(SQLModel, table=True):
+    """A browser's signed-in session: the cookie holds a random id, this row its sha256 hash."""
+
+    __tablename__ = "staff_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    id_hash: str = Field(unique=True, max_length=64)
+    csrf_token: str = Field(max_length=64)
+    second_factor_done: bool = False
+    address: str = Field(default="", max_length=64)
+    created_at: datetime = _created()
+    last_seen_at: datetime = _created()
+    ended_at: datetime | None = _when()
+
+
+class ApiToken(SQLModel, table=True):
+    """A user's named API token: `bc_<id>_<secret>` shown once, the secret's sha256 stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="staff_user.id", index=True)
+    name: str = Field(max_length=80)
+    role: str = Field(max_length=16)  # its scope: at most the owner's role, checked at each use
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = _created()
+    expires_at: datetime | None = _when()
+    last_used_at: datetime | None = _when()
+    revoked_at: datetime | None = _when()
+
+
+class LoginFailure(SQLModel, table=True):
+    """A failed sign-in, by account key and client address: the throttle counts these."""
+
+    __tablename__ = "login_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_key: str = Field(max_length=64, index=True)  # sha256 of the e-mail typed, known or not
+    address: str = Field(max_length=64, index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    """One state change, append-only: who (actor), when, from where, on what, in one line."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    actor: str = Field(max_length=200, index=True)  # user:<e-mail>, token:<name> (<e-mail>), cli:<unix user>…
+    address: str = Field(default="", max_length=64)
+    action: str = Field(max_length=64)  # incident.publish, inbox.reply, user.add…
+    object: str = Field(max_length=120, index=True)  # incident:12, conversation:4, user:ana@shop.fr…
+    summary: str = Field(default="", max_length=300)

@@ -47,7 +47,10 @@ def test_init_reports_capture_mode_for_channels_without_credentials(workdir: Pat
             "config.toml: dispatch.max_pause_seconds: Input should be greater than 0",
         ),
         ("[dispatch]\nmax_pause_seconds = inf\n", "config.toml: dispatch.max_pause_seconds: Input should be"),
-        ("[api]\ntoken = 42\n", "config.toml: api.token: Input should be a valid string (got '***')"),
+        (
+            "[channels.telegram]\nwebhook_secret = 42\n",
+            "config.toml: channels.telegram.webhook_secret: Input should be a valid string (got '***')",
+        ),
     ],
 )
 def test_bad_config_fails_with_one_line_naming_file_and_key(

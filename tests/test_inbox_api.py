@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,26 +16,40 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import Conversation, Delivery, Message
 from broadcaster.web.inbox_api import inbox_router
+from broadcaster.web.staff_gate import StaffGate
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_
 from tests.served import served
+from tests.staff import bearer, staff_token
 from tests.test_inbox_actions import customer_writes, inbound
 
-TOKEN = "staff-token-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HOSTILE = "<script>alert('x')</script> le site est en panne ?"
 
 
-def client_for(settings: Settings, sessions: SessionFactory) -> httpx.AsyncClient:
+def client_for(
+    settings: Settings, sessions: SessionFactory
+) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     app = FastAPI()
-    app.include_router(inbox_router(settings, sessions))
+    app.include_router(inbox_router(settings, sessions, StaffGate(settings, sessions)))
     return served(app)
 
 
 @pytest.fixture
-async def api(database_url: str, sessions: SessionFactory) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(make_settings(database_url, api={"token": TOKEN}), sessions) as client:
+async def token(sessions: SessionFactory) -> str:
+    return await staff_token(sessions, "agent")
+
+
+@pytest.fixture
+async def anonymous(database_url: str, sessions: SessionFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(make_settings(database_url), sessions) as client:
         yield client
+
+
+@pytest.fixture
+async def api(anonymous: httpx.AsyncClient, token: str) -> httpx.AsyncClient:
+    """A client that sends an agent's API token with every request."""
+    anonymous.headers.update(bearer(token))
+    return anonymous
 
 
 @pytest.fixture
@@ -64,36 +79,41 @@ async def nothing_changed(sessions: SessionFactory, cid: int) -> None:
         assert (conversation.status, conversation.assignee, conversation.labels) == ("open", "", [])
 
 
-async def test_without_a_configured_token_every_route_is_closed_with_503(
-    database_url: str, sessions: SessionFactory, cid: int
+async def test_a_viewers_token_reads_no_customer_message_and_changes_nothing(
+    anonymous: httpx.AsyncClient, sessions: SessionFactory, cid: int
 ) -> None:
-    async with client_for(make_settings(database_url), sessions) as client:
-        for method, path, body in ROUTES:
-            response = await client.request(method, path.format(cid=cid), json=body, headers=AUTH)
-            assert response.status_code == 503, path
-            assert "set [api] token" in response.json()["detail"]
-            assert "Léa" not in response.text and "script" not in response.text
+    viewer = await staff_token(sessions, "viewer")
+    for method, path, body in ROUTES:
+        response = await anonymous.request(method, path.format(cid=cid), json=body, headers=bearer(viewer))
+        assert response.status_code == 403, path
+        assert "viewer may not" in response.json()["detail"]
+        assert "Léa" not in response.text and "script" not in response.text
     await nothing_changed(sessions, cid)
 
 
 @pytest.mark.parametrize(
-    "headers",
+    "spoil",
     [
-        {},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": f"Bearer {TOKEN}x"},
-        {"Authorization": f"Basic {TOKEN}"},
-        {"Authorization": TOKEN},
+        lambda token: {},
+        lambda token: {"Authorization": "Bearer wrong"},
+        lambda token: {"Authorization": f"Bearer {token}x"},
+        lambda token: {"Authorization": f"Basic {token}"},
+        lambda token: {"Authorization": token},
     ],
 )
 async def test_a_missing_or_wrong_token_is_401_before_anything_is_read_or_written(
-    api: httpx.AsyncClient, sessions: SessionFactory, cid: int, headers: dict[str, str]
+    anonymous: httpx.AsyncClient,
+    sessions: SessionFactory,
+    cid: int,
+    token: str,
+    spoil: Callable[[str], dict[str, str]],
 ) -> None:
+    api = anonymous
     for method, path, body in ROUTES:
-        response = await api.request(method, path.format(cid=cid), json=body, headers=headers)
+        response = await api.request(method, path.format(cid=cid), json=body, headers=spoil(token))
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"] == "Bearer"
-        assert TOKEN not in response.text and "Léa" not in response.text
+        assert token not in response.text and "Léa" not in response.text
     malformed = await api.post(
         f"/api/v1/inbox/{cid}/reply", content=b"{not json", headers={"content-type": "application/json"}
     )
@@ -104,7 +124,7 @@ async def test_a_missing_or_wrong_token_is_401_before_anything_is_read_or_writte
 async def test_the_conversation_comes_back_as_json_with_the_customers_text_verbatim(
     api: httpx.AsyncClient, cid: int
 ) -> None:
-    response = await api.get(f"/api/v1/inbox/{cid}", headers=AUTH)
+    response = await api.get(f"/api/v1/inbox/{cid}")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.headers["cache-control"] == "no-store"
@@ -114,17 +134,16 @@ async def test_the_conversation_comes_back_as_json_with_the_customers_text_verba
     }  # fmt: skip
     (message,) = body["messages"]
     assert message["text"] == HOSTILE and message["direction"] == "in"
-    listed = await api.get("/api/v1/inbox", headers=AUTH)
+    listed = await api.get("/api/v1/inbox")
     assert listed.status_code == 200 and listed.headers["content-type"] == "application/json"
     assert [c["last_message"]["text"] for c in listed.json()] == [HOSTILE]
-    assert TOKEN not in response.text + listed.text
 
 
 async def test_a_reply_is_queued_in_the_customers_thread(
     api: httpx.AsyncClient, sessions: SessionFactory, cid: int
 ) -> None:
     response = await api.post(
-        f"/api/v1/inbox/{cid}/reply", json={"text": "Nous regardons.", "author": "Camille"}, headers=AUTH
+        f"/api/v1/inbox/{cid}/reply", json={"text": "Nous regardons.", "author": "Camille"}
     )
     assert response.status_code == 202, response.text
     answer = response.json()
@@ -132,7 +151,7 @@ async def test_a_reply_is_queued_in_the_customers_thread(
     async with sessions() as session:
         (delivery,) = list(await session.exec(select(Delivery)))
     assert delivery.message_id == answer["id"] and delivery.reply["in_reply_to"] == "42:1"
-    shown = (await api.get(f"/api/v1/inbox/{cid}", headers=AUTH)).json()
+    shown = (await api.get(f"/api/v1/inbox/{cid}")).json()
     assert (shown["status"], shown["handed_off"]) == ("pending", True)
     assert shown["messages"][-1]["delivery_status"] == "queued"
 
@@ -150,33 +169,31 @@ async def test_a_canned_reply_and_the_canned_list_carry_the_current_eta(
     (english,) = await customer_writes(sessions, inbound("7:1", "is checkout down?", key="7", language="en"))
     # The clock only: the API reads its own clock, and "tomorrow" may be added near midnight.
     eta_en = format_when(eta, timezone="Europe/Paris", locale="en", now=eta, prep="around")
-    canned = await api.get("/api/v1/inbox/canned", params={"locale": "en"}, headers=AUTH)
+    canned = await api.get("/api/v1/inbox/canned", params={"locale": "en"})
     assert canned.status_code == 200
     assert eta_en in {p["name"]: p["text"] for p in canned.json()}["eta"]
-    answer = await api.post(
-        f"/api/v1/inbox/{english}/reply", json={"canned": "eta", "author": "Camille"}, headers=AUTH
-    )
+    answer = await api.post(f"/api/v1/inbox/{english}/reply", json={"canned": "eta", "author": "Camille"})
     assert answer.status_code == 202 and eta_en in answer.json()["text"]
 
 
 async def test_assign_labels_close_reopen_and_filters(api: httpx.AsyncClient, cid: int) -> None:
     base = f"/api/v1/inbox/{cid}"
-    assigned = await api.post(f"{base}/assign", json={"assignee": "Camille"}, headers=AUTH)
+    assigned = await api.post(f"{base}/assign", json={"assignee": "Camille"})
     assert assigned.status_code == 200 and assigned.json()["assignee"] == "Camille"
-    labelled = await api.post(f"{base}/labels", json={"add": ["VIP", "refund"], "remove": []}, headers=AUTH)
+    labelled = await api.post(f"{base}/labels", json={"add": ["VIP", "refund"], "remove": []})
     assert labelled.json()["labels"] == ["refund", "vip"]
-    closed = await api.post(f"{base}/close", headers=AUTH)
+    closed = await api.post(f"{base}/close")
     assert (closed.json()["status"], closed.json()["handed_off"]) == ("closed", False)
 
     async def ids(**params: str | int) -> list[int]:
-        response = await api.get("/api/v1/inbox", params=params, headers=AUTH)
+        response = await api.get("/api/v1/inbox", params=params)
         assert response.status_code == 200, response.text
         return [c["id"] for c in response.json()]
 
     assert await ids(status="closed", label="vip", assignee="Camille") == [cid]
     assert await ids(status="open") == []
     assert await ids(incident=1) == []
-    assert (await api.post(f"{base}/reopen", headers=AUTH)).json()["status"] == "open"
+    assert (await api.post(f"{base}/reopen")).json()["status"] == "open"
     assert await ids(status="open", limit=1) == [cid]
 
 
@@ -205,7 +222,7 @@ async def test_refused_actions_are_404_or_400_with_the_reason_and_write_nothing(
     status: int,
     expected: str,
 ) -> None:
-    response = await api.request(method, path.format(cid=cid), json=body, headers=AUTH)
+    response = await api.request(method, path.format(cid=cid), json=body)
     assert response.status_code == status, response.text
     assert expected in response.json()["detail"]
     await nothing_changed(sessions, cid)
@@ -214,7 +231,7 @@ async def test_refused_actions_are_404_or_400_with_the_reason_and_write_nothing(
 @pytest.mark.parametrize(
     ("method", "path", "body", "field"),
     [
-        ("POST", "/api/v1/inbox/{cid}/reply", {"text": "hi"}, ["body", "author"]),
+        ("POST", "/api/v1/inbox/{cid}/reply", {"text": "hi", "author": ""}, ["body", "author"]),
         ("POST", "/api/v1/inbox/{cid}/reply", {"text": "x" * 10_001, "author": "C"}, ["body", "text"]),
         ("POST", "/api/v1/inbox/{cid}/reply", {"text": "hi", "author": "C", "html": "<b>"}, ["body", "html"]),
         ("POST", "/api/v1/inbox/{cid}/assign", {}, ["body", "assignee"]),
@@ -233,7 +250,7 @@ async def test_malformed_requests_are_422_naming_the_field(
     body: dict[str, object] | None,
     field: list[str],
 ) -> None:
-    response = await api.request(method, path.format(cid=cid), json=body, headers=AUTH)
+    response = await api.request(method, path.format(cid=cid), json=body)
     assert response.status_code == 422, response.text
     assert [error["loc"][:2] for error in response.json()["detail"]] == [field]
     await nothing_changed(sessions, cid)
@@ -243,7 +260,7 @@ async def test_malformed_requests_are_422_naming_the_field(
 async def test_an_id_no_row_can_have_is_refused_before_any_query(
     api: httpx.AsyncClient, conversation_id: str
 ) -> None:
-    response = await api.get(f"/api/v1/inbox/{conversation_id}", headers=AUTH)
+    response = await api.get(f"/api/v1/inbox/{conversation_id}")
     assert response.status_code == 422 and "conversation_id" in response.text
 
 
@@ -251,6 +268,6 @@ async def test_an_id_no_row_can_have_is_refused_before_any_query(
 async def test_an_incident_filter_no_row_can_have_is_a_422_naming_it(
     api: httpx.AsyncClient, incident: str
 ) -> None:
-    response = await api.get("/api/v1/inbox", params={"incident": incident}, headers=AUTH)
+    response = await api.get("/api/v1/inbox", params={"incident": incident})
     assert response.status_code == 422
     assert [error["loc"] for error in response.json()["detail"]] == [["query", "incident"]]

@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 from broadcaster.cli import app
 from broadcaster.db import SessionFactory
 from broadcaster.web.schedule_api import schedule_router
+from broadcaster.web.staff_gate import StaffGate
 from tests.conftest import make_settings
 from tests.served import served
+from tests.staff import bearer, staff_token
 from tests.test_scheduler import open_major
 
 runner = CliRunner()
-TOKEN = "staff-token-0123456789abcdef"
 
 
 def test_the_schedule_shows_the_promise_of_an_open_incident(workdir: Path) -> None:
@@ -35,13 +36,14 @@ def test_the_schedule_shows_the_promise_of_an_open_incident(workdir: Path) -> No
 
 
 async def test_the_schedule_api_needs_the_staff_token(database_url: str, sessions: SessionFactory) -> None:
-    settings = make_settings(database_url, api={"token": TOKEN})
+    settings = make_settings(database_url)
     incident = await open_major(sessions, settings)
+    token = await staff_token(sessions, "viewer")
     web = FastAPI()
-    web.include_router(schedule_router(settings, sessions))
+    web.include_router(schedule_router(settings, sessions, StaffGate(settings, sessions)))
     async with served(web) as client:
         assert (await client.get("/api/v1/schedule")).status_code == 401
-        found = await client.get("/api/v1/schedule", headers={"Authorization": f"Bearer {TOKEN}"})
+        found = await client.get("/api/v1/schedule", headers=bearer(token))
     assert found.status_code == 200
     assert [(job["incident_id"], job["kind"]) for job in found.json()["pending"]] == [
         (incident.id, "reminder"),

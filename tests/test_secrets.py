@@ -16,6 +16,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.web import create_app
 from tests.conftest import make_settings
 from tests.served import served
+from tests.staff import staff_token
 from tests.test_inbox_api import client_for
 
 runner = CliRunner()
@@ -39,9 +40,9 @@ def nested(key: str, value: str) -> dict[str, object]:
 
 def test_the_secret_keys_are_all_found() -> None:
     keys = set(secret_keys())
-    assert {"api.token", "channels.telegram.webhook_secret", "channels.facebook.app_secret"} <= keys
+    assert {"channels.telegram.webhook_secret", "channels.facebook.app_secret"} <= keys
     assert "dispatch.redis_url" in keys  # a Redis URL may carry a password
-    assert len(keys) == 15
+    assert len(keys) == 14
 
 
 @pytest.mark.parametrize("value", ["", "   ", "\t\n"])
@@ -54,15 +55,33 @@ def test_an_empty_secret_is_a_config_error_naming_its_key(key: str, value: str) 
 
 
 @pytest.mark.parametrize("value", ["", "  "])
-def test_an_api_token_set_but_empty_in_the_environment_is_refused_in_one_line(
+def test_a_webhook_secret_set_but_empty_in_the_environment_is_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("BROADCASTER_API_TOKEN", value)
-    (tmp_path / "config.toml").write_text("[api]\ntoken = 'env:BROADCASTER_API_TOKEN'\n", encoding="utf-8")
+    monkeypatch.setenv("TG_WEBHOOK_SECRET", value)
+    (tmp_path / "config.toml").write_text(
+        "[channels.telegram]\nwebhook_secret = 'env:TG_WEBHOOK_SECRET'\n", encoding="utf-8"
+    )
     result = runner.invoke(app, ["--config", "config.toml", "init"])
     assert result.exit_code == 2
-    assert "config.toml: api.token: environment variable BROADCASTER_API_TOKEN is empty" in result.output
+    assert (
+        "channels.telegram.webhook_secret: environment variable TG_WEBHOOK_SECRET is empty" in result.output
+    )
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_old_shared_api_token_is_refused_with_the_way_to_per_user_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text(
+        "[api]\ntoken = 'a-long-shared-secret-0123456789'\n", encoding="utf-8"
+    )
+    result = runner.invoke(app, ["--config", "config.toml", "init"])
+    assert result.exit_code == 2
+    assert "the shared [api] token is gone" in result.output and "broadcaster tokens create" in result.output
+    assert "a-long-shared-secret" not in result.output
     assert not (tmp_path / "data").exists()
 
 
@@ -70,7 +89,8 @@ def test_an_api_token_set_but_empty_in_the_environment_is_refused_in_one_line(
 async def test_an_empty_bearer_is_refused(
     database_url: str, sessions: SessionFactory, authorization: str
 ) -> None:
-    settings = make_settings(database_url, api={"token": "x" * 40})
+    settings = make_settings(database_url)
+    await staff_token(sessions, "agent")
     async with client_for(settings, sessions) as client:
         response = await client.get("/api/v1/inbox", headers={"Authorization": authorization})
     assert response.status_code == 401
@@ -87,12 +107,11 @@ async def test_a_telegram_update_without_the_secret_header_is_refused(database_u
 def test_doctor_flags_short_secrets_without_showing_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SHORT_API_TOKEN", "letmein-2026")
+    monkeypatch.setenv("SHORT_SECRET", "letmein-2026")
     path = tmp_path / "config.toml"
     path.write_text(
         f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/b.db"\n'
-        "[api]\ntoken = 'env:SHORT_API_TOKEN'\n"
-        f"[channels.telegram]\nwebhook_secret = '{'s' * 32}'\n",
+        "[channels.telegram]\nwebhook_secret = 'env:SHORT_SECRET'\n",
         encoding="utf-8",
     )
     assert runner.invoke(app, ["--config", str(path), "init"]).exit_code == 0
@@ -100,6 +119,6 @@ def test_doctor_flags_short_secrets_without_showing_them(
     assert result.exit_code == 0, result.output  # a warning, not a broken channel
     (weak,) = [d for d in json.loads(result.output) if d["channel"] == "secrets"]
     assert weak["ok"] is False and weak["mode"] == "settings"
-    assert weak["detail"] == "api.token has 12 characters: short enough to guess"
+    assert weak["detail"] == "channels.telegram.webhook_secret has 12 characters: short enough to guess"
     assert "token_urlsafe" in weak["fix"]
     assert "letmein" not in result.output

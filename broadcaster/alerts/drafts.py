@@ -23,6 +23,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.alerts.payloads import FIRING, MonitorAlert
+from broadcaster.auth.audit import record
 from broadcaster.config import AlertSourceSettings, Settings
 from broadcaster.db import writing
 from broadcaster.delivery.staff_alerts import queue_staff_alert
@@ -120,6 +121,9 @@ async def _firing(
     session.add(draft)
     await session.flush()
     assert draft.id is not None
+    record(
+        session, "incident.draft", f"incident:{draft.id}", f"{source_name} alert {alert.group}: {draft.title}"
+    )
     if row is None:
         session.add(
             AlertRow(

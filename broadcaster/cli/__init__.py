@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from broadcaster.auth.audit import act_as_from_now, cli_actor
 from broadcaster.cli import (
     captured,
     deliveries,
@@ -21,6 +22,7 @@ from broadcaster.cli import (
     schedule,
     server,
     subscribers,
+    users,
 )
 from broadcaster.cli import maintenance as maintenance_cli
 from broadcaster.cli.runtime import CliState
@@ -47,6 +49,9 @@ server.register(app)
 doctor.register(app)
 drill.register(app)
 schedule.register(app)
+app.add_typer(users.users_app, name="users")
+app.add_typer(users.tokens_app, name="tokens")
+users.register_audit(app)
 
 
 @app.callback()
@@ -56,8 +61,17 @@ def root(
         Path | None,
         typer.Option("--config", envvar="BROADCASTER_CONFIG", help="TOML settings (default: ./config.toml)."),
     ] = None,
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            envvar="BROADCASTER_USER",
+            help="Whose work this is, for the audit log (with the unix user).",
+        ),
+    ] = None,
 ) -> None:
     ctx.obj = CliState(config_path=config)
+    act_as_from_now(cli_actor(as_user))
 
 
 def main() -> None:

@@ -131,7 +131,6 @@ def _settings_diagnoses(settings: Settings) -> list[Diagnosis]:
 def _weak_secrets(settings: Settings) -> list[Diagnosis]:
     """The secrets callers must present to us, when short enough to guess."""
     ours = {
-        "api.token": settings.api.token,
         "channels.telegram.webhook_secret": settings.channels.telegram.webhook_secret,
         "channels.facebook.verify_token": settings.channels.facebook.verify_token,
     }

@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from broadcaster.auth.users import NewUser, ensure_first_admin
 from broadcaster.cli.runtime import console, open_runtime, run, run_until_signal, state, user_errors
+from broadcaster.cli.users import setup_url
 from broadcaster.config import Settings
 from broadcaster.db import upgrade
 from broadcaster.delivery.dispatch import Dispatcher
@@ -41,19 +43,33 @@ def _config_origin(settings: Settings) -> str:
 def register(root: typer.Typer) -> None:
     @root.command("init")
     @user_errors
-    def init(ctx: typer.Context) -> None:
-        """Create or upgrade the database and register the configured components."""
+    def init(
+        ctx: typer.Context,
+        admin_email: Annotated[
+            str,
+            typer.Option("--admin-email", envvar="BROADCASTER_ADMIN_EMAIL", help="The first admin's e-mail."),
+        ] = "admin@example.com",
+    ) -> None:
+        """Create or upgrade the database, register the configured components, and create the first
+        admin when there is no staff user (with a one-time set-up link)."""
         settings = state(ctx).settings
         upgrade(settings.database.url)
 
-        async def sync() -> dict[str, bool]:
-            async with open_runtime(settings) as runtime, runtime.sessions() as session:
-                await sync_components(session, settings)
+        async def sync() -> tuple[dict[str, bool], NewUser | None]:
+            async with open_runtime(settings) as runtime:
+                async with runtime.sessions() as session:
+                    await sync_components(session, settings)
+                first = await ensure_first_admin(runtime.sessions, admin_email)
                 async with open_channels(settings, runtime.sessions) as runtimes:
-                    return {name: rt.live for name, rt in runtimes.items()}
+                    return {name: rt.live for name, rt in runtimes.items()}, first
 
-        channels = run(sync())
+        channels, first_admin = run(sync())
         console.print(f"Database ready: {settings.database.url.split('@')[-1]}")
+        if first_admin is not None:
+            console.print(
+                f"First admin: {first_admin.user.email}. Set its password within 24 h, by this link (once):"
+            )
+            console.print(setup_url(settings, first_admin.setup_secret), soft_wrap=True, highlight=False)
         table = Table(title=f"Channels ({_config_origin(settings)})")
         table.add_column("channel")
         table.add_column("mode")

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.db import writing
 from broadcaster.delivery import outbox
 from broadcaster.errors import InvalidInput, NotFound
@@ -100,5 +101,12 @@ async def requeue(
             )
             for channel, n in Counter(result.scalars()).items():
                 moved.setdefault(channel, {})[status] = n
+        total = sum(n for by_status in moved.values() for n in by_status.values())
+        record(
+            session,
+            "deliveries.requeue",
+            f"update:{update_id}",
+            f"{total} deliveries ({', '.join(statuses)})",
+        )
         await session.commit()
     return Requeued(update_id, moved, skipped)

@@ -13,6 +13,7 @@ from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.config import Settings
 from broadcaster.errors import InvalidInput
 from broadcaster.models import Subscriber, Subscription, utcnow
@@ -217,6 +218,10 @@ async def import_subscribers(
         report.subscriptions += len(rows)
         if on_progress:
             on_progress(start + len(chunk))
+    summary = f"{report.subscribers} subscribers, {report.subscriptions} subscriptions"
+    record(
+        session, "subscribers.import", "subscribers", f"{summary}, {report.already_subscribed} already there"
+    )
     await session.commit()
     return report
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.errors import InvalidInput, NotFound
@@ -104,6 +105,8 @@ async def reply(
         conversation.status = "pending"  # the filer sets it back to open when the customer writes
         conversation.handed_off = True
         session.add(conversation)
+        what = f"canned reply {canned!r}" if canned is not None else f"{len(body)} characters"
+        record(session, "inbox.reply", f"conversation:{conversation_id}", f"answered by {author}: {what}")
         await session.commit()
         message = await session.get(Message, message_id)
         assert message is not None
@@ -140,7 +143,10 @@ async def _canned_text(
 async def assign(sessions: SessionFactory, conversation_id: int, assignee: str) -> Conversation:
     """Give the conversation to an agent; "" unassigns it."""
     name = _checked_name(assignee, "assignee")
-    return await _change(sessions, conversation_id, lambda c: setattr(c, "assignee", name))
+    summary = f"assigned to {name}" if name else "unassigned"
+    return await _change(
+        sessions, conversation_id, lambda c: setattr(c, "assignee", name), "inbox.assign", summary
+    )
 
 
 async def label(
@@ -155,7 +161,8 @@ async def label(
     def relabel(conversation: Conversation) -> None:
         conversation.labels = sorted((set(conversation.labels) | added) - removed)
 
-    return await _change(sessions, conversation_id, relabel)
+    summary = " ".join([f"+{x}" for x in sorted(added)] + [f"-{x}" for x in sorted(removed)])
+    return await _change(sessions, conversation_id, relabel, "inbox.label", summary)
 
 
 async def close(sessions: SessionFactory, conversation_id: int) -> Conversation:
@@ -164,12 +171,12 @@ async def close(sessions: SessionFactory, conversation_id: int) -> Conversation:
     def closed(conversation: Conversation) -> None:
         conversation.status, conversation.handed_off = "closed", False
 
-    return await _change(sessions, conversation_id, closed)
+    return await _change(sessions, conversation_id, closed, "inbox.close")
 
 
 async def reopen(sessions: SessionFactory, conversation_id: int) -> Conversation:
     """Back to open: it needs an answer."""
-    return await _change(sessions, conversation_id, lambda c: setattr(c, "status", "open"))
+    return await _change(sessions, conversation_id, lambda c: setattr(c, "status", "open"), "inbox.reopen")
 
 
 async def find_conversations(
@@ -252,12 +259,17 @@ async def _locked(session: AsyncSession, conversation_id: int) -> Conversation:
 
 
 async def _change(
-    sessions: SessionFactory, conversation_id: int, change: Callable[[Conversation], None]
+    sessions: SessionFactory,
+    conversation_id: int,
+    change: Callable[[Conversation], None],
+    action: str,
+    summary: str = "",
 ) -> Conversation:
     async with sessions() as session:
         conversation = await _locked(session, conversation_id)
         change(conversation)
         session.add(conversation)
+        record(session, action, f"conversation:{conversation_id}", summary)
         await session.commit()
         return conversation
 

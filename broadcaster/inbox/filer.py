@@ -18,6 +18,7 @@ from typing import Protocol, Self
 
 from sqlalchemy import Connection
 
+from broadcaster.auth.audit import BOT, acting_as
 from broadcaster.config import Settings
 from broadcaster.db import LoopWriter, SessionFactory
 from broadcaster.delivery.dispatch import Dispatcher
@@ -135,10 +136,11 @@ class InboxFiling:
 
     async def start(self) -> None:
         self._stop.clear()
-        self._tasks = [
-            asyncio.create_task(self._filer.run(self._stop)),
-            asyncio.create_task(self._detect_spikes()),
-        ]
+        with acting_as(BOT):  # the tasks keep this context: what they change is the bot's doing
+            self._tasks = [
+                asyncio.create_task(self._filer.run(self._stop)),
+                asyncio.create_task(self._detect_spikes()),
+            ]
 
     async def stop(self) -> None:
         self._stop.set()

@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, or
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.config import Settings
 from broadcaster.delivery.staff_alerts import queue_staff_alert
 from broadcaster.models import NOT_OPEN, Conversation, Incident, Message
@@ -89,6 +90,7 @@ async def draft_if_spike(session: AsyncSession, settings: Settings, now: datetim
     session.add(incident)
     await session.flush()
     assert incident.id is not None
+    record(session, "incident.draft", f"incident:{incident.id}", f"spike: {count} reports in {window} min")
     subject = texts.subject.format(brand=settings.brand.name, count=count, window=window, id=incident.id)
     body = _alert_text(texts, settings, incident.id, count, window, samples)
     await queue_staff_alert(connection, settings, subject, body, now)

@@ -70,6 +70,7 @@ class UpdateDraft:
     compensation_translations: dict[str, str] = field(default_factory=dict)
     channels: tuple[str, ...] = ()  # empty: every enabled channel
     author: str = ""
+    force_reason: str = ""  # why it was published past the linter's errors (the audit log keeps it)
     # Maintenance notices only: the ladder step and the window (see `MessageContext`).
     phase: str = ""
     starts_at: datetime | None = None

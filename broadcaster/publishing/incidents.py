@@ -18,6 +18,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.inbox.resolution_answers import answer_linked_conversations
@@ -239,6 +240,7 @@ async def discard_draft(session: AsyncSession, incident_id: int) -> Incident:
         )
         if deleted.rowcount != 1:
             raise _no_longer_a_draft(incident_id)
+        record(session, "incident.discard", f"incident:{incident_id}", f"draft {incident.title!r} discarded")
     return incident
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.compose.lint import has_errors
 from broadcaster.config import Settings
 from broadcaster.control_characters import control_character
@@ -179,7 +180,18 @@ async def schedule_maintenance(
                 created_at=now,
             )
         )
+        record(
+            session,
+            "maintenance.schedule",
+            f"incident:{incident.id}",
+            f"{incident.title}: {_window(incident)}",
+        )
     return incident
+
+
+def _window(incident: Incident) -> str:
+    start, end = incident.scheduled_start_at, incident.scheduled_end_at
+    return f"{start.isoformat() if start else '?'} → {end.isoformat() if end else '?'}"
 
 
 async def _load(session: AsyncSession, incident_id: int) -> Incident:
@@ -305,6 +317,7 @@ async def complete_maintenance_now(
     async with one_transaction(session):
         if not await _take(session, incident_id, expected="in_progress", status="completed"):
             raise MaintenanceError(f"maintenance #{incident_id} changed meanwhile: look at it again")
+        record(session, "maintenance.complete", f"incident:{incident_id}", "completed before its planned end")
         return await _close(session, settings, incident, now=now, author=author)
 
 
@@ -356,6 +369,7 @@ async def reschedule_maintenance(
             raise MaintenanceError(f"maintenance #{incident_id} changed meanwhile: look at it again")
         incident.scheduled_start_at, incident.scheduled_end_at = new_start, new_end
         phase = ("extended" if new_end > old_end else "shortened") if running else "rescheduled"
+        record(session, "maintenance.reschedule", f"incident:{incident_id}", f"{phase}: {_window(incident)}")
         return await tell_those_told(
             session, settings, incident, phase=phase, running=running, author=author, now=now,
             previous_starts_at=old_start, previous_ends_at=old_end,
@@ -375,6 +389,12 @@ async def cancel_maintenance(
         if not await _take(session, incident_id, expected=incident.status, status="cancelled"):
             raise MaintenanceError(f"maintenance #{incident_id} changed meanwhile: look at it again")
         incident.status, incident.resolved_at = "cancelled", now
+        record(
+            session,
+            "maintenance.cancel",
+            f"incident:{incident_id}",
+            "running" if running else "before it began",
+        )
         return await tell_those_told(
             session, settings, incident, phase="cancelled", running=running, author=author, now=now,
         )  # fmt: skip

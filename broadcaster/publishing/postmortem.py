@@ -24,6 +24,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.compose.render import Composer, format_when, impact_words, status_words
 from broadcaster.config import Settings
 from broadcaster.delivery import outbox
@@ -280,6 +281,7 @@ async def save_postmortem(session: AsyncSession, incident_id: int, markdown: str
     incident = await _load_resolved(session, incident_id)
     incident.postmortem = markdown.strip() + "\n"
     session.add(incident)
+    record(session, "postmortem.save", f"incident:{incident_id}", f"{len(incident.postmortem)} characters")
     await session.commit()
     await session.refresh(incident)
     return incident

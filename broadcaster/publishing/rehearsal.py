@@ -26,6 +26,7 @@ from sqlalchemy import update as sql_update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.config import Settings
 from broadcaster.db import writing
 from broadcaster.delivery import outbox
@@ -186,6 +187,8 @@ async def delete_rehearsal(
             monitored = sql_update(MonitorAlert).where(col(MonitorAlert.incident_id) == incident_id)
             await connection.execute(monitored.values(incident_id=None))
             await delete(Incident, col(Incident.id) == incident_id)
+            summary = f"{incident.title}: {updates} updates, {deliveries} deliveries, {captured} captured"
+            record(session, "rehearsal.delete", f"incident:{incident_id}", summary)
             await connection.run_sync(refresh_component_statuses_sync, now)  # an open rehearsal held some
             await session.commit()
         except BaseException:

@@ -12,7 +12,7 @@ rolls it all back. Incidents, maintenance notices and postmortems are all publis
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from broadcaster.auth.audit import record
 from broadcaster.compose.lint import Finding, has_errors
 from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
@@ -215,6 +216,12 @@ async def write_update(
     session.add(incident)
     await session.flush()
     await connection.run_sync(refresh_component_statuses_sync, now)
+    record(
+        session,
+        _action(kind, is_first),
+        f"incident:{incident.id}",
+        _summary(draft, counts, rendered.findings),
+    )
     return Published(
         incident=incident,
         update=update,
@@ -222,6 +229,30 @@ async def write_update(
         findings=rendered.findings,
         fallbacks=fallbacks(rendered.untranslated, readers),
     )
+
+
+def _action(kind: MessageKind, is_first: bool) -> str:
+    if kind == "update":
+        return "incident.open" if is_first else "incident.update"
+    return {
+        "resolved": "incident.resolve",
+        "maintenance_notice": "maintenance.notice",
+        "postmortem": "postmortem.publish",
+    }.get(kind, f"incident.{kind}")
+
+
+def _summary(draft: UpdateDraft, counts: Mapping[str, int], findings: Sequence[Finding]) -> str:
+    """`investigating, 812 deliveries (email 800, telegram 12)`, and what a forced publication overrode."""
+    per_channel = ", ".join(f"{channel} {n}" for channel, n in counts.items() if n)
+    summary = f"{draft.status or draft.phase}, {sum(counts.values())} deliveries" + (
+        f" ({per_channel})" if per_channel else ""
+    )
+    overridden = sorted({f.rule for f in findings if f.severity == "error"})
+    if overridden:
+        summary += f"; forced past {', '.join(overridden)}"
+        if draft.force_reason:
+            summary += f" because: {draft.force_reason}"
+    return summary
 
 
 async def _write_deliveries(

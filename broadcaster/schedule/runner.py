@@ -29,6 +29,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
+from broadcaster.auth.audit import Actor, acting_as
 from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
@@ -79,6 +80,10 @@ async def fire(database_url: str, job: PlannedJob) -> None:
     await scheduler.run_job(job)
 
 
+#: Who the audit log says did what a scheduled job did (a reminder, a maintenance's notices).
+SCHEDULER = Actor("scheduler")
+
+
 class Scheduler:
     """Plans and fires the jobs of one database. `clock` is injectable (tests), `on_queued` wakes
     the dispatch workers for the channels a job queued messages on."""
@@ -108,7 +113,8 @@ class Scheduler:
     async def run_job(self, job: PlannedJob) -> str:
         """Run `job` now (APScheduler fired it, or `run_due` found it due); its outcome."""
         try:
-            return await execute(self._context, job, self._clock())
+            with acting_as(SCHEDULER):
+                return await execute(self._context, job, self._clock())
         except Exception:  # one job failing must not stop the others; the next sync plans it again
             log.exception("scheduled %s for incident #%d failed", job.kind, job.incident_id)
             return "failed"

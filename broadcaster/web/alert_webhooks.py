@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from broadcaster.alerts.drafts import act_on_alerts
 from broadcaster.alerts.payloads import read_alerts
+from broadcaster.auth.audit import Actor, acting_as
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import utcnow
@@ -63,7 +64,8 @@ def alert_router(
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         async with sessions() as session:
-            handled = await act_on_alerts(session, settings, source, alerts, utcnow())
+            with acting_as(Actor(f"monitor:{source}", request.client.host if request.client else "")):
+                handled = await act_on_alerts(session, settings, source, alerts, utcnow())
         if (handled.drafted or handled.told) and on_alert is not None:
             on_alert()
         return {"alerts": len(alerts), **handled.as_dict()}

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlmodel import col, select
 
+from broadcaster.auth.roles import Permission
 from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory, create_engine, session_factory
@@ -29,11 +30,14 @@ from broadcaster.schedule.runner import SchedulerThread
 from broadcaster.web.alert_webhooks import alert_router
 from broadcaster.web.api_docs import serve_docs
 from broadcaster.web.feed import feed_router
-from broadcaster.web.inbox_api import inbox_router, staff_router
+from broadcaster.web.inbox_api import inbox_router
 from broadcaster.web.maintenance import maintenance_router
 from broadcaster.web.pages import STATIC_DIR
 from broadcaster.web.public import public_router
 from broadcaster.web.schedule_api import schedule_router
+from broadcaster.web.staff_api import staff_api_router
+from broadcaster.web.staff_gate import StaffGate, needs
+from broadcaster.web.staff_pages import staff_pages_router
 from broadcaster.web.surface import SecurityHeaders, redirect_slashes_to
 from broadcaster.web.unsubscribe import unsubscribe_router
 from broadcaster.web.webhooks import webhook_router
@@ -74,11 +78,11 @@ def inbound_email_listener(
     )  # fmt: skip
 
 
-def metrics_router(settings: Settings, sessions: SessionFactory, metrics: Metrics) -> APIRouter:
-    """`GET /metrics` for Prometheus, behind the staff bearer token: queue sizes are not public."""
-    router = staff_router(settings, "")
+def metrics_router(gate: StaffGate, sessions: SessionFactory, metrics: Metrics) -> APIRouter:
+    """`GET /metrics` for Prometheus, with a token that may read incidents: queue sizes are not public."""
+    router = gate.router()
 
-    @router.get("/metrics", response_class=Response)
+    @router.get("/metrics", response_class=Response, **needs(Permission.INCIDENTS_READ))
     async def scrape() -> Response:
         return Response(await metrics.scrape(sessions), media_type=CONTENT_TYPE)
 
@@ -222,8 +226,11 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
 
     app.include_router(alert_router(settings, sessions, staff_alerted if dispatch else None))
-    app.include_router(schedule_router(settings, sessions))
-    app.include_router(inbox_router(settings, sessions, dispatcher.wake if dispatch else None))
+    gate = StaffGate(settings, sessions)
+    app.include_router(staff_pages_router(settings, sessions, gate))
+    app.include_router(schedule_router(settings, sessions, gate))
+    app.include_router(inbox_router(settings, sessions, gate, dispatcher.wake if dispatch else None))
+    app.include_router(staff_api_router(settings, sessions, gate))
     if settings.server.metrics:
-        app.include_router(metrics_router(settings, sessions, metrics))
+        app.include_router(metrics_router(gate, sessions, metrics))
     return app

@@ -9,15 +9,13 @@ Errors: 401 bad or missing token, 404 unknown conversation, 400 a refused action
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, Security
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPBearer
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from broadcaster.auth.roles import Permission
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.inbox import actions as inbox_actions
@@ -29,6 +27,7 @@ from broadcaster.inbox.actions import (
 )
 from broadcaster.inbox.filing import conversation_dict, conversation_with_messages, message_dict
 from broadcaster.web.ids import RowId, RowIdFilter
+from broadcaster.web.staff_gate import StaffGate, needs, principal_of
 
 JsonObject = dict[str, object]
 T = TypeVar("T")
@@ -43,7 +42,7 @@ class ReplyBody(_Body):
 
     text: str | None = Field(default=None, max_length=MAX_TEXT)
     canned: str | None = Field(default=None, max_length=64)
-    author: str = Field(min_length=1, max_length=120)
+    author: str | None = Field(default=None, min_length=1, max_length=120)  # default: the caller's name
 
 
 class AssignBody(_Body):
@@ -55,57 +54,14 @@ class LabelsBody(_Body):
     remove: list[str] = Field(default_factory=list, max_length=50)
 
 
-def staff_route(settings: Settings) -> type[APIRoute]:
-    """A route class that checks the bearer token before anything else, even reading the body."""
-
-    def check(request: Request) -> None:
-        token = settings.api.token
-        if token is None:
-            raise HTTPException(
-                status_code=503,
-                detail="the staff API is closed: set [api] token in the configuration to open it",
-            )
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        given = given.strip()
-        expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not given or not hmac.compare_digest(given.encode(), expected):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    class StaffRoute(APIRoute):
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
-
-            async def guarded(request: Request) -> Response:
-                check(request)
-                response = await handler(request)
-                response.headers["Cache-Control"] = "no-store"  # customer messages: keep out of caches
-                return response
-
-            return guarded
-
-    return StaffRoute
-
-
-#: Declares the staff bearer scheme in /openapi.json; `staff_route` does the checking.
-STAFF_BEARER = HTTPBearer(auto_error=False, scheme_name="staffToken", description="[api] token")
-
-
-def staff_router(settings: Settings, prefix: str) -> APIRouter:
-    """A router whose every route needs the staff bearer token, declared as such in the OpenAPI."""
-    return APIRouter(prefix=prefix, route_class=staff_route(settings), dependencies=[Security(STAFF_BEARER)])
-
-
 def inbox_router(
-    settings: Settings, sessions: SessionFactory, wake: Callable[[str], None] | None = None
+    settings: Settings, sessions: SessionFactory, gate: StaffGate, wake: Callable[[str], None] | None = None
 ) -> APIRouter:
-    """The `/api/v1/inbox` routes, each behind the staff bearer token."""
-    router = staff_router(settings, "/api/v1/inbox")
+    """The `/api/v1/inbox` routes: reading needs inbox:read, answering and sorting inbox:write."""
+    router = gate.router("/api/v1/inbox")
+    read, write = needs(Permission.INBOX_READ), needs(Permission.INBOX_WRITE)
 
-    @router.get("")
+    @router.get("", **read)
     async def list_conversations(
         status: Literal["open", "pending", "closed"] | None = None,
         incident: RowIdFilter = None,
@@ -121,7 +77,7 @@ def inbox_router(
         )
         return [conversation_dict(c, m) for c, m in rows]
 
-    @router.get("/canned")
+    @router.get("/canned", **read)
     async def canned(locale: Annotated[str | None, Query(max_length=16)] = None) -> list[JsonObject]:
         """The canned replies, each rendered for the current state of things."""
         previews = await inbox_actions.canned_previews(
@@ -129,7 +85,7 @@ def inbox_router(
         )
         return [{"name": p.name, "text": p.text, "problem": p.problem} for p in previews]
 
-    @router.get("/{conversation_id}")
+    @router.get("/{conversation_id}", **read)
     async def show(conversation_id: RowId) -> JsonObject:
         """One conversation and every message in it, in order."""
         found = await conversation_with_messages(sessions, conversation_id)
@@ -138,35 +94,40 @@ def inbox_router(
         conversation, messages = found
         return conversation_dict(conversation) | {"messages": [message_dict(m) for m in messages]}
 
-    @router.post("/{conversation_id}/reply", status_code=202)
-    async def reply(conversation_id: RowId, body: ReplyBody) -> JsonObject:
+    @router.post("/{conversation_id}/reply", status_code=202, **write)
+    async def reply(conversation_id: RowId, body: ReplyBody, request: Request) -> JsonObject:
         """Queue an answer in the customer's thread (202: the dispatcher sends it)."""
         message = await _refusing_errors(
             inbox_actions.reply(
-                sessions, settings, conversation_id, text=body.text, canned=body.canned, author=body.author
+                sessions,
+                settings,
+                conversation_id,
+                text=body.text,
+                canned=body.canned,
+                author=body.author or principal_of(request).user.display_name,
             )
         )
         if wake is not None:  # in `serve`: send it now rather than at the next poll
             wake(message.channel)
         return message_dict(message)
 
-    @router.post("/{conversation_id}/assign")
+    @router.post("/{conversation_id}/assign", **write)
     async def assign(conversation_id: RowId, body: AssignBody) -> JsonObject:
         return conversation_dict(
             await _refusing_errors(inbox_actions.assign(sessions, conversation_id, body.assignee))
         )
 
-    @router.post("/{conversation_id}/labels")
+    @router.post("/{conversation_id}/labels", **write)
     async def labels(conversation_id: RowId, body: LabelsBody) -> JsonObject:
         return conversation_dict(
             await _refusing_errors(inbox_actions.label(sessions, conversation_id, body.add, body.remove))
         )
 
-    @router.post("/{conversation_id}/close")
+    @router.post("/{conversation_id}/close", **write)
     async def close(conversation_id: RowId) -> JsonObject:
         return conversation_dict(await _refusing_errors(inbox_actions.close(sessions, conversation_id)))
 
-    @router.post("/{conversation_id}/reopen")
+    @router.post("/{conversation_id}/reopen", **write)
     async def reopen(conversation_id: RowId) -> JsonObject:
         return conversation_dict(await _refusing_errors(inbox_actions.reopen(sessions, conversation_id)))
 

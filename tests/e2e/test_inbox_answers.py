@@ -30,6 +30,7 @@ from channels.base import InboundMessage
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, draft, live_settings, open_, resolve
 from tests.peers.telegram import TelegramPeer
+from tests.staff import bearer, staff_token
 
 pytestmark = pytest.mark.slow
 CUSTOMERS = 500
@@ -236,13 +237,13 @@ async def test_an_agents_api_reply_goes_out_in_the_thread_and_silences_the_bot(
 ) -> None:
     chat = 6060
     with TelegramPeer() as telegram:
-        settings = make_settings(database_url, api={"token": "staff-api-token"}, channels={"telegram": {
+        settings = make_settings(database_url, channels={"telegram": {
             "token": TOKEN, "base_url": telegram.base_url, "webhook_secret": SECRET,
             "rate_per_second": 0, "per_chat_interval_seconds": 0,
         }})  # fmt: skip
         app = create_app(settings)
         hook = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
-        staff = {"Authorization": "Bearer staff-api-token"}
+        staff = bearer(await staff_token(sessions, "agent"))
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,

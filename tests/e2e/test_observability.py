@@ -30,10 +30,10 @@ from tests.e2e.helpers import TOKEN, draft, open_, people, subscribe
 from tests.peers.smtp import SmtpPeer, free_port
 from tests.peers.telegram import TelegramPeer
 from tests.served import served
+from tests.staff import bearer, staff_token
 
 pytestmark = pytest.mark.slow
 
-API_TOKEN = "metrics-token-for-tests"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 TELEGRAM_UPDATE = Path(__file__).parents[1] / "payloads" / "telegram" / "status_question.json"
 # Hostile text in an update: markup, a log-injection attempt, an address. None of it may reach a log.
@@ -89,7 +89,6 @@ def peer_settings(
     return make_settings(
         database_url,
         server={"metrics": metrics},
-        api={"token": API_TOKEN},
         dispatch=dispatch,
         channels={
             "email": {"host": "127.0.0.1", "port": smtp_port, "security": "none"},
@@ -101,8 +100,10 @@ def peer_settings(
     )  # fmt: skip
 
 
-async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = await client.get("/metrics", headers={"Authorization": f"Bearer {API_TOKEN}"})
+async def scrape(
+    client: httpx.AsyncClient, token: str
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await client.get("/metrics", headers=bearer(token))
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return samples(response.text)
@@ -127,11 +128,12 @@ async def test_metrics_count_a_broadcast_the_inbox_and_the_bots_answer(
     log_lines: io.StringIO,
 ) -> None:
     settings = peer_settings(database_url, smtp.port, telegram)
+    token = await staff_token(sessions, "viewer")  # Prometheus's: a viewer may read the metrics
     await subscribe(sessions, settings, people(40))  # 20 addresses, 20 chats
     queued = create_app(settings, dispatch=False)
     async with served(queued, "http://t") as client:
         await open_hostile(sessions, settings)
-        before = await scrape(client)
+        before = await scrape(client, token)
     assert value(before, "broadcaster_queue_depth", channel="email", status="pending") == 20
     assert (
         value(before, "broadcaster_queue_depth", channel="telegram", status="pending") == 21
@@ -153,7 +155,7 @@ async def test_metrics_count_a_broadcast_the_inbox_and_the_bots_answer(
         found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
 
         async def settled() -> bool:
-            found.update(await scrape(client))
+            found.update(await scrape(client, token))
             return value(found, "broadcaster_deliveries_total", channel="telegram", outcome="sent") == 22
 
         deadline = time.monotonic() + 10
@@ -174,19 +176,20 @@ async def test_metrics_count_a_broadcast_the_inbox_and_the_bots_answer(
         "en panne",
         "5512873391",
         "Payment down",
-        API_TOKEN,
+        token,
         WEBHOOK_SECRET,
     ):
         assert secret not in logged
 
 
 async def test_metrics_is_off_by_default_and_needs_the_staff_token(
-    database_url: str, smtp: SmtpPeer, telegram: TelegramPeer
+    database_url: str, sessions: SessionFactory, smtp: SmtpPeer, telegram: TelegramPeer
 ) -> None:
     settings = peer_settings(database_url, smtp.port, telegram)
+    token = await staff_token(sessions, "viewer")
     off = peer_settings(database_url, smtp.port, telegram, metrics=False)
     for app, headers, status in [
-        (create_app(off, dispatch=False), {"Authorization": f"Bearer {API_TOKEN}"}, 404),
+        (create_app(off, dispatch=False), bearer(token), 404),
         (create_app(settings, dispatch=False), {}, 401),
         (create_app(settings, dispatch=False), {"Authorization": "Bearer wrong"}, 401),
     ]:
