@@ -236,7 +236,7 @@ class ServerSettings(_Section):
     limit_concurrency: Annotated[int, Field(ge=1)] = 1000
     keep_alive_seconds: Annotated[int, Field(ge=1)] = 5
     log_format: Literal["text", "json"] = "text"  # our log lines: key=value text or one JSON object each
-    metrics: bool = False  # GET /metrics, behind the [api] token: queue sizes are not for the public
+    metrics: bool = False  # GET /metrics, for a token that reads incidents: queue sizes are not public
 
 
 class DatabaseSettings(_Section):

@@ -112,6 +112,7 @@ def test_cli_changes_name_the_unix_user_and_the_person_they_claim_to_be(workdir:
 def test_a_forced_publication_keeps_what_it_overrode_in_the_audit_log(workdir: Path) -> None:
     blame = "Le paiement échoue. Vérifiez votre connexion, nous enquêtons."
     ok("incident", "open", "--title", "Paiement", "--component", "payment", "--message", blame,
-       "--impact", "major", "--force", "--no-wait")  # fmt: skip
+       "--impact", "major", "--force", "--reason", "the CEO's wording, approved", "--no-wait")  # fmt: skip
     (opened,) = [r for r in audit_rows(workdir) if r[1] == "incident.open"]
     assert "forced past" in opened[3] and "blame" in opened[3]
+    assert opened[3].endswith("because: the CEO's wording, approved")

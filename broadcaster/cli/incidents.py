@@ -21,6 +21,7 @@ from broadcaster.cli.options import (
     CompensationTranslation,
     Eta,
     Force,
+    ForceReason,
     Message,
     NextUpdate,
     NoWait,
@@ -188,6 +189,7 @@ def open_(
     answer_conversations: AnswerConversations = True,
     holding_messages: HoldingMessages = True,
     force: Force = False,
+    reason: ForceReason = "",
     no_wait: NoWait = False,
     as_json: AsJson = False,
 ) -> None:
@@ -198,6 +200,7 @@ def open_(
     settings = state(ctx).settings
     draft = build_draft(
         settings,
+        force_reason=reason,
         status=status,
         message=message,
         translation=translation,
@@ -250,6 +253,7 @@ def publish(
     alternative_translation: AlternativeTranslation = None,
     channel: Channels = None,
     force: Force = False,
+    reason: ForceReason = "",
     no_wait: NoWait = False,
     as_json: AsJson = False,
 ) -> None:
@@ -260,6 +264,7 @@ def publish(
     settings = state(ctx).settings
     draft = build_draft(
         settings,
+        force_reason=reason,
         status=status,
         message=message,
         translation=translation,
@@ -339,6 +344,7 @@ def update_(
     alternative_translation: AlternativeTranslation = None,
     channel: Channels = None,
     force: Force = False,
+    reason: ForceReason = "",
     no_wait: NoWait = False,
     as_json: AsJson = False,
 ) -> None:
@@ -347,6 +353,7 @@ def update_(
     settings = state(ctx).settings
     draft = build_draft(
         settings,
+        force_reason=reason,
         status=status or "",
         message=message,
         translation=translation,
@@ -380,6 +387,7 @@ def resolve_(
     channel: Channels = None,
     answer_conversations: AnswerConversations = True,
     force: Force = False,
+    reason: ForceReason = "",
     no_wait: NoWait = False,
     as_json: AsJson = False,
 ) -> None:
@@ -387,6 +395,7 @@ def resolve_(
     settings = state(ctx).settings
     draft = build_draft(
         settings,
+        force_reason=reason,
         status="resolved",
         message=message,
         translation=translation,

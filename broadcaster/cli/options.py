@@ -43,6 +43,7 @@ Alternative = Annotated[
 ]
 Channels = Annotated[list[str] | None, typer.Option("--channel", help="Only these channels (repeatable).")]
 Force = Annotated[bool, typer.Option("--force", help="Publish even if the crisis linter finds errors.")]
+ForceReason = Annotated[str, typer.Option("--reason", help="Why --force: kept in the audit log.")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="Only queue the deliveries; `serve` sends them.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -77,6 +78,7 @@ def build_draft(
     channels: list[str] | None = None,
     alternative_translation: list[str] | None = None,
     compensation_translation: list[str] | None = None,
+    force_reason: str = "",
 ) -> UpdateDraft:
     now, brand = utcnow(), settings.brand
     return UpdateDraft(
@@ -92,6 +94,7 @@ def build_draft(
         alternative_translations=parse_translations(alternative_translation, "--alternative-translation"),
         compensation_translations=parse_translations(compensation_translation, "--compensation-translation"),
         channels=tuple(channels or ()),
+        force_reason=force_reason.strip()[:300],
     )
 
 

@@ -1,9 +1,9 @@
 """The staff API of the shared inbox (`/api/v1/inbox`): what `broadcaster inbox` does, over HTTP.
 
-Every route needs `Authorization: Bearer <[api] token>`. Without a configured token the API
-stays closed (503): customer messages are never served to an unauthenticated caller. Answers
-are JSON only, so a customer's `<script>` comes back as a JSON string, never as a page.
-Errors: 401 bad or missing token, 404 unknown conversation, 400 a refused action (the
+Every route needs a user's token or session with `inbox:read` (reading) or `inbox:write`
+(answering, sorting): customer messages are never served to anyone else. Answers are JSON only,
+so a customer's `<script>` comes back as a JSON string, never as a page. Errors: 401 no or
+a bad token, 403 a role that may not, 404 unknown conversation, 400 a refused action (the
 `InboxError` message), 422 a malformed request naming the field.
 """
 
