@@ -34,6 +34,7 @@ __all__ = [
     "Message",
     "MonitorAlert",
     "NOT_OPEN",
+    "OpenRequest",
     "PaceSlot",
     "PollCursor",
     "RecoveryCode",
@@ -525,3 +526,17 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=64)  # incident.publish, inbox.reply, user.add…
     object: str = Field(max_length=120, index=True)  # incident:12, conversation:4, user:ana@shop.fr…
     summary: str = Field(default="", max_length=300)
+
+
+class OpenRequest(SQLModel, table=True):
+    """An `Idempotency-Key` an incident was opened with, per caller: the same key again opens nothing."""
+
+    __tablename__ = "open_request"
+    __table_args__ = (sa.UniqueConstraint("owner", "key", name="uq_open_request_owner_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=200)  # who sent it: a user's e-mail, or the CLI's actor
+    key: str = Field(max_length=200)
+    fingerprint: str = Field(max_length=64)  # sha256 of the request: a key reused for another is refused
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    created_at: datetime = _created()

@@ -16,6 +16,7 @@ from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import Conversation, Delivery, Message
 from broadcaster.web.inbox_api import inbox_router
+from broadcaster.web.problems import install_problem_details
 from broadcaster.web.staff_gate import StaffGate
 from tests.conftest import make_settings
 from tests.e2e.helpers import draft, open_
@@ -30,6 +31,7 @@ def client_for(
     settings: Settings, sessions: SessionFactory
 ) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     app = FastAPI()
+    install_problem_details(app)
     app.include_router(inbox_router(settings, sessions, StaffGate(settings, sessions)))
     return served(app)
 
@@ -252,7 +254,11 @@ async def test_malformed_requests_are_422_naming_the_field(
 ) -> None:
     response = await api.request(method, path.format(cid=cid), json=body)
     assert response.status_code == 422, response.text
-    assert [error["loc"][:2] for error in response.json()["detail"]] == [field]
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and problem["instance"] == path.format(cid=cid).split("?")[0]
+    assert [error["loc"][:2] for error in problem["errors"]] == [field]
+    assert problem["detail"].startswith(".".join(field))
     await nothing_changed(sessions, cid)
 
 
@@ -270,4 +276,4 @@ async def test_an_incident_filter_no_row_can_have_is_a_422_naming_it(
 ) -> None:
     response = await api.get("/api/v1/inbox", params={"incident": incident})
     assert response.status_code == 422
-    assert [error["loc"] for error in response.json()["detail"]] == [["query", "incident"]]
+    assert [error["field"] for error in response.json()["errors"]] == ["query.incident"]

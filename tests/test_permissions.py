@@ -95,7 +95,10 @@ async def test_each_role_reaches_exactly_what_its_permissions_allow(
                     assert response.status_code not in (401, 403), (role, method, route.path, response.text)
                 else:
                     assert response.status_code == 403, (role, method, route.path, response.status_code)
-                    assert f"{role} may not" in response.json()["detail"]
+                    assert response.headers["content-type"] == "application/problem+json"
+                    problem = response.json()
+                    assert f"{role} may not" in problem["detail"] and problem["status"] == 403
+                    assert problem["instance"] == _filled(route.path)
                 if response.is_success:
                     assert response.headers["cache-control"] == "no-store"
     assert len(matrix) >= 16  # inbox, schedule, metrics, me, audit, users, tokens

@@ -8,16 +8,21 @@ from typing import Annotated
 import typer
 from rich.panel import Panel
 from rich.table import Table
-from sqlmodel import col, select
 
-from broadcaster.cli.options import AsJson, iso, row_number
+from broadcaster.cli.options import AsJson, row_number
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import delivery_table
-from broadcaster.delivery import outbox
 from broadcaster.inbox.spikes import publish_command
 from broadcaster.localtime import local_time
 from broadcaster.models import Incident, IncidentUpdate
+from broadcaster.publishing.incident_reads import (
+    IncidentTimeline,
+    incident_dict,
+    incident_timeline,
+    list_incidents,
+    timeline_dict,
+)
 from broadcaster.publishing.update_writer import changes_between
 
 
@@ -30,16 +35,12 @@ def list_(
     settings = state(ctx).settings
 
     async def fetch() -> list[Incident]:
-        async with open_runtime(settings) as runtime, runtime.sessions() as session:
-            # Maintenance windows have their own list (`maintenance list`).
-            statement = select(Incident).where(Incident.kind == "incident").order_by(col(Incident.id).desc())
-            if not all_:
-                statement = statement.where(Incident.status != "resolved")
-            return list(await session.exec(statement))
+        async with open_runtime(settings) as runtime:  # maintenance windows: `maintenance list`
+            return await list_incidents(runtime.sessions, include_over=all_, limit=10_000)
 
     incidents = run(fetch())
     if as_json:
-        console.print_json(json.dumps([_incident_dict(i) for i in incidents]))
+        console.print_json(json.dumps([incident_dict(i) for i in incidents]))
         return
     zone = settings.brand.timezone
     table = Table(title=f"Incidents ({zone})" if all_ else f"Open incidents and drafts ({zone})")
@@ -61,67 +62,23 @@ def list_(
 DRAFT_LABEL = "[bold yellow]draft (not public)[/]"
 
 
-def _incident_dict(i: Incident) -> dict[str, object]:
-    return {
-        "id": i.id,
-        "title": i.title,
-        "status": i.status,
-        "impact": i.impact,
-        "kind": i.kind,
-        "components": i.components,
-        "created_at": iso(i.created_at),
-        "resolved_at": iso(i.resolved_at),
-        "next_update_at": iso(i.next_update_at),
-        "compensation": i.compensation,
-        "answer_conversations": i.answer_conversations,
-        "holding_messages": i.holding_messages,
-        "notes": i.notes,
-    }
-
-
 def show(
     ctx: typer.Context, incident_id: Annotated[int, row_number("Incident number.")], as_json: AsJson = False
 ) -> None:
     """An incident's timeline: every update and its deliveries (times in the brand's time zone)."""
 
-    async def fetch() -> tuple[Incident | None, list[IncidentUpdate], dict[str, dict[str, int]]]:
-        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
-            incident = await session.get(Incident, incident_id)
-            updates = list(
-                await session.exec(
-                    select(IncidentUpdate)
-                    .where(IncidentUpdate.incident_id == incident_id)
-                    .order_by(col(IncidentUpdate.id))
-                )
-            )
-            counts = await outbox.counts_by_channel(session, [u.id for u in updates if u.id])
-            return incident, updates, counts
+    async def fetch() -> IncidentTimeline | None:
+        async with open_runtime(state(ctx).settings) as runtime:
+            return await incident_timeline(runtime.sessions, incident_id)
 
-    incident, updates, counts = run(fetch())
-    if incident is None:
+    timeline = run(fetch())
+    if timeline is None:
         fail(f"no incident #{incident_id}")
         return
     if as_json:
-        data = _incident_dict(incident) | {
-            "updates": [
-                {
-                    "id": u.id,
-                    "kind": u.kind,
-                    "status": u.status,
-                    "messages": u.messages,
-                    "created_at": iso(u.created_at),
-                    "eta_at": iso(u.eta_at),
-                    "next_update_at": iso(u.next_update_at),
-                    "channels": u.channels,
-                    "impact": u.impact,
-                    "components": u.components,
-                }
-                for u in updates
-            ],
-            "deliveries": counts,
-        }
-        console.print_json(json.dumps(data))
+        console.print_json(json.dumps(timeline_dict(timeline)))
         return
+    incident, updates, counts = timeline.incident, timeline.updates, timeline.deliveries
     status = DRAFT_LABEL if incident.status == "draft" else incident.status
     console.print(
         outside(f"#{incident.id} {incident.title}", "bold")

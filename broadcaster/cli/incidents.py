@@ -28,7 +28,6 @@ from broadcaster.cli.options import (
     TitleTranslation,
     Translation,
     build_draft,
-    finding_dict,
     parse_translations,
     row_number,
 )
@@ -48,6 +47,7 @@ from broadcaster.delivery import outbox
 from broadcaster.delivery.dispatch import Dispatcher
 from broadcaster.delivery.runtimes import build_channels
 from broadcaster.models import Incident
+from broadcaster.publishing.incident_reads import published_dict
 from broadcaster.publishing.incidents import (
     LintRefused,
     Published,
@@ -118,23 +118,7 @@ def _report(
 ) -> None:
     incident, update = published.incident, published.update
     if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "incident_id": incident.id,
-                    "update_id": update.id,
-                    "status": update.status,
-                    "deliveries": counts if counts is not None else published.deliveries,
-                    "findings": [
-                        f.__dict__ if hasattr(f, "__dict__") else finding_dict(f) for f in published.findings
-                    ],
-                    "fallbacks": [
-                        {"locale": f.locale, "subscribers": f.readers, "missing": list(f.missing)}
-                        for f in published.fallbacks
-                    ],
-                }
-            )
-        )
+        console.print_json(json.dumps(published_dict(published, counts)))
         return
     if published.findings:
         console.print(finding_lines(published.findings))

@@ -100,10 +100,3 @@ def build_draft(
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def finding_dict(finding: object) -> dict[str, object]:
-    return {
-        name: getattr(finding, name)
-        for name in ("rule", "severity", "message", "locale", "channel", "excerpt")
-    }

@@ -19,7 +19,6 @@ from broadcaster.cli.options import (
     TitleTranslation,
     Translation,
     build_draft,
-    finding_dict,
     parse_translations,
 )
 from broadcaster.cli.runtime import console, open_runtime, run, state, user_errors
@@ -30,6 +29,7 @@ from broadcaster.db import DatabaseNotReady
 from broadcaster.delivery.audience import readers_by_locale
 from broadcaster.message import MessageKind
 from broadcaster.publishing.drafting import fallbacks, preview
+from broadcaster.publishing.preview_document import preview_dict
 
 
 async def _readers(settings: Settings, channels: list[str], components: list[str]) -> dict[str, int]:
@@ -99,25 +99,7 @@ def register(root: typer.Typer) -> None:
         )
         fallback = fallbacks(result.untranslated, run(_readers(settings, list(result.renders), component)))
         if as_json:
-            console.print_json(
-                json.dumps(
-                    {
-                        "renders": {
-                            ch: {
-                                loc: {"title": m.title, "parts": list(m.parts), "html": m.html}
-                                for loc, m in per.items()
-                            }
-                            for ch, per in result.renders.items()
-                        },
-                        "findings": [finding_dict(f) for f in result.findings],
-                        "untranslated": {loc: list(names) for loc, names in result.untranslated.items()},
-                        "fallbacks": [
-                            {"locale": f.locale, "subscribers": f.readers, "missing": list(f.missing)}
-                            for f in fallback
-                        ],
-                    }
-                )
-            )
+            console.print_json(json.dumps(preview_dict(result, fallback)))
             return
         for per_locale in result.renders.values():
             for message_ in per_locale.values():

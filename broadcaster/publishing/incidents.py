@@ -10,7 +10,7 @@ update, or discarded.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import delete as sql_delete
@@ -21,9 +21,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from broadcaster.auth.audit import record
 from broadcaster.compose.render import Composer
 from broadcaster.config import Settings
+from broadcaster.errors import NotFound
 from broadcaster.inbox.resolution_answers import answer_linked_conversations
 from broadcaster.inbox.spikes import SPIKE_INTENTS
-from broadcaster.models import Conversation, Incident, Message, MonitorAlert, utcnow
+from broadcaster.models import Conversation, Incident, Message, MonitorAlert, OpenRequest, utcnow
 from broadcaster.publishing.drafting import (
     LintRefused,
     PublishError,
@@ -45,11 +46,14 @@ __all__ = [
     "IMPACTS",
     "INCIDENT_STATUSES",
     "LintRefused",
+    "OpenKey",
     "PublishError",
+    "UnknownIncident",
     "Published",
     "UpdateDraft",
     "discard_draft",
     "open_incident",
+    "opened_with",
     "post_update",
     "promised_update_at",
     "publish_draft",
@@ -107,8 +111,12 @@ async def open_incident(
     force: bool = False,
     answer_conversations: bool = True,
     holding_messages: bool = True,
+    open_key: OpenKey | None = None,
 ) -> Published:
     """Create an incident and publish its first update to every enabled channel.
+
+    `open_key`: the caller's idempotency key, written with the incident — a second opening with the
+    same key fails on its unique constraint and writes nothing (`opened_with` finds the first).
 
     `title_translations`: the title in other locales. `answer_conversations=False`: customers who
     wrote about it get no personal answer. `holding_messages=False`: a missed next-update promise
@@ -128,15 +136,38 @@ async def open_incident(
         await add_missing_components(session, settings)
         session.add(incident)
         await session.flush()
+        assert incident.id is not None
+        if open_key is not None:
+            session.add(OpenRequest(owner=open_key.owner, key=open_key.key,
+                                    fingerprint=open_key.fingerprint, incident_id=incident.id))  # fmt: skip
         return await write_update(
             session, settings, composer, incident, draft, "update", is_first=True, force=force
         )
 
 
+@dataclass(frozen=True, slots=True)
+class OpenKey:
+    """An idempotency key: who sent it, the key, and a fingerprint of what they asked for."""
+
+    owner: str
+    key: str
+    fingerprint: str
+
+
+async def opened_with(session: AsyncSession, owner: str, key: str) -> OpenRequest | None:
+    """The earlier opening with this caller's key, if any."""
+    statement = select(OpenRequest).where(OpenRequest.owner == owner, OpenRequest.key == key)
+    return (await session.exec(statement)).first()
+
+
+class UnknownIncident(PublishError, NotFound):
+    """No incident has this number."""
+
+
 async def _load_draft(session: AsyncSession, incident_id: int) -> Incident:
     incident = await session.get(Incident, incident_id)
     if incident is None or incident.kind != "incident":
-        raise PublishError(f"no incident #{incident_id}")
+        raise UnknownIncident(f"no incident #{incident_id}")
     if incident.status != "draft":
         raise PublishError(f"incident #{incident_id} is not a draft (it is {incident.status})")
     return incident
@@ -247,7 +278,7 @@ async def discard_draft(session: AsyncSession, incident_id: int) -> Incident:
 async def _load_open(session: AsyncSession, incident_id: int) -> Incident:
     incident = await session.get(Incident, incident_id)
     if incident is None or incident.kind != "incident":
-        raise PublishError(f"no incident #{incident_id}")
+        raise UnknownIncident(f"no incident #{incident_id}")
     if incident.status == "resolved":
         raise PublishError(f"incident #{incident_id} is already resolved")
     if incident.status == "draft":

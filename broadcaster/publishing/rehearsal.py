@@ -39,6 +39,7 @@ from broadcaster.models import (
     IncidentUpdate,
     Message,
     MonitorAlert,
+    OpenRequest,
     Rendition,
     ScheduledRun,
     utcnow,
@@ -186,6 +187,7 @@ async def delete_rehearsal(
             unlinked = await connection.execute(unlink.values(incident_id=None))
             monitored = sql_update(MonitorAlert).where(col(MonitorAlert.incident_id) == incident_id)
             await connection.execute(monitored.values(incident_id=None))
+            await delete(OpenRequest, col(OpenRequest.incident_id) == incident_id)
             await delete(Incident, col(Incident.id) == incident_id)
             summary = f"{incident.title}: {updates} updates, {deliveries} deliveries, {captured} captured"
             record(session, "rehearsal.delete", f"incident:{incident_id}", summary)

@@ -29,10 +29,13 @@ from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.schedule.runner import SchedulerThread
 from broadcaster.web.alert_webhooks import alert_router
 from broadcaster.web.api_docs import serve_docs
+from broadcaster.web.events_api import events_router
 from broadcaster.web.feed import feed_router
 from broadcaster.web.inbox_api import inbox_router
+from broadcaster.web.incidents_api import incidents_router
 from broadcaster.web.maintenance import maintenance_router
 from broadcaster.web.pages import STATIC_DIR
+from broadcaster.web.problems import install_problem_details
 from broadcaster.web.public import public_router
 from broadcaster.web.schedule_api import schedule_router
 from broadcaster.web.staff_api import staff_api_router
@@ -226,11 +229,14 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
 
     app.include_router(alert_router(settings, sessions, staff_alerted if dispatch else None))
+    install_problem_details(app)
     gate = StaffGate(settings, sessions)
     app.include_router(staff_pages_router(settings, sessions, gate))
     app.include_router(schedule_router(settings, sessions, gate))
     app.include_router(inbox_router(settings, sessions, gate, dispatcher.wake if dispatch else None))
     app.include_router(staff_api_router(settings, sessions, gate))
+    app.include_router(incidents_router(settings, sessions, gate, dispatcher.wake if dispatch else None))
+    app.include_router(events_router(sessions, gate))
     if settings.server.metrics:
         app.include_router(metrics_router(gate, sessions, metrics))
     return app
