@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlmodel import col, select
 from typer.core import TyperGroup
 
 from broadcaster.cli.options import AsJson, row_number
@@ -21,8 +20,8 @@ from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, fail, open_runtime, run, state, user_errors
 from broadcaster.cli.views import delivery_table
 from broadcaster.delivery import channel_pause, outbox
+from broadcaster.delivery.delivery_reads import DeliveryReport, delivery_dict, incident_deliveries
 from broadcaster.delivery.requeue import Requeued, requeue
-from broadcaster.models import ChannelPause, Delivery, Incident, IncidentUpdate
 
 
 class _ShowByDefault(TyperGroup):
@@ -56,36 +55,15 @@ def deliveries(
 ) -> None:
     """Where every message of an incident stands, and why the failed ones failed."""
 
-    async def fetch() -> tuple[dict[str, dict[str, int]], list[Delivery], dict[str, ChannelPause]] | None:
-        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
-            if await session.get(Incident, incident_id) is None:
-                return None
-            update_ids = [
-                i
-                for i in await session.exec(
-                    select(IncidentUpdate.id).where(IncidentUpdate.incident_id == incident_id)
-                )
-                if i is not None
-            ]
-            counts = await outbox.counts_by_channel(session, update_ids)
-            pauses = await channel_pause.paused(session)
-            troubled = list(
-                await session.exec(
-                    select(Delivery)
-                    .where(col(Delivery.update_id).in_(update_ids))
-                    .where(col(Delivery.last_error) != "")
-                    .where(col(Delivery.status).not_in(outbox.DELIVERED))
-                    .order_by(col(Delivery.id))
-                    .limit(problems)
-                )
-            )
-            return counts, troubled, pauses
+    async def fetch() -> DeliveryReport | None:
+        async with open_runtime(state(ctx).settings) as runtime:
+            return await incident_deliveries(runtime.sessions, incident_id, limit=problems)
 
     result = run(fetch())
     if result is None:
         fail(f"no incident #{incident_id}")
         return
-    counts, troubled, pauses = result
+    counts, troubled, pauses = result.counts, result.rows, result.pauses
     timezone = state(ctx).settings.brand.timezone
     paused = {
         channel: channel_pause.describe(pauses[channel], timezone) for channel in counts if channel in pauses
@@ -97,19 +75,7 @@ def deliveries(
                     "incident_id": incident_id,
                     "by_channel": counts,
                     "paused": paused,
-                    "problems": [
-                        {
-                            "id": d.id,
-                            "update_id": d.update_id,
-                            "channel": d.channel,
-                            "target": d.target,
-                            "status": d.status,
-                            "attempts": d.attempts,
-                            "last_error": d.last_error,
-                            "next_attempt_at": d.next_attempt_at.isoformat(),
-                        }
-                        for d in troubled
-                    ],
+                    "problems": [delivery_dict(d) for d in troubled],
                 }
             )
         )

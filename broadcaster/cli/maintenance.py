@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broadcaster.cli.incidents import publish_and_deliver, show_refusal
@@ -36,7 +35,7 @@ from broadcaster.cli.runtime import console, open_runtime, run, state, user_erro
 from broadcaster.config import Settings
 from broadcaster.localtime import local_time
 from broadcaster.models import Incident, utcnow
-from broadcaster.publishing.drafting import LintRefused, enabled_channels
+from broadcaster.publishing.drafting import LintRefused
 from broadcaster.publishing.maintenance import (
     Unannounced,
     cancel_maintenance,
@@ -44,6 +43,7 @@ from broadcaster.publishing.maintenance import (
     reschedule_maintenance,
     schedule_maintenance,
 )
+from broadcaster.publishing.maintenance_reads import list_maintenance, maintenance_dict, notice_ladder
 from broadcaster.publishing.update_writer import Published
 from broadcaster.timeparse import parse_future
 
@@ -66,31 +66,6 @@ NOBODY_TOLD = {
 
 def _local(settings: Settings, value: datetime | None) -> str:
     return local_time(value, settings.brand.timezone)
-
-
-def _ladder(settings: Settings, incident: Incident) -> list[tuple[datetime, list[str]]]:
-    """When each rung of the notice ladder goes out for this window, earliest first."""
-    assert incident.scheduled_start_at is not None
-    enabled = set(enabled_channels(settings))
-    rungs = []
-    for hours, channels in settings.schedule.maintenance_ladder.items():
-        chosen = [c for c in channels if c in enabled]
-        if chosen:
-            at = max(incident.scheduled_start_at - timedelta(hours=float(hours)), incident.created_at)
-            rungs.append((at, chosen))
-    return sorted(rungs, key=lambda rung: rung[0])
-
-
-def _maintenance_dict(i: Incident) -> dict[str, object]:
-    return {
-        "id": i.id,
-        "title": i.title,
-        "status": i.status,
-        "components": i.components,
-        "starts_at": iso(i.scheduled_start_at),
-        "ends_at": iso(i.scheduled_end_at),
-        "created_at": iso(i.created_at),
-    }
 
 
 @app.command("schedule")
@@ -127,10 +102,10 @@ def schedule(
                 raise
 
     incident = run(action())
-    ladder = _ladder(settings, incident)
+    ladder = notice_ladder(settings, incident)
     if as_json:
         notices = [{"at": iso(at), "channels": channels} for at, channels in ladder]
-        console.print_json(json.dumps(_maintenance_dict(incident) | {"notices": notices}))
+        console.print_json(json.dumps(maintenance_dict(incident) | {"notices": notices}))
         return
     console.print(
         Text("Maintenance ")
@@ -175,7 +150,7 @@ def _report_unannounced(settings: Settings, incident: Incident, as_json: bool) -
     if as_json:
         summary: dict[str, object] = {"incident_id": incident.id, "update_id": None, "notice_sent": False,
                                       "reason": reason, "deliveries": {}}  # fmt: skip
-        console.print_json(json.dumps(_maintenance_dict(incident) | summary))
+        console.print_json(json.dumps(maintenance_dict(incident) | summary))
         return
     window = (
         f"{_local(settings, incident.scheduled_start_at)} → {_local(settings, incident.scheduled_end_at)} "
@@ -258,19 +233,12 @@ def list_(
     settings = state(ctx).settings
 
     async def fetch() -> list[Incident]:
-        async with open_runtime(settings) as runtime, runtime.sessions() as session:
-            statement = (
-                select(Incident)
-                .where(Incident.kind == "maintenance")
-                .order_by(col(Incident.scheduled_start_at), col(Incident.id))
-            )
-            if not all_:
-                statement = statement.where(col(Incident.status).in_(("scheduled", "in_progress")))
-            return list(await session.exec(statement))
+        async with open_runtime(settings) as runtime:
+            return await list_maintenance(runtime.sessions, include_over=all_)
 
     rows = run(fetch())
     if as_json:
-        console.print_json(json.dumps([_maintenance_dict(i) for i in rows]))
+        console.print_json(json.dumps([maintenance_dict(i) for i in rows]))
         return
     if not rows:
         console.print("No maintenance." if all_ else "No maintenance planned or running.")

@@ -1,4 +1,4 @@
-"""`broadcaster subscribers add|import|list`."""
+"""`broadcaster subscribers add|import|list|export|delete`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
-from sqlmodel import col, select
 
 from broadcaster.cli.outside import outside
 from broadcaster.cli.runtime import console, err_console, fail, open_runtime, run, state, user_errors
+from broadcaster.delivery.erasure import Erased, erase_subscriber
+from broadcaster.delivery.subscriber_reads import export_csv, find_subscriptions, subscription_dict
 from broadcaster.delivery.subscribers import (
     ADDRESS_COLUMNS,
     CSV_COLUMNS,
@@ -136,44 +137,26 @@ def import_(
 @user_errors
 def list_(
     ctx: typer.Context,
+    search: Annotated[str, typer.Option(help="Part of an address or a name.")] = "",
+    channel: Annotated[str | None, typer.Option(help="Only this channel.")] = None,
+    after: Annotated[int, typer.Option(help="Start after this subscription number (the next page).")] = 0,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
     as_json: AsJson = False,
 ) -> None:
-    """List subscriptions with their state."""
+    """List subscriptions with their state, by number (`--after` the last one shown for the next page)."""
 
     async def fetch() -> list[tuple[Subscription, Subscriber]]:
-        async with open_runtime(state(ctx).settings) as runtime, runtime.sessions() as session:
-            statement = (
-                select(Subscription, Subscriber)
-                .join(Subscriber, col(Subscriber.id) == col(Subscription.subscriber_id))
-                .order_by(col(Subscription.id))
-                .limit(limit)
+        async with open_runtime(state(ctx).settings) as runtime:
+            return await find_subscriptions(
+                runtime.sessions, search=search, channel=channel, after_id=after, limit=limit
             )
-            return list(await session.exec(statement))
 
     rows = run(fetch())
     if as_json:
-        console.print_json(
-            json.dumps(
-                [
-                    {
-                        "id": s.id,
-                        "subscriber_id": p.id,
-                        "name": p.name,
-                        "channel": s.channel,
-                        "address": s.address,
-                        "locale": p.locale,
-                        "components": s.components,
-                        "active": s.active,
-                        "deactivated_reason": s.deactivated_reason,
-                    }
-                    for s, p in rows
-                ]
-            )
-        )
+        console.print_json(json.dumps([subscription_dict(s, p) for s, p in rows]))
         return
     table = Table(title="Subscriptions")
-    for column in ("#", "channel", "address", "locale", "components", "state"):
+    for column in ("#", "person", "channel", "address", "locale", "components", "state"):
         table.add_column(column)
     for s, p in rows:
         state_text = (
@@ -182,5 +165,52 @@ def list_(
             else Text("inactive ", "red") + outside(f"({s.deactivated_reason})")
         )
         components = ", ".join(s.components) or "all"
-        table.add_row(str(s.id), s.channel, outside(s.address), p.locale, components, state_text)
-    console.print(table)
+        table.add_row(str(s.id), str(p.id), s.channel, outside(s.address), p.locale, components, state_text)
+    console.print(table if rows else "No subscription matches.")
+
+
+@app.command("export")
+@user_errors
+def export(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None, typer.Argument(help="Write the CSV here (default: the standard output).")
+    ] = None,
+) -> None:
+    """Every active subscriber as the CSV `subscribers import` reads back."""
+
+    async def fetch() -> str:
+        async with open_runtime(state(ctx).settings) as runtime:
+            return await export_csv(runtime.sessions)
+
+    text = run(fetch())
+    if path is None:
+        typer.echo(text, nl=False)
+        return
+    path.write_text(text, encoding="utf-8")
+    err_console.print(f"{text.count(chr(10)) - 1} subscriber(s) written to {path}", highlight=False)
+
+
+@app.command("delete")
+@user_errors
+def delete(
+    ctx: typer.Context,
+    subscriber_id: Annotated[int, typer.Argument(help="The person's number (`subscribers list`: person).")],
+    as_json: AsJson = False,
+) -> None:
+    """Erase a person and everything we hold on them (GDPR): subscriptions, messages to them, their
+    conversations in the inbox. It cannot be undone."""
+
+    async def erase() -> Erased:
+        async with open_runtime(state(ctx).settings) as runtime:
+            return await erase_subscriber(runtime.sessions, subscriber_id)
+
+    erased = run(erase())
+    if as_json:
+        console.print_json(json.dumps(erased.as_dict()))
+        return
+    console.print(
+        f"Subscriber #{subscriber_id} erased: {erased.subscriptions} subscription(s), {erased.deliveries} "
+        f"message(s) to them, {erased.conversations} conversation(s) with {erased.messages} message(s), "
+        f"{erased.captured} captured, {erased.inbound_records} raw record(s)."
+    )

@@ -29,11 +29,13 @@ from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.schedule.runner import SchedulerThread
 from broadcaster.web.alert_webhooks import alert_router
 from broadcaster.web.api_docs import serve_docs
+from broadcaster.web.deliveries_api import deliveries_router
 from broadcaster.web.events_api import events_router
 from broadcaster.web.feed import feed_router
 from broadcaster.web.inbox_api import inbox_router
 from broadcaster.web.incidents_api import incidents_router
 from broadcaster.web.maintenance import maintenance_router
+from broadcaster.web.maintenance_api import maintenance_api_router
 from broadcaster.web.pages import STATIC_DIR
 from broadcaster.web.problems import install_problem_details
 from broadcaster.web.public import public_router
@@ -41,6 +43,7 @@ from broadcaster.web.schedule_api import schedule_router
 from broadcaster.web.staff_api import staff_api_router
 from broadcaster.web.staff_gate import StaffGate, needs
 from broadcaster.web.staff_pages import staff_pages_router
+from broadcaster.web.subscribers_api import subscribers_router
 from broadcaster.web.surface import SecurityHeaders, redirect_slashes_to
 from broadcaster.web.unsubscribe import unsubscribe_router
 from broadcaster.web.webhooks import webhook_router
@@ -236,6 +239,11 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     app.include_router(inbox_router(settings, sessions, gate, dispatcher.wake if dispatch else None))
     app.include_router(staff_api_router(settings, sessions, gate))
     app.include_router(incidents_router(settings, sessions, gate, dispatcher.wake if dispatch else None))
+    app.include_router(
+        maintenance_api_router(settings, sessions, gate, dispatcher.wake if dispatch else None)
+    )
+    app.include_router(deliveries_router(settings, sessions, gate, dispatcher.wake if dispatch else None))
+    app.include_router(subscribers_router(settings, sessions, gate))
     app.include_router(events_router(sessions, gate))
     if settings.server.metrics:
         app.include_router(metrics_router(gate, sessions, metrics))

@@ -51,7 +51,7 @@ from broadcaster.web.ids import RowId
 from broadcaster.web.problems import problem
 from broadcaster.web.staff_gate import StaffGate, needs, principal_of
 
-__all__ = ["incidents_router"]
+__all__ = ["incidents_router", "refusal"]
 
 JsonObject = dict[str, object]
 Text = Annotated[str, Field(max_length=10_000)]
@@ -135,7 +135,7 @@ def _draft(body: DraftBody, status: str, author: str) -> UpdateDraft:
     )
 
 
-def _refusal(exc: BroadcasterError, request: Request) -> JSONResponse:
+def refusal(exc: BroadcasterError, request: Request) -> JSONResponse:
     """A refused publication as a problem document; the linter's findings listed, each naming its rule."""
     if isinstance(exc, LintRefused):
         errors = [finding_dict(f) | {"field": "message"} for f in exc.findings if f.severity == "error"]
@@ -168,7 +168,7 @@ def incidents_router(
         try:
             published = woken(await action())
         except BroadcasterError as exc:
-            return _refusal(exc, request)
+            return refusal(exc, request)
         return JSONResponse(published_dict(published), status_code=status_code)
 
     def author(request: Request) -> str:
@@ -300,7 +300,7 @@ def incidents_router(
             async with sessions() as session:
                 incident = await discard_draft(session, incident_id)
         except BroadcasterError as exc:
-            return _refusal(exc, request)
+            return refusal(exc, request)
         return JSONResponse({"incident_id": incident.id, "title": incident.title, "discarded": True})
 
     @router.delete("/incidents/{incident_id}", **write)
@@ -310,7 +310,7 @@ def incidents_router(
             async with sessions() as session:
                 gone = await delete_rehearsal(session, settings, incident_id)
         except BroadcasterError as exc:
-            return _refusal(exc, request)
+            return refusal(exc, request)
         return JSONResponse(gone.as_dict() | {"deleted": True})
 
     @router.post("/preview", **read)
@@ -325,7 +325,7 @@ def incidents_router(
                 title_translations=body.title_translations,
             )  # fmt: skip
         except BroadcasterError as exc:
-            return _refusal(exc, request)
+            return refusal(exc, request)
         async with sessions() as session:
             readers = await readers_by_locale(session, settings, list(result.renders), body.components)
         return JSONResponse(preview_dict(result, fallbacks(result.untranslated, readers)))
