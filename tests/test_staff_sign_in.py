@@ -268,3 +268,20 @@ async def test_a_set_up_link_works_once_and_refuses_a_short_password(
         assert (
             await sign_in(browser, email="lea@shop.example")
         ).status_code == 303  # an agent: no 2FA needed
+
+
+async def test_the_session_cookie_is_secure_behind_https(
+    database_url: str, sessions: SessionFactory, clock: Clock
+) -> None:
+    settings = make_settings(database_url, server={"public_base_url": "https://status.shop.example"})
+    gate = StaffGate(settings, sessions, clock)
+    app = FastAPI()
+    app.include_router(staff_pages_router(settings, sessions, gate))
+    added = await add_user(sessions, "lea@shop.example", "Léa", "agent", "fr")
+    await use_setup_link(sessions, added.setup_secret, PASSWORD, clock())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://status.shop.example"
+    ) as browser:
+        signed = await sign_in(browser, email="lea@shop.example")
+    assert signed.status_code == 303 and signed.headers["location"] == "https://status.shop.example/account"
+    assert "Secure" in signed.headers["set-cookie"] and "HttpOnly" in signed.headers["set-cookie"]

@@ -186,3 +186,51 @@ async def test_deliveries_captured_requeue_and_the_postmortem_over_http(
         f"/api/v1/incidents/{incident}/postmortem/publish", json={"force": True}, headers=editor
     )
     assert posted.status_code == 201 and posted.json()["deliveries"] == {"blog": 1}
+
+
+async def test_an_admin_manages_users_and_tokens_over_http(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    admin, editor = (
+        bearer(await staff_token(sessions, "admin")),
+        bearer(await staff_token(sessions, "editor")),
+    )
+    created = await client.post(
+        "/api/v1/users", json={"email": "Lea@Shop.Example", "role": "agent"}, headers=admin
+    )
+    assert created.status_code == 201 and created.json()["email"] == "lea@shop.example"
+    assert "/setup/" in created.json()["setup_url"]
+    assert (
+        await client.post("/api/v1/users", json={"email": "x@shop.example", "role": "agent"}, headers=editor)
+    ).status_code == 403
+    duplicate = await client.post(
+        "/api/v1/users", json={"email": "lea@shop.example", "role": "agent"}, headers=admin
+    )
+    assert duplicate.status_code == 422 and "already" in duplicate.json()["detail"]
+    promoted = await client.patch("/api/v1/users/lea@shop.example", json={"role": "editor"}, headers=admin)
+    assert promoted.json()["role"] == "editor"
+    reset = await client.post("/api/v1/users/lea@shop.example/reset-password", headers=admin)
+    assert reset.status_code == 200 and reset.json()["setup_url"] != created.json()["setup_url"]
+    assert (await client.post("/api/v1/users/lea@shop.example/reset-2fa", headers=admin)).json()[
+        "two_factor"
+    ] is False
+    assert (
+        await client.post("/api/v1/users/nobody@shop.example/reset-2fa", headers=admin)
+    ).status_code == 404
+
+    issued = await client.post(
+        "/api/v1/tokens", json={"email": "lea@shop.example", "name": "bot", "role": "viewer"}, headers=admin
+    )
+    assert issued.status_code == 201 and issued.json()["token"].startswith("bc_")
+    wider = await client.post(
+        "/api/v1/tokens", json={"email": "lea@shop.example", "name": "x", "role": "admin"}, headers=admin
+    )
+    assert wider.status_code == 422 and "wider" in wider.json()["detail"]
+    listed = (await client.get("/api/v1/tokens", params={"owner": "lea@shop.example"}, headers=admin)).json()
+    assert [t["name"] for t in listed] == ["bot"] and "token" not in listed[0]
+    assert (await client.get("/api/v1/me", headers=bearer(issued.json()["token"]))).json()["permissions"] == [
+        "incidents:read"
+    ]
+    revoked = await client.delete(f"/api/v1/tokens/{issued.json()['id']}", headers=admin)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    assert (await client.get("/api/v1/me", headers=bearer(issued.json()["token"]))).status_code == 401

@@ -131,6 +131,23 @@ def staff_api_router(settings: Settings, sessions: SessionFactory, gate: StaffGa
             raise _refused(exc) from None
         return user_dict(user)
 
+    @router.post("/users/{email}/reset-password", **admin)
+    async def reset_password(email: str) -> JsonObject:
+        """Clear the password and end the sessions; `setup_url` (shown once) lets them choose a new one."""
+        try:
+            reset = await user_store.reset_password(sessions, email)
+        except (InvalidInput, NotFound) as exc:
+            raise _refused(exc) from None
+        return user_dict(reset.user) | {"setup_url": f"{gate.base_url}/setup/{reset.setup_secret}"}
+
+    @router.post("/users/{email}/reset-2fa", **admin)
+    async def reset_2fa(email: str) -> JsonObject:
+        """Forget the authenticator and recovery codes (a lost phone); they enrol again at sign-in."""
+        try:
+            return user_dict(await user_store.reset_second_factor(sessions, email))
+        except (InvalidInput, NotFound) as exc:
+            raise _refused(exc) from None
+
     @router.get("/tokens", **admin)
     async def list_tokens(owner: Annotated[str | None, Query(max_length=254)] = None) -> list[JsonObject]:
         try:
