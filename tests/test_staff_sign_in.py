@@ -157,6 +157,7 @@ async def test_failures_lock_the_account_and_the_lock_out_says_the_same_for_unkn
         unknown = await sign_in(browser, email="nobody@shop.example")
         assert locked.status_code == unknown.status_code == 401
         assert "too many failed attempts" in locked.text and "too many failed attempts" in unknown.text
+        assert [e.action for e in await audit(staff.sessions)].count("login.locked") == 2
         assert (await browser.get("/api/v1/me")).status_code == 401
         staff.clock.advance(minutes=16)
         assert (await sign_in(browser)).status_code == 303

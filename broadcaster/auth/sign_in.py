@@ -72,24 +72,42 @@ async def sign_in(
 ) -> SignInResult:
     """The user, when all is right; `code` may be a TOTP code or a recovery code. Raises SignInRefused."""
     key, address = account_key(email), address[:64]
-    async with sessions() as session, session.begin():
+    refusal = SignInRefused(REFUSED)
+    async with sessions() as session, session.begin():  # the refusal is raised once its rows are written
         if await _locked(session, key, address, throttle, now):
             minutes = int(throttle.window.total_seconds() // 60)
             record(session, "login.locked", "login", "refused while locked")
-            raise SignInRefused(f"too many failed attempts: try again in {minutes} minutes")
-        user = (await session.exec(select(StaffUser).where(StaffUser.email == email.strip().lower()))).first()
-        passed = check_password(user.password_hash if user else None, password)
-        factor: str | None = "none"
-        if passed and user is not None and user.totp_enrolled_at is not None:
-            factor = await check_second_factor(session, user, code, now)
-        if user is None or user.disabled or not passed or factor is None:
-            session.add(LoginFailure(account_key=key, address=address, at=now))
-            known = f"user:{user.email}" if user is not None else "login"
-            record(session, "login.failed", known, "" if user is not None else "unknown e-mail")
+            refusal = SignInRefused(f"too many failed attempts: try again in {minutes} minutes")
+            user = None
         else:
-            user.last_login_at = now
-            with acting_as(Actor(f"user:{user.email}", current_actor().address)):
-                record(session, "login", f"user:{user.email}", f"signed in ({factor})")
-            done = user.totp_enrolled_at is not None or user.role not in require_2fa
-            return SignInResult(user, done)
-    raise SignInRefused(REFUSED)
+            user = await _signed_in(session, email, password, code, key, address, require_2fa, now)
+    if user is None:
+        raise refusal
+    return user
+
+
+async def _signed_in(
+    session: AsyncSession,
+    email: str,
+    password: str,
+    code: str,
+    key: str,
+    address: str,
+    require_2fa: frozenset[str],
+    now: datetime,
+) -> SignInResult | None:
+    """The user when every factor is right (their sign-in recorded), else None (the failure recorded)."""
+    user = (await session.exec(select(StaffUser).where(StaffUser.email == email.strip().lower()))).first()
+    passed = check_password(user.password_hash if user else None, password)
+    factor: str | None = "none"
+    if passed and user is not None and user.totp_enrolled_at is not None:
+        factor = await check_second_factor(session, user, code, now)
+    if user is None or user.disabled or not passed or factor is None:
+        session.add(LoginFailure(account_key=key, address=address, at=now))
+        known = f"user:{user.email}" if user is not None else "login"
+        record(session, "login.failed", known, "" if user is not None else "unknown e-mail")
+        return None
+    user.last_login_at = now
+    with acting_as(Actor(f"user:{user.email}", current_actor().address)):
+        record(session, "login", f"user:{user.email}", f"signed in ({factor})")
+    return SignInResult(user, user.totp_enrolled_at is not None or user.role not in require_2fa)
