@@ -57,7 +57,9 @@ class Staff:
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://127.0.0.1:8080"
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://127.0.0.1:8080",
+            headers={"Accept-Language": "en-GB,en;q=0.8"},  # the brand speaks French first
         )
 
 

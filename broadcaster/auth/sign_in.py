@@ -6,6 +6,7 @@ e-mail typed, known or not: an attacker learns nothing about who has an account.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,10 +24,19 @@ from broadcaster.models import LoginFailure, StaffUser
 __all__ = ["REFUSED", "SignInRefused", "SignInResult", "Throttle", "sign_in"]
 
 REFUSED = "wrong e-mail, password or code"
+LOCKED = "too many failed attempts: try again in {minutes} minutes"
 
 
 class SignInRefused(BroadcasterError):
-    """The one message a refused sign-in shows (wrong credentials, or locked for a while)."""
+    """The one message a refused sign-in shows (wrong credentials, or locked for `minutes`)."""
+
+    def __init__(self, minutes: int | None = None) -> None:
+        self.minutes = minutes
+        super().__init__(REFUSED if minutes is None else LOCKED.format(minutes=minutes))
+
+    def said_with(self, gettext: Callable[[str], str]) -> str:
+        """The message in a reader's language (`gettext` of their catalog)."""
+        return gettext(REFUSED) if self.minutes is None else gettext(LOCKED).format(minutes=self.minutes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +82,12 @@ async def sign_in(
 ) -> SignInResult:
     """The user, when all is right; `code` may be a TOTP code or a recovery code. Raises SignInRefused."""
     key, address = account_key(email), address[:64]
-    refusal = SignInRefused(REFUSED)
+    refusal = SignInRefused()
     async with sessions() as session, session.begin():  # the refusal is raised once its rows are written
         if await _locked(session, key, address, throttle, now):
             minutes = int(throttle.window.total_seconds() // 60)
             record(session, "login.locked", "login", "refused while locked")
-            refusal = SignInRefused(f"too many failed attempts: try again in {minutes} minutes")
+            refusal = SignInRefused(minutes)
             user = None
         else:
             user = await _signed_in(session, email, password, code, key, address, require_2fa, now)

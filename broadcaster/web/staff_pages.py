@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from broadcaster.auth.audit import Actor, acting_as, record
-from broadcaster.auth.hashing import new_secret
+from broadcaster.auth.hashing import MIN_PASSWORD, new_secret
 from broadcaster.auth.second_factor import begin_enrolment, confirm_enrolment
 from broadcaster.auth.sign_in import SignInRefused, sign_in
 from broadcaster.auth.staff_sessions import (
@@ -27,10 +27,10 @@ from broadcaster.auth.staff_sessions import (
 from broadcaster.auth.users import use_setup_link
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.errors import BroadcasterError
+from broadcaster.errors import BroadcasterError, NotFound
+from broadcaster.web.catalogs import gettext_for, staff_language
 from broadcaster.web.pages import Pages, visitor_locale
 from broadcaster.web.staff_gate import COOKIE, StaffGate, client_address
-from broadcaster.web.staff_words import staff_language, staff_words
 
 __all__ = ["LOGIN_COOKIE", "staff_pages_router"]
 
@@ -49,7 +49,7 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
     def page(name: str, locale: str, *, status_code: int = 200, **context: object) -> HTMLResponse:
         language = staff_language(locale)
         response = pages.render(
-            f"staff/{name}", language, status_code=status_code, t=staff_words(language), **context
+            f"staff/{name}", language, status_code=status_code, _=gettext_for(language), **context
         )
         response.headers.update(_NO_STORE)
         return response
@@ -79,16 +79,17 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
 
     @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_form(request: Request, done: str = "") -> HTMLResponse:
-        words = staff_words(visitor_locale(request, settings))
-        return login_page(request, notice=words["password_set"] if done == "password" else "")
+        _ = gettext_for(visitor_locale(request, settings))
+        return login_page(request, notice=_("Password saved: sign in.") if done == "password" else "")
 
     @router.post("/login", include_in_schema=False)
     async def login(
         request: Request, email: Text, password: Password, code: Annotated[str, Form(max_length=32)] = "",
         csrf_token: Annotated[str, Form(max_length=64)] = "",
     ) -> Response:  # fmt: skip
+        _ = gettext_for(visitor_locale(request, settings))
         if not same(csrf_token, request.cookies.get(LOGIN_COOKIE, "")):
-            return login_page(request, error="the form expired: sign in again", email=email, status=403)
+            return login_page(request, error=_("the form expired: sign in again"), email=email, status=403)
         address = client_address(request)
         try:
             with acting_as(Actor("anonymous", address)):
@@ -97,7 +98,7 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
                     require_2fa=gate.require_2fa, now=gate.clock(),
                 )  # fmt: skip
         except SignInRefused as exc:
-            return login_page(request, error=str(exc), email=email, status=401)
+            return login_page(request, error=exc.said_with(_), email=email, status=401)
         value = await start_session(sessions, result.user, address, result.second_factor_done, gate.clock())
         target = "/account" if result.second_factor_done else "/account/2fa"
         response = RedirectResponse(f"{base}{target}", status_code=303)
@@ -112,14 +113,20 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
     @router.post("/setup/{secret}", include_in_schema=False)
     async def setup(request: Request, secret: str, password: Password, again: Password) -> Response:
         locale = visitor_locale(request, settings)
-        if password != again:
-            error = staff_words(locale)["mismatch"]
+        _ = gettext_for(locale)
+        if password != again or len(password) < MIN_PASSWORD:
+            error = (
+                _("The two passwords differ.")
+                if password != again
+                else _("a password needs at least 12 characters")
+            )
             return page("setup.html.j2", locale, status_code=400, secret=secret, error=error)
         try:
             with acting_as(Actor("setup link", client_address(request))):
                 await use_setup_link(sessions, secret, password, gate.clock())
-        except BroadcasterError as exc:
-            return page("setup.html.j2", locale, status_code=400, secret=secret, error=str(exc))
+        except NotFound:
+            error = _("this set-up link is unknown, used or expired: ask an admin for a new one")
+            return page("setup.html.j2", locale, status_code=400, secret=secret, error=error)
         return RedirectResponse(f"{base}/login?done=password", status_code=303)
 
     @router.get("/account", response_class=HTMLResponse, include_in_schema=False)
@@ -127,8 +134,8 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
         found = await signed_in_or_login(request)
         if isinstance(found, RedirectResponse):
             return found
-        words = staff_words(found.user.locale)
-        notice = words["logged_out_everywhere"] if done == "everywhere" else ""
+        _ = gettext_for(found.user.locale)
+        notice = _("All your sessions are closed.") if done == "everywhere" else ""
         return page(
             "account.html.j2",
             found.user.locale,
@@ -166,12 +173,14 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
         try:
             with acting_as(Actor(f"user:{found.user.email}", client_address(request))):
                 codes = await confirm_enrolment(sessions, found.user.id, code, gate.clock())
-        except BroadcasterError as exc:
+        except BroadcasterError:
             enrolment = await begin_enrolment(sessions, found.user.id, settings.brand.name)
+            _ = gettext_for(found.user.locale)
+            error = _("this is not the code the app shows now; type the current one")
             return page(
                 "enrol.html.j2", found.user.locale, status_code=400, enrolment=enrolment,
                 csrf=found.session.csrf_token, required=not found.session.second_factor_done, codes=[],
-                error=str(exc),
+                error=error,
             )  # fmt: skip
         await mark_second_factor_done(sessions, found.session.id)
         return page("enrol.html.j2", found.user.locale, codes=codes, csrf="", required=False, error="")
