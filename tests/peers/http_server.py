@@ -45,7 +45,8 @@ class ServerThread:
     """`app` served by uvicorn on 127.0.0.1:`port` (bound now) in a daemon thread named `name-port`.
 
     With `ssl_certfile` and `ssl_keyfile` it speaks HTTPS and `origin` starts with `https://`.
-    `config` (serving `app`) replaces the peers' own, e.g. the product's `serving_config`.
+    `config` (serving `app`) replaces the peers' own, e.g. the product's `serving_config`; `port`: a
+    port known beforehand (an app whose `public_base_url` must name it).
     `start()` waits (bounded) until it listens; `stop()` asks it to exit and joins (bounded).
     """
 
@@ -57,6 +58,7 @@ class ServerThread:
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
         config: uvicorn.Config | None = None,
+        port: int = 0,
     ) -> None:
         self._ready = threading.Event()
         # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets of that proto; without
@@ -65,7 +67,7 @@ class ServerThread:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if hasattr(socket, "TCP_NODELAY"):
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))  # 0: any free port
         self.port: int = self._sock.getsockname()[1]
         scheme = "https" if ssl_certfile else "http"
         self.origin = f"{scheme}://127.0.0.1:{self.port}"
