@@ -18,7 +18,12 @@ from tests.conftest import make_settings
 from tests.served import served
 
 WEB = Path(__file__).resolve().parent.parent / "broadcaster" / "web"
-METHODS = [("templates/staff/**.j2", "jinja2.ext:babel_extract"), ("staff_*.py", "python")]
+METHODS = [
+    ("templates/staff/**.j2", "jinja2.ext:babel_extract"),
+    ("templates/console/**.j2", "jinja2.ext:babel_extract"),
+    ("staff_*.py", "python"),
+    ("console/**.py", "python"),
+]
 
 
 def asked_for() -> set[str]:

@@ -11,6 +11,7 @@ import fastapi.routing
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sse_starlette import EventSourceResponse
 
 from broadcaster.auth.roles import ROLES, Permission
 from broadcaster.auth.tokens import revoke_token
@@ -27,7 +28,7 @@ PUBLIC = re.compile(
     r"^/(status|incidents|incident|maintenance|feed|unsubscribe|webhooks|healthz|static|docs|openapi|"
     r"login|logout|setup|account|robots|favicon|\.well-known)"
 )
-STAFF = ("/api/", "/metrics")
+STAFF = ("/api/", "/metrics", "/console")
 PUBLIC_API = ("/api/v1/status",)  # the status page's JSON summary
 
 
@@ -40,6 +41,7 @@ class Route:
     path: str
     methods: frozenset[str]
     openapi_extra: dict[str, Any]
+    streams: bool = False  # server-sent events: never ends in-process (a real server's test reads it)
 
 
 def routes_of(app: FastAPI) -> list[Route]:
@@ -49,7 +51,12 @@ def routes_of(app: FastAPI) -> list[Route]:
     for entry in contexts(app.routes) if contexts else app.routes:
         route = getattr(entry, "original_route", entry)
         if isinstance(route, APIRoute):
-            found.append(Route(entry.path, frozenset(entry.methods or ()), route.openapi_extra or {}))
+            streams = isinstance(route.response_class, type) and issubclass(
+                route.response_class, EventSourceResponse
+            )
+            found.append(
+                Route(entry.path, frozenset(entry.methods or ()), route.openapi_extra or {}, streams)
+            )
     return found
 
 
@@ -84,7 +91,7 @@ async def test_each_role_reaches_exactly_what_its_permissions_allow(
     app = create_app(make_settings(database_url, server={"metrics": True}), dispatch=False)
     matrix: list[tuple[str, str, str, int]] = []
     async with served(app) as client:
-        for route in [r for r in routes_of(app) if is_staff(r.path)]:
+        for route in [r for r in routes_of(app) if is_staff(r.path) and not r.streams]:
             permission = Permission((route.openapi_extra or {})[PERMISSION_KEY])
             for method in sorted(route.methods - {"HEAD"}):
                 body = {} if method in ("POST", "PATCH", "PUT") else None
@@ -95,6 +102,10 @@ async def test_each_role_reaches_exactly_what_its_permissions_allow(
                     assert response.status_code not in (401, 403), (role, method, route.path, response.text)
                 else:
                     assert response.status_code == 403, (role, method, route.path, response.status_code)
+                    if route.path.startswith("/console"):  # a page saying so, in the user's language
+                        assert response.headers["content-type"].startswith("text/html")
+                        assert f"({role})" in response.text
+                        continue
                     assert response.headers["content-type"] == "application/problem+json"
                     problem = response.json()
                     assert f"{role} may not" in problem["detail"] and problem["status"] == 403
@@ -128,3 +139,13 @@ def test_the_openapi_document_names_the_bearer_scheme_and_each_routes_permission
     inbox = document["paths"]["/api/v1/inbox"]["get"]
     assert inbox[PERMISSION_KEY] == "inbox:read" and inbox["security"] == [{"staffToken": []}]
     assert document["paths"]["/api/v1/users"]["post"][PERMISSION_KEY] == "users:manage"
+
+
+def test_the_event_stream_names_its_permission_and_is_the_only_stream(database_url: str) -> None:
+    streams = [r for r in app_routes(database_url) if r.streams]
+    assert [(r.path, r.openapi_extra[PERMISSION_KEY]) for r in streams] == [
+        ("/api/v1/events", "incidents:read")
+    ]
+    # every role reads incidents, so every role may listen; what each hears is scoped by role
+    # (tests/test_events_feed.py) and read from a real server (tests/e2e/test_staff_api.py)
+    assert all(Permission.INCIDENTS_READ in permissions for permissions in ROLES.values())

@@ -122,7 +122,7 @@ async def test_an_editor_sets_up_totp_at_first_sign_in_then_signs_in_with_a_code
     async with staff.client() as browser:
         assert (await sign_in(browser)).status_code == 401  # the password alone no longer does
         signed = await sign_in(browser, code=totp.at(staff.clock()))
-        assert signed.status_code == 303 and signed.headers["location"].endswith("/account")
+        assert signed.status_code == 303 and signed.headers["location"].endswith("/console")
         assert (await browser.get("/api/v1/me")).json()["acting_as"] == f"user:{EMAIL}"
     async with staff.client() as thief:  # the same code, seen over a shoulder, works once
         replayed = await sign_in(thief, code=totp.at(staff.clock()))
@@ -286,5 +286,5 @@ async def test_the_session_cookie_is_secure_behind_https(
         transport=httpx.ASGITransport(app=app), base_url="https://status.shop.example"
     ) as browser:
         signed = await sign_in(browser, email="lea@shop.example")
-    assert signed.status_code == 303 and signed.headers["location"] == "https://status.shop.example/account"
+    assert signed.status_code == 303 and signed.headers["location"] == "https://status.shop.example/console"
     assert "Secure" in signed.headers["set-cookie"] and "HttpOnly" in signed.headers["set-cookie"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -29,6 +30,7 @@ from broadcaster.models import NOT_OPEN, Component, Incident
 from broadcaster.schedule.runner import SchedulerThread
 from broadcaster.web.alert_webhooks import alert_router
 from broadcaster.web.api_docs import serve_docs
+from broadcaster.web.console import Console, console_router, refusal_page
 from broadcaster.web.deliveries_api import deliveries_router
 from broadcaster.web.events_api import events_router
 from broadcaster.web.feed import feed_router
@@ -232,8 +234,10 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     app.include_router(webhook_router(settings, sessions, filer.nudge if dispatch else None))
 
     app.include_router(alert_router(settings, sessions, staff_alerted if dispatch else None))
-    install_problem_details(app)
     gate = StaffGate(settings, sessions)
+    console = Console(settings)
+    install_problem_details(app, pages=("/console", functools.partial(refusal_page, console)))
+    app.include_router(console_router(console, sessions, gate))
     app.include_router(staff_pages_router(settings, sessions, gate))
     app.include_router(schedule_router(settings, sessions, gate))
     app.include_router(inbox_router(settings, sessions, gate, dispatcher.wake if dispatch else None))

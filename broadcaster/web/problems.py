@@ -9,6 +9,7 @@ Pages and webhooks keep FastAPI's own error answers; only `/api/` speaks problem
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -48,11 +49,17 @@ def _field(loc: Any) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def install_problem_details(app: FastAPI) -> None:
-    """Makes every error under `/api/` a problem document; elsewhere FastAPI's answers stay."""
+PageRefusal = Callable[[Request, StarletteHTTPException], Response]
+
+
+def install_problem_details(app: FastAPI, pages: tuple[str, PageRefusal] | None = None) -> None:
+    """Makes every error under `/api/` a problem document; under `pages`' prefix (the console) its
+    function answers (a page, a redirect to sign in); elsewhere FastAPI's answers stay."""
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if pages is not None and request.url.path.startswith(pages[0]):
+            return pages[1](request, exc)
         if not request.url.path.startswith(_API):
             return await http_exception_handler(request, exc)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase

@@ -123,9 +123,9 @@ class StaffGate:
 
                 async def guarded(request: Request) -> Response:
                     principal = await gate.principal(request)
+                    request.state.principal = principal  # known even when refused: the refusal says why
                     if permission not in principal.permissions:
                         raise _forbidden(principal, permission)
-                    request.state.principal = principal
                     with acting_as(principal.actor):
                         response = await handler(request)
                     response.headers["Cache-Control"] = "no-store"  # staff data: keep out of caches

@@ -32,13 +32,18 @@ from broadcaster.web.catalogs import gettext_for, staff_language
 from broadcaster.web.pages import Pages, visitor_locale
 from broadcaster.web.staff_gate import COOKIE, StaffGate, client_address
 
-__all__ = ["LOGIN_COOKIE", "staff_pages_router"]
+__all__ = ["LOGIN_COOKIE", "back_to", "staff_pages_router"]
 
 LOGIN_COOKIE = "broadcaster_login"  # the sign-in form's double-submit token, before there is a session
 _NO_STORE = {"Cache-Control": "no-store"}
 
 Text = Annotated[str, Form(max_length=256)]
 Password = Annotated[str, Form(max_length=1024)]
+
+
+def back_to(path: str) -> str:
+    """Where to go once signed in: a console page asked for, never another site (no open redirect)."""
+    return path if path.startswith("/console") and "//" not in path and "\\" not in path else "/console"
 
 
 def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: StaffGate) -> APIRouter:
@@ -60,12 +65,18 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
         )
 
     def login_page(
-        request: Request, *, error: str = "", notice: str = "", email: str = "", status: int = 200
+        request: Request,
+        *,
+        error: str = "",
+        notice: str = "",
+        email: str = "",
+        status: int = 200,
+        next_: str = "",
     ) -> HTMLResponse:
         csrf = new_secret(24)
         response = page(
             "login.html.j2", visitor_locale(request, settings), status_code=status,
-            csrf=csrf, error=error, notice=notice, email=email,
+            csrf=csrf, error=error, notice=notice, email=email, next=next_ or "/console",
         )  # fmt: skip
         cookie(response, LOGIN_COOKIE, csrf, 3600)
         return response
@@ -78,18 +89,22 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
         return bool(given) and bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
     @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login_form(request: Request, done: str = "") -> HTMLResponse:
+    async def login_form(request: Request, done: str = "", next: str = "") -> HTMLResponse:  # noqa: A002
         _ = gettext_for(visitor_locale(request, settings))
-        return login_page(request, notice=_("Password saved: sign in.") if done == "password" else "")
+        notice = _("Password saved: sign in.") if done == "password" else ""
+        return login_page(request, notice=notice, next_=back_to(next))
 
     @router.post("/login", include_in_schema=False)
     async def login(
         request: Request, email: Text, password: Password, code: Annotated[str, Form(max_length=32)] = "",
         csrf_token: Annotated[str, Form(max_length=64)] = "",
+        next_: Annotated[str, Form(alias="next", max_length=300)] = "",
     ) -> Response:  # fmt: skip
         _ = gettext_for(visitor_locale(request, settings))
         if not same(csrf_token, request.cookies.get(LOGIN_COOKIE, "")):
-            return login_page(request, error=_("the form expired: sign in again"), email=email, status=403)
+            return login_page(
+                request, error=_("the form expired: sign in again"), email=email, status=403, next_=next_
+            )
         address = client_address(request)
         try:
             with acting_as(Actor("anonymous", address)):
@@ -98,9 +113,9 @@ def staff_pages_router(settings: Settings, sessions: SessionFactory, gate: Staff
                     require_2fa=gate.require_2fa, now=gate.clock(),
                 )  # fmt: skip
         except SignInRefused as exc:
-            return login_page(request, error=exc.said_with(_), email=email, status=401)
+            return login_page(request, error=exc.said_with(_), email=email, status=401, next_=next_)
         value = await start_session(sessions, result.user, address, result.second_factor_done, gate.clock())
-        target = "/account" if result.second_factor_done else "/account/2fa"
+        target = back_to(next_) if result.second_factor_done else "/account/2fa"
         response = RedirectResponse(f"{base}{target}", status_code=303)
         cookie(response, COOKIE, value, gate.rules.lifetime_seconds)
         response.delete_cookie(LOGIN_COOKIE, path="/")

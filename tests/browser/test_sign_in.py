@@ -91,5 +91,5 @@ async def test_a_new_admin_sets_a_password_and_an_authenticator_then_signs_in(
     await page.get_by_label("Mot de passe", exact=True).fill(PASSWORD)
     await page.get_by_label("Code de l’application").fill(codes[0])  # the phone is lost: a recovery code
     await page.get_by_role("button", name="Connexion").click()
-    await expect(page).to_have_url(re.compile(r"/account$"))
+    await expect(page).to_have_url(re.compile(r"/console$"))
     assert outside.requests == []  # nothing loaded from anywhere but 127.0.0.1

@@ -1,0 +1,20 @@
+"""The staff console under `/console`: server-rendered pages that work as plain forms, made live by a
+few lines of our own JavaScript (`static/console.js`); every read and write goes through the same
+functions as the CLI and the API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from broadcaster.db import SessionFactory
+from broadcaster.web.console.overview import overview_router
+from broadcaster.web.console.shell import Console, refusal_page
+from broadcaster.web.staff_gate import StaffGate
+
+__all__ = ["Console", "console_router", "refusal_page"]
+
+
+def console_router(console: Console, sessions: SessionFactory, gate: StaffGate) -> APIRouter:
+    router = APIRouter()
+    router.include_router(overview_router(console, sessions, gate))
+    return router

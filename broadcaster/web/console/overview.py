@@ -1,0 +1,47 @@
+"""`/console`: what needs the community manager now — open incidents and the promised next update
+(red once overdue, with "post an update"), drafts waiting for a decision, deliveries in progress,
+the inbox's counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from broadcaster.auth.roles import Permission
+from broadcaster.db import SessionFactory
+from broadcaster.delivery import outbox
+from broadcaster.inbox.inbox_reads import inbox_counts
+from broadcaster.models import utcnow
+from broadcaster.publishing.incident_reads import incident_timeline, list_incidents
+from broadcaster.publishing.maintenance_reads import list_maintenance
+from broadcaster.web.console.shell import Console
+from broadcaster.web.staff_gate import StaffGate, needs
+
+__all__ = ["overview_router"]
+
+
+def overview_router(console: Console, sessions: SessionFactory, gate: StaffGate) -> APIRouter:
+    router = gate.router("/console")
+
+    @router.get("", response_class=HTMLResponse, include_in_schema=False, **needs(Permission.INCIDENTS_READ))
+    async def overview(request: Request) -> HTMLResponse:
+        found = await list_incidents(sessions)
+        timelines = [t for t in [await incident_timeline(sessions, i.id) for i in found if i.id] if t]
+        open_ = [t for t in timelines if t.incident.status != "draft"]
+        drafts = [t.incident for t in timelines if t.incident.status == "draft"]
+        sending = []
+        for timeline in open_:
+            total = sum(n for statuses in timeline.deliveries.values() for n in statuses.values())
+            live = sum(
+                n for statuses in timeline.deliveries.values() for s, n in statuses.items()
+                if s in (outbox.PENDING, outbox.SENDING)
+            )  # fmt: skip
+            if live:
+                sending.append((timeline.incident, total - live, total))
+        maintenance = len(await list_maintenance(sessions))
+        return console.render(
+            request, "overview.html.j2", incidents=[t.incident for t in open_], drafts=drafts,
+            sending=sending, inbox=await inbox_counts(sessions), now=utcnow(), maintenance=maintenance,
+        )  # fmt: skip
+
+    return router

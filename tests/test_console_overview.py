@@ -1,0 +1,105 @@
+"""`/console`, the overview: open incidents with the promised next update (overdue ones marked),
+drafts, the inbox's counts; the menu follows the role; strangers are sent to sign in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from broadcaster.auth.users import add_user, use_setup_link
+from broadcaster.config import Settings
+from broadcaster.db import SessionFactory
+from broadcaster.models import Incident, utcnow
+from broadcaster.web.app import create_app
+from tests.conftest import make_settings
+from tests.e2e.helpers import draft, open_
+from tests.served import served
+from tests.staff import bearer, staff_token
+from tests.test_inbox_actions import customer_writes, inbound
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with served(create_app(settings, dispatch=False)) as c:
+        c.headers["Accept-Language"] = "en"
+        yield c
+
+
+async def test_the_overview_shows_what_needs_doing_now(
+    client: httpx.AsyncClient, sessions: SessionFactory, settings: Settings
+) -> None:
+    editor = bearer(await staff_token(sessions, "editor"))
+    published = await open_(
+        sessions, settings, draft("investigating", "Le paiement échoue, désolés.", "Payment fails.")
+    )
+    async with sessions() as session:
+        incident = await session.get(Incident, published.incident.id)
+        assert incident is not None
+        incident.next_update_at = utcnow() - timedelta(minutes=5)  # the promise is broken
+        session.add(Incident(title="Pic de messages", status="draft", impact="major", components=[]))
+        await session.commit()
+    await customer_writes(sessions, inbound("42:1", "le site est en panne ?"))
+
+    page = await client.get("/console", headers=editor)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    html = page.text
+    assert f"#{incident.id} {incident.title}" in html and 'class="card overdue"' in html
+    assert "Post an update" in html and "Pic de messages" in html and "Drafts waiting for a decision" in html
+    assert "<strong>1</strong> open" in html
+    assert 'href="http://127.0.0.1:8080/console/incidents/new"' in html  # an editor may compose
+
+
+async def test_the_menu_and_the_actions_follow_the_role(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    viewer = bearer(await staff_token(sessions, "viewer"))
+    html = (await client.get("/console", headers=viewer)).text
+    assert "New incident" not in html and "Inbox" not in html.split("</nav>")[0]
+    assert "No open incident: all is well." in html
+
+
+async def test_strangers_sign_in_first_and_a_missing_second_factor_comes_first(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    away = await client.get("/console", follow_redirects=False)
+    assert away.status_code == 303 and away.headers["location"].endswith("/login?next=/console")
+    added = await add_user(sessions, "ed@shop.example", "Ed", "editor", "en")
+    await use_setup_link(sessions, added.setup_secret, "a long enough password", utcnow())
+    form = await client.get("/login?next=/console")
+    csrf = form.text.split('name="csrf_token" value="')[1].split('"')[0]
+    assert 'name="next" value="/console"' in form.text
+    signed = await client.post(
+        "/login",
+        data={
+            "email": "ed@shop.example",
+            "password": "a long enough password",
+            "csrf_token": csrf,
+            "next": "/console",
+        },
+    )
+    assert signed.headers["location"].endswith("/account/2fa")  # an editor needs a second factor first
+    held = await client.get("/console", follow_redirects=False)
+    assert held.status_code == 303 and held.headers["location"].endswith("/account/2fa")
+
+
+def test_after_sign_in_only_a_console_page_is_a_place_to_go_back_to() -> None:
+    from broadcaster.web.staff_pages import back_to
+
+    assert back_to("/console/inbox") == "/console/inbox"
+    for elsewhere in (
+        "https://evil.example/console",
+        "//evil.example",
+        "/console//evil",
+        "/account",
+        "/console\\\\x",
+    ):
+        assert back_to(elsewhere) == "/console"
