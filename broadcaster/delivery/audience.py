@@ -18,6 +18,7 @@ __all__ = [
     "PUBLIC_TARGETS",
     "Recipient",
     "SUBSCRIBER_CHANNELS",
+    "audience_by_channel",
     "json_elements",
     "public_recipients",
     "readers_by_locale",
@@ -108,3 +109,20 @@ async def readers_by_locale(
             locale = resolve_locale(stored, settings)
             readers[locale] = readers.get(locale, 0) + n
     return readers
+
+
+async def audience_by_channel(
+    session: AsyncSession, settings: Settings, channels: Iterable[str], components: Sequence[str]
+) -> dict[str, int]:
+    """How many messages an update on `channels` about `components` sends on each: the subscribers
+    reached there, plus the channel's public post (an X post, the Facebook page, the blog…)."""
+    chosen = list(channels)
+    dialect = session.get_bind().dialect.name
+    counts = {channel: 0 for channel in chosen}
+    for channel in [c for c in chosen if c in SUBSCRIBER_CHANNELS]:
+        counts[channel] = sum(
+            (await subscriber_locales(session, subscriber_filter(dialect, channel, components))).values()
+        )
+    for recipient in public_recipients(settings, chosen):
+        counts[recipient.channel] += 1
+    return counts

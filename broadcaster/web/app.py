@@ -237,7 +237,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, telegram_polling: b
     gate = StaffGate(settings, sessions)
     console = Console(settings)
     install_problem_details(app, pages=("/console", functools.partial(refusal_page, console)))
-    app.include_router(console_router(console, sessions, gate))
+    app.include_router(console_router(console, settings, sessions, gate))
     app.include_router(staff_pages_router(settings, sessions, gate))
     app.include_router(schedule_router(settings, sessions, gate))
     app.include_router(inbox_router(settings, sessions, gate, dispatcher.wake if dispatch else None))

@@ -21,6 +21,12 @@ VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 375, 
 
 
 @pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """The pages, not the database, are under test here: SQLite only (the API's tests cover both)."""
+    return sqlite_url
+
+
+@pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
         if os.environ.get("CI") == "true":
@@ -58,3 +64,6 @@ async def new_page(browser: Browser, viewport: str, outside: Outside, locale: st
 async def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+from tests.e2e.conftest import smtp, telegram  # noqa: E402,F401  (the peers, for pages that send)

@@ -16,7 +16,7 @@ from broadcaster.web.catalogs import gettext_for
 from broadcaster.web.pages import Pages
 from broadcaster.web.staff_gate import Principal
 
-__all__ = ["Console", "MenuItem", "refusal_page"]
+__all__ = ["N_", "Console", "MenuItem", "refusal_page"]
 
 #: Pages may run our own script (live previews, progress, the inbox) and call our API; nothing else.
 CONSOLE_CSP = (
