@@ -138,6 +138,50 @@ function liveProgress(section) {
   });
 }
 
+// The inbox list and a thread follow new messages: on each event the page is read again and the
+// part that changed is swapped in (the server renders it, escaped, as without script).
+function liveRegion(region, wanted) {
+  const events = new EventSource(region.dataset.events, { withCredentials: true });
+  let pending = false;
+  async function reread() {
+    if (pending) return;
+    pending = true;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById(region.id);
+      if (fresh) region.replaceChildren(...fresh.childNodes);
+    } finally { pending = false; }
+  }
+  for (const name of ["message", "conversation"]) {
+    events.addEventListener(name, (event) => { if (wanted(JSON.parse(event.data))) reread(); });
+  }
+}
+
+function typing(event) {
+  return event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey;
+}
+
+function inboxKeys(list) {
+  document.addEventListener("keydown", (event) => {
+    if (typing(event) || !["j", "k"].includes(event.key)) return;
+    const links = [...list.querySelectorAll("li a")];
+    if (!links.length) return;
+    const at = links.indexOf(document.activeElement);
+    const next = event.key === "j" ? Math.min(at + 1, links.length - 1) : Math.max(at - 1, 0);
+    links[at === -1 ? 0 : next].focus();
+    event.preventDefault();
+  });
+}
+
+function threadKeys() {
+  document.addEventListener("keydown", (event) => {
+    if (typing(event)) return;
+    if (event.key === "r") { document.getElementById("reply")?.focus(); event.preventDefault(); }
+    if (event.key === "e") { document.getElementById("close-form")?.requestSubmit(); event.preventDefault(); }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   tickCountdowns();
   setInterval(tickCountdowns, 30000);
@@ -146,5 +190,13 @@ document.addEventListener("DOMContentLoaded", () => {
   if (composer) livePreview(composer);
   const progress = document.getElementById("progress");
   if (progress && progress.dataset.events) liveProgress(progress);
+  const list = document.getElementById("conversations");
+  if (list) { liveRegion(list, () => true); inboxKeys(list); }
+  const thread = document.getElementById("thread");
+  if (thread) {
+    const id = Number(thread.dataset.conversation);
+    liveRegion(thread, (data) => data.conversation_id === id || data.object === `conversation:${id}`);
+    threadKeys();
+  }
 });
 
