@@ -132,6 +132,17 @@ async def test_an_editor_runs_the_first_update_from_the_browser(
     await shot(page, f"console-incident-{viewport}")
     assert len(smtp.messages) == 6 and len(telegram.texts("@shop_status")) == 1
 
+    await page.get_by_label("Message (fr)").fill(
+        "Le paiement fonctionne de nouveau. Merci de votre patience."
+    )
+    await page.get_by_label("Message (en)").fill("Payment works again. Thank you for your patience.")
+    await page.get_by_label("Geste commercial, à la résolution").fill("10 % sur votre prochaine commande")
+    await page.get_by_role("button", name="Résoudre").click()
+    await expect(page.locator("p.meta").first).to_contain_text("Résolu")
+    await expect(page.locator('tr[data-channel="email"] .count')).to_have_text("12 / 12", timeout=30_000)
+    assert any("10 % sur votre prochaine commande" in str(m) for *_, m in smtp.messages[6:])
+    await expect(page.locator("section.follow-up")).to_have_count(0)  # nothing left to post
+
     other = await new_page(browser, viewport, outside)
     await sign_in(other, server.origin, "agent@shop.example", agent, "/console/incidents/new")
     await expect(other.get_by_role("heading", name="Pas pour votre rôle")).to_be_visible()

@@ -97,10 +97,21 @@ async def test_a_customers_message_arrives_live_and_the_agent_answers_in_their_t
     assert outside.requests == []
 
 
-async def test_a_viewer_is_kept_out_of_the_inbox(
-    browser: Browser, server: ServerThread, sessions: SessionFactory
+async def test_a_viewer_reads_incidents_and_changes_nothing(
+    browser: Browser, server: ServerThread, settings: Settings, sessions: SessionFactory
 ) -> None:
+    published = await open_(
+        sessions, settings, draft("investigating", "Le paiement échoue, désolés.", "Payment fails.")
+    )
     viewer = await staff_member(sessions, "viewer@shop.example", "viewer")
     page = await new_page(browser, "desktop", Outside())
     await sign_in(page, server.origin, "viewer@shop.example", viewer, "/console/inbox")
     await expect(page.get_by_role("heading", name="Pas pour votre rôle")).to_be_visible()
+    await page.goto(f"{server.origin}/console/incidents/{published.incident.id}")
+    await expect(page.get_by_role("heading", name=re.compile("Paiement"))).to_be_visible()
+    await expect(page.locator("section.follow-up")).to_have_count(0)  # no form to change it
+    await expect(page.get_by_role("link", name="Nouvel incident")).to_have_count(0)
+    refused = await page.request.post(
+        f"{server.origin}/console/incidents/{published.incident.id}", form={"step": "update"}
+    )
+    assert refused.status == 403

@@ -136,6 +136,7 @@ function liveProgress(section) {
   events.addEventListener("delivery", (event) => {
     if (JSON.parse(event.data).incident_id === incident) reread();
   });
+  events.addEventListener("open", reread);  // what went out between the page and the stream
 }
 
 // The inbox list and a thread follow new messages: on each event the page is read again and the
@@ -156,6 +157,7 @@ function liveRegion(region, wanted) {
   for (const name of ["message", "conversation"]) {
     events.addEventListener(name, (event) => { if (wanted(JSON.parse(event.data))) reread(); });
   }
+  events.addEventListener("open", reread);  // what arrived between the page and the stream
 }
 
 function typing(event) {
