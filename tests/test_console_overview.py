@@ -103,3 +103,30 @@ def test_after_sign_in_only_a_console_page_is_a_place_to_go_back_to() -> None:
         "/console\\\\x",
     ):
         assert back_to(elsewhere) == "/console"
+
+
+async def test_a_maintenance_is_planned_shown_with_its_ladder_and_cancelled(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    editor = bearer(await staff_token(sessions, "editor"))
+    starts = (utcnow() + timedelta(days=4)).astimezone().strftime("%Y-%m-%dT%H:%M%z")
+    ends = (utcnow() + timedelta(days=4, hours=2)).astimezone().strftime("%Y-%m-%dT%H:%M%z")
+    form = {"title": "Mise à jour du paiement", "starts": starts, "ends": ends, "components": "payment",
+            "message_fr": "Le paiement sera coupé deux heures pour une mise à jour."}  # fmt: skip
+    planned = await client.post("/console/maintenance", data=form, headers=editor, follow_redirects=False)
+    assert planned.status_code == 303, planned.text
+    page = (await client.get("/console/maintenance", headers=editor)).text
+    assert (
+        "Mise à jour du paiement" in page
+        and 'class="ladder"' in page
+        and "email" in page.split('class="ladder"')[1]
+    )
+    wrong = await client.post("/console/maintenance", data=form | {"starts": "someday"}, headers=editor)
+    alert = wrong.text.split('role="alert" class="error">')[1].split("</p>")[0]
+    assert wrong.status_code == 422 and "someday" in alert
+    window = int(page.split("/console/maintenance/")[1].split("/")[0])
+    cancelled = await client.post(
+        f"/console/maintenance/{window}/cancel", headers=editor, follow_redirects=False
+    )
+    assert cancelled.status_code == 303
+    assert "Mise à jour du paiement" not in (await client.get("/console/maintenance", headers=editor)).text

@@ -11,6 +11,7 @@ from broadcaster.db import SessionFactory
 from broadcaster.web.console.composer import composer_router
 from broadcaster.web.console.inbox_pages import inbox_pages_router
 from broadcaster.web.console.incident_page import incident_page_router
+from broadcaster.web.console.maintenance_pages import maintenance_pages_router
 from broadcaster.web.console.overview import overview_router
 from broadcaster.web.console.shell import Console, refusal_page
 from broadcaster.web.staff_gate import StaffGate
@@ -26,4 +27,5 @@ def console_router(
     router.include_router(composer_router(console, settings, sessions, gate))
     router.include_router(incident_page_router(console, settings, sessions, gate))
     router.include_router(inbox_pages_router(console, settings, sessions, gate))
+    router.include_router(maintenance_pages_router(console, settings, sessions, gate))
     return router

@@ -41,6 +41,7 @@ MENU = (
     MenuItem("/console", N_("Overview"), Permission.INCIDENTS_READ),
     MenuItem("/console/incidents/new", N_("New incident"), Permission.INCIDENTS_WRITE),
     MenuItem("/console/inbox", N_("Inbox"), Permission.INBOX_READ),
+    MenuItem("/console/maintenance", N_("Maintenance"), Permission.INCIDENTS_READ),
 )
 
 
