@@ -130,3 +130,42 @@ async def test_a_maintenance_is_planned_shown_with_its_ladder_and_cancelled(
     )
     assert cancelled.status_code == 303
     assert "Mise à jour du paiement" not in (await client.get("/console/maintenance", headers=editor)).text
+
+
+async def test_subscribers_import_shows_every_bad_line_and_writes_nothing_then_erases(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    editor = bearer(await staff_token(sessions, "editor"))
+    bad = "email,locale\nana@example.com,fr\nnot-an-address,fr\nbob@example.com,xx-yy-zz\n"
+    refused = await client.post(
+        "/console/subscribers/import", files={"file": ("c.csv", bad, "text/csv")}, headers=editor
+    )
+    assert refused.status_code == 422
+    assert "line 3" in refused.text and "line 4" in refused.text and "ana@example.com" not in refused.text
+    good = "email,locale,name\nana@example.com,fr,Ana\n"
+    imported = await client.post(
+        "/console/subscribers/import", files={"file": ("c.csv", good, "text/csv")}, headers=editor
+    )
+    assert imported.status_code == 200 and "1 / 1 / 0" in imported.text
+    listed = (await client.get("/console/subscribers", params={"q": "ana@"}, headers=editor)).text
+    assert "ana@example.com" in listed
+    person = int(listed.split("/console/subscribers/")[1].split("/")[0])
+    erased = await client.post(f"/console/subscribers/{person}/erase", headers=editor, follow_redirects=False)
+    assert erased.status_code == 303
+    assert "ana@example.com" not in (await client.get("/console/subscribers", headers=editor)).text
+
+
+async def test_an_admin_adds_a_user_and_reads_the_audit_log(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    admin, editor = (
+        bearer(await staff_token(sessions, "admin")),
+        bearer(await staff_token(sessions, "editor")),
+    )
+    added = await client.post(
+        "/console/users", data={"email": "lea@shop.example", "role": "agent"}, headers=admin
+    )
+    assert added.status_code == 200 and "/setup/" in added.text and "lea@shop.example" in added.text
+    assert (await client.get("/console/users", headers=editor)).status_code == 403
+    log = (await client.get("/console/audit", params={"object": "user:lea"}, headers=admin)).text
+    assert "user.add" in log and "token:admin tests (admin@shop.example)" in log

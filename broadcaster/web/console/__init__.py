@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
+from broadcaster.web.console.admin_pages import admin_pages_router
 from broadcaster.web.console.composer import composer_router
 from broadcaster.web.console.inbox_pages import inbox_pages_router
 from broadcaster.web.console.incident_page import incident_page_router
@@ -28,4 +29,5 @@ def console_router(
     router.include_router(incident_page_router(console, settings, sessions, gate))
     router.include_router(inbox_pages_router(console, settings, sessions, gate))
     router.include_router(maintenance_pages_router(console, settings, sessions, gate))
+    router.include_router(admin_pages_router(console, settings, sessions, gate))
     return router

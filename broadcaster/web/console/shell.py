@@ -42,6 +42,9 @@ MENU = (
     MenuItem("/console/incidents/new", N_("New incident"), Permission.INCIDENTS_WRITE),
     MenuItem("/console/inbox", N_("Inbox"), Permission.INBOX_READ),
     MenuItem("/console/maintenance", N_("Maintenance"), Permission.INCIDENTS_READ),
+    MenuItem("/console/subscribers", N_("Subscribers"), Permission.SUBSCRIBERS_READ),
+    MenuItem("/console/users", N_("Users"), Permission.USERS_MANAGE),
+    MenuItem("/console/audit", N_("Audit log"), Permission.AUDIT_READ),
 )
 
 
