@@ -169,3 +169,11 @@ async def test_an_admin_adds_a_user_and_reads_the_audit_log(
     assert (await client.get("/console/users", headers=editor)).status_code == 403
     log = (await client.get("/console/audit", params={"object": "user:lea"}, headers=admin)).text
     assert "user.add" in log and "token:admin tests (admin@shop.example)" in log
+
+
+async def test_an_unknown_incident_is_a_not_found_page(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    editor = bearer(await staff_token(sessions, "editor"))
+    missing = await client.get("/console/incidents/999999", headers=editor)
+    assert missing.status_code == 404 and "There is nothing at this address" in missing.text

@@ -86,4 +86,6 @@ def refusal_page(console: Console, request: Request, exc: HTTPException) -> Resp
         )
     if principal.signed_in is not None and not principal.signed_in.session.second_factor_done:
         return RedirectResponse(f"{console.base_url}/account/2fa", status_code=303)
+    if exc.status_code == 404:
+        return console.render(request, "missing.html.j2", status_code=404)
     return console.render(request, "forbidden.html.j2", status_code=exc.status_code, reason=str(exc.detail))
