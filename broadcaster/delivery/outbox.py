@@ -361,6 +361,7 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> int:
 def record_sync(connection: Connection, outcomes: Sequence[Outcome]) -> int:
     """`record`'s statements in the caller's transaction (the caller commits, under the writer lock)."""
     now = utcnow()
+    _hold_subscriptions_of_retries(connection, outcomes)
     deliveries = Delivery.__table__  # type: ignore[attr-defined]
     statement = (
         update(deliveries)
@@ -472,6 +473,28 @@ def withdrawal(subscription_ids: Iterable[int | None], reason: str) -> Update:
         )
         .values(status=FAILED, last_error=f"not sent: {reason}"[:500], lease_until=None)
     )
+
+
+def _hold_subscriptions_of_retries(connection: Connection, outcomes: Sequence[Outcome]) -> None:
+    """On PostgreSQL, share-lock the subscriptions of the broadcasts about to be retried, first.
+
+    An unsubscribe that commits while we write would otherwise be missed both ways: its withdrawal
+    skips our row (still `sending`), and our check of the subscription reads it before that commit —
+    the retry would go out later to someone who left. With the lock an unsubscribe either ends
+    before we read (we fail the retry) or waits for us (its withdrawal then sees the row `pending`).
+    Taken before any row of ours is written, in id order, so no two writers ever wait on each other.
+    SQLite has a single writer: nothing to order.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    ids = sorted({
+        o.delivery.subscription_id for o in outcomes
+        if o.status == PENDING and o.delivery.kind == BROADCAST and o.delivery.subscription_id is not None
+    })  # fmt: skip
+    if ids:
+        subscriptions = Subscription.__table__  # type: ignore[attr-defined]
+        held = select(subscriptions.c.id).where(subscriptions.c.id.in_(ids)).order_by(subscriptions.c.id)
+        connection.execute(held.with_for_update(read=True))
 
 
 def _withdrawal_of_ended(delivery_ids: Sequence[int]) -> Update:

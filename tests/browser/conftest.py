@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright
+
+from broadcaster.config import Settings
+from broadcaster.web import create_app
+from broadcaster.web.serving import serving_config
+from tests.peers.http_server import ServerThread
 
 CHROMIUM = os.environ.get("BROADCASTER_TEST_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artefacts" / "screenshots"
@@ -67,3 +73,23 @@ async def shot(page: Page, name: str) -> None:
 
 
 from tests.e2e.conftest import smtp, telegram  # noqa: E402,F401  (the peers, for pages that send)
+
+
+@pytest.fixture
+def port(free_port: Callable[[], int]) -> int:
+    """The server's port, known before its settings: `public_base_url` must name it."""
+    return free_port()
+
+
+@contextmanager
+def serving(settings: Settings, port: int, *, dispatch: bool) -> Iterator[ServerThread]:
+    """`broadcaster serve`'s app under uvicorn on `port` (with `dispatch`, it sends what is published)."""
+    app = create_app(settings, dispatch=dispatch)
+    thread = ServerThread(
+        app, "broadcaster", config=serving_config(app, settings, "127.0.0.1", port), port=port
+    )
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.stop()

@@ -6,7 +6,7 @@ An agent cannot open the composer. At desktop and at phone width."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pyotp
@@ -18,9 +18,7 @@ from broadcaster.auth.users import add_user, use_setup_link
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
 from broadcaster.models import utcnow
-from broadcaster.web import create_app
-from broadcaster.web.serving import serving_config
-from tests.browser.conftest import VIEWPORTS, Outside, new_page, shot
+from tests.browser.conftest import VIEWPORTS, Outside, new_page, serving, shot
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, people, subscribe
 from tests.peers.http_server import ServerThread
@@ -31,11 +29,6 @@ PASSWORD = "une phrase de passe assez longue"
 BLAME = "Le paiement par carte échoue. Vérifiez votre connexion avant de réessayer."
 FIXED = "Le paiement par carte échoue pour une partie d'entre vous. Nous sommes désolés, nous enquêtons."
 ENGLISH = "Card payment fails for some of you. We are sorry and we are investigating."
-
-
-@pytest.fixture
-def port(free_port: Callable[[], int]) -> int:
-    return free_port()
 
 
 @pytest.fixture
@@ -54,15 +47,8 @@ def settings(database_url: str, smtp: SmtpPeer, telegram: TelegramPeer, port: in
 
 @pytest.fixture
 def server(settings: Settings, port: int) -> Iterator[ServerThread]:
-    app = create_app(settings)  # dispatching: the peers receive what is published
-    thread = ServerThread(
-        app, "broadcaster", config=serving_config(app, settings, "127.0.0.1", port), port=port
-    )
-    thread.start()
-    try:
+    with serving(settings, port, dispatch=True) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 async def staff_member(sessions: SessionFactory, email: str, role: str) -> pyotp.TOTP:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,9 +14,7 @@ from playwright.async_api import Browser, expect
 
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.web import create_app
-from broadcaster.web.serving import serving_config
-from tests.browser.conftest import VIEWPORTS, Outside, new_page, shot
+from tests.browser.conftest import VIEWPORTS, Outside, new_page, serving, shot
 from tests.browser.test_console_crisis import sign_in, staff_member
 from tests.conftest import make_settings
 from tests.e2e.helpers import TOKEN, draft, open_
@@ -26,11 +24,6 @@ from tests.peers.telegram import TelegramPeer
 
 SECRET = "telegram-webhook-secret-0123456789abcdef"
 CHAT = 5151
-
-
-@pytest.fixture
-def port(free_port: Callable[[], int]) -> int:
-    return free_port()
 
 
 @pytest.fixture
@@ -46,15 +39,8 @@ def settings(database_url: str, telegram: TelegramPeer, port: int) -> Settings:
 
 @pytest.fixture
 def server(settings: Settings, port: int) -> Iterator[ServerThread]:
-    app = create_app(settings)
-    thread = ServerThread(
-        app, "broadcaster", config=serving_config(app, settings, "127.0.0.1", port), port=port
-    )
-    thread.start()
-    try:
+    with serving(settings, port, dispatch=True) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

@@ -4,7 +4,7 @@ the password, the authenticator's QR code, a TOTP code computed by pyotp, the re
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pyotp
 import pytest
@@ -13,18 +13,11 @@ from playwright.async_api import Browser, expect
 from broadcaster.auth.users import add_user
 from broadcaster.config import Settings
 from broadcaster.db import SessionFactory
-from broadcaster.web import create_app
-from broadcaster.web.serving import serving_config
-from tests.browser.conftest import VIEWPORTS, Outside, new_page, shot
+from tests.browser.conftest import VIEWPORTS, Outside, new_page, serving, shot
 from tests.conftest import make_settings
 from tests.peers.http_server import ServerThread
 
 PASSWORD = "une phrase de passe assez longue"
-
-
-@pytest.fixture
-def port(free_port: Callable[[], int]) -> int:
-    return free_port()
 
 
 @pytest.fixture
@@ -34,14 +27,8 @@ def settings(database_url: str, port: int) -> Settings:
 
 @pytest.fixture
 def server(settings: Settings, port: int) -> Iterator[ServerThread]:
-    app = create_app(settings, dispatch=False)
-    config = serving_config(app, settings, "127.0.0.1", port)
-    thread = ServerThread(app, "broadcaster", config=config, port=port)
-    thread.start()
-    try:
+    with serving(settings, port, dispatch=False) as thread:
         yield thread
-    finally:
-        thread.stop()
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -55,8 +55,8 @@ class Console:
         self.settings = settings
         self.pages = Pages(settings)
         self.base_url = self.pages.base_url
-        ours = f"'self' {self.base_url.split('/', 3)[0]}//{self.base_url.split('/', 3)[2]}"
-        self.csp = CONSOLE_CSP.format(ours=ours)
+        origin = urlsplit(self.base_url)
+        self.csp = CONSOLE_CSP.format(ours=f"'self' {origin.scheme}://{origin.netloc}")
 
     def render(self, request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
         principal: Principal = request.state.principal
