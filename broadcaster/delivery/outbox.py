@@ -44,6 +44,7 @@ __all__ = [
     "ClaimedDelivery",
     "DEAD",
     "DELIVERED",
+    "FINAL",
     "DeliveryKey",
     "FAILED",
     "Outcome",
@@ -78,6 +79,8 @@ CAPTURED = "captured"
 TERMINAL = (SENT, CAPTURED, FAILED, DEAD)
 #: Final and successful: the message went out (SENT) or would have (CAPTURED).
 DELIVERED = (SENT, CAPTURED)
+#: States a row is never tried again from: delivered, or refused for good.
+FINAL = (SENT, FAILED, DEAD, CAPTURED)
 
 _REPLY_PREFIX, _ALERT_PREFIX = "reply:", "alert:"
 

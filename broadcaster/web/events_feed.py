@@ -23,7 +23,6 @@ from broadcaster.models import AuditEvent, Delivery, IncidentUpdate, Message
 
 __all__ = ["Cursor", "EventFeed", "FeedEvent"]
 
-_FINAL = frozenset({outbox.SENT, outbox.FAILED, outbox.DEAD, outbox.CAPTURED})
 #: Audit actions that queue deliveries: their update is watched at once, however fast it goes out.
 _PUBLISHING = frozenset({"incident.open", "incident.update", "incident.resolve", "maintenance.notice",
                          "postmortem.publish", "deliveries.requeue"})  # fmt: skip
@@ -193,5 +192,5 @@ def _totals(per_channel: Iterable[dict[str, int]]) -> tuple[int, int]:
     for statuses in per_channel:
         for status, n in statuses.items():
             total += n
-            final += n if status in _FINAL else 0
+            final += n if status in outbox.FINAL else 0
     return total, final

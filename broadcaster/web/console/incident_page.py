@@ -5,7 +5,7 @@ who wrote about it; and the forms to post an update or resolve, through `post_up
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -23,22 +23,28 @@ from broadcaster.web.console.shell import Console
 from broadcaster.web.ids import RowId
 from broadcaster.web.staff_gate import StaffGate, needs, principal_of
 
-__all__ = ["incident_page_router"]
-
-_FINAL = (outbox.SENT, outbox.FAILED, outbox.DEAD, outbox.CAPTURED)
+__all__ = ["ChannelProgress", "incident_page_router", "progress"]
 
 
-def progress(timeline: IncidentTimeline) -> list[dict[str, object]]:
+@dataclass(frozen=True, slots=True)
+class ChannelProgress:
+    channel: str
+    done: int  # out, or refused for good: never tried again
+    total: int
+    failed: int
+
+
+def progress(timeline: IncidentTimeline) -> list[ChannelProgress]:
     """Per channel: messages out (or refused for good), all of them, and the failed ones."""
-    rows = []
-    for channel, statuses in sorted(timeline.deliveries.items()):
-        total = sum(statuses.values())
-        done = sum(n for s, n in statuses.items() if s in _FINAL)
-        failed = statuses.get(outbox.FAILED, 0) + statuses.get(outbox.DEAD, 0)
-        rows.append(
-            {"channel": channel, "done": done, "total": total, "failed": failed, "statuses": statuses}
+    return [
+        ChannelProgress(
+            channel,
+            sum(n for s, n in statuses.items() if s in outbox.FINAL),
+            sum(statuses.values()),
+            statuses.get(outbox.FAILED, 0) + statuses.get(outbox.DEAD, 0),
         )
-    return rows
+        for channel, statuses in sorted(timeline.deliveries.items())
+    ]
 
 
 def incident_page_router(

@@ -9,11 +9,11 @@ from fastapi.responses import HTMLResponse
 
 from broadcaster.auth.roles import Permission
 from broadcaster.db import SessionFactory
-from broadcaster.delivery import outbox
 from broadcaster.inbox.inbox_reads import inbox_counts
 from broadcaster.models import utcnow
 from broadcaster.publishing.incident_reads import incident_timeline, list_incidents
 from broadcaster.publishing.maintenance_reads import list_maintenance
+from broadcaster.web.console.incident_page import progress
 from broadcaster.web.console.shell import Console
 from broadcaster.web.staff_gate import StaffGate, needs
 
@@ -26,18 +26,15 @@ def overview_router(console: Console, sessions: SessionFactory, gate: StaffGate)
     @router.get("", response_class=HTMLResponse, include_in_schema=False, **needs(Permission.INCIDENTS_READ))
     async def overview(request: Request) -> HTMLResponse:
         found = await list_incidents(sessions)
-        timelines = [t for t in [await incident_timeline(sessions, i.id) for i in found if i.id] if t]
-        open_ = [t for t in timelines if t.incident.status != "draft"]
-        drafts = [t.incident for t in timelines if t.incident.status == "draft"]
+        drafts = [i for i in found if i.status == "draft"]  # nothing sent yet: no timeline to read
+        timelines = [await incident_timeline(sessions, i.id) for i in found if i.id and i.status != "draft"]
+        open_ = [t for t in timelines if t is not None]
         sending = []
         for timeline in open_:
-            total = sum(n for statuses in timeline.deliveries.values() for n in statuses.values())
-            live = sum(
-                n for statuses in timeline.deliveries.values() for s, n in statuses.items()
-                if s in (outbox.PENDING, outbox.SENDING)
-            )  # fmt: skip
-            if live:
-                sending.append((timeline.incident, total - live, total))
+            rows = progress(timeline)
+            done, total = sum(r.done for r in rows), sum(r.total for r in rows)
+            if done < total:
+                sending.append((timeline.incident, done, total))
         maintenance = len(await list_maintenance(sessions))
         return console.render(
             request, "overview.html.j2", incidents=[t.incident for t in open_], drafts=drafts,
